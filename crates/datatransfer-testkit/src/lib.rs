@@ -1,0 +1,3 @@
+//! Scenarios that span several crates of the data-transfer workspace (not published).
+//!
+//! It holds no items until the scenarios that need several crates exist.

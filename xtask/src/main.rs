@@ -1,5 +1,73 @@
-//! Project automation; see `cargo xtask --help`.
+//! Project automation for the data-transfer workspace: `cargo xtask <subcommand>`.
+//!
+//! The logic of CI lives here rather than in shell or YAML, so that `cargo xtask ci` on a laptop
+//! and `.ci/run` on a CI machine do exactly the same thing. See `cargo xtask --help` for the
+//! subcommands, and `ARCHITECTURE.md` for the dependency rules that `cargo xtask deps` enforces
+//! (they are the table in `deps.rs`).
 
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!("xtask: no subcommands yet")
+// A command-line tool reports to its user on the terminal.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod ci;
+mod cmd;
+mod deps;
+mod fuzz;
+
+use std::process::ExitCode;
+
+const HELP: &str = "\
+cargo xtask: automation for the data-transfer workspace
+
+USAGE:
+    cargo xtask <SUBCOMMAND> [ARGS]
+
+SUBCOMMANDS:
+    ci                        run every check CI runs, in order, stopping at the first failure:
+                              fmt --check, clippy, test, doc, deps, fuzz type-check, examples
+    deps                      check the dependency rules between the workspace crates
+                              (layers and forbidden packages, see ARCHITECTURE.md)
+    fuzz <TARGET> [SECONDS]   run a cargo-fuzz target on the stable toolchain (default 60 s),
+                              installing cargo-fuzz first if it is missing
+    fmt                       format the workspace (cargo fmt --all)
+    help, --help, -h          print this help
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match args.as_slice() {
+        [] => {
+            eprint!("{HELP}");
+            return ExitCode::from(2);
+        }
+        ["help" | "--help" | "-h", ..] => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        ["ci"] => ci::run(),
+        ["deps"] => deps::run(),
+        ["fmt"] => cmd::run(cmd::cargo().args(["fmt", "--all"])),
+        ["fuzz", target] => fuzz::run(target, fuzz::DEFAULT_SECONDS),
+        ["fuzz", target, seconds] => match seconds.parse::<u64>() {
+            Ok(seconds) => fuzz::run(target, seconds),
+            Err(_) => Err(anyhow::anyhow!(
+                "fuzz: SECONDS must be a whole number, got {seconds:?}"
+            )),
+        },
+        [_, ..] => {
+            eprintln!(
+                "xtask: unknown or malformed subcommand `{}`\n",
+                args.join(" ")
+            );
+            eprint!("{HELP}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -336,6 +336,13 @@ impl Map {
         self.0.iter().map(|(k, v)| (k, v))
     }
 
+    /// The entry at position `index` in map order, if the map has that many entries.
+    ///
+    /// This is O(1), for walkers that resume an iteration by position.
+    pub fn get_index(&self, index: usize) -> Option<(&Text, &Node)> {
+        self.0.get(index).map(|(k, v)| (k, v))
+    }
+
     /// The keys in order.
     pub fn keys(&self) -> impl ExactSizeIterator<Item = &Text> {
         self.0.iter().map(|(k, _)| k)
@@ -385,4 +392,21 @@ impl<K: Into<Text>> FromIterator<(K, Node)> for Map {
 /// Orders map keys as DAG-CBOR (RFC 7049 canonical form) does: by length, then bytewise.
 pub fn canonical_key_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
     a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn get_index_follows_insertion_order() {
+        let map = Map::new().with("b", 1u64).with("a", 2u64);
+        let (key, value) = map.get_index(0).expect("two entries");
+        assert_eq!(key, "b");
+        assert_eq!(value, &Node::from(1u64));
+        let (key, value) = map.get_index(1).expect("two entries");
+        assert_eq!(key, "a");
+        assert_eq!(value, &Node::from(2u64));
+        assert!(map.get_index(2).is_none());
+    }
 }

@@ -52,7 +52,8 @@ const DTX: &str = "dtx";
 const TESTKIT: &str = "datatransfer-testkit";
 const XTASK: &str = "xtask";
 
-/// The layering of STYLE §2 plus decision 0001 (`ipld-dagcbor`), one row per workspace crate.
+/// The layering of STYLE §2 plus decisions 0001 (`ipld-dagcbor`) and 0002 (`dag-io` reads CAR
+/// headers with it), one row per workspace crate.
 ///
 /// Nothing depends on `datatransfer` except `dtx` and the testkit, and nothing depends on the
 /// testkit or xtask at all: no other row lists them under `internal` (a test checks this).
@@ -75,10 +76,11 @@ pub(crate) const RULES: &[CrateRule] = &[
         internal: &[DAGCBOR],
         never: &["tokio*", "libp2p*", "sled"],
     },
+    // dag-io decodes CAR headers with ipld-dagcbor (decision 0002).
     CrateRule {
         name: DAG_IO,
         layer: 1,
-        internal: &[SELECTOR],
+        internal: &[SELECTOR, DAGCBOR],
         never: &[FSM, STORE, TRANSPORT, "libp2p*", "sled"],
     },
     CrateRule {

@@ -9,9 +9,10 @@ use crate::ids::{ChannelId, TransferId, TypeIdentifier};
 /// What a message asks for or reports: the wire field `Type`.
 ///
 /// Every value v1.15.1 defines (0 to 7) has a variant. Go decodes any non-negative `Type` and
-/// routes a request with an unknown value as if it were a pause/resume update; this crate
-/// instead rejects unknown values when decoding (see [`DecodeError::UnknownMessageType`]),
-/// because no Go version sends them and acting on them as updates would be a guess.
+/// its manager treats an unknown value as a pause/resume update; this crate instead rejects
+/// unknown values when decoding (see [`DecodeError::UnknownMessageType`]), because no Go
+/// version sends them and acting on them as updates would be a guess. `docs/protocol.md`
+/// records the decision.
 ///
 /// [`DecodeError::UnknownMessageType`]: crate::DecodeError::UnknownMessageType
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -519,6 +519,123 @@ impl<W: Write> Writer<W> {
     }
 }
 
+/// What [`export`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExportSummary {
+    /// Blocks written (each distinct block once).
+    pub blocks: u64,
+    /// Sum of the block bytes written.
+    pub block_bytes: u64,
+    /// Bytes written in all, header included.
+    pub bytes_written: u64,
+}
+
+/// Errors from [`export`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExportError {
+    /// Writing the CAR failed.
+    #[error("writing the car failed")]
+    Write(#[source] CarError),
+    /// A block the selector reaches is not in the store.
+    #[error("block {cid} at path `{path}` is missing from the store")]
+    MissingBlock {
+        /// The missing block.
+        cid: Box<Cid>,
+        /// Its path from the root.
+        path: String,
+    },
+    /// A stored block failed verification, or the store failed.
+    #[error("cannot read a block for export")]
+    Block(#[source] BlockError),
+    /// The selector traversal failed (a block that does not decode, a rejected selector, ...).
+    #[error("selector traversal failed")]
+    Traversal(#[source] Box<ipld_selector::TraversalError>),
+}
+
+/// Writes the DAG under `root` selected by `selector` as a CARv1 with `root` as its only root,
+/// blocks in the order the traversal loads them (go-ipld-prime's order, the order graphsync
+/// sends them), each distinct block once. Every block is verified as it is read from the store.
+///
+/// # Errors
+///
+/// [`ExportError::MissingBlock`] if the store lacks a block the selector reaches (the CAR
+/// written so far is incomplete), and the other [`ExportError`] variants.
+///
+/// # Examples
+///
+/// ```
+/// use blockstore::InMemoryBlockstore;
+/// use dag_io::{car, unixfs};
+/// use ipld_selector::{Config, Selector};
+///
+/// let store = InMemoryBlockstore::<64>::new();
+/// let options = unixfs::ImportOptions { chunk_size: 4, ..Default::default() };
+/// let file = pollster::block_on(unixfs::import_file(&b"hello world"[..], &store, &options))?;
+/// let config = Config::default().with_max_recursion_depth(None);
+/// let selector = Selector::explore_all_recursively();
+/// let (bytes, summary) =
+///     pollster::block_on(car::export(&store, &file.root, &selector, config, Vec::new()))?;
+/// assert_eq!(summary.blocks, 4); // the root and three leaves
+/// assert_eq!(summary.bytes_written, bytes.len() as u64);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub async fn export<B: Blockstore, W: Write>(
+    store: &B,
+    root: &Cid,
+    selector: &ipld_selector::Selector,
+    config: ipld_selector::Config,
+    out: W,
+) -> Result<(W, ExportSummary), ExportError> {
+    use ipld_selector::{Step, Traversal};
+
+    let mut traversal =
+        Traversal::new(*root, selector, config).map_err(|e| ExportError::Traversal(Box::new(e)))?;
+    let mut writer = Writer::new(out, &[*root]).map_err(ExportError::Write)?;
+    let mut written = std::collections::HashSet::new();
+    let mut summary = ExportSummary {
+        blocks: 0,
+        block_bytes: 0,
+        bytes_written: 0,
+    };
+    loop {
+        let (cid, path) = match traversal
+            .next()
+            .map_err(|e| ExportError::Traversal(Box::new(e)))?
+        {
+            Step::Load(load) => (load.cid, load.path.to_string()),
+            Step::Visit(_) => continue,
+            Step::Done => break,
+        };
+        let data = if cid.hash().code() == blocks::IDENTITY {
+            Some(cid.hash().digest().to_vec())
+        } else {
+            blocks::get_verified(store, &cid)
+                .await
+                .map_err(ExportError::Block)?
+        };
+        let Some(data) = data else {
+            return Err(ExportError::MissingBlock {
+                cid: Box::new(cid),
+                path,
+            });
+        };
+        if written.insert(cid) {
+            writer
+                .write_block(&cid, &data)
+                .map_err(ExportError::Write)?;
+            summary.blocks += 1;
+            summary.block_bytes += data.len() as u64;
+        }
+        traversal
+            .provide(&data)
+            .map_err(|e| ExportError::Traversal(Box::new(e)))?;
+    }
+    summary.bytes_written = writer.offset();
+    let out = writer.finish().map_err(ExportError::Write)?;
+    Ok((out, summary))
+}
+
 /// Writes `value` as an unsigned LEB128 varint into `buf` and returns the used part.
 pub(crate) fn encode_varint(mut value: u64, buf: &mut [u8; 10]) -> &[u8] {
     let mut i = 0;

@@ -1,4 +1,4 @@
-//! Getting IPLD data in and out: block verification, CAR reading and writing, and UnixFS
+//! Getting IPLD data in and out: block verification, CAR import and export, and UnixFS
 //! import (kubo-identical CIDs) and export.
 //!
 //! Place in the stack: layer 1, above `ipld-selector` and `ipld-dagcbor`; `dtx` uses it for its
@@ -9,8 +9,9 @@
 //! - [`blocks`]: [`blocks::verify`] rehashes a block with its CID's hash function (sha2-256,
 //!   sha2-512, blake2b-256, blake2b-512, blake3, identity) and names both CIDs on mismatch;
 //!   [`blocks::put_verified`] never stores an unverified block.
-//! - [`car`]: streaming CARv1/CARv2 [`car::Reader`], CARv1 [`car::Writer`], and [`car::import`]
-//!   into a store; every error names the byte offset and the problem.
+//! - [`car`]: streaming CARv1/CARv2 [`car::Reader`], CARv1 [`car::Writer`], [`car::import`]
+//!   into a store (every error names the byte offset and the problem), and [`car::export`] of a
+//!   DAG selected by an `ipld_selector::Selector`, in traversal order.
 //! - [`unixfs`]: [`unixfs::import_file`] and [`unixfs::import_path`] with kubo's `ipfs add`
 //!   defaults ([`unixfs::ImportOptions`]: CIDv1 raw leaves, or CIDv0), and
 //!   [`unixfs::export_file`] / [`unixfs::export_path`] back to bytes and files (plain and

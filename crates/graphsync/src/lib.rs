@@ -1,1 +1,58 @@
-//! placeholder
+//! The Graphsync protocol as go-graphsync speaks it: for now, its message model and the pure,
+//! byte-exact codec for `/ipfs/graphsync/2.0.0` (DAG-CBOR) and `/ipfs/graphsync/1.0.0`
+//! (protobuf).
+//!
+//! Place in the stack: layer 1, beneath `datatransfer-graphsync`; it builds on `ipld-dagcbor`
+//! for every DAG-CBOR value. Everything here is sans-IO (no async, clock or sockets).
+//!
+//! Main items:
+//! - the model: [`Message`] with [`Request`] ([`RequestKind`], [`RequestId`], [`Priority`]),
+//!   [`Response`] ([`ResponseStatus`], [`Metadatum`], [`LinkAction`]), [`Block`]
+//!   ([`CidPrefix`], [`Block::cid`]) and [`Extensions`] (known names and typed value helpers in
+//!   [`extension`]);
+//! - [`codec::v2`] and [`codec::v1`] (`encode` / `decode` of message bodies; 1.0.0 integer ids
+//!   go through a [`codec::v1::IdMap`]), [`codec::frame`] (varint length prefix, the 4 MiB
+//!   limit, an incremental frame decoder), and the errors [`codec::DecodeError`] and
+//!   [`codec::EncodeError`].
+//!
+//! Feature `test-util`: proptest strategies and a fixed 1.0.0 id map in `testing`.
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use graphsync::codec::{frame, v2};
+//! use graphsync::{Extensions, Message, Request, RequestId, extension};
+//! use ipld_dagcbor::{Cid, Node};
+//!
+//! let root: Cid = "bafyreiaeth2oqylkuauom7tbqesf4jlc37dk27v4e4zggaaeccx5riac5e".parse()?;
+//! let selector = ipld_dagcbor::decode(&[0xa1, 0x61, b'.', 0xa0])?; // {".": {}}
+//! let id = RequestId::new([0x8b; 16]);
+//! let request = Request::new(id, root, selector).with_extensions(
+//!     Extensions::new().with(extension::DO_NOT_SEND_FIRST_BLOCKS, Some(Node::from(3u64))),
+//! );
+//! let message = Message::new().with_request(request);
+//!
+//! // Encode the body, frame it, and read both back.
+//! let mut body = BytesMut::new();
+//! v2::encode(&message, &mut body)?;
+//! let mut stream = BytesMut::new();
+//! frame::write_frame(&body, &frame::FrameConfig::default(), &mut stream)?;
+//! let received = frame::FrameDecoder::default().decode(&mut stream)?.expect("a whole frame");
+//! let decoded = v2::decode(&received)?;
+//! assert_eq!(decoded, message);
+//! assert_eq!(decoded.requests[0].extensions.do_not_send_first_blocks(), Some(Ok(3)));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod block;
+pub mod codec;
+pub mod extension;
+mod message;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
+
+pub use block::{CidPrefix, CidPrefixError};
+pub use extension::{ExtensionError, Extensions};
+pub use message::{
+    Block, LinkAction, Message, Metadatum, Priority, Request, RequestId, RequestKind, Response,
+    ResponseStatus,
+};

@@ -446,3 +446,98 @@ fn export_refuses_entry_names_that_escape_the_directory() {
         );
     }
 }
+
+fn put_pb_node(store: &InMemoryBlockstore<64>, node: &dag_pb::Node) -> Cid {
+    let bytes = dag_pb::encode(node);
+    let cid = blocks::cid_of(cid::Version::V1, 0x70, blocks::SHA2_256, &bytes).unwrap();
+    pollster::block_on(blocks::put_verified(store, &cid, &bytes)).unwrap();
+    cid
+}
+
+fn link(hash: Cid, name: &str) -> dag_pb::Link {
+    dag_pb::Link {
+        hash,
+        name: Some(name.into()),
+        tsize: Some(8),
+    }
+}
+
+#[test]
+fn file_that_grows_past_its_declared_size_stops_early() {
+    let store = InMemoryBlockstore::<64>::new();
+    let leaf = blocks::cid_of(cid::Version::V1, 0x55, blocks::SHA2_256, b"12345678").unwrap();
+    pollster::block_on(blocks::put_verified(&store, &leaf, b"12345678")).unwrap();
+    // File, filesize 10, three links to the same 8-byte leaf.
+    let root = put_pb_node(
+        &store,
+        &dag_pb::Node {
+            links: vec![link(leaf, ""), link(leaf, ""), link(leaf, "")],
+            data: Some(vec![0x08, 0x02, 0x18, 10]),
+        },
+    );
+    let mut out = Vec::new();
+    let result = pollster::block_on(unixfs::export_file(&store, &root, &mut out));
+    assert!(
+        matches!(
+            result,
+            Err(UnixfsError::SizeMismatch {
+                declared: 10,
+                actual: 16,
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    assert_eq!(
+        out, b"12345678",
+        "nothing past the declared size is written"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn export_never_writes_through_a_symlink_it_created() {
+    let store = InMemoryBlockstore::<64>::new();
+    let dir = tempfile::tempdir().unwrap();
+    let outside = dir.path().join("outside");
+    let target = outside.to_str().unwrap().as_bytes();
+    let mut symlink_data = vec![0x08, 0x04, 0x12, target.len() as u8];
+    symlink_data.extend_from_slice(target);
+    let symlink = put_pb_node(
+        &store,
+        &dag_pb::Node {
+            links: vec![],
+            data: Some(symlink_data),
+        },
+    );
+    let file = blocks::cid_of(cid::Version::V1, 0x55, blocks::SHA2_256, b"payload").unwrap();
+    pollster::block_on(blocks::put_verified(&store, &file, b"payload")).unwrap();
+    let root = put_pb_node(
+        &store,
+        &dag_pb::Node {
+            links: vec![link(symlink, "x"), link(file, "x")],
+            data: Some(vec![0x08, 0x01]),
+        },
+    );
+    let result = pollster::block_on(unixfs::export_path(&store, &root, &dir.path().join("d")));
+    assert!(matches!(result, Err(UnixfsError::Io { .. })), "{result:?}");
+    assert!(!outside.exists(), "the symlink's target was not created");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config { cases: 32, ..Default::default() })]
+
+    #[test]
+    fn any_bytes_round_trip_through_import_and_export(
+        bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..3000),
+        chunk_size in 1usize..300,
+        max_links in 2usize..6,
+        v0 in proptest::bool::ANY,
+    ) {
+        let base = if v0 { ImportOptions::cid_v0() } else { ImportOptions::default() };
+        let options = ImportOptions { chunk_size, max_links, ..base };
+        let (store, imported) = import(&bytes, &options);
+        proptest::prop_assert_eq!(imported.size, bytes.len() as u64);
+        proptest::prop_assert_eq!(export(&store, &imported.root), bytes);
+    }
+}

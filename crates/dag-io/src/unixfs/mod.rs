@@ -4,7 +4,14 @@
 //! Import layout (kubo defaults): fixed-size chunks of 262144 bytes, the balanced layout with at
 //! most 174 links per node, CIDv1 with raw leaves ([`ImportOptions::default`], like
 //! `ipfs add --cid-version=1`) or CIDv0 with dag-pb leaves ([`ImportOptions::cid_v0`], like a
-//! plain `ipfs add`). Directories are plain (not HAMT-sharded), links sorted by name.
+//! plain `ipfs add`). Directories are plain, links sorted by name (bytewise), dot-files skipped
+//! unless [`ImportOptions::hidden`].
+//!
+//! Limits: the importer never writes HAMT-sharded directories. kubo switches a directory to a
+//! HAMT once its links pass about 256 KiB (several thousand entries), so for such directories
+//! our root CID differs from kubo's. The exporter reads both plain and HAMT-sharded directories.
+//! Files, symlinks and directories are supported; UnixFS mode and mtime metadata are neither
+//! written nor restored.
 
 mod data;
 
@@ -144,7 +151,8 @@ pub enum UnixfsError {
         cid: Box<Cid>,
         /// Size in the root's UnixFS data.
         declared: u64,
-        /// Bytes found.
+        /// Bytes found (when the export stopped early because the file grew past its declared
+        /// size: the bytes counted so far).
         actual: u64,
     },
     /// A path to import is neither a file, a directory nor a symlink, or its name is not UTF-8.
@@ -306,8 +314,9 @@ pub async fn export_file<B: Blockstore, W: Write>(
                 }
                 stack.extend(node.links.iter().rev().map(|link| link.hash));
                 let content = data.data.unwrap_or_default();
-                write_out(&mut out, &content)?;
                 written += content.len() as u64;
+                check_declared(root, declared, written)?;
+                write_out(&mut out, &content)?;
                 continue;
             }
             codec => {
@@ -317,8 +326,9 @@ pub async fn export_file<B: Blockstore, W: Write>(
                 });
             }
         };
-        write_out(&mut out, chunk)?;
         written += chunk.len() as u64;
+        check_declared(root, declared, written)?;
+        write_out(&mut out, chunk)?;
     }
     out.flush()
         .map_err(|source| UnixfsError::Io { path: None, source })?;
@@ -364,8 +374,8 @@ pub async fn export_path<B: Blockstore>(
             Item::Shard(cid, path) => (cid, path, true),
         };
         if cid.codec() == RAW_CODEC {
-            let file = fs::File::create(&path).map_err(io_err(&path))?;
-            export_file(store, &cid, io::BufWriter::new(file)).await?;
+            let file = create_new(&path)?;
+            export_file(store, &cid, file).await?;
             continue;
         }
         if cid.codec() != dag_pb::CODEC {
@@ -378,8 +388,8 @@ pub async fn export_path<B: Blockstore>(
         let (node, data) = decode_unixfs(&cid, &bytes)?;
         match data.kind() {
             Some(DataType::File | DataType::Raw) => {
-                let file = fs::File::create(&path).map_err(io_err(&path))?;
-                export_file(store, &cid, io::BufWriter::new(file)).await?;
+                let file = create_new(&path)?;
+                export_file(store, &cid, file).await?;
             }
             Some(DataType::Symlink) => {
                 let target = data.data.unwrap_or_default();
@@ -712,6 +722,33 @@ fn decode_unixfs(cid: &Cid, bytes: &[u8]) -> Result<(Node, Data), UnixfsError> {
         .ok_or_else(|| invalid("no data field".into()))?;
     let data = Data::decode(raw).map_err(|e| invalid(e.to_string()))?;
     Ok((node, data))
+}
+
+/// Fails as soon as a file holds more bytes than its root declares, so a DAG that repeats links
+/// to blow up its size is stopped before it writes more than it claimed.
+fn check_declared(root: &Cid, declared: Option<u64>, written: u64) -> Result<(), UnixfsError> {
+    match declared {
+        Some(declared) if written > declared => Err(UnixfsError::SizeMismatch {
+            cid: Box::new(*root),
+            declared,
+            actual: written,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Creates a file that must not exist yet: an entry name seen twice, or a symlink exported
+/// earlier under the same name, is never written through.
+fn create_new(path: &Path) -> Result<io::BufWriter<fs::File>, UnixfsError> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map(io::BufWriter::new)
+        .map_err(|source| UnixfsError::Io {
+            path: Some(path.to_path_buf()),
+            source,
+        })
 }
 
 fn check_name(cid: &Cid, name: &str) -> Result<(), UnixfsError> {

@@ -56,3 +56,5 @@ pub use driver::{Load, Outcome, traverse, traverse_async, traverse_with};
 pub use path::{Path, Segment};
 pub use selector::{Condition, ParseError, RecursionLimit, RecursionLimitError, Selector, Subset};
 pub use traversal::{Config, LoadRequest, Step, Traversal, TraversalError, Visit};
+
+pub use cid::Cid;

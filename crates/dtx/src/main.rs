@@ -7,6 +7,9 @@ use std::process::ExitCode;
 
 #[allow(clippy::print_stderr)]
 fn main() -> ExitCode {
-    eprintln!("dtx {}: no commands are available in this build yet", env!("CARGO_PKG_VERSION"));
+    eprintln!(
+        "dtx {}: no commands are available in this build yet",
+        env!("CARGO_PKG_VERSION")
+    );
     ExitCode::from(2)
 }

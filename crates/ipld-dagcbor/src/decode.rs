@@ -35,7 +35,10 @@ impl Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_bytes: Self::DEFAULT_MAX_BYTES, max_depth: Self::DEFAULT_MAX_DEPTH }
+        Limits {
+            max_bytes: Self::DEFAULT_MAX_BYTES,
+            max_depth: Self::DEFAULT_MAX_DEPTH,
+        }
     }
 }
 
@@ -159,11 +162,17 @@ pub fn decode(bytes: &[u8]) -> Result<Node, DecodeError> {
 /// As [`decode`].
 pub fn decode_with(bytes: &[u8], limits: &Limits) -> Result<Node, DecodeError> {
     if bytes.len() > limits.max_bytes {
-        return Err(DecodeError::TooLarge { len: bytes.len(), limit: limits.max_bytes });
+        return Err(DecodeError::TooLarge {
+            len: bytes.len(),
+            limit: limits.max_bytes,
+        });
     }
     let (node, used) = decode_prefix(bytes, limits)?;
     if used != bytes.len() {
-        return Err(DecodeError::TrailingBytes { offset: used, count: bytes.len() - used });
+        return Err(DecodeError::TrailingBytes {
+            offset: used,
+            count: bytes.len() - used,
+        });
     }
     Ok(node)
 }
@@ -177,11 +186,18 @@ pub fn decode_with(bytes: &[u8], limits: &Limits) -> Result<Node, DecodeError> {
 /// As [`decode`], except that bytes after the first value are left alone.
 pub fn decode_prefix(bytes: &[u8], limits: &Limits) -> Result<(Node, usize), DecodeError> {
     let window = &bytes[..bytes.len().min(limits.max_bytes)];
-    let mut decoder = Decoder { input: window, pos: 0, max_depth: limits.max_depth };
+    let mut decoder = Decoder {
+        input: window,
+        pos: 0,
+        max_depth: limits.max_depth,
+    };
     match decoder.value(0) {
         Ok(node) => Ok((node, decoder.pos)),
         Err(DecodeError::UnexpectedEof { .. }) if window.len() < bytes.len() => {
-            Err(DecodeError::TooLarge { len: bytes.len(), limit: limits.max_bytes })
+            Err(DecodeError::TooLarge {
+                len: bytes.len(),
+                limit: limits.max_bytes,
+            })
         }
         Err(error) => Err(error),
     }
@@ -233,10 +249,19 @@ impl<'a> Decoder<'a> {
             25 => Ok(Node::Float(half_to_f64(u16::from_be_bytes(self.array()?)))),
             26 => Ok(Node::Float(f32::from_be_bytes(self.array()?).into())),
             27 => Ok(Node::Float(f64::from_be_bytes(self.array()?))),
-            24 => Err(DecodeError::UnsupportedSimple { value: self.byte()?.into(), offset: start }),
-            28..=30 => Err(DecodeError::ReservedInfo { info, offset: start }),
+            24 => Err(DecodeError::UnsupportedSimple {
+                value: self.byte()?.into(),
+                offset: start,
+            }),
+            28..=30 => Err(DecodeError::ReservedInfo {
+                info,
+                offset: start,
+            }),
             31 => Err(DecodeError::IndefiniteLength { offset: start }),
-            value => Err(DecodeError::UnsupportedSimple { value: value.into(), offset: start }),
+            value => Err(DecodeError::UnsupportedSimple {
+                value: value.into(),
+                offset: start,
+            }),
         }
     }
 
@@ -260,7 +285,10 @@ impl<'a> Decoder<'a> {
             let key = self.key()?;
             if !seen.insert(key) {
                 let key = String::from_utf8_lossy(key).into_owned();
-                return Err(DecodeError::DuplicateKey { key, offset: key_offset });
+                return Err(DecodeError::DuplicateKey {
+                    key,
+                    offset: key_offset,
+                });
             }
             let value = self.value(depth + 1)?;
             map.push_unchecked(Text::from_bytes(key), value);
@@ -286,24 +314,36 @@ impl<'a> Decoder<'a> {
         let offset = self.pos;
         let initial = self.byte()?;
         if initial >> 5 != MAJOR_BYTES {
-            return Err(DecodeError::MalformedLink { offset, reason: "content is not bytes" });
+            return Err(DecodeError::MalformedLink {
+                offset,
+                reason: "content is not bytes",
+            });
         }
         let len = self.argument(initial & 0x1f, offset)?;
         let content = self.take(len)?;
         let Some((&0, mut cid_bytes)) = content.split_first() else {
-            return Err(DecodeError::MalformedLink { offset, reason: "no leading 0x00 byte" });
+            return Err(DecodeError::MalformedLink {
+                offset,
+                reason: "no leading 0x00 byte",
+            });
         };
         let cid = Cid::read_bytes(&mut cid_bytes)
             .map_err(|source| DecodeError::InvalidCid { offset, source })?;
         if !cid_bytes.is_empty() {
-            return Err(DecodeError::MalformedLink { offset, reason: "bytes after the cid" });
+            return Err(DecodeError::MalformedLink {
+                offset,
+                reason: "bytes after the cid",
+            });
         }
         Ok(Node::Link(cid))
     }
 
     fn enter(&self, depth: usize, start: usize) -> Result<(), DecodeError> {
         if depth >= self.max_depth {
-            return Err(DecodeError::TooDeep { offset: start, limit: self.max_depth });
+            return Err(DecodeError::TooDeep {
+                offset: start,
+                limit: self.max_depth,
+            });
         }
         Ok(())
     }
@@ -314,7 +354,9 @@ impl<'a> Decoder<'a> {
         let remaining = self.input.len() - self.pos;
         match usize::try_from(count) {
             Ok(count) if count <= remaining / min_entry_bytes => Ok(count),
-            _ => Err(DecodeError::UnexpectedEof { offset: self.input.len() }),
+            _ => Err(DecodeError::UnexpectedEof {
+                offset: self.input.len(),
+            }),
         }
     }
 
@@ -326,7 +368,10 @@ impl<'a> Decoder<'a> {
             26 => Ok(u32::from_be_bytes(self.array()?).into()),
             27 => Ok(u64::from_be_bytes(self.array()?)),
             31 => Err(DecodeError::IndefiniteLength { offset: start }),
-            _ => Err(DecodeError::ReservedInfo { info, offset: start }),
+            _ => Err(DecodeError::ReservedInfo {
+                info,
+                offset: start,
+            }),
         }
     }
 
@@ -348,7 +393,9 @@ impl<'a> Decoder<'a> {
                 self.pos += len;
                 Ok(bytes)
             }
-            _ => Err(DecodeError::UnexpectedEof { offset: self.input.len() }),
+            _ => Err(DecodeError::UnexpectedEof {
+                offset: self.input.len(),
+            }),
         }
     }
 }
@@ -394,8 +441,14 @@ mod tests {
 
     #[test]
     fn reads_integers_at_both_ends_of_the_cbor_range() {
-        assert_eq!(decode_hex("1bffffffffffffffff").ok(), Some(Node::Integer(Node::MAX_INTEGER)));
-        assert_eq!(decode_hex("3bffffffffffffffff").ok(), Some(Node::Integer(Node::MIN_INTEGER)));
+        assert_eq!(
+            decode_hex("1bffffffffffffffff").ok(),
+            Some(Node::Integer(Node::MAX_INTEGER))
+        );
+        assert_eq!(
+            decode_hex("3bffffffffffffffff").ok(),
+            Some(Node::Integer(Node::MIN_INTEGER))
+        );
     }
 
     #[test]
@@ -408,25 +461,37 @@ mod tests {
     #[test]
     fn rejects_a_repeated_key() {
         let error = decode_hex("a2616101616102").expect_err("repeated key");
-        assert!(matches!(error, DecodeError::DuplicateKey { offset: 4, .. }), "{error:?}");
+        assert!(
+            matches!(error, DecodeError::DuplicateKey { offset: 4, .. }),
+            "{error:?}"
+        );
     }
 
     #[test]
     fn rejects_a_non_string_key() {
         let error = decode_hex("a10101").expect_err("integer key");
-        assert!(matches!(error, DecodeError::NonStringKey { offset: 1 }), "{error:?}");
+        assert!(
+            matches!(error, DecodeError::NonStringKey { offset: 1 }),
+            "{error:?}"
+        );
     }
 
     #[test]
     fn rejects_tags_other_than_42() {
         let error = decode_hex("c11a514b67b0").expect_err("tag 1");
-        assert!(matches!(error, DecodeError::UnsupportedTag { tag: 1, offset: 0 }), "{error:?}");
+        assert!(
+            matches!(error, DecodeError::UnsupportedTag { tag: 1, offset: 0 }),
+            "{error:?}"
+        );
     }
 
     #[test]
     fn rejects_a_link_without_the_zero_prefix() {
         let error = decode_hex("d82a4401551220").expect_err("no 0x00");
-        assert!(matches!(error, DecodeError::MalformedLink { offset: 2, .. }), "{error:?}");
+        assert!(
+            matches!(error, DecodeError::MalformedLink { offset: 2, .. }),
+            "{error:?}"
+        );
     }
 
     #[test]
@@ -437,21 +502,42 @@ mod tests {
 
     #[test]
     fn rejects_indefinite_lengths_and_undefined() {
-        assert!(matches!(decode_hex("9fff"), Err(DecodeError::IndefiniteLength { offset: 0 })));
-        assert!(matches!(decode_hex("f7"), Err(DecodeError::UnsupportedSimple { value: 23, .. })));
+        assert!(matches!(
+            decode_hex("9fff"),
+            Err(DecodeError::IndefiniteLength { offset: 0 })
+        ));
+        assert!(matches!(
+            decode_hex("f7"),
+            Err(DecodeError::UnsupportedSimple { value: 23, .. })
+        ));
     }
 
     #[test]
     fn rejects_trailing_bytes() {
         let error = decode_hex("0102").expect_err("two values");
-        assert!(matches!(error, DecodeError::TrailingBytes { offset: 1, count: 1 }), "{error:?}");
+        assert!(
+            matches!(
+                error,
+                DecodeError::TrailingBytes {
+                    offset: 1,
+                    count: 1
+                }
+            ),
+            "{error:?}"
+        );
     }
 
     #[test]
     fn a_lying_length_fails_without_allocating() {
         // A byte string claiming 2^64-1 bytes, and a list claiming 2^32 entries.
-        assert!(matches!(decode_hex("5bffffffffffffffff"), Err(DecodeError::UnexpectedEof { .. })));
-        assert!(matches!(decode_hex("9b0000000100000000"), Err(DecodeError::UnexpectedEof { .. })));
+        assert!(matches!(
+            decode_hex("5bffffffffffffffff"),
+            Err(DecodeError::UnexpectedEof { .. })
+        ));
+        assert!(matches!(
+            decode_hex("9b0000000100000000"),
+            Err(DecodeError::UnexpectedEof { .. })
+        ));
     }
 
     #[test]
@@ -459,7 +545,16 @@ mod tests {
         let limits = Limits::default().with_max_depth(3);
         assert!(decode_with(&[0x81, 0x81, 0x81, 0x00], &limits).is_ok());
         let error = decode_with(&[0x81, 0x81, 0x81, 0x81, 0x00], &limits).expect_err("too deep");
-        assert!(matches!(error, DecodeError::TooDeep { offset: 3, limit: 3 }), "{error:?}");
+        assert!(
+            matches!(
+                error,
+                DecodeError::TooDeep {
+                    offset: 3,
+                    limit: 3
+                }
+            ),
+            "{error:?}"
+        );
     }
 
     #[test]
@@ -467,7 +562,10 @@ mod tests {
         let limits = Limits::default().with_max_bytes(4);
         let bytes = [0x45, 1, 2, 3, 4, 5];
         let error = decode_with(&bytes, &limits).expect_err("too large");
-        assert!(matches!(error, DecodeError::TooLarge { len: 6, limit: 4 }), "{error:?}");
+        assert!(
+            matches!(error, DecodeError::TooLarge { len: 6, limit: 4 }),
+            "{error:?}"
+        );
     }
 
     #[test]

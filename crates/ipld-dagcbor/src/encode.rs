@@ -132,13 +132,23 @@ mod tests {
     #[test]
     fn sorts_keys_by_length_then_bytes_at_every_level() {
         let inner = Map::new().with(":>", 1u64).with("l", 2u64);
-        let outer = Map::new().with("Response", Node::Null).with("IsRq", true).with("R", inner);
+        let outer = Map::new()
+            .with("Response", Node::Null)
+            .with("IsRq", true)
+            .with("R", inner);
         let bytes = to_vec(&Node::Map(outer)).expect("encodable");
         let again = decode(&bytes).expect("decodable");
         let keys: Vec<_> = again.as_map().expect("map").keys().cloned().collect();
         assert_eq!(keys, ["R", "IsRq", "Response"].map(Text::from));
-        let inner = again.as_map().and_then(|m| m.get("R")).and_then(Node::as_map).expect("R");
-        assert_eq!(inner.keys().cloned().collect::<Vec<_>>(), ["l", ":>"].map(Text::from));
+        let inner = again
+            .as_map()
+            .and_then(|m| m.get("R"))
+            .and_then(Node::as_map)
+            .expect("R");
+        assert_eq!(
+            inner.keys().cloned().collect::<Vec<_>>(),
+            ["l", ":>"].map(Text::from)
+        );
     }
 
     #[test]
@@ -152,7 +162,11 @@ mod tests {
             (1 << 32, &[0x1b, 0, 0, 0, 1, 0, 0, 0, 0]),
         ];
         for (value, expected) in cases {
-            assert_eq!(to_vec(&Node::Integer(value)).expect("in range"), expected, "{value}");
+            assert_eq!(
+                to_vec(&Node::Integer(value)).expect("in range"),
+                expected,
+                "{value}"
+            );
         }
     }
 

@@ -23,9 +23,12 @@ impl From<Ipld> for Node {
             Ipld::String(value) => Node::String(value.into()),
             Ipld::Bytes(value) => Node::Bytes(value),
             Ipld::List(items) => Node::List(items.into_iter().map(Node::from).collect()),
-            Ipld::Map(entries) => {
-                Node::Map(entries.into_iter().map(|(k, v)| (k, Node::from(v))).collect())
-            }
+            Ipld::Map(entries) => Node::Map(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, Node::from(v)))
+                    .collect(),
+            ),
             Ipld::Link(cid) => Node::Link(cid),
         }
     }
@@ -46,9 +49,12 @@ impl TryFrom<Node> for Ipld {
             Node::Float(value) => Ipld::Float(value),
             Node::String(text) => Ipld::String(utf8(text)?),
             Node::Bytes(bytes) => Ipld::Bytes(bytes),
-            Node::List(items) => {
-                Ipld::List(items.into_iter().map(Ipld::try_from).collect::<Result<_, _>>()?)
-            }
+            Node::List(items) => Ipld::List(
+                items
+                    .into_iter()
+                    .map(Ipld::try_from)
+                    .collect::<Result<_, _>>()?,
+            ),
             Node::Map(map) => Ipld::Map(ipld_map(map)?),
             Node::Link(cid) => Ipld::Link(cid),
         })
@@ -56,7 +62,9 @@ impl TryFrom<Node> for Ipld {
 }
 
 fn ipld_map(map: Map) -> Result<std::collections::BTreeMap<String, Ipld>, NotIpldError> {
-    map.into_iter().map(|(key, value)| Ok((utf8(key)?, Ipld::try_from(value)?))).collect()
+    map.into_iter()
+        .map(|(key, value)| Ok((utf8(key)?, Ipld::try_from(value)?)))
+        .collect()
 }
 
 fn utf8(text: Text) -> Result<String, NotIpldError> {

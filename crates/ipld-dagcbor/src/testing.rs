@@ -8,12 +8,19 @@ use crate::node::{Map, Node, Text};
 
 /// Any CIDv1 with a sha2-256-sized digest, or a CIDv0.
 pub fn arb_cid() -> impl Strategy<Value = Cid> {
-    (any::<bool>(), prop::sample::select(vec![0x55u64, 0x70, 0x71]), any::<[u8; 32]>()).prop_map(
-        |(v0, codec, digest)| {
-            let hash = Multihash::wrap(0x12, &digest).expect("32 bytes fit a multihash");
-            if v0 { Cid::new_v0(hash).expect("sha2-256 digest") } else { Cid::new_v1(codec, hash) }
-        },
+    (
+        any::<bool>(),
+        prop::sample::select(vec![0x55u64, 0x70, 0x71]),
+        any::<[u8; 32]>(),
     )
+        .prop_map(|(v0, codec, digest)| {
+            let hash = Multihash::wrap(0x12, &digest).expect("32 bytes fit a multihash");
+            if v0 {
+                Cid::new_v0(hash).expect("sha2-256 digest")
+            } else {
+                Cid::new_v1(codec, hash)
+            }
+        })
 }
 
 /// Text of arbitrary bytes, UTF-8 or not.
@@ -32,7 +39,9 @@ pub fn arb_node() -> impl Strategy<Value = Node> {
         any::<bool>().prop_map(Node::Bool),
         (Node::MIN_INTEGER..=Node::MAX_INTEGER).prop_map(Node::Integer),
         any::<i64>().prop_map(Node::from),
-        any::<f64>().prop_filter("nan is not equal to itself", |f| !f.is_nan()).prop_map(Node::Float),
+        any::<f64>()
+            .prop_filter("nan is not equal to itself", |f| !f.is_nan())
+            .prop_map(Node::Float),
         arb_text().prop_map(Node::String),
         prop::collection::vec(any::<u8>(), 0..32).prop_map(Node::Bytes),
         arb_cid().prop_map(Node::Link),

@@ -36,7 +36,12 @@ fn canonical(node: Node) -> Node {
             entries.sort_by(|(a, _), (b, _)| {
                 ipld_dagcbor::canonical_key_order(a.as_bytes(), b.as_bytes())
             });
-            Node::Map(entries.into_iter().map(|(k, v)| (k, canonical(v))).collect())
+            Node::Map(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, canonical(v)))
+                    .collect(),
+            )
         }
         other => other,
     }

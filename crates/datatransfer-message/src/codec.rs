@@ -34,49 +34,12 @@ const REQUEST_KEYS: [&str; 10] = [
 ];
 const RESPONSE_KEYS: [&str; 6] = ["Acpt", "Paus", "Type", "VRes", "VTyp", "XferID"];
 
-/// Bounds the decoder enforces before it allocates.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// The largest message accepted, in bytes. Default: 10 MiB ([`Limits::DEFAULT_MAX_BYTES`]),
-    /// the allocation budget of Go's DAG-CBOR decoder (which also charges 8 units per map entry
-    /// and 4 per list entry, so Go may refuse a message slightly below this size).
-    pub max_bytes: usize,
-    /// The deepest nesting of lists, maps and links, counting the message's own two levels.
-    /// Default: 128 ([`Limits::DEFAULT_MAX_DEPTH`]).
-    pub max_depth: usize,
-}
-
-impl Limits {
-    /// Default of [`Limits::max_bytes`]: 10 MiB.
-    pub const DEFAULT_MAX_BYTES: usize = 10 << 20;
-    /// Default of [`Limits::max_depth`]: 128.
-    pub const DEFAULT_MAX_DEPTH: usize = 128;
-
-    /// These limits with another byte bound.
-    pub fn with_max_bytes(self, max_bytes: usize) -> Self {
-        Limits { max_bytes, ..self }
-    }
-
-    /// These limits with another depth bound.
-    pub fn with_max_depth(self, max_depth: usize) -> Self {
-        Limits { max_depth, ..self }
-    }
-
-    fn cbor(&self) -> ipld_dagcbor::Limits {
-        ipld_dagcbor::Limits::default()
-            .with_max_bytes(self.max_bytes)
-            .with_max_depth(self.max_depth)
-    }
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_bytes: Self::DEFAULT_MAX_BYTES,
-            max_depth: Self::DEFAULT_MAX_DEPTH,
-        }
-    }
-}
+/// Bounds the decoder enforces before it allocates: the DAG-CBOR limits of
+/// [`ipld_dagcbor::Limits`], whose defaults (10 MiB, depth 128) are those of a data-transfer
+/// message. Go's decoder also charges 8 units per map entry and 4 per list entry against its
+/// 10 MiB budget, so Go may refuse a message slightly below this size. The depth counts the
+/// message's own two levels.
+pub use ipld_dagcbor::Limits;
 
 /// Appends the DAG-CBOR encoding of `message` to `out`, byte for byte as v1.15.1 writes it.
 ///
@@ -149,7 +112,7 @@ pub fn decode_with(bytes: &[u8], limits: &Limits) -> Result<Message, DecodeError
             limit: limits.max_bytes,
         });
     }
-    let node = ipld_dagcbor::decode_with(bytes, &limits.cbor()).map_err(from_cbor)?;
+    let node = ipld_dagcbor::decode_with(bytes, limits).map_err(from_cbor)?;
     Message::from_node(&node)
 }
 
@@ -178,7 +141,7 @@ pub fn decode_prefix(bytes: &[u8], limits: &Limits) -> Result<(Message, usize), 
     if bytes.is_empty() {
         return Err(DecodeError::Empty);
     }
-    let (node, used) = ipld_dagcbor::decode_prefix(bytes, &limits.cbor()).map_err(from_cbor)?;
+    let (node, used) = ipld_dagcbor::decode_prefix(bytes, limits).map_err(from_cbor)?;
     Ok((Message::from_node(&node)?, used))
 }
 

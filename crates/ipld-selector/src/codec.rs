@@ -69,7 +69,7 @@ pub fn decode_block(cid: &Cid, bytes: &[u8], limits: &Limits) -> Result<Node, Bl
         DAG_CBOR => ipld_dagcbor::decode_with(bytes, limits)
             .map_err(|source| BlockDecodeError::DagCbor { source }),
         RAW => Ok(Node::Bytes(bytes.to_vec())),
-        DAG_PB => dagpb::decode(bytes).map_err(|source| BlockDecodeError::DagPb { source }),
+        DAG_PB => dagpb::decode_node(bytes).map_err(|source| BlockDecodeError::DagPb { source }),
         DAG_JSON => dagjson::decode(bytes).map_err(|source| BlockDecodeError::DagJson { source }),
         codec => Err(BlockDecodeError::UnknownCodec { codec }),
     }

@@ -17,6 +17,9 @@
 //! - [`traverse`], [`traverse_with`] and [`traverse_async`]: drivers over a loader closure.
 //! - [`codec::decode_block`]: blocks in dag-cbor, dag-pb ([`dagpb`], Go's field names and
 //!   order), raw and dag-json ([`dagjson`], map order kept) into the data model.
+//! - [`dagpb`]: the one dag-pb codec of the workspace: typed [`dagpb::PbNode`] /
+//!   [`dagpb::PbLink`], the strict [`dagpb::decode`] (go-codec-dagpb's acceptance), the
+//!   byte-exact [`dagpb::encode`], and [`dagpb::PbNode::to_node`] into the data model.
 //!
 //! Feature flags: none.
 //!

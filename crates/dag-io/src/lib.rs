@@ -16,7 +16,9 @@
 //!   defaults ([`unixfs::ImportOptions`]: CIDv1 raw leaves, or CIDv0), and
 //!   [`unixfs::export_file`] / [`unixfs::export_path`] back to bytes and files (plain and
 //!   HAMT-sharded directories).
-//! - [`dag_pb`]: the dag-pb codec, byte-identical to Go's.
+//!
+//! dag-pb blocks are read and written with `ipld_selector::dagpb` (the workspace's one dag-pb
+//! codec); import it from there.
 //!
 //! No feature flags.
 //!
@@ -58,5 +60,4 @@
 
 pub mod blocks;
 pub mod car;
-pub mod dag_pb;
 pub mod unixfs;

@@ -6,7 +6,7 @@ use blockstore::{Blockstore, InMemoryBlockstore};
 use cid::Cid;
 use dag_io::car::{self, ExportError, Reader};
 use dag_io::unixfs::{self, ImportOptions};
-use ipld_selector::{Config, Selector};
+use ipld_selector::{Config, Selector, dagpb};
 
 fn unlimited() -> Config {
     Config::default().with_max_recursion_depth(None)
@@ -78,9 +78,9 @@ fn unixfs_order_is_depth_first_with_links_in_order() {
     let mut stack = vec![file.root];
     while let Some(cid) = stack.pop() {
         expected.push(cid);
-        if cid.codec() == dag_io::dag_pb::CODEC {
+        if cid.codec() == dagpb::CODEC {
             let block = pollster::block_on(store.get(&cid)).unwrap().unwrap();
-            let node = dag_io::dag_pb::decode(&block).unwrap();
+            let node = dagpb::decode(&block).unwrap();
             stack.extend(node.links.iter().rev().map(|l| l.hash));
         }
     }

@@ -7,8 +7,9 @@ use std::collections::VecDeque;
 use blockstore::{Blockstore, InMemoryBlockstore};
 use cid::Cid;
 use dag_io::blocks::{self, BlockError};
+use dag_io::car;
 use dag_io::unixfs::{self, ImportOptions, UnixfsError};
-use dag_io::{car, dag_pb};
+use ipld_selector::dagpb;
 
 fn import(bytes: &[u8], options: &ImportOptions) -> (InMemoryBlockstore<64>, unixfs::Imported) {
     let store = InMemoryBlockstore::new();
@@ -118,8 +119,7 @@ fn fixture_cidv0_leaves_and_root_match_our_encoding() {
     // (kubo's CIDv0 layout with a 1024-byte chunker); one leaf is missing from the CAR.
     let (store, summary) = common::load_fixture("file-3k-and-3-blocks-missing-block.car");
     let root = summary.header.roots[0];
-    let root_node =
-        dag_pb::decode(&pollster::block_on(store.get(&root)).unwrap().unwrap()).unwrap();
+    let root_node = dagpb::decode(&pollster::block_on(store.get(&root)).unwrap().unwrap()).unwrap();
     let mut present = 0;
     for link in &root_node.links {
         assert_eq!(
@@ -131,8 +131,8 @@ fn fixture_cidv0_leaves_and_root_match_our_encoding() {
             continue;
         };
         present += 1;
-        let node = dag_pb::decode(&block).unwrap();
-        assert_eq!(dag_pb::encode(&node), block);
+        let node = dagpb::decode(&block).unwrap();
+        assert_eq!(dagpb::encode(&node), block);
         // Pull the chunk out of the leaf by exporting it, and re-import it as one chunk.
         let chunk = export(&store, &link.hash);
         assert_eq!(chunk.len(), 1024);
@@ -160,9 +160,9 @@ fn every_fixture_dag_pb_block_reencodes_byte_identically() {
             continue;
         };
         for section in reader.map_while(Result::ok) {
-            if section.cid.codec() == dag_pb::CODEC {
-                let node = dag_pb::decode(&section.data).expect("fixture dag-pb decodes");
-                assert_eq!(dag_pb::encode(&node), section.data, "{}", section.cid);
+            if section.cid.codec() == dagpb::CODEC {
+                let node = dagpb::decode(&section.data).expect("fixture dag-pb decodes");
+                assert_eq!(dagpb::encode(&node), section.data, "{}", section.cid);
                 checked += 1;
             }
         }
@@ -205,14 +205,18 @@ fn directory_round_trips_through_a_temp_dir_with_sorted_links() {
     let imported =
         pollster::block_on(unixfs::import_path(&src, &store, &ImportOptions::default())).unwrap();
     assert_eq!(imported.root.version(), cid::Version::V1);
-    assert_eq!(imported.root.codec(), dag_pb::CODEC);
-    let root = dag_pb::decode(
+    assert_eq!(imported.root.codec(), dagpb::CODEC);
+    let root = dagpb::decode(
         &pollster::block_on(store.get(&imported.root))
             .unwrap()
             .unwrap(),
     )
     .unwrap();
-    let names: Vec<_> = root.links.iter().map(|l| l.name.clone().unwrap()).collect();
+    let names: Vec<_> = root
+        .links
+        .iter()
+        .map(|l| String::from_utf8(l.name.clone().unwrap()).unwrap())
+        .collect();
     assert_eq!(
         names,
         ["B-upper", "a.txt", "b.txt", "sub"],
@@ -242,7 +246,7 @@ fn directory_round_trips_through_a_temp_dir_with_sorted_links() {
 fn default_chunking_cuts_256_kib_raw_leaves() {
     let bytes = pseudo_random(600_000, 7);
     let (store, imported) = import(&bytes, &ImportOptions::default());
-    let root = dag_pb::decode(
+    let root = dagpb::decode(
         &pollster::block_on(store.get(&imported.root))
             .unwrap()
             .unwrap(),
@@ -251,7 +255,7 @@ fn default_chunking_cuts_256_kib_raw_leaves() {
     assert_eq!(root.links.len(), 3);
     for link in &root.links {
         assert_eq!(link.hash.codec(), unixfs::RAW_CODEC);
-        assert_eq!(link.name.as_deref(), Some(""));
+        assert_eq!(link.name.as_deref(), Some(&b""[..]));
     }
     let tsizes: Vec<_> = root.links.iter().map(|l| l.tsize.unwrap()).collect();
     assert_eq!(tsizes, [262_144, 262_144, 75_712]);
@@ -278,7 +282,7 @@ fn tree_shape(store: &InMemoryBlockstore<64>, root: &Cid) -> Vec<Vec<usize>> {
         if cid.codec() == unixfs::RAW_CODEC {
             continue;
         }
-        let node = dag_pb::decode(&block).unwrap();
+        let node = dagpb::decode(&block).unwrap();
         if shape.len() <= depth {
             shape.push(Vec::new());
         }
@@ -292,7 +296,7 @@ fn tree_shape(store: &InMemoryBlockstore<64>, root: &Cid) -> Vec<Vec<usize>> {
             let (child_tsize, child_size) = if link.hash.codec() == unixfs::RAW_CODEC {
                 (child.len() as u64, child.len() as u64)
             } else {
-                let child_node = dag_pb::decode(&child).unwrap();
+                let child_node = dagpb::decode(&child).unwrap();
                 let tsizes: u64 = child_node.links.iter().map(|l| l.tsize.unwrap()).sum();
                 let mut out = Vec::new();
                 pollster::block_on(unixfs::export_file(store, &link.hash, &mut out)).unwrap();
@@ -358,7 +362,7 @@ fn balanced_layout_grows_a_third_level_after_174_squared_chunks() {
 #[test]
 fn export_rejects_a_corrupted_block_naming_both_cids() {
     let (store, imported) = import(&pseudo_random(1000, 9), &small_chunks(100));
-    let root = dag_pb::decode(
+    let root = dagpb::decode(
         &pollster::block_on(store.get(&imported.root))
             .unwrap()
             .unwrap(),
@@ -395,10 +399,10 @@ fn hamt_sharded_directory_exports_its_entries() {
     let world = put_raw(b"world");
     let shard_data = vec![0x08, 0x05, 0x28, 0x22, 0x30, 0x80, 0x02];
     let put_node = |links: Vec<(&str, Cid)>| {
-        let node = dag_pb::Node {
+        let node = dagpb::PbNode {
             links: links
                 .into_iter()
-                .map(|(name, hash)| dag_pb::Link {
+                .map(|(name, hash)| dagpb::PbLink {
                     hash,
                     name: Some(name.into()),
                     tsize: Some(5),
@@ -406,7 +410,7 @@ fn hamt_sharded_directory_exports_its_entries() {
                 .collect(),
             data: Some(shard_data.clone()),
         };
-        let bytes = dag_pb::encode(&node);
+        let bytes = dagpb::encode(&node);
         let cid = blocks::cid_of(cid::Version::V1, 0x70, blocks::SHA2_256, &bytes).unwrap();
         pollster::block_on(blocks::put_verified(&store, &cid, &bytes)).unwrap();
         cid
@@ -427,15 +431,15 @@ fn export_refuses_entry_names_that_escape_the_directory() {
     let file = blocks::cid_of(cid::Version::V1, 0x55, blocks::SHA2_256, b"x").unwrap();
     pollster::block_on(blocks::put_verified(&store, &file, b"x")).unwrap();
     for bad in ["..", "a/b", ""] {
-        let node = dag_pb::Node {
-            links: vec![dag_pb::Link {
+        let node = dagpb::PbNode {
+            links: vec![dagpb::PbLink {
                 hash: file,
                 name: Some(bad.into()),
                 tsize: Some(1),
             }],
             data: Some(vec![0x08, 0x01]),
         };
-        let bytes = dag_pb::encode(&node);
+        let bytes = dagpb::encode(&node);
         let cid = blocks::cid_of(cid::Version::V1, 0x70, blocks::SHA2_256, &bytes).unwrap();
         pollster::block_on(blocks::put_verified(&store, &cid, &bytes)).unwrap();
         let dir = tempfile::tempdir().unwrap();
@@ -447,15 +451,119 @@ fn export_refuses_entry_names_that_escape_the_directory() {
     }
 }
 
-fn put_pb_node(store: &InMemoryBlockstore<64>, node: &dag_pb::Node) -> Cid {
-    let bytes = dag_pb::encode(node);
+#[test]
+fn export_refuses_entry_names_that_are_not_utf8() {
+    // go-codec-dagpb accepts any name bytes, so the block decodes; the exporter cannot make a
+    // path component of them and says which name (shown lossily) in which directory.
+    let store = InMemoryBlockstore::<64>::new();
+    let file = put_raw(&store, b"x");
+    let dir_cid = put_pb_node(
+        &store,
+        &dagpb::PbNode {
+            links: vec![dagpb::PbLink {
+                hash: file,
+                name: Some(vec![b'a', 0xff]),
+                tsize: Some(1),
+            }],
+            data: Some(vec![0x08, 0x01]),
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let result = pollster::block_on(unixfs::export_path(&store, &dir_cid, &dir.path().join("d")));
+    assert!(
+        matches!(&result, Err(UnixfsError::InvalidName { cid, name }) if **cid == dir_cid && name == "a\u{fffd}"),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn invalid_dag_pb_is_reported_with_the_codec_error_as_source() {
+    use std::error::Error as _;
+
+    let store = InMemoryBlockstore::<64>::new();
+    // Data twice: go-codec-dagpb rejects it; the second tag is at offset 3.
+    let bytes = [0x0a, 0x01, 0x08, 0x0a, 0x00];
+    let cid = blocks::cid_of(cid::Version::V1, 0x70, blocks::SHA2_256, &bytes).unwrap();
+    pollster::block_on(blocks::put_verified(&store, &cid, &bytes)).unwrap();
+    let mut out = Vec::new();
+    let result = pollster::block_on(unixfs::export_file(&store, &cid, &mut out));
+    let Err(error @ UnixfsError::DagPb { .. }) = &result else {
+        panic!("expected a dag-pb error, got {result:?}");
+    };
+    let source = error
+        .source()
+        .and_then(|s| s.downcast_ref::<dagpb::DecodeError>());
+    assert!(
+        matches!(
+            source,
+            Some(dagpb::DecodeError::Duplicate {
+                offset: 3,
+                field: "Data"
+            })
+        ),
+        "{source:?}"
+    );
+}
+
+#[test]
+fn file_node_with_data_before_links_exports_as_go_reads_it() {
+    // Old IPFS data may put Data before Links; go-codec-dagpb reads it, so the exporter does.
+    let store = InMemoryBlockstore::<64>::new();
+    let leaf = put_raw(&store, b"abc");
+    let node = dagpb::PbNode {
+        links: vec![link(leaf, ""), link(leaf, "")],
+        // File, filesize 6, blocksizes 3 and 3.
+        data: Some(vec![0x08, 0x02, 0x18, 6, 0x20, 3, 0x20, 3]),
+    };
+    let go_order = dagpb::encode(&node);
+    let data_len = 2 + 8;
+    let mut data_first = go_order[go_order.len() - data_len..].to_vec();
+    data_first.extend_from_slice(&go_order[..go_order.len() - data_len]);
+    let root = blocks::cid_of(cid::Version::V1, 0x70, blocks::SHA2_256, &data_first).unwrap();
+    pollster::block_on(blocks::put_verified(&store, &root, &data_first)).unwrap();
+    assert_eq!(export(&store, &root), b"abcabc");
+}
+
+#[test]
+fn imported_dag_pb_blocks_decode_with_the_selector_codec_into_go_field_order() {
+    // The same blocks the importer writes are what the selector traversal reads.
+    let options = ImportOptions {
+        chunk_size: 256,
+        ..ImportOptions::cid_v0()
+    };
+    let (store, imported) = import(&[7u8; 600], &options);
+    let block = pollster::block_on(store.get(&imported.root))
+        .unwrap()
+        .unwrap();
+    let node = ipld_selector::codec::decode_block(
+        &imported.root,
+        &block,
+        &ipld_dagcbor::Limits::default(),
+    )
+    .expect("the importer's root decodes");
+    let map = node.as_map().expect("a map");
+    let keys: Vec<String> = map.keys().map(ToString::to_string).collect();
+    assert_eq!(keys, ["Links", "Data"]);
+    let typed = dagpb::decode(&block).unwrap();
+    assert_eq!(typed.to_node(), node);
+    assert_eq!(typed.links.len(), 3);
+}
+
+fn put_raw(store: &InMemoryBlockstore<64>, bytes: &[u8]) -> Cid {
+    let cid = blocks::cid_of(cid::Version::V1, 0x55, blocks::SHA2_256, bytes).unwrap();
+    pollster::block_on(blocks::put_verified(store, &cid, bytes)).unwrap();
+    cid
+}
+
+fn put_pb_node(store: &InMemoryBlockstore<64>, node: &dagpb::PbNode) -> Cid {
+    let bytes = dagpb::encode(node);
     let cid = blocks::cid_of(cid::Version::V1, 0x70, blocks::SHA2_256, &bytes).unwrap();
     pollster::block_on(blocks::put_verified(store, &cid, &bytes)).unwrap();
     cid
 }
 
-fn link(hash: Cid, name: &str) -> dag_pb::Link {
-    dag_pb::Link {
+fn link(hash: Cid, name: &str) -> dagpb::PbLink {
+    dagpb::PbLink {
         hash,
         name: Some(name.into()),
         tsize: Some(8),
@@ -470,7 +578,7 @@ fn file_that_grows_past_its_declared_size_stops_early() {
     // File, filesize 10, three links to the same 8-byte leaf.
     let root = put_pb_node(
         &store,
-        &dag_pb::Node {
+        &dagpb::PbNode {
             links: vec![link(leaf, ""), link(leaf, ""), link(leaf, "")],
             data: Some(vec![0x08, 0x02, 0x18, 10]),
         },
@@ -505,7 +613,7 @@ fn export_never_writes_through_a_symlink_it_created() {
     symlink_data.extend_from_slice(target);
     let symlink = put_pb_node(
         &store,
-        &dag_pb::Node {
+        &dagpb::PbNode {
             links: vec![],
             data: Some(symlink_data),
         },
@@ -514,7 +622,7 @@ fn export_never_writes_through_a_symlink_it_created() {
     pollster::block_on(blocks::put_verified(&store, &file, b"payload")).unwrap();
     let root = put_pb_node(
         &store,
-        &dag_pb::Node {
+        &dagpb::PbNode {
             links: vec![link(symlink, "x"), link(file, "x")],
             data: Some(vec![0x08, 0x01]),
         },

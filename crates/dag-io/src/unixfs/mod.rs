@@ -21,10 +21,10 @@ use std::path::{Path, PathBuf};
 
 use blockstore::Blockstore;
 use cid::{Cid, Version};
+use ipld_selector::dagpb::{self, PbLink, PbNode};
 use prost::Message;
 
 use crate::blocks::{self, BlockError};
-use crate::dag_pb::{self, DagPbError, Link, Node};
 use data::{Data, DataType};
 
 /// Multicodec code of raw blocks.
@@ -112,7 +112,7 @@ pub enum UnixfsError {
         cid: Box<Cid>,
         /// Why.
         #[source]
-        source: DagPbError,
+        source: dagpb::DecodeError,
     },
     /// A dag-pb block's UnixFS data is missing or invalid.
     #[error("invalid unixfs data in {cid}: {reason}")]
@@ -136,12 +136,12 @@ pub enum UnixfsError {
         /// The node.
         cid: Box<Cid>,
     },
-    /// A directory entry name that cannot be a path component.
+    /// A directory entry name that cannot be a path component (or is not UTF-8).
     #[error("invalid entry name {name:?} in {cid}")]
     InvalidName {
         /// The directory node.
         cid: Box<Cid>,
-        /// The name.
+        /// The name (bytes that are not UTF-8 shown as U+FFFD).
         name: String,
     },
     /// A file's content does not add up to the size its root declares.
@@ -304,7 +304,7 @@ pub async fn export_file<B: Blockstore, W: Write>(
         let bytes = load(store, &cid).await?;
         let chunk: &[u8] = match cid.codec() {
             RAW_CODEC => &bytes,
-            dag_pb::CODEC => {
+            dagpb::CODEC => {
                 let (node, data) = decode_unixfs(&cid, &bytes)?;
                 if !matches!(data.kind(), Some(DataType::File | DataType::Raw)) {
                     return Err(UnixfsError::NotAFile { cid: Box::new(cid) });
@@ -378,7 +378,7 @@ pub async fn export_path<B: Blockstore>(
             export_file(store, &cid, file).await?;
             continue;
         }
-        if cid.codec() != dag_pb::CODEC {
+        if cid.codec() != dagpb::CODEC {
             return Err(UnixfsError::UnsupportedCodec {
                 cid: Box::new(cid),
                 codec: cid.codec(),
@@ -398,7 +398,7 @@ pub async fn export_path<B: Blockstore>(
             Some(DataType::Directory) => {
                 fs::create_dir(&path).map_err(io_err(&path))?;
                 for link in node.links.iter().rev() {
-                    let name = link.name.clone().unwrap_or_default();
+                    let name = entry_name(&cid, link)?;
                     check_name(&cid, &name)?;
                     stack.push(Item::Entry(link.hash, path.join(name)));
                 }
@@ -416,7 +416,7 @@ pub async fn export_path<B: Blockstore>(
                 }
                 let pad = format!("{:X}", fanout - 1).len();
                 for link in node.links.iter().rev() {
-                    let name = link.name.clone().unwrap_or_default();
+                    let name = entry_name(&cid, link)?;
                     match name.get(pad..) {
                         Some("") => stack.push(Item::Shard(link.hash, path.clone())),
                         Some(entry) => {
@@ -560,19 +560,19 @@ impl DirFrame {
         store: &B,
         options: &ImportOptions,
     ) -> Result<Imported, UnixfsError> {
-        let node = Node {
+        let node = PbNode {
             links: self
                 .links
                 .iter()
-                .map(|(name, child)| Link {
+                .map(|(name, child)| PbLink {
                     hash: child.root,
-                    name: Some(name.clone()),
+                    name: Some(name.clone().into_bytes()),
                     tsize: Some(child.dag_size),
                 })
                 .collect(),
             data: Some(Data::of(DataType::Directory).encode_to_vec()),
         };
-        let bytes = dag_pb::encode(&node);
+        let bytes = dagpb::encode(&node);
         let cid = put_pb(store, options, &bytes).await?;
         Ok(Imported {
             root: cid,
@@ -609,7 +609,7 @@ async fn import_entry<B: Blockstore>(
             data: Some(target.as_bytes().to_vec()),
             ..Data::of(DataType::Symlink)
         };
-        let bytes = dag_pb::encode(&Node {
+        let bytes = dagpb::encode(&PbNode {
             links: Vec::new(),
             data: Some(data.encode_to_vec()),
         });
@@ -646,7 +646,7 @@ async fn put_leaf<B: Blockstore>(
         filesize: Some(chunk.len() as u64),
         ..Data::of(DataType::File)
     };
-    let bytes = dag_pb::encode(&Node {
+    let bytes = dagpb::encode(&PbNode {
         links: Vec::new(),
         data: Some(data.encode_to_vec()),
     });
@@ -669,18 +669,18 @@ async fn put_file_node<B: Blockstore>(
         blocksizes: children.iter().map(|c| c.file_size).collect(),
         ..Data::of(DataType::File)
     };
-    let node = Node {
+    let node = PbNode {
         links: children
             .iter()
-            .map(|c| Link {
+            .map(|c| PbLink {
                 hash: c.cid,
-                name: Some(String::new()),
+                name: Some(Vec::new()),
                 tsize: Some(c.dag_size),
             })
             .collect(),
         data: Some(data.encode_to_vec()),
     };
-    let bytes = dag_pb::encode(&node);
+    let bytes = dagpb::encode(&node);
     let cid = put_pb(store, options, &bytes).await?;
     Ok(Child {
         cid,
@@ -694,7 +694,7 @@ async fn put_pb<B: Blockstore>(
     options: &ImportOptions,
     bytes: &[u8],
 ) -> Result<Cid, UnixfsError> {
-    let cid = blocks::cid_of(options.cid_version, dag_pb::CODEC, blocks::SHA2_256, bytes)?;
+    let cid = blocks::cid_of(options.cid_version, dagpb::CODEC, blocks::SHA2_256, bytes)?;
     blocks::put_verified(store, &cid, bytes).await?;
     Ok(cid)
 }
@@ -707,8 +707,8 @@ async fn load<B: Blockstore>(store: &B, cid: &Cid) -> Result<Vec<u8>, UnixfsErro
         })
 }
 
-fn decode_unixfs(cid: &Cid, bytes: &[u8]) -> Result<(Node, Data), UnixfsError> {
-    let node = dag_pb::decode(bytes).map_err(|source| UnixfsError::DagPb {
+fn decode_unixfs(cid: &Cid, bytes: &[u8]) -> Result<(PbNode, Data), UnixfsError> {
+    let node = dagpb::decode(bytes).map_err(|source| UnixfsError::DagPb {
         cid: Box::new(*cid),
         source,
     })?;
@@ -749,6 +749,16 @@ fn create_new(path: &Path) -> Result<io::BufWriter<fs::File>, UnixfsError> {
             path: Some(path.to_path_buf()),
             source,
         })
+}
+
+/// A link's name as a path component candidate: absent is empty, and a name that is not UTF-8
+/// is an [`UnixfsError::InvalidName`].
+fn entry_name(cid: &Cid, link: &PbLink) -> Result<String, UnixfsError> {
+    let bytes = link.name.as_deref().unwrap_or_default();
+    String::from_utf8(bytes.to_vec()).map_err(|_| UnixfsError::InvalidName {
+        cid: Box::new(*cid),
+        name: String::from_utf8_lossy(bytes).into_owned(),
+    })
 }
 
 fn check_name(cid: &Cid, name: &str) -> Result<(), UnixfsError> {
@@ -824,7 +834,7 @@ mod tests {
         let root_block = reader
             .find_map(|s| s.ok().filter(|s| s.cid == root))
             .expect("root block in the fixture");
-        let links = dag_pb::decode(&root_block.data).expect("dag-pb").links;
+        let links = dagpb::decode(&root_block.data).expect("dag-pb").links;
         for leaf in leaves {
             assert!(links.iter().any(|l| l.hash.to_string() == leaf));
         }

@@ -13,7 +13,11 @@
 //! - [`codec::v2`] and [`codec::v1`] (`encode` / `decode` of message bodies; 1.0.0 integer ids
 //!   go through a [`codec::v1::IdMap`]), [`codec::frame`] (varint length prefix, the 4 MiB
 //!   limit, an incremental frame decoder), and the errors [`codec::DecodeError`] and
-//!   [`codec::EncodeError`].
+//!   [`codec::EncodeError`];
+//! - [`responder`]: the pure responder core ([`responder::Responder`], its
+//!   [`responder::Config`], [`responder::Event`]s and hook answers): admission, validation,
+//!   traversal in go-ipld-prime's order, Go's message batching, pause/update/cancel, memory
+//!   back-pressure.
 //!
 //! Feature `test-util`: proptest strategies and a fixed 1.0.0 id map in `testing`.
 //!
@@ -47,6 +51,7 @@ mod block;
 pub mod codec;
 pub mod extension;
 mod message;
+pub mod responder;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 

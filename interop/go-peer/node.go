@@ -1,0 +1,479 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/google/uuid"
+	"github.com/ipfs/boxo/blockstore"
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	"github.com/ipfs/go-graphsync"
+	gsimpl "github.com/ipfs/go-graphsync/impl"
+	gsnet "github.com/ipfs/go-graphsync/network"
+	"github.com/ipld/go-ipld-prime/codec/dagjson"
+	"github.com/ipld/go-ipld-prime/datamodel"
+	cidlink "github.com/ipld/go-ipld-prime/linking/cid"
+	"github.com/ipld/go-ipld-prime/node/basicnode"
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+)
+
+// NewHost starts a libp2p host with a fresh ed25519 identity, TCP, noise and yamux only. With
+// no listen addresses it only dials.
+func NewHost(listen ...string) (host.Host, error) {
+	opts := []libp2p.Option{
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		libp2p.ResourceManager(&network.NullResourceManager{}),
+		libp2p.DisableRelay(),
+	}
+	if len(listen) == 0 {
+		opts = append(opts, libp2p.NoListenAddrs)
+	} else {
+		opts = append(opts, libp2p.ListenAddrStrings(listen...))
+	}
+	return libp2p.New(opts...)
+}
+
+// NewGraphsync runs go-graphsync on h over bs. Incoming requests are validated by the caller's
+// hook only (no default selector-depth validator), so explore-all selectors can be accepted.
+func NewGraphsync(ctx context.Context, h host.Host, bs blockstore.Blockstore, onStore func(blocks.Block)) graphsync.GraphExchange {
+	return gsimpl.New(ctx, gsnet.NewFromLibp2pHost(h), LinkSystem(bs, onStore), gsimpl.RejectAllRequestsByDefault())
+}
+
+// ServeConfig configures a responder.
+type ServeConfig struct {
+	// Listen is the multiaddr to listen on.
+	Listen string
+	// Cars are CARv1 files to load.
+	Cars []string
+	// Files are files to import with Import.
+	Files []string
+	// Import is how Files are imported.
+	Import ImportOptions
+	// Reject rejects every request instead of accepting it.
+	Reject bool
+}
+
+// Serve runs a responder until ctx ends, stdin ends, or a "quit" command arrives.
+func Serve(ctx context.Context, cfg ServeConfig, stdin io.Reader, out *Emitter) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	bs := NewBlockstore()
+	for _, path := range cfg.Cars {
+		roots, n, err := ReadCarFile(ctx, path, bs)
+		if err != nil {
+			return fmt.Errorf("load %s: %w", path, err)
+		}
+		for _, r := range roots {
+			out.Emit("loaded", Fields{"root": r.String(), "blocks": n, "car": path})
+		}
+	}
+	for _, path := range cfg.Files {
+		root, n, err := ImportPath(path, bs, cfg.Import)
+		if err != nil {
+			return fmt.Errorf("import %s: %w", path, err)
+		}
+		out.Emit("loaded", Fields{"root": root.String(), "blocks": n, "file": path})
+	}
+	h, err := NewHost(cfg.Listen)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	gs := NewGraphsync(ctx, h, bs, nil)
+
+	var mu sync.Mutex
+	sent := map[graphsync.RequestID]int{}
+	gs.RegisterIncomingRequestHook(func(p peer.ID, req graphsync.RequestData, actions graphsync.IncomingRequestHookActions) {
+		f := requestFields(req)
+		f["peer"] = p.String()
+		f["accepted"] = !cfg.Reject
+		out.Emit("request_received", f)
+		if !cfg.Reject {
+			actions.ValidateRequest()
+		}
+	})
+	gs.RegisterRequestUpdatedHook(func(p peer.ID, req, update graphsync.RequestData, _ graphsync.RequestUpdatedHookActions) {
+		out.Emit("request_updated", Fields{"request": req.ID().String(), "extensions": extensionsOf(update)})
+	})
+	gs.RegisterBlockSentListener(func(p peer.ID, req graphsync.RequestData, blk graphsync.BlockData) {
+		mu.Lock()
+		sent[req.ID()]++
+		n := sent[req.ID()]
+		mu.Unlock()
+		out.Emit("block_sent", Fields{"request": req.ID().String(), "cid": blk.Link().String(), "size": blk.BlockSize(), "blocks": n})
+	})
+	gs.RegisterCompletedResponseListener(func(p peer.ID, req graphsync.RequestData, status graphsync.ResponseStatusCode) {
+		mu.Lock()
+		n := sent[req.ID()]
+		mu.Unlock()
+		out.Emit("completed", Fields{"request": req.ID().String(), "status": int(status), "status_name": status.String(), "blocks": n})
+	})
+	gs.RegisterRequestorCancelledListener(func(p peer.ID, req graphsync.RequestData) {
+		out.Emit("cancelled_by_requester", Fields{"request": req.ID().String()})
+	})
+	gs.RegisterNetworkErrorListener(func(p peer.ID, req graphsync.RequestData, err error) {
+		out.Emit("network_error", Fields{"request": req.ID().String(), "error": err.Error()})
+	})
+	gs.RegisterReceiverNetworkErrorListener(func(p peer.ID, err error) {
+		out.Emit("receiver_error", Fields{"peer": p.String(), "error": err.Error()})
+	})
+
+	addrs := make([]string, 0, len(h.Addrs()))
+	for _, a := range h.Addrs() {
+		addrs = append(addrs, a.String())
+	}
+	out.Emit("listening", Fields{"peer_id": h.ID().String(), "addrs": addrs})
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		readCommands(ctx, stdin, out, func(c Command) bool {
+			if c.Cmd == "quit" {
+				return false
+			}
+			runCommand(ctx, gs, c, "", out)
+			return true
+		})
+	}()
+	select {
+	case <-ctx.Done():
+	case <-done:
+	}
+	out.Emit("stopped", Fields{})
+	return nil
+}
+
+// RequestConfig configures a requester.
+type RequestConfig struct {
+	// Peer is the responder's multiaddr ending in /p2p/ID.
+	Peer string
+	// Root is the CID to request.
+	Root cid.Cid
+	// Selector is the selector (ExploreAll if nil).
+	Selector datamodel.Node
+	// Extensions go with the request.
+	Extensions []graphsync.ExtensionData
+	// Out, if set, receives the blocks that arrived as a CARv1 file.
+	Out string
+}
+
+// RequestResult summarises a finished request.
+type RequestResult struct {
+	// Blocks is the number of distinct blocks stored.
+	Blocks int
+	// Status is the last response status received (0 if none).
+	Status graphsync.ResponseStatusCode
+	// Errors are the messages from graphsync's error channel.
+	Errors []string
+}
+
+// Request dials cfg.Peer, runs one graphsync request and writes what arrived to cfg.Out. stdin
+// carries pause, unpause, update and cancel commands while the request runs.
+func Request(ctx context.Context, cfg RequestConfig, stdin io.Reader, out *Emitter) (RequestResult, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	info, err := peer.AddrInfoFromString(cfg.Peer)
+	if err != nil {
+		return RequestResult{}, fmt.Errorf("peer address: %w", err)
+	}
+	h, err := NewHost()
+	if err != nil {
+		return RequestResult{}, err
+	}
+	defer h.Close()
+	if err := h.Connect(ctx, *info); err != nil {
+		return RequestResult{}, fmt.Errorf("connect: %w", err)
+	}
+	out.Emit("connected", Fields{"peer": info.ID.String()})
+
+	var car bytes.Buffer
+	cw, err := NewCarWriter(&car, cfg.Root)
+	if err != nil {
+		return RequestResult{}, err
+	}
+	var carErr error
+	var carMu sync.Mutex
+	gs := NewGraphsync(ctx, h, NewBlockstore(), func(blk blocks.Block) {
+		carMu.Lock()
+		defer carMu.Unlock()
+		if err := cw.Put(blk); err != nil && carErr == nil {
+			carErr = err
+		}
+	})
+
+	id := graphsync.NewRequestID()
+	var lastStatus atomic.Int64
+	gs.RegisterIncomingResponseHook(func(p peer.ID, resp graphsync.ResponseData, _ graphsync.IncomingResponseHookActions) {
+		if resp.RequestID() != id {
+			return
+		}
+		lastStatus.Store(int64(resp.Status()))
+		md := resp.Metadata()
+		out.Emit("response", Fields{
+			"request":     id.String(),
+			"status":      int(resp.Status()),
+			"status_name": resp.Status().String(),
+			"metadata":    md.Length(),
+			"extensions":  extensionsOf(resp),
+		})
+		md.Iterate(func(c cid.Cid, action graphsync.LinkAction) {
+			out.Emit("metadata", Fields{"request": id.String(), "cid": c.String(), "action": string(action)})
+		})
+	})
+	var received atomic.Int64
+	gs.RegisterIncomingBlockHook(func(p peer.ID, resp graphsync.ResponseData, blk graphsync.BlockData, _ graphsync.IncomingBlockHookActions) {
+		n := received.Add(1)
+		out.Emit("block", Fields{"request": id.String(), "cid": blk.Link().String(), "size": blk.BlockSize(), "on_wire": blk.BlockSizeOnWire(), "blocks": n})
+	})
+
+	sel := cfg.Selector
+	if sel == nil {
+		sel = ExploreAll
+	}
+	reqCtx := context.WithValue(ctx, graphsync.RequestIDContextKey{}, id)
+	progress, errs := gs.Request(reqCtx, info.ID, cidlink.Link{Cid: cfg.Root}, sel, cfg.Extensions...)
+	out.Emit("request_sent", Fields{"request": id.String(), "root": cfg.Root.String()})
+
+	go readCommands(ctx, stdin, out, func(c Command) bool {
+		runCommand(ctx, gs, c, id.String(), out)
+		return true
+	})
+
+	res := RequestResult{Errors: []string{}}
+	for progress != nil || errs != nil {
+		select {
+		case _, ok := <-progress:
+			if !ok {
+				progress = nil
+			}
+		case err, ok := <-errs:
+			if !ok {
+				errs = nil
+				continue
+			}
+			res.Errors = append(res.Errors, err.Error())
+			out.Emit("error", Fields{"request": id.String(), "error": err.Error()})
+		}
+	}
+	carMu.Lock()
+	res.Blocks = cw.Count()
+	err = carErr
+	carMu.Unlock()
+	res.Status = graphsync.ResponseStatusCode(lastStatus.Load())
+	if err == nil && cfg.Out != "" {
+		err = os.WriteFile(cfg.Out, car.Bytes(), 0o644)
+	}
+	if err != nil {
+		return res, err
+	}
+	out.Emit("done", Fields{
+		"request":     id.String(),
+		"status":      int(res.Status),
+		"status_name": res.Status.String(),
+		"blocks":      res.Blocks,
+		"errors":      res.Errors,
+		"car":         cfg.Out,
+	})
+	return res, nil
+}
+
+// runCommand runs pause, unpause, update or cancel on the request named in c (or on
+// defaultID) and reports the outcome.
+func runCommand(ctx context.Context, gs graphsync.GraphExchange, c Command, defaultID string, out *Emitter) {
+	fail := func(err error) {
+		out.Emit("command_failed", Fields{"cmd": c.Cmd, "request": c.Request, "error": err.Error()})
+	}
+	name := c.Request
+	if name == "" {
+		name = defaultID
+	}
+	u, err := uuid.Parse(name)
+	if err != nil {
+		fail(fmt.Errorf("request id %q: %w", name, err))
+		return
+	}
+	id, err := graphsync.ParseRequestID(u[:])
+	if err != nil {
+		fail(err)
+		return
+	}
+	exts, err := parseExtensionMap(c.Extensions)
+	if err != nil {
+		fail(err)
+		return
+	}
+	switch c.Cmd {
+	case "pause":
+		err = gs.Pause(ctx, id)
+	case "unpause":
+		err = gs.Unpause(ctx, id, exts...)
+	case "update":
+		err = gs.SendUpdate(ctx, id, exts...)
+	case "cancel":
+		err = gs.Cancel(ctx, id)
+	default:
+		err = fmt.Errorf("unknown command %q", c.Cmd)
+	}
+	if err != nil {
+		fail(err)
+		return
+	}
+	out.Emit("command_done", Fields{"cmd": c.Cmd, "request": id.String()})
+}
+
+// requestFields describes an incoming request.
+func requestFields(req graphsync.RequestData) Fields {
+	f := Fields{
+		"request":    req.ID().String(),
+		"root":       req.Root().String(),
+		"type":       string(req.Type()),
+		"priority":   int(req.Priority()),
+		"extensions": extensionsOf(req),
+	}
+	if sel, err := encodeDagJSON(req.Selector()); err == nil {
+		f["selector"] = sel
+	}
+	return f
+}
+
+// extensionsOf lists the extensions of a request or response as dag-json values.
+func extensionsOf(v any) map[string]json.RawMessage {
+	named, ok := v.(interface {
+		ExtensionNames() []graphsync.ExtensionName
+		Extension(graphsync.ExtensionName) (datamodel.Node, bool)
+	})
+	exts := map[string]json.RawMessage{}
+	if !ok {
+		return exts
+	}
+	for _, name := range named.ExtensionNames() {
+		if node, ok := named.Extension(name); ok {
+			if enc, err := encodeDagJSON(node); err == nil {
+				exts[string(name)] = enc
+			}
+		}
+	}
+	return exts
+}
+
+func encodeDagJSON(n datamodel.Node) (json.RawMessage, error) {
+	if n == nil {
+		return json.RawMessage("null"), nil
+	}
+	var buf bytes.Buffer
+	if err := dagjson.Encode(n, &buf); err != nil {
+		return nil, err
+	}
+	return json.RawMessage(buf.Bytes()), nil
+}
+
+func decodeDagJSON(data []byte) (datamodel.Node, error) {
+	nb := basicnode.Prototype.Any.NewBuilder()
+	if err := dagjson.Decode(nb, bytes.NewReader(data)); err != nil {
+		return nil, err
+	}
+	return nb.Build(), nil
+}
+
+func parseExtensionMap(m map[string]json.RawMessage) ([]graphsync.ExtensionData, error) {
+	var exts []graphsync.ExtensionData
+	for name, raw := range m {
+		node, err := decodeDagJSON(raw)
+		if err != nil {
+			return nil, fmt.Errorf("extension %s: %w", name, err)
+		}
+		exts = append(exts, graphsync.ExtensionData{Name: graphsync.ExtensionName(name), Data: node})
+	}
+	return exts, nil
+}
+
+// serveMain runs `go-peer serve`.
+func serveMain(ctx context.Context, args []string, stdin *os.File, out *Emitter) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	listen := fs.String("listen", "/ip4/127.0.0.1/tcp/0", "multiaddr to listen on")
+	var cars, files multiFlag
+	fs.Var(&cars, "car", "CARv1 file to load (repeatable)")
+	fs.Var(&files, "file", "file to import (repeatable)")
+	cidVersion := fs.Int("cid-version", 1, "CID version for --file imports (1 implies raw leaves)")
+	reject := fs.Bool("reject", false, "reject every request")
+	rest, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return fmt.Errorf("serve takes no positional arguments, got %q", rest)
+	}
+	return Serve(ctx, ServeConfig{
+		Listen: *listen,
+		Cars:   cars,
+		Files:  files,
+		Import: KuboOptions(*cidVersion, nil),
+		Reject: *reject,
+	}, stdin, out)
+}
+
+// requestMain runs `go-peer request`.
+func requestMain(ctx context.Context, args []string, stdin *os.File, out *Emitter) error {
+	fs := flag.NewFlagSet("request", flag.ContinueOnError)
+	peerAddr := fs.String("peer", "", "responder multiaddr ending in /p2p/ID")
+	root := fs.String("root", "", "root CID")
+	selJSON := fs.String("selector", "", "selector as dag-json (default: explore all)")
+	outPath := fs.String("out", "", "write the blocks that arrived to this CARv1 file")
+	var extFlags multiFlag
+	fs.Var(&extFlags, "ext", "request extension name=dag-json (repeatable)")
+	rest, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return fmt.Errorf("request takes no positional arguments, got %q", rest)
+	}
+	if *peerAddr == "" || *root == "" {
+		return fmt.Errorf("request needs --peer and --root")
+	}
+	cfg := RequestConfig{Peer: *peerAddr, Out: *outPath}
+	if cfg.Root, err = cid.Decode(*root); err != nil {
+		return fmt.Errorf("root: %w", err)
+	}
+	if *selJSON != "" {
+		if cfg.Selector, err = decodeDagJSON([]byte(*selJSON)); err != nil {
+			return fmt.Errorf("selector: %w", err)
+		}
+	}
+	for _, e := range extFlags {
+		name, value, ok := strings.Cut(e, "=")
+		if !ok {
+			return fmt.Errorf("--ext %q is not name=dag-json", e)
+		}
+		node, err := decodeDagJSON([]byte(value))
+		if err != nil {
+			return fmt.Errorf("extension %s: %w", name, err)
+		}
+		cfg.Extensions = append(cfg.Extensions, graphsync.ExtensionData{Name: graphsync.ExtensionName(name), Data: node})
+	}
+	res, err := Request(ctx, cfg, stdin, out)
+	if err != nil {
+		return err
+	}
+	if len(res.Errors) > 0 || res.Status != graphsync.RequestCompletedFull {
+		return fmt.Errorf("request ended with status %d (%s)", int(res.Status), res.Status)
+	}
+	return nil
+}

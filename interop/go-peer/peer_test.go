@@ -1,0 +1,285 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/ipfs/go-graphsync"
+)
+
+// eventSink decodes each line an Emitter writes and forwards it on a channel.
+type eventSink struct {
+	t      *testing.T
+	events chan map[string]any
+}
+
+func newEventSink(t *testing.T) *eventSink {
+	return &eventSink{t: t, events: make(chan map[string]any, 4096)}
+}
+
+func (s *eventSink) Write(p []byte) (int, error) {
+	var ev map[string]any
+	if err := json.Unmarshal(p, &ev); err != nil {
+		s.t.Errorf("emitted line %q is not JSON: %v", p, err)
+		return len(p), nil
+	}
+	s.events <- ev
+	return len(p), nil
+}
+
+// waitFor returns the next event named name, failing the test after a timeout.
+func (s *eventSink) waitFor(name string) map[string]any {
+	s.t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case ev := <-s.events:
+			if ev["event"] == name {
+				return ev
+			}
+		case <-timeout:
+			s.t.Fatalf("no %q event within 30s", name)
+		}
+	}
+}
+
+// servePeer starts Serve on loopback with the given CARs and returns the /p2p address, the
+// responder's events and a function that stops it.
+func servePeer(t *testing.T, cfg ServeConfig) (string, *eventSink, func()) {
+	t.Helper()
+	cfg.Listen = "/ip4/127.0.0.1/tcp/0"
+	sink := newEventSink(t)
+	stdinR, stdinW := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- Serve(ctx, cfg, stdinR, NewEmitter(sink)) }()
+	listening := sink.waitFor("listening")
+	addrs, ok := listening["addrs"].([]any)
+	if !ok || len(addrs) == 0 {
+		t.Fatalf("listening event without addrs: %v", listening)
+	}
+	addr := addrs[0].(string) + "/p2p/" + listening["peer_id"].(string)
+	stop := func() {
+		_ = stdinW.Close()
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		cancel()
+	}
+	return addr, sink, stop
+}
+
+// fixture imports a pseudo-random file and writes its CAR; it returns the root and CAR path.
+func fixture(t *testing.T, size int, o ImportOptions) (cid.Cid, string) {
+	t.Helper()
+	bs := NewBlockstore()
+	root, _, err := ImportFile(bytes.NewReader(PseudoRandom(size)), bs, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "fixture.car")
+	if _, err := WriteCarFile(context.Background(), path, bs, root, nil); err != nil {
+		t.Fatal(err)
+	}
+	return root, path
+}
+
+func TestImportMatchesKnownKuboCids(t *testing.T) {
+	cases := []struct {
+		data    string
+		version int
+		want    string
+	}{
+		{"", 0, "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"},
+		{"", 1, "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"},
+		{"hello world\n", 0, "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"},
+		{"hello world\n", 1, "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4"},
+	}
+	for _, c := range cases {
+		root, blocks, err := ImportFile(bytes.NewReader([]byte(c.data)), NewBlockstore(), KuboOptions(c.version, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if root.String() != c.want || blocks != 1 {
+			t.Errorf("import %q v%d = %s (%d blocks), want %s (1 block)", c.data, c.version, root, blocks, c.want)
+		}
+	}
+}
+
+func TestImportCountsEveryBlockOfAMultiLevelFile(t *testing.T) {
+	// 5 chunks of 262144 bytes (the last one short) under one root: 6 blocks.
+	root, blocks, err := ImportFile(bytes.NewReader(PseudoRandom(4*262144+1)), NewBlockstore(), KuboOptions(1, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if blocks != 6 || root.Prefix().Codec != cid.DagProtobuf || root.Version() != 1 {
+		t.Errorf("got %s with %d blocks, want a CIDv1 dag-pb root over 6 blocks", root, blocks)
+	}
+}
+
+func TestCarWriteReadRoundTrip(t *testing.T) {
+	root, path := fixture(t, 1_000_000, KuboOptions(0, nil))
+	bs := NewBlockstore()
+	roots, n, err := ReadCarFile(context.Background(), path, bs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(roots) != 1 || roots[0] != root || n != 5 {
+		t.Fatalf("read roots %v and %d blocks, want [%s] and 5", roots, n, root)
+	}
+	var again bytes.Buffer
+	if _, err := WriteCar(context.Background(), &again, bs, root, nil); err != nil {
+		t.Fatal(err)
+	}
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(orig, again.Bytes()) {
+		t.Error("re-exported CAR differs from the original")
+	}
+}
+
+func TestRequestFromServeRoundTripsTheCar(t *testing.T) {
+	for _, o := range []ImportOptions{KuboOptions(0, nil), KuboOptions(1, nil)} {
+		root, carPath := fixture(t, 1_000_000, o)
+		addr, served, stop := servePeer(t, ServeConfig{Cars: []string{carPath}})
+		out := filepath.Join(t.TempDir(), "out.car")
+		sink := newEventSink(t)
+		res, err := Request(context.Background(), RequestConfig{Peer: addr, Root: root, Out: out}, bytes.NewReader(nil), NewEmitter(sink))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Status != graphsync.RequestCompletedFull || len(res.Errors) != 0 || res.Blocks != 5 {
+			t.Errorf("request result %+v, want full completion with 5 blocks", res)
+		}
+		want, err := os.ReadFile(carPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(want, got) {
+			t.Errorf("cid v%d: received CAR (%d bytes) differs from the served CAR (%d bytes)", o.CidVersion, len(got), len(want))
+		}
+		received := served.waitFor("request_received")
+		if received["root"] != root.String() || received["accepted"] != true {
+			t.Errorf("request_received = %v", received)
+		}
+		completed := served.waitFor("completed")
+		if completed["status"] != float64(graphsync.RequestCompletedFull) || completed["blocks"] != float64(5) {
+			t.Errorf("completed = %v", completed)
+		}
+		done := sink.waitFor("done")
+		if done["blocks"] != float64(5) {
+			t.Errorf("done = %v", done)
+		}
+		stop()
+	}
+}
+
+func TestRequestWithSelectorGetsOnlyTheRoot(t *testing.T) {
+	root, carPath := fixture(t, 1_000_000, KuboOptions(1, nil))
+	addr, _, stop := servePeer(t, ServeConfig{Cars: []string{carPath}})
+	defer stop()
+	// Match the root node and follow nothing.
+	sel, err := decodeDagJSON([]byte(`{".": {}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Request(context.Background(), RequestConfig{Peer: addr, Root: root, Selector: sel}, bytes.NewReader(nil), NewEmitter(io.Discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != graphsync.RequestCompletedFull || res.Blocks != 1 {
+		t.Errorf("request result %+v, want full completion with 1 block", res)
+	}
+}
+
+func TestServeRejectsWhenAskedTo(t *testing.T) {
+	root, carPath := fixture(t, 1000, KuboOptions(1, nil))
+	addr, served, stop := servePeer(t, ServeConfig{Cars: []string{carPath}, Reject: true})
+	defer stop()
+	ext, err := decodeDagJSON([]byte(`{"hello": [1, 2]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	exts := []graphsync.ExtensionData{{Name: "test/ext", Data: ext}}
+	res, err := Request(context.Background(), RequestConfig{Peer: addr, Root: root, Extensions: exts}, bytes.NewReader(nil), NewEmitter(io.Discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != graphsync.RequestRejected || res.Blocks != 0 || len(res.Errors) == 0 {
+		t.Errorf("request result %+v, want rejection with no blocks and an error", res)
+	}
+	received := served.waitFor("request_received")
+	gotExt, _ := json.Marshal(received["extensions"])
+	if received["accepted"] != false || string(gotExt) != `{"test/ext":{"hello":[1,2]}}` {
+		t.Errorf("request_received = %v", received)
+	}
+}
+
+func TestPseudoRandomIsXorshift64StarSeededWithTheSize(t *testing.T) {
+	// Expected values computed independently (Python, from the definition in README.md).
+	if got := hex.EncodeToString(PseudoRandom(16)); got != "444681d4fdb6641361a3b6ac7bcadcec" {
+		t.Errorf("PseudoRandom(16) = %s", got)
+	}
+	sum := sha256.Sum256(PseudoRandom(1048583))
+	if got := hex.EncodeToString(sum[:]); got != "68262ad73ca1ff346cac90653cae8cdc90ba0f42544d2bc0db1d38043d7243ae" {
+		t.Errorf("sha256(PseudoRandom(1048583)) = %s", got)
+	}
+}
+
+func TestSelectorAndExtensionsRoundTripThroughDagJSON(t *testing.T) {
+	for _, in := range []string{`{"R":{":>":{"a":{">":{"@":{}}}},"l":{"none":{}}}}`, `{"/":{"bytes":"AAE"}}`} {
+		n, err := decodeDagJSON([]byte(in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := encodeDagJSON(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(out) != in {
+			t.Errorf("dag-json %s came back as %s", in, out)
+		}
+	}
+}
+
+func TestServeReportsCommandsOnUnknownRequests(t *testing.T) {
+	sink := newEventSink(t)
+	stdinR, stdinW := io.Pipe()
+	served := make(chan error, 1)
+	go func() {
+		served <- Serve(context.Background(), ServeConfig{Listen: "/ip4/127.0.0.1/tcp/0"}, stdinR, NewEmitter(sink))
+	}()
+	sink.waitFor("listening")
+	id := graphsync.NewRequestID().String()
+	if _, err := io.WriteString(stdinW, `{"cmd":"pause","request":"`+id+`"}`+"\n"+`{"cmd":"nonsense","request":"`+id+`"}`+"\n"); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []string{"pause", "nonsense"} {
+		failed := sink.waitFor("command_failed")
+		if failed["cmd"] != cmd || failed["request"] != id {
+			t.Errorf("command_failed = %v, want cmd %s on %s", failed, cmd, id)
+		}
+	}
+	if _, err := io.WriteString(stdinW, `{"cmd":"quit"}`+"\n"); err != nil {
+		t.Fatal(err)
+	}
+	sink.waitFor("stopped")
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -7,7 +7,7 @@
 //! request id that belongs to an earlier request instance (a reused id). A transaction never
 //! straddles two builders, so a block always travels with the metadata entry that names it.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use bytes::Bytes;
 use cid::Cid;
@@ -158,6 +158,8 @@ impl Entry {
 #[derive(Debug, Default)]
 struct Builder {
     entries: Vec<Entry>,
+    /// Position of each request id's entry in `entries`.
+    index: HashMap<RequestId, usize>,
     block_bytes: u64,
     metadata_bytes: usize,
 }
@@ -213,9 +215,9 @@ impl Outbox {
                         && last.metadata_bytes + metadata_bytes + ENTRY_OVERHEAD
                             > limits.max_metadata_bytes)
                     || last
-                        .entries
-                        .iter()
-                        .any(|entry| entry.id == txn.id && entry.key != txn.key)
+                        .index
+                        .get(&txn.id)
+                        .is_some_and(|position| last.entries[*position].key != txn.key)
             }
         };
         if start_new {
@@ -227,10 +229,11 @@ impl Outbox {
             .expect("a builder was just ensured");
         last.block_bytes += block_bytes;
         last.metadata_bytes += metadata_bytes;
-        match last.entries.iter_mut().find(|entry| entry.key == txn.key) {
-            Some(entry) => entry.add(txn, metadata_bytes),
+        match last.index.get(&txn.id) {
+            Some(position) => last.entries[*position].add(txn, metadata_bytes),
             None => {
                 last.metadata_bytes += ENTRY_OVERHEAD;
+                last.index.insert(txn.id, last.entries.len());
                 let mut entry = Entry::new(txn.key, txn.id);
                 entry.add(txn, metadata_bytes);
                 last.entries.push(entry);
@@ -275,6 +278,12 @@ impl Outbox {
                     true
                 }
             });
+            builder.index = builder
+                .entries
+                .iter()
+                .enumerate()
+                .map(|(position, entry)| (entry.id, position))
+                .collect();
             builder.block_bytes = builder.entries.iter().map(|entry| entry.block_bytes).sum();
             builder.metadata_bytes = builder
                 .entries

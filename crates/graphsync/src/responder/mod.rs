@@ -877,7 +877,8 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Responder<P> {
         let built = state.outbox.pop()?;
         let id = MessageId(self.next_message);
         self.next_message += 1;
-        let message = built.message.clone();
+        let mut built = built;
+        let message = std::mem::take(&mut built.message);
         state.in_flight.insert(id, built);
         self.last_transmit_peer = Some(peer.clone());
         Some(Transmit { peer, id, message })

@@ -68,6 +68,9 @@ type ServeConfig struct {
 	Import ImportOptions
 	// Reject rejects every request instead of accepting it.
 	Reject bool
+	// PauseAfterBlocks, if positive, pauses each response once it has sent that many blocks
+	// (until an "unpause" command).
+	PauseAfterBlocks int
 }
 
 // Serve runs a responder until ctx ends, stdin ends, or a "quit" command arrives.
@@ -109,6 +112,20 @@ func Serve(ctx context.Context, cfg ServeConfig, stdin io.Reader, out *Emitter) 
 			actions.ValidateRequest()
 		}
 	})
+	if cfg.PauseAfterBlocks > 0 {
+		var hookMu sync.Mutex
+		seen := map[graphsync.RequestID]int{}
+		gs.RegisterOutgoingBlockHook(func(p peer.ID, req graphsync.RequestData, blk graphsync.BlockData, actions graphsync.OutgoingBlockHookActions) {
+			hookMu.Lock()
+			seen[req.ID()]++
+			n := seen[req.ID()]
+			hookMu.Unlock()
+			if n == cfg.PauseAfterBlocks {
+				actions.PauseResponse()
+				out.Emit("paused", Fields{"request": req.ID().String(), "blocks": n})
+			}
+		})
+	}
 	gs.RegisterRequestUpdatedHook(func(p peer.ID, req, update graphsync.RequestData, _ graphsync.RequestUpdatedHookActions) {
 		out.Emit("request_updated", Fields{"request": req.ID().String(), "extensions": extensionsOf(update)})
 	})
@@ -413,6 +430,7 @@ func serveMain(ctx context.Context, args []string, stdin *os.File, out *Emitter)
 	fs.Var(&files, "file", "file to import (repeatable)")
 	cidVersion := fs.Int("cid-version", 1, "CID version for --file imports (1 implies raw leaves)")
 	reject := fs.Bool("reject", false, "reject every request")
+	pauseAfter := fs.Int("pause-after-blocks", 0, "pause each response after sending this many blocks")
 	rest, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -421,11 +439,12 @@ func serveMain(ctx context.Context, args []string, stdin *os.File, out *Emitter)
 		return fmt.Errorf("serve takes no positional arguments, got %q", rest)
 	}
 	return Serve(ctx, ServeConfig{
-		Listen: *listen,
-		Cars:   cars,
-		Files:  files,
-		Import: KuboOptions(*cidVersion, nil),
-		Reject: *reject,
+		Listen:           *listen,
+		Cars:             cars,
+		Files:            files,
+		Import:           KuboOptions(*cidVersion, nil),
+		Reject:           *reject,
+		PauseAfterBlocks: *pauseAfter,
 	}, stdin, out)
 }
 

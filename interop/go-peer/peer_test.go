@@ -39,15 +39,23 @@ func (s *eventSink) Write(p []byte) (int, error) {
 // waitFor returns the next event named name, failing the test after a timeout.
 func (s *eventSink) waitFor(name string) map[string]any {
 	s.t.Helper()
+	return s.waitForAny(name)
+}
+
+// waitForAny returns the next event with one of the given names, skipping others.
+func (s *eventSink) waitForAny(names ...string) map[string]any {
+	s.t.Helper()
 	timeout := time.After(30 * time.Second)
 	for {
 		select {
 		case ev := <-s.events:
-			if ev["event"] == name {
-				return ev
+			for _, name := range names {
+				if ev["event"] == name {
+					return ev
+				}
 			}
 		case <-timeout:
-			s.t.Fatalf("no %q event within 30s", name)
+			s.t.Fatalf("none of %q within 30s", names)
 		}
 	}
 }
@@ -56,9 +64,15 @@ func (s *eventSink) waitFor(name string) map[string]any {
 // responder's events and a function that stops it.
 func servePeer(t *testing.T, cfg ServeConfig) (string, *eventSink, func()) {
 	t.Helper()
+	stdinR, stdinW := io.Pipe()
+	return servePeerWithStdin(t, cfg, stdinR, stdinW)
+}
+
+// servePeerWithStdin is servePeer with the caller holding the command pipe.
+func servePeerWithStdin(t *testing.T, cfg ServeConfig, stdinR *io.PipeReader, stdinW *io.PipeWriter) (string, *eventSink, func()) {
+	t.Helper()
 	cfg.Listen = "/ip4/127.0.0.1/tcp/0"
 	sink := newEventSink(t)
-	stdinR, stdinW := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- Serve(ctx, cfg, stdinR, NewEmitter(sink)) }()
@@ -281,5 +295,51 @@ func TestServeReportsCommandsOnUnknownRequests(t *testing.T) {
 	sink.waitFor("stopped")
 	if err := <-served; err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestServePausesAfterBlocksAndResumesOnUnpause(t *testing.T) {
+	root, carPath := fixture(t, 1_000_000, KuboOptions(0, nil))
+	stdinR, stdinW := io.Pipe()
+	addr, served, stop := servePeerWithStdin(t, ServeConfig{Cars: []string{carPath}, PauseAfterBlocks: 2}, stdinR, stdinW)
+	defer stop()
+	out := filepath.Join(t.TempDir(), "out.car")
+	type result struct {
+		res RequestResult
+		err error
+	}
+	requested := make(chan result, 1)
+	go func() {
+		res, err := Request(context.Background(), RequestConfig{Peer: addr, Root: root, Out: out}, bytes.NewReader(nil), NewEmitter(io.Discard))
+		requested <- result{res, err}
+	}()
+	paused := served.waitFor("paused")
+	id, _ := paused["request"].(string)
+	if paused["blocks"] != float64(2) || id == "" {
+		t.Fatalf("paused = %v", paused)
+	}
+	if _, err := io.WriteString(stdinW, `{"cmd":"unpause","request":"`+id+`"}`+"\n"); err != nil {
+		t.Fatal(err)
+	}
+	// The response can only complete after the unpause command ran.
+	var order []string
+	for len(order) == 0 || order[len(order)-1] != "completed" {
+		ev := served.waitForAny("command_done", "command_failed", "completed")
+		order = append(order, ev["event"].(string))
+		if ev["event"] == "completed" && (ev["status"] != float64(graphsync.RequestCompletedFull) || ev["blocks"] != float64(5)) {
+			t.Errorf("completed = %v", ev)
+		}
+	}
+	if len(order) != 2 || order[0] != "command_done" {
+		t.Errorf("events after the pause: %v, want [command_done completed]", order)
+	}
+	r := <-requested
+	if r.err != nil || r.res.Status != graphsync.RequestCompletedFull || r.res.Blocks != 5 {
+		t.Fatalf("request = %+v, %v", r.res, r.err)
+	}
+	want, _ := os.ReadFile(carPath)
+	got, _ := os.ReadFile(out)
+	if !bytes.Equal(want, got) {
+		t.Error("CAR received across a pause differs from the served CAR")
 	}
 }

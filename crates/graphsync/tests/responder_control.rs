@@ -493,3 +493,32 @@ fn send_extensions_goes_out_as_an_extension_only_14() {
     assert_eq!(responses[0].0.extensions, ext("note", 3));
     assert!(responses[0].0.metadata.is_empty());
 }
+
+#[test]
+fn local_unpause_with_extensions_sends_an_extension_only_14_first() {
+    let fixture = fixture("fixture_dag.json");
+    let mut h = Harness::open().with_blocks(fixture.blocks.clone());
+    h.receive(ALICE, msg(new_request(rid(1), fixture.root)));
+    h.settle();
+    h.decide_all(&RequestDecision::validate().with_pause());
+    h.run();
+    assert_eq!(h.statuses(ALICE, rid(1)), [ResponseStatus::RequestPaused]);
+
+    // Loads stay unanswered, so the next message holds only the unpause extensions.
+    h.answer_loads = false;
+    h.responder
+        .unpause(&ALICE, rid(1), ext("resumed", 1))
+        .expect("paused");
+    h.settle();
+    h.flush();
+    let responses = h.responses(ALICE, rid(1));
+    assert_eq!(responses.len(), 2);
+    assert_eq!(responses[1].0.status, ResponseStatus::PartialResponse);
+    assert_eq!(responses[1].0.extensions, ext("resumed", 1));
+    assert!(responses[1].0.metadata.is_empty());
+    assert_eq!(
+        h.pending_loads.len(),
+        1,
+        "the traversal resumed at the root"
+    );
+}

@@ -46,6 +46,11 @@
 //! - Pending updates are bounded ([`Config::max_pending_updates`]); one more fails the request
 //!   with 32 and [`RequestError::TooManyUpdates`].
 //! - A request paused by [`Responder::pause`] before it started runs until its first block.
+//! - When the request-updated hook terminates a running response at a block, that load is
+//!   not reported; 32 follows the earlier transactions.
+//! - A block load answered after its request was cancelled or replaced is refused with a
+//!   [`CommandError`] that the driver may ignore; an answer for the same CID to a replacing
+//!   request is accepted (blocks are content-addressed, so it is the same block).
 
 mod builder;
 

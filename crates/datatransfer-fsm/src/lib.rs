@@ -1,6 +1,21 @@
-//! The sans-IO channel state machine of data-transfer: every status and event of the Go API.
+//! The sans-IO channel state machine of data-transfer (go-data-transfer v1.15.1): every
+//! status and event of the Go API.
 //!
 //! Place in the stack: layer 1, above `datatransfer-message`. It performs no I/O, reads no
 //! clock and holds no user callbacks; the `datatransfer` facade drives it.
 //!
-//! This crate is built in the data-transfer core issue; until then it holds no items.
+//! Main items: [`ChannelStatus`] (Go's `Status`, codes 0–16) and [`EventCode`] (Go's
+//! `EventCode`, codes 0–30).
+//!
+//! ```
+//! use datatransfer_fsm::{ChannelStatus, EventCode};
+//!
+//! assert_eq!(ChannelStatus::from_code(1), Some(ChannelStatus::Ongoing));
+//! assert_eq!(EventCode::Accept.code(), 1);
+//! ```
+
+mod event_code;
+mod status;
+
+pub use event_code::EventCode;
+pub use status::ChannelStatus;

@@ -5,7 +5,8 @@
 //! clock and holds no user callbacks; the `datatransfer` facade drives it.
 //!
 //! Main items: [`ChannelStatus`] (Go's `Status`, codes 0–16) and [`EventCode`] (Go's
-//! `EventCode`, codes 0–30).
+//! `EventCode`, codes 0–30), and [`transition`], the whole transition table as one function
+//! (illegal pairs give [`IllegalTransition`]).
 //!
 //! ```
 //! use datatransfer_fsm::{ChannelStatus, EventCode};
@@ -16,6 +17,8 @@
 
 mod event_code;
 mod status;
+mod transition;
 
 pub use event_code::EventCode;
 pub use status::ChannelStatus;
+pub use transition::{IllegalTransition, transition};

@@ -18,6 +18,11 @@
 //!   [`responder::Config`], [`responder::Event`]s and hook answers): admission, validation,
 //!   traversal in go-ipld-prime's order, Go's message batching, pause/update/cancel, memory
 //!   back-pressure.
+//! - [`requester`]: the pure requester core ([`requester::Requester`], its
+//!   [`requester::Config`], [`requester::Event`]s, typed [`requester::Outcome`]s and hook
+//!   decisions): requests with seeded ids and in-progress limits, verification of every
+//!   response against a local traversal (go-graphsync's reconciled loader), pause/resume with
+//!   restart verification, update, cancel.
 //!
 //! Feature `test-util`: proptest strategies and a fixed 1.0.0 id map in `testing`.
 //!
@@ -51,6 +56,7 @@ mod block;
 pub mod codec;
 pub mod extension;
 mod message;
+pub mod requester;
 pub mod responder;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;

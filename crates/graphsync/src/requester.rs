@@ -1423,9 +1423,10 @@ impl<P: Clone> Outgoing<P> {
             index,
             awaits_decision: config.block_hooks,
         });
-        if config.block_hooks {
-            self.awaiting_block_decision = true;
-        } else if self.pause_requested {
+        // The block hook's decision still comes (it may add extensions or terminate); a pause
+        // asked for during this load takes effect now, after the block.
+        self.awaiting_block_decision = config.block_hooks;
+        if self.pause_requested {
             self.pause(id, out);
         }
         Ok(())

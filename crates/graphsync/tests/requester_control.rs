@@ -697,3 +697,55 @@ fn progress_reports_every_visited_node() {
     assert!(harness.events.iter().any(|event| matches!(event,
         Event::Progress { block, .. } if *block == fixture.mid.0)));
 }
+
+#[test]
+fn pause_during_a_local_load_with_block_hooks_takes_effect_after_that_block() {
+    let fixture = Fixture::load();
+    let mut harness = Harness::new(Config::default().with_block_hooks(true));
+    harness.auto_load = false;
+    harness.local = fixture.store();
+    let id = harness.request_all(fixture.root.0);
+    // The root arrives without bytes: the core asks the local store.
+    harness.receive(
+        PEER,
+        response(
+            id,
+            PartialResponse,
+            meta(&[(fixture.root.0, Present)]),
+            vec![],
+        ),
+    );
+    harness.requester.pause(id).expect("pausable");
+    harness.drain();
+    assert_eq!(harness.sent_kinds(id), ["n"]);
+    harness
+        .requester
+        .provide_block(id, fixture.root.0, Some(fixture.root.1.clone()))
+        .expect("asked for");
+    harness.drain();
+    assert_eq!(harness.sent_kinds(id), ["n", "c"]);
+    assert!(
+        harness
+            .events
+            .iter()
+            .any(|event| matches!(event, Event::Paused { .. }))
+    );
+    // The hook still answers for the root; the request stays paused until resumed.
+    harness
+        .requester
+        .handle_block_decision(id, BlockDecision::proceed())
+        .expect("pending");
+    harness.drain();
+    assert_eq!(harness.received().len(), 1);
+    harness.auto_load = true;
+    harness
+        .requester
+        .resume(id, Extensions::new())
+        .expect("paused");
+    harness.drain();
+    assert_eq!(
+        harness.received().len(),
+        2,
+        "leaf1 at b, from the local store"
+    );
+}

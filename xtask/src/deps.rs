@@ -52,8 +52,9 @@ const DTX: &str = "dtx";
 const TESTKIT: &str = "datatransfer-testkit";
 const XTASK: &str = "xtask";
 
-/// The layering of STYLE §2 plus decisions 0001 (`ipld-dagcbor`) and 0002 (`dag-io` reads CAR
-/// headers with it), one row per workspace crate.
+/// The layering of STYLE §2 plus decisions 0001 (`ipld-dagcbor`, the foundation every crate that
+/// carries vouchers, selectors or CAR headers may use) and 0002 (`dag-io` reads CAR headers
+/// with it), one row per workspace crate.
 ///
 /// Nothing depends on `datatransfer` except `dtx` and the testkit, and nothing depends on the
 /// testkit or xtask at all: no other row lists them under `internal` (a test checks this).
@@ -86,7 +87,7 @@ pub(crate) const RULES: &[CrateRule] = &[
     CrateRule {
         name: FSM,
         layer: 1,
-        internal: &[MESSAGE],
+        internal: &[MESSAGE, DAGCBOR],
         never: &["tokio*", "futures*", "libp2p*", "sled", "getrandom"],
     },
     CrateRule {
@@ -98,19 +99,19 @@ pub(crate) const RULES: &[CrateRule] = &[
     CrateRule {
         name: TRANSPORT,
         layer: 1,
-        internal: &[MESSAGE],
+        internal: &[MESSAGE, DAGCBOR],
         never: &[FSM, STORE, "tokio*", "libp2p*", "sled"],
     },
     CrateRule {
         name: STORE,
         layer: 2,
-        internal: &[MESSAGE, FSM],
+        internal: &[MESSAGE, FSM, DAGCBOR],
         never: &["tokio*", "libp2p*", TRANSPORT],
     },
     CrateRule {
         name: DT_GRAPHSYNC,
         layer: 2,
-        internal: &[MESSAGE, TRANSPORT, GRAPHSYNC],
+        internal: &[MESSAGE, TRANSPORT, GRAPHSYNC, DAGCBOR],
         never: &[FSM, STORE, "sled"],
     },
     CrateRule {

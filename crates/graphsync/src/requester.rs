@@ -365,15 +365,15 @@ pub enum Failure {
         received: Cid,
     },
     /// The local traversal failed (undecodable block, unsupported codec, link budget). A Cancel
-    /// was sent if the responder was still sending.
+    /// was sent unless the request was paused (as Go, also after a terminal success status).
     #[error("local traversal failed")]
     Traversal {
         /// The traversal's reason.
         #[source]
         source: Box<TraversalError>,
     },
-    /// A hook decision terminated the request. A Cancel was sent if the responder was still
-    /// sending.
+    /// A hook decision terminated the request. A Cancel was sent unless the request was
+    /// paused.
     #[error("request terminated by a hook: {reason}")]
     HookTerminated {
         /// The reason the hook gave.
@@ -954,7 +954,8 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Requester<P> {
         Ok(())
     }
 
-    /// Cancels a request: a Cancel goes to the responder if it is still sending, the request
+    /// Cancels a request: a Cancel goes to the responder unless the request is queued (never
+    /// sent) or paused (the pause sent one already), the request
     /// ends with [`Outcome::Cancelled`], and from now on no [`Event::StoreBlock`] or
     /// [`Event::LoadBlock`] is emitted for it (queued ones are withdrawn).
     ///

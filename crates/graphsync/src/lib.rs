@@ -1,6 +1,6 @@
-//! The Graphsync protocol as go-graphsync speaks it: for now, its message model and the pure,
-//! byte-exact codec for `/ipfs/graphsync/2.0.0` (DAG-CBOR) and `/ipfs/graphsync/1.0.0`
-//! (protobuf).
+//! The Graphsync protocol as go-graphsync speaks it: the message model, the byte-exact codec for
+//! `/ipfs/graphsync/2.0.0` (DAG-CBOR) and `/ipfs/graphsync/1.0.0` (protobuf), and the pure
+//! requester and responder cores. The libp2p `Behaviour` that drives them is still to come.
 //!
 //! Place in the stack: layer 1, beneath `datatransfer-graphsync`; it builds on `ipld-dagcbor`
 //! for every DAG-CBOR value. Everything here is sans-IO (no async, clock or sockets).

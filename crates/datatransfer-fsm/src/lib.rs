@@ -32,7 +32,8 @@
 //! [`Engine::handle_validation`]. Output queues are bounded by [`Config`]: an engine whose
 //! queues are not drained refuses further input with `QueueFull`.
 //!
-//! Feature flags: none.
+//! Feature `test-util`: [`testing`] with `SimNet`, a deterministic in-memory network of
+//! engines with a virtual clock and seeded faults, and proptest strategies.
 //!
 //! ```
 //! use std::time::Instant;
@@ -102,6 +103,8 @@ mod error;
 mod event_code;
 mod state;
 mod status;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 mod transition;
 
 pub use engine::{

@@ -36,9 +36,10 @@ pub struct Config {
     /// The most channels the engine holds (terminal ones included, until
     /// [`Engine::remove`]). Default 4096.
     pub max_channels: usize,
-    /// Bound of the transmit queue. Default 1024.
+    /// Bound of the transmit queue. Default 1024. One input queues at most 32 items, and an
+    /// input is refused while fewer than 32 slots are free, so the bound must exceed 32.
     pub max_transmits: usize,
-    /// Bound of the event queue. Default 4096.
+    /// Bound of the event queue, with the same rule as `max_transmits`. Default 4096.
     pub max_events: usize,
     /// The most open validation questions, over all channels. Default 256.
     pub max_pending_validations: usize,
@@ -842,9 +843,7 @@ impl Engine {
             }
             MessageType::Cancel => {
                 self.known(&peer, &channel)?;
-                self.transmit(Transmit::CleanupChannel {
-                    channel: channel.clone(),
-                });
+                // Cancelling's entry function emits `CleanupChannel`.
                 let result =
                     self.apply_from_peer(&peer, &channel, Step::Plain(EventCode::Cancel), now);
                 self.snapshot(&channel);

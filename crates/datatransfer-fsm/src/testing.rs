@@ -105,6 +105,8 @@ struct SimNode {
     snapshots: BTreeMap<ChannelId, ChannelState>,
     events: Vec<ChannelEvent>,
     errors: Vec<ProtocolError>,
+    /// The most transmits and events found queued at one drain.
+    peak_queues: (usize, usize),
 }
 
 #[derive(Debug)]
@@ -148,6 +150,7 @@ impl SimNet {
                     snapshots: BTreeMap::new(),
                     events: Vec::new(),
                     errors: Vec::new(),
+                    peak_queues: (0, 0),
                 }
             })
             .collect();
@@ -209,6 +212,12 @@ impl SimNet {
     /// Every protocol error node `i`'s engine returned, in order.
     pub fn errors(&self, i: usize) -> &[ProtocolError] {
         &self.nodes[i].errors
+    }
+
+    /// The most transmits and the most events node `i` had queued when drained (events are
+    /// counted over one drain pass, answers to questions included).
+    pub fn peak_queues(&self, i: usize) -> (usize, usize) {
+        self.nodes[i].peak_queues
     }
 
     /// The last persisted snapshot of `channel` at node `i`.
@@ -409,8 +418,10 @@ impl SimNet {
     fn drain(&mut self, i: usize) {
         loop {
             let mut moved = false;
+            let mut events = 0;
             while let Some(event) = self.nodes[i].engine.poll_event() {
                 moved = true;
+                events += 1;
                 match event {
                     Event::Snapshot(state) => {
                         self.nodes[i]
@@ -427,7 +438,11 @@ impl SimNet {
                     }
                 }
             }
-            while let Some(transmit) = self.nodes[i].engine.poll_transmit() {
+            let transmits: Vec<Transmit> =
+                std::iter::from_fn(|| self.nodes[i].engine.poll_transmit()).collect();
+            let peak = &mut self.nodes[i].peak_queues;
+            *peak = (peak.0.max(transmits.len()), peak.1.max(events));
+            for transmit in transmits {
                 moved = true;
                 self.route(i, transmit);
             }

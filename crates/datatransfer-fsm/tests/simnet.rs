@@ -1,7 +1,7 @@
 //! Scenarios on [`SimNet`]: push and pull end to end with latency, jitter and duplicates,
 //! pause/resume, cancel, and a node restart from its snapshots; plus the property that random
 //! command sequences keep the invariants (terminal statuses absorb, counters only grow, a
-//! restored engine has the persisted statuses).
+//! restored engine has the persisted statuses, no queue passes its bound).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -235,6 +235,12 @@ proptest! {
                 }
             }
             before = after;
+        }
+        // No queue passed its bound.
+        for node in 0..2 {
+            let (transmits, events) = net.peak_queues(node);
+            let config = net.engine(node).config();
+            prop_assert!(transmits <= config.max_transmits && events <= config.max_events);
         }
         // A restart from the persisted snapshots gives the same statuses.
         for node in 0..2 {

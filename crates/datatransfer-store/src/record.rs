@@ -1,0 +1,380 @@
+//! The versioned record format of a [`ChannelState`]: one DAG-CBOR map per channel, with an
+//! explicit `Version` field.
+//!
+//! Field names follow Go's cbor-gen `ChannelState` (`spec/data-transfer.md` §8), so a record is
+//! easy to compare with a Go datastore by eye; the bytes are not Go's (Go keeps the version
+//! in a separate `/versions/current` key and writes fields in struct order, and the experimental
+//! `Stages` trace is not kept).
+//!
+//! | key | kind | version |
+//! | --- | --- | --- |
+//! | `Version` | integer: 1 or 2 | 1, 2 |
+//! | `SelfPeer`, `Initiator`, `Responder`, `Sender`, `Recipient` | text (raw peer-id bytes) | 1, 2 |
+//! | `TransferID`, `TotalSize`, `Status` (Go code), `Queued`, `Sent`, `Received` | integer ≥ 0 | 1, 2 |
+//! | `BaseCid` | link | 1, 2 |
+//! | `Selector` | any value | 1, 2 |
+//! | `Message` | UTF-8 text | 1, 2 |
+//! | `Vouchers` | list of `{Type: text, Voucher: any}` | 1, 2 |
+//! | `VoucherResults` | list of `{Type: text, VoucherResult: any}` | 1, 2 |
+//! | `ReceivedBlocksTotal`, `QueuedBlocksTotal`, `SentBlocksTotal` | integer ≥ 0 | 2 |
+//!
+//! Version 1 lacks the three block totals (as Go's records before v1.13.0 lacked two of
+//! them); decoding it sets them to 0, so a restart after reading a version 1 record asks the
+//! sender for the whole DAG again. [`encode`] always writes [`CURRENT_VERSION`]. Decoding is
+//! strict: a missing field, a field of the wrong kind or a field the version does not define
+//! is an error, never a default.
+
+use datatransfer_fsm::{ChannelState, ChannelStatus, Voucher, VoucherResult};
+use datatransfer_message::{ChannelId, PeerId, TransferId, TypeIdentifier};
+use ipld_dagcbor::{Limits, Map, Node, Text};
+
+use crate::error::RecordError;
+
+/// The version [`encode`] writes.
+pub const CURRENT_VERSION: u64 = 2;
+
+/// Every version [`decode`] reads, oldest first.
+pub const SUPPORTED_VERSIONS: [u64; 2] = [1, 2];
+
+const VERSION: &str = "Version";
+const SELF_PEER: &str = "SelfPeer";
+const TRANSFER_ID: &str = "TransferID";
+const INITIATOR: &str = "Initiator";
+const RESPONDER: &str = "Responder";
+const BASE_CID: &str = "BaseCid";
+const SELECTOR: &str = "Selector";
+const SENDER: &str = "Sender";
+const RECIPIENT: &str = "Recipient";
+const TOTAL_SIZE: &str = "TotalSize";
+const STATUS: &str = "Status";
+const QUEUED: &str = "Queued";
+const SENT: &str = "Sent";
+const RECEIVED: &str = "Received";
+const MESSAGE: &str = "Message";
+const VOUCHERS: &str = "Vouchers";
+const VOUCHER_RESULTS: &str = "VoucherResults";
+const RECEIVED_BLOCKS_TOTAL: &str = "ReceivedBlocksTotal";
+const QUEUED_BLOCKS_TOTAL: &str = "QueuedBlocksTotal";
+const SENT_BLOCKS_TOTAL: &str = "SentBlocksTotal";
+const TYPE: &str = "Type";
+const VOUCHER: &str = "Voucher";
+const VOUCHER_RESULT: &str = "VoucherResult";
+
+/// The fields of a version 1 record.
+const V1_FIELDS: &[&str] = &[
+    VERSION,
+    SELF_PEER,
+    TRANSFER_ID,
+    INITIATOR,
+    RESPONDER,
+    BASE_CID,
+    SELECTOR,
+    SENDER,
+    RECIPIENT,
+    TOTAL_SIZE,
+    STATUS,
+    QUEUED,
+    SENT,
+    RECEIVED,
+    MESSAGE,
+    VOUCHERS,
+    VOUCHER_RESULTS,
+];
+
+/// The fields version 2 adds to version 1.
+const V2_EXTRA_FIELDS: &[&str] = &[
+    RECEIVED_BLOCKS_TOTAL,
+    QUEUED_BLOCKS_TOTAL,
+    SENT_BLOCKS_TOTAL,
+];
+
+/// The key a channel's record is stored under: Go's `ChannelID.String()`,
+/// `"<initiator base58>-<responder base58>-<transfer id>"`.
+///
+/// Distinct channel ids give distinct keys: base58 is injective on byte strings, its alphabet
+/// has no `-`, and the transfer id is decimal.
+///
+/// # Examples
+/// ```
+/// use datatransfer_message::{ChannelId, PeerId, TransferId};
+///
+/// let id = ChannelId::new(PeerId::from_bytes(vec![1]), PeerId::from_bytes(vec![2]), TransferId(7));
+/// assert_eq!(datatransfer_store::record::key(&id), "2-3-7");
+/// ```
+pub fn key(channel: &ChannelId) -> String {
+    channel.to_string()
+}
+
+/// The record of `state`, in [`CURRENT_VERSION`], as canonical DAG-CBOR.
+///
+/// # Errors
+/// [`RecordError::Encode`] when the selector, a voucher or a result holds an integer DAG-CBOR
+/// cannot carry.
+///
+/// # Examples
+/// See [`decode`].
+pub fn encode(state: &ChannelState) -> Result<Vec<u8>, RecordError> {
+    let vouchers = state
+        .vouchers
+        .iter()
+        .map(|voucher| {
+            Node::Map(
+                Map::new()
+                    .with(TYPE, type_node(&voucher.voucher_type))
+                    .with(VOUCHER, voucher.node.clone()),
+            )
+        })
+        .collect::<Vec<_>>();
+    let results = state
+        .voucher_results
+        .iter()
+        .map(|result| {
+            Node::Map(
+                Map::new()
+                    .with(TYPE, type_node(&result.result_type))
+                    .with(VOUCHER_RESULT, result.node.clone()),
+            )
+        })
+        .collect::<Vec<_>>();
+    let map = Map::new()
+        .with(VERSION, CURRENT_VERSION)
+        .with(SELF_PEER, peer_node(&state.self_peer))
+        .with(TRANSFER_ID, state.channel_id.id.value())
+        .with(INITIATOR, peer_node(&state.channel_id.initiator))
+        .with(RESPONDER, peer_node(&state.channel_id.responder))
+        .with(BASE_CID, state.base_cid)
+        .with(SELECTOR, state.selector.clone())
+        .with(SENDER, peer_node(&state.sender))
+        .with(RECIPIENT, peer_node(&state.recipient))
+        .with(TOTAL_SIZE, state.total_size)
+        .with(STATUS, state.status.code())
+        .with(QUEUED, state.queued)
+        .with(SENT, state.sent)
+        .with(RECEIVED, state.received)
+        .with(MESSAGE, Node::String(Text::from(state.message.as_str())))
+        .with(VOUCHERS, vouchers)
+        .with(VOUCHER_RESULTS, results)
+        .with(RECEIVED_BLOCKS_TOTAL, state.received_blocks_total)
+        .with(QUEUED_BLOCKS_TOTAL, state.queued_blocks_total)
+        .with(SENT_BLOCKS_TOTAL, state.sent_blocks_total);
+    ipld_dagcbor::to_vec(&Node::Map(map)).map_err(RecordError::Encode)
+}
+
+/// Decodes a record of any [supported version](SUPPORTED_VERSIONS), within the default
+/// [`Limits`] (10 MiB, depth 128).
+///
+/// # Errors
+/// [`RecordError::UnsupportedVersion`] for a well-formed record of another version; any other
+/// [`RecordError`] for bytes that are not a well-formed record.
+///
+/// # Examples
+/// ```
+/// use datatransfer_fsm::{ChannelState, ChannelStatus};
+/// use datatransfer_message::{ChannelId, PeerId, TransferId};
+/// use datatransfer_store::record;
+/// use ipld_dagcbor::Node;
+///
+/// let (me, other) = (PeerId::from_bytes(vec![1]), PeerId::from_bytes(vec![2]));
+/// let state = ChannelState {
+///     self_peer: me.clone(),
+///     channel_id: ChannelId::new(me.clone(), other.clone(), TransferId(1)),
+///     base_cid: "QmTTA2daxGqo5denp6SwLzzkLJm3fuisYEi9CoWsuHpzfb".parse()?,
+///     selector: Node::empty_map(),
+///     sender: other,
+///     recipient: me,
+///     total_size: 0,
+///     status: ChannelStatus::Ongoing,
+///     queued: 0,
+///     sent: 0,
+///     received: 1024,
+///     message: String::new(),
+///     vouchers: Vec::new(),
+///     voucher_results: Vec::new(),
+///     received_blocks_total: 3,
+///     queued_blocks_total: 0,
+///     sent_blocks_total: 0,
+/// };
+/// let bytes = record::encode(&state)?;
+/// assert_eq!(record::decode(&bytes)?, state);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn decode(bytes: &[u8]) -> Result<ChannelState, RecordError> {
+    decode_with(bytes, &Limits::default())
+}
+
+/// [`decode`] within other DAG-CBOR limits.
+///
+/// # Errors
+/// As [`decode`]; [`RecordError::Cbor`] also when `bytes` are over `limits`.
+pub fn decode_with(bytes: &[u8], limits: &Limits) -> Result<ChannelState, RecordError> {
+    let node = ipld_dagcbor::decode_with(bytes, limits).map_err(RecordError::Cbor)?;
+    let map = node.as_map().ok_or(RecordError::NotAMap)?;
+    let version = map
+        .get(VERSION)
+        .and_then(Node::as_integer)
+        .and_then(|v| u64::try_from(v).ok())
+        .ok_or(RecordError::MissingVersion)?;
+    let with_totals = match version {
+        1 => false,
+        2 => true,
+        found => return Err(RecordError::UnsupportedVersion { found }),
+    };
+    for key in map.keys() {
+        let known = V1_FIELDS.iter().any(|f| f.as_bytes() == key.as_bytes())
+            || (with_totals
+                && V2_EXTRA_FIELDS
+                    .iter()
+                    .any(|f| f.as_bytes() == key.as_bytes()));
+        if !known {
+            return Err(RecordError::UnknownField {
+                field: String::from_utf8_lossy(key.as_bytes()).into_owned(),
+                version,
+            });
+        }
+    }
+    let (received_blocks_total, queued_blocks_total, sent_blocks_total) = if with_totals {
+        (
+            uint(map, RECEIVED_BLOCKS_TOTAL)?,
+            uint(map, QUEUED_BLOCKS_TOTAL)?,
+            uint(map, SENT_BLOCKS_TOTAL)?,
+        )
+    } else {
+        (0, 0, 0)
+    };
+    let status = ChannelStatus::from_code(uint(map, STATUS)?)
+        .ok_or(RecordError::InvalidField { field: STATUS })?;
+    let message = field(map, MESSAGE)?
+        .as_text()
+        .and_then(Text::as_str)
+        .ok_or(RecordError::InvalidField { field: MESSAGE })?
+        .to_owned();
+    let vouchers = list(map, VOUCHERS)?
+        .iter()
+        .map(|entry| {
+            let (voucher_type, node) = typed_entry(entry, VOUCHERS, VOUCHER)?;
+            Ok(Voucher::new(voucher_type, node))
+        })
+        .collect::<Result<Vec<_>, RecordError>>()?;
+    let voucher_results = list(map, VOUCHER_RESULTS)?
+        .iter()
+        .map(|entry| {
+            let (result_type, node) = typed_entry(entry, VOUCHER_RESULTS, VOUCHER_RESULT)?;
+            Ok(VoucherResult::new(result_type, node))
+        })
+        .collect::<Result<Vec<_>, RecordError>>()?;
+    Ok(ChannelState {
+        self_peer: peer(map, SELF_PEER)?,
+        channel_id: ChannelId::new(
+            peer(map, INITIATOR)?,
+            peer(map, RESPONDER)?,
+            TransferId(uint(map, TRANSFER_ID)?),
+        ),
+        base_cid: *field(map, BASE_CID)?
+            .as_link()
+            .ok_or(RecordError::InvalidField { field: BASE_CID })?,
+        selector: field(map, SELECTOR)?.clone(),
+        sender: peer(map, SENDER)?,
+        recipient: peer(map, RECIPIENT)?,
+        total_size: uint(map, TOTAL_SIZE)?,
+        status,
+        queued: uint(map, QUEUED)?,
+        sent: uint(map, SENT)?,
+        received: uint(map, RECEIVED)?,
+        message,
+        vouchers,
+        voucher_results,
+        received_blocks_total,
+        queued_blocks_total,
+        sent_blocks_total,
+    })
+}
+
+fn peer_node(peer: &PeerId) -> Node {
+    Node::String(Text::from_bytes(peer.as_bytes()))
+}
+
+fn type_node(identifier: &TypeIdentifier) -> Node {
+    Node::String(Text::from_bytes(identifier.as_bytes()))
+}
+
+fn field<'a>(map: &'a Map, name: &'static str) -> Result<&'a Node, RecordError> {
+    map.get(name)
+        .ok_or(RecordError::MissingField { field: name })
+}
+
+fn uint(map: &Map, name: &'static str) -> Result<u64, RecordError> {
+    field(map, name)?
+        .as_integer()
+        .and_then(|value| u64::try_from(value).ok())
+        .ok_or(RecordError::InvalidField { field: name })
+}
+
+fn peer(map: &Map, name: &'static str) -> Result<PeerId, RecordError> {
+    field(map, name)?
+        .as_text()
+        .map(|text| PeerId::from_bytes(text.as_bytes()))
+        .ok_or(RecordError::InvalidField { field: name })
+}
+
+fn list<'a>(map: &'a Map, name: &'static str) -> Result<&'a [Node], RecordError> {
+    field(map, name)?
+        .as_list()
+        .ok_or(RecordError::InvalidField { field: name })
+}
+
+/// One `{Type, <value_key>}` entry of the list `list_name`.
+fn typed_entry(
+    entry: &Node,
+    list_name: &'static str,
+    value_key: &'static str,
+) -> Result<(TypeIdentifier, Node), RecordError> {
+    let invalid = RecordError::InvalidField { field: list_name };
+    let Some(map) = entry.as_map() else {
+        return Err(invalid);
+    };
+    if map.len() != 2 {
+        return Err(invalid);
+    }
+    let (Some(kind), Some(value)) = (map.get(TYPE).and_then(Node::as_text), map.get(value_key))
+    else {
+        return Err(invalid);
+    };
+    Ok((TypeIdentifier::from_bytes(kind.as_bytes()), value.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_1_fields_are_the_version_2_fields_without_the_block_totals() {
+        for extra in V2_EXTRA_FIELDS {
+            assert!(!V1_FIELDS.contains(extra));
+        }
+        let distinct: std::collections::BTreeSet<_> = V1_FIELDS.iter().collect();
+        assert_eq!(distinct.len(), V1_FIELDS.len());
+        assert_eq!(V1_FIELDS.len() + V2_EXTRA_FIELDS.len(), 20);
+    }
+
+    #[test]
+    fn a_record_that_is_not_a_map_is_rejected() {
+        let bytes = ipld_dagcbor::to_vec(&Node::from(2u64)).expect("small integer encodes");
+        assert!(matches!(decode(&bytes), Err(RecordError::NotAMap)));
+        assert!(matches!(decode(&[0xff]), Err(RecordError::Cbor(_))));
+        let no_version = ipld_dagcbor::to_vec(&Node::empty_map()).expect("empty map encodes");
+        assert!(matches!(
+            decode(&no_version),
+            Err(RecordError::MissingVersion)
+        ));
+    }
+
+    #[test]
+    fn unknown_versions_are_reported_with_the_version_found() {
+        let bytes = ipld_dagcbor::to_vec(&Node::Map(Map::new().with(VERSION, 3u64)))
+            .expect("small map encodes");
+        assert!(matches!(
+            decode(&bytes),
+            Err(RecordError::UnsupportedVersion { found: 3 })
+        ));
+    }
+}

@@ -675,22 +675,25 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Responder<P> {
                 decision.extensions,
                 Some(RequestError::TerminatedByHook),
             );
-        } else if matches!(task.state, State::AwaitingUpdateDecision(_)) {
-            let State::AwaitingUpdateDecision(loaded) =
-                std::mem::replace(&mut task.state, State::Ready)
-            else {
-                unreachable!("matched just above");
-            };
-            // The task stays running through the replacement; build the load's transaction
-            // with the hooks' extensions.
-            self.build_txn(key, loaded, decision.extensions);
         } else {
-            self.send_extension_only(key, decision.extensions);
-            let task = self.task_mut(key);
-            if decision.unpause && matches!(task.state, State::Paused) {
-                self.requeue_unpaused(key);
-            } else if matches!(task.state, State::Paused) && !task.pending_updates.is_empty() {
-                self.ask_update(key);
+            match std::mem::replace(&mut task.state, State::Ready) {
+                // The task stays running through the replacement; build the load's transaction
+                // with the hooks' extensions.
+                State::AwaitingUpdateDecision(loaded) => {
+                    self.build_txn(key, loaded, decision.extensions);
+                }
+                other => {
+                    task.state = other;
+                    self.send_extension_only(key, decision.extensions);
+                    let task = self.task_mut(key);
+                    if decision.unpause && matches!(task.state, State::Paused) {
+                        self.requeue_unpaused(key);
+                    } else if matches!(task.state, State::Paused)
+                        && !task.pending_updates.is_empty()
+                    {
+                        self.ask_update(key);
+                    }
+                }
             }
         }
         self.run();
@@ -710,13 +713,12 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Responder<P> {
     ) -> Result<(), CommandError> {
         let key = self.key_of(peer, request)?;
         let task = self.task_mut(key);
-        if !matches!(task.state, State::AwaitingBlockDecision(_)) {
-            return Err(CommandError::NotAwaiting { request });
-        }
-        let State::AwaitingBlockDecision(mut pending) =
-            std::mem::replace(&mut task.state, State::Ready)
-        else {
-            unreachable!("matched just above");
+        let mut pending = match std::mem::replace(&mut task.state, State::Ready) {
+            State::AwaitingBlockDecision(pending) => pending,
+            other => {
+                task.state = other;
+                return Err(CommandError::NotAwaiting { request });
+            }
         };
         for (name, value) in decision.extensions {
             pending.txn.extensions.insert(name, value);

@@ -1,5 +1,6 @@
-//! Test helpers (feature `test-util`): [`arb_channel_state`], [`sample_state`] and hand-built
-//! [version 1 records](v1_record).
+//! Test helpers (feature `test-util`): [`arb_channel_state`], hand-built
+//! [version 1 records](v1_record), raw record access ([`RawRecords`]) and [`suite`], the
+//! behaviour every [`ChannelStore`] must have.
 
 use datatransfer_fsm::{ChannelState, ChannelStatus, Voucher, VoucherResult};
 use datatransfer_message::testing::{
@@ -9,6 +10,11 @@ use datatransfer_message::{ChannelId, PeerId, TransferId, TypeIdentifier};
 use ipld_dagcbor::testing::arb_cid;
 use ipld_dagcbor::{Map, Node, Text};
 use proptest::prelude::*;
+
+use crate::error::StoreError;
+use crate::mem::MemStore;
+use crate::sled_store::SledStore;
+use crate::store::ChannelStore;
 
 /// Any channel state: arbitrary peers and ids, any status, any counters, any UTF-8 message,
 /// and selectors, vouchers and results whose maps are in canonical key order (the order a
@@ -146,4 +152,190 @@ pub fn v1_record(state: &ChannelState) -> Vec<u8> {
                 .collect::<Vec<_>>(),
         );
     ipld_dagcbor::to_vec(&Node::Map(map)).expect("the state holds only encodable values")
+}
+
+/// Stores that can take raw bytes under a raw key, bypassing the record encoder, so a test
+/// can plant corrupt, old or future records.
+pub trait RawRecords: ChannelStore {
+    /// Stores `bytes` under `key` in the channel records, as they are.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the backend fails.
+    fn insert_raw(&self, key: &[u8], bytes: &[u8]) -> Result<(), StoreError>;
+}
+
+impl RawRecords for MemStore {
+    fn insert_raw(&self, key: &[u8], bytes: &[u8]) -> Result<(), StoreError> {
+        MemStore::insert_raw(self, key, bytes);
+        Ok(())
+    }
+}
+
+impl RawRecords for SledStore {
+    fn insert_raw(&self, key: &[u8], bytes: &[u8]) -> Result<(), StoreError> {
+        SledStore::insert_raw(self, key, bytes)
+    }
+}
+
+/// The behaviour every [`ChannelStore`] must have, checked on stores that `open` returns.
+/// `open` is called again after the previous handle is dropped, and must give the same data
+/// back (reopen the database; for [`MemStore`], return a clone of one store).
+///
+/// Checks, in order: an empty store; write and read; list in key order; overwrite; delete
+/// (twice); flush; drop, reopen and read back; reading a hand-built version 1 record and a
+/// current one; a corrupt record is [`StoreError::Corrupt`] with its key, for `get` and
+/// `list`; a record of version 99 is [`StoreError::UnsupportedVersion`] with its version; a
+/// record under another channel's key is corrupt; and deleting bad records repairs the store.
+///
+/// # Panics
+/// When the store misbehaves (this is a test helper).
+pub fn suite<S, F>(mut open: F)
+where
+    S: RawRecords,
+    F: FnMut() -> S,
+{
+    let store = open();
+    let (a, b, c) = (sample_state(1), sample_state(2), sample_state(3));
+    assert_eq!(
+        store.list().expect("list"),
+        Vec::new(),
+        "a new store is empty"
+    );
+    assert_eq!(store.get(&a.channel_id).expect("get"), None);
+
+    // Write and read.
+    for state in [&b, &a, &c] {
+        store.put(state).expect("put");
+    }
+    for state in [&a, &b, &c] {
+        assert_eq!(
+            store.get(&state.channel_id).expect("get"),
+            Some(state.clone())
+        );
+    }
+    assert_eq!(
+        store.list().expect("list"),
+        vec![a.clone(), b.clone(), c.clone()]
+    );
+
+    // Overwrite.
+    let mut a2 = a.clone();
+    a2.status = ChannelStatus::Completed;
+    a2.received = 99_999;
+    a2.voucher_results
+        .push(VoucherResult::new("FakeDTType", Node::Bool(true)));
+    store.put(&a2).expect("overwrite");
+    assert_eq!(store.get(&a.channel_id).expect("get"), Some(a2.clone()));
+    assert_eq!(store.list().expect("list").len(), 3);
+
+    // Delete.
+    assert!(store.delete(&b.channel_id).expect("delete"));
+    assert!(!store.delete(&b.channel_id).expect("second delete"));
+    assert_eq!(store.get(&b.channel_id).expect("get"), None);
+    store.flush().expect("flush");
+
+    // Drop, reopen, read back.
+    drop(store);
+    let store = open();
+    assert_eq!(store.get(&a.channel_id).expect("get"), Some(a2.clone()));
+    assert_eq!(store.get(&b.channel_id).expect("get"), None);
+    assert_eq!(store.list().expect("list"), vec![a2.clone(), c.clone()]);
+
+    // Every supported version reads: version 1 built by hand, version 2 from the encoder.
+    let old = sample_state(4);
+    store
+        .insert_raw(
+            crate::record::key(&old.channel_id).as_bytes(),
+            &v1_record(&old),
+        )
+        .expect("insert v1");
+    let mut old_read = old.clone();
+    (
+        old_read.received_blocks_total,
+        old_read.queued_blocks_total,
+        old_read.sent_blocks_total,
+    ) = (0, 0, 0);
+    assert_eq!(
+        store.get(&old.channel_id).expect("get v1"),
+        Some(old_read.clone())
+    );
+    let current = sample_state(5);
+    store
+        .insert_raw(
+            crate::record::key(&current.channel_id).as_bytes(),
+            &crate::record::encode(&current).expect("encode v2"),
+        )
+        .expect("insert v2");
+    assert_eq!(
+        store.get(&current.channel_id).expect("get v2"),
+        Some(current.clone())
+    );
+    // A put rewrites an old record in the current version.
+    store.put(&old).expect("put over v1");
+    assert_eq!(store.get(&old.channel_id).expect("get"), Some(old.clone()));
+
+    // A corrupt record.
+    let bad = sample_state(6);
+    let bad_key = crate::record::key(&bad.channel_id);
+    store
+        .insert_raw(bad_key.as_bytes(), &[0xa1, 0x67, b'V'])
+        .expect("insert corrupt");
+    match store.get(&bad.channel_id) {
+        Err(StoreError::Corrupt { key, .. }) => assert_eq!(key, bad_key),
+        other => panic!("corrupt record read as {other:?}"),
+    }
+    match store.list() {
+        Err(StoreError::Corrupt { key, .. }) => assert_eq!(key, bad_key),
+        other => panic!("list over a corrupt record gave {other:?}"),
+    }
+    assert!(store.delete(&bad.channel_id).expect("delete corrupt"));
+
+    // A record of an unknown version.
+    let future = sample_state(7);
+    let future_key = crate::record::key(&future.channel_id);
+    let future_bytes = ipld_dagcbor::to_vec(&Node::Map(
+        Map::new().with("Version", 99u64).with("New", true),
+    ))
+    .expect("small map encodes");
+    store
+        .insert_raw(future_key.as_bytes(), &future_bytes)
+        .expect("insert future");
+    match store.get(&future.channel_id) {
+        Err(StoreError::UnsupportedVersion { key, found }) => {
+            assert_eq!((key.as_str(), found), (future_key.as_str(), 99));
+        }
+        other => panic!("version 99 read as {other:?}"),
+    }
+    assert!(matches!(
+        store.list(),
+        Err(StoreError::UnsupportedVersion { found: 99, .. })
+    ));
+    assert!(store.delete(&future.channel_id).expect("delete future"));
+
+    // A valid record under another channel's key.
+    let stray = sample_state(8);
+    let stray_key = crate::record::key(&stray.channel_id);
+    store
+        .insert_raw(
+            stray_key.as_bytes(),
+            &crate::record::encode(&c).expect("encode"),
+        )
+        .expect("insert stray");
+    match store.get(&stray.channel_id) {
+        Err(StoreError::Corrupt { key, .. }) => assert_eq!(key, stray_key),
+        other => panic!("a record under the wrong key read as {other:?}"),
+    }
+    assert!(store.delete(&stray.channel_id).expect("delete stray"));
+
+    // Repaired, and still there after another reopen.
+    let expected = vec![a2, c, old, current];
+    let mut listed = store.list().expect("list");
+    let key_of = |s: &ChannelState| crate::record::key(&s.channel_id);
+    let mut sorted = expected.clone();
+    sorted.sort_by_key(key_of);
+    assert_eq!(listed, sorted, "list is in key order");
+    drop(store);
+    let store = open();
+    listed = store.list().expect("list after reopen");
+    assert_eq!(listed, sorted);
 }

@@ -1,9 +1,10 @@
 //! The Graphsync protocol as go-graphsync speaks it: the message model, the byte-exact codec for
 //! `/ipfs/graphsync/2.0.0` (DAG-CBOR) and `/ipfs/graphsync/1.0.0` (protobuf), and the pure
-//! requester and responder cores. The libp2p `Behaviour` that drives them is still to come.
+//! requester and responder cores, and the libp2p driver that runs them over streams.
 //!
 //! Place in the stack: layer 1, beneath `datatransfer-graphsync`; it builds on `ipld-dagcbor`
-//! for every DAG-CBOR value. Everything here is sans-IO (no async, clock or sockets).
+//! for every DAG-CBOR value. The codec and the cores are sans-IO (no async, clock or sockets);
+//! only [`protocol`] and [`network`] touch async streams, libp2p and tokio.
 //!
 //! Main items:
 //! - the model: [`Message`] with [`Request`] ([`RequestKind`], [`RequestId`], [`Priority`]),
@@ -23,6 +24,12 @@
 //!   decisions): requests with seeded ids and in-progress limits, verification of every
 //!   response against a local traversal (go-graphsync's reconciled loader), pause/resume with
 //!   restart verification, update, cancel.
+//! - [`protocol`]: the protocol id [`protocol::PROTOCOL_V2`] and [`protocol::MessageReader`] /
+//!   [`protocol::write_message`] (one length-prefixed 2.0.0 message on an async stream).
+//! - [`network`]: [`Behaviour`] (libp2p-stream based stream control for the swarm) and
+//!   [`Node`], the handle of a tokio driver task owning one responder and one requester, serving
+//!   from and storing into a `blockstore::Blockstore`, with a bounded async request API
+//!   ([`network::RequestHandle`], [`network::Config`]).
 //!
 //! Feature `test-util`: proptest strategies and a fixed 1.0.0 id map in `testing`.
 //!
@@ -56,6 +63,8 @@ mod block;
 pub mod codec;
 pub mod extension;
 mod message;
+pub mod network;
+pub mod protocol;
 pub mod requester;
 pub mod responder;
 #[cfg(any(test, feature = "test-util"))]
@@ -67,3 +76,4 @@ pub use message::{
     Block, LinkAction, Message, Metadatum, Priority, Request, RequestId, RequestKind, Response,
     ResponseStatus,
 };
+pub use network::{Behaviour, Node};

@@ -7,7 +7,7 @@ use std::time::Duration;
 use blockstore::{Blockstore, InMemoryBlockstore};
 use cid::Cid;
 use futures::StreamExt;
-use graphsync::network::{Behaviour, Config, Node, RequestEvent, RequestHook};
+use graphsync::network::{Behaviour, Config, Node, NodeError, RequestEvent, RequestHook};
 use graphsync::requester::Outcome;
 use graphsync::responder::RequestDecision;
 use graphsync::{CidPrefix, Extensions, ResponseStatus};
@@ -125,6 +125,11 @@ struct Pair {
 
 /// Starts both nodes; the responder's store holds `blocks`.
 async fn start(blocks: &[(Cid, Vec<u8>)]) -> Pair {
+    start_with(blocks, validate_all()).await
+}
+
+/// Starts both nodes, the responder with `responder_config`.
+async fn start_with(blocks: &[(Cid, Vec<u8>)], responder_config: Config) -> Pair {
     let (responder_swarm, requester_swarm, responder_id) = connected_pair().await;
     let responder_store = Arc::new(Store::new());
     for (cid, data) in blocks {
@@ -134,8 +139,12 @@ async fn start(blocks: &[(Cid, Vec<u8>)]) -> Pair {
             .expect("in-memory put");
     }
     let requester_store = Arc::new(Store::new());
-    let responder = Node::spawn(responder_swarm.behaviour(), responder_store, validate_all())
-        .expect("the responder node starts");
+    let responder = Node::spawn(
+        responder_swarm.behaviour(),
+        responder_store,
+        responder_config,
+    )
+    .expect("the responder node starts");
     let requester = Node::spawn(
         requester_swarm.behaviour(),
         requester_store.clone(),
@@ -245,4 +254,50 @@ async fn missing_leaf_completes_partial_with_the_link_reported() {
         assert_eq!(stored.as_deref(), Some(&data[..]), "block {cid} stored");
     }
     assert_eq!(store.get(&missing_leaf).await.expect("in-memory get"), None);
+}
+
+#[tokio::test]
+async fn cancel_ends_a_paused_request_as_cancelled_and_stores_nothing() {
+    let (dag, _) = Dag::build();
+    // The responder validates and pauses before the traversal: nothing is sent until the
+    // requester cancels, so the cancel cannot race the completion.
+    let paused = Config::default().with_request_hook(RequestHook::new(|_, _, _| {
+        RequestDecision::validate().with_pause()
+    }));
+    let pair = start_with(&dag.blocks, paused).await;
+
+    let mut handle = pair
+        .requester
+        .request(
+            pair.responder_id,
+            dag.root,
+            Selector::explore_all_recursively(),
+            Extensions::new(),
+        )
+        .await
+        .expect("the request starts");
+    let id = handle.id();
+    pair.requester
+        .cancel(id)
+        .await
+        .expect("the request is known");
+    while let Some(event) = handle.next_event().await {
+        assert!(
+            !matches!(event, RequestEvent::BlockReceived { .. }),
+            "no block before the cancel: {event:?}"
+        );
+    }
+    let outcome = handle.outcome().await.expect("an outcome");
+    assert!(matches!(outcome, Outcome::Cancelled), "{outcome:?}");
+    let again = pair.requester.cancel(id).await;
+    assert!(
+        matches!(again, Err(NodeError::Command { request, .. }) if request == id),
+        "a finished request is unknown: {again:?}"
+    );
+    for (cid, _) in &dag.blocks {
+        assert_eq!(
+            pair.requester_store.get(cid).await.expect("in-memory get"),
+            None
+        );
+    }
 }

@@ -147,7 +147,10 @@ pub struct Config {
     pub command_capacity: usize,
     /// Inbound messages, from all streams, waiting for the driver. Default: 64.
     pub inbound_capacity: usize,
-    /// Messages waiting for one peer's outbound stream. Default: 64.
+    /// Messages waiting for one peer's outbound stream. Default: 128. Keep it above
+    /// [`responder::Config::max_unsent_messages_per_peer`] (default 64): the responder's own
+    /// messages then always fit, and the driver waits on a full queue only when requests and
+    /// cancels for that peer fill the difference.
     pub outbound_capacity: usize,
     /// Progress events buffered per request; when the caller does not read them, later ones
     /// are dropped (the outcome never is). Default: 1 024.
@@ -167,7 +170,7 @@ impl Default for Config {
             frame: FrameConfig::default(),
             command_capacity: 64,
             inbound_capacity: 64,
-            outbound_capacity: 64,
+            outbound_capacity: 128,
             event_capacity: 1024,
             outbound_idle: Duration::from_secs(5),
             request_hook: None,

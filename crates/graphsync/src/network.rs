@@ -21,15 +21,18 @@
 //! callers arrive over a bounded command channel. The incoming-request hook is answered by
 //! [`Config::request_hook`], or, without one, by the responder's default validator alone.
 //!
-//! Limits of this slice: Graphsync 1.0.0 is not spoken; disconnections are not reported to the
-//! cores (libp2p-stream does not surface them; a failed write fails the response instead);
-//! blockstore calls run inside the driver task, one at a time.
+//! When the last connection to a peer closes, the driver tells both cores (the requester
+//! reports [`RequestEvent::PeerDisconnected`] and keeps the request, as go-graphsync does; the
+//! responder drops that peer's responses) and forgets the peer's outbound stream.
+//!
+//! Limits of this slice: Graphsync 1.0.0 is not spoken; blockstore calls run inside the driver
+//! task, one at a time.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -42,11 +45,11 @@ use ipld_selector::Selector;
 use libp2p::core::transport::PortUse;
 use libp2p::core::{Endpoint, Multiaddr};
 use libp2p::swarm::{
-    ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent,
-    THandlerOutEvent, ToSwarm,
+    ConnectionClosed, ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler,
+    THandlerInEvent, THandlerOutEvent, ToSwarm,
 };
 use libp2p::{PeerId, Stream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::codec::frame::FrameConfig;
 use crate::extension::Extensions;
@@ -59,6 +62,7 @@ use crate::responder::{self, MessageId, RequestDecision, Responder};
 /// [`Node`] opens and accepts Graphsync streams. It emits no events and does no stream I/O.
 pub struct Behaviour {
     inner: libp2p_stream::Behaviour,
+    disconnects: Arc<Disconnects>,
 }
 
 impl Behaviour {
@@ -66,6 +70,7 @@ impl Behaviour {
     pub fn new() -> Self {
         Behaviour {
             inner: libp2p_stream::Behaviour::new(),
+            disconnects: Arc::new(Disconnects::default()),
         }
     }
 }
@@ -113,6 +118,14 @@ impl NetworkBehaviour for Behaviour {
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm) {
+        if let FromSwarm::ConnectionClosed(ConnectionClosed {
+            peer_id,
+            remaining_established: 0,
+            ..
+        }) = event
+        {
+            self.disconnects.push(peer_id);
+        }
         self.inner.on_swarm_event(event);
     }
 
@@ -128,6 +141,28 @@ impl NetworkBehaviour for Behaviour {
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<(), THandlerInEvent<Self>>> {
         self.inner.poll(cx)
+    }
+}
+
+/// Peers whose last connection closed, waiting for the driver. A set: it holds each peer at
+/// most once, so it is bounded by the number of peers.
+#[derive(Default)]
+struct Disconnects {
+    peers: Mutex<HashSet<PeerId>>,
+    notify: Notify,
+}
+
+impl Disconnects {
+    fn push(&self, peer: PeerId) {
+        self.peers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(peer);
+        self.notify.notify_one();
+    }
+
+    fn take(&self) -> HashSet<PeerId> {
+        std::mem::take(&mut *self.peers.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
 
@@ -235,6 +270,9 @@ pub enum RequestEvent {
         /// The link.
         cid: Cid,
     },
+    /// The last connection to the responder closed. The request stays alive (go-graphsync's
+    /// requester has no timeout of its own); cancel it to end it.
+    PeerDisconnected,
 }
 
 /// Why a [`Node`] could not start.
@@ -322,6 +360,7 @@ impl Node {
             sends: FuturesUnordered::new(),
             subscribers: HashMap::new(),
             inbound_tx,
+            disconnects: behaviour.disconnects.clone(),
         };
         tokio::spawn(driver.run(command_rx, inbound_rx, incoming));
         Ok(Node { commands })
@@ -437,6 +476,7 @@ struct Driver<B> {
     sends: FuturesUnordered<SendReport>,
     subscribers: HashMap<RequestId, Subscriber>,
     inbound_tx: mpsc::Sender<(PeerId, Message)>,
+    disconnects: Arc<Disconnects>,
 }
 
 impl<B: Blockstore + 'static> Driver<B> {
@@ -464,6 +504,13 @@ impl<B: Blockstore + 'static> Driver<B> {
                         self.inbound_tx.clone(),
                         self.config.frame,
                     ));
+                }
+                () = self.disconnects.notify.notified() => {
+                    for peer in self.disconnects.take() {
+                        self.writers.remove(&peer);
+                        self.responder.handle_peer_disconnected(&peer);
+                        self.requester.handle_peer_disconnected(&peer);
+                    }
                 }
                 Some((peer, id, written)) = self.sends.next(), if !self.sends.is_empty() => {
                     let result = if written {
@@ -609,6 +656,9 @@ impl<B: Blockstore + 'static> Driver<B> {
             ),
             requester::Event::BlockMissing { request, cid, .. } => {
                 self.notify(request, RequestEvent::BlockMissing { cid });
+            }
+            requester::Event::NetworkError { request, .. } => {
+                self.notify(request, RequestEvent::PeerDisconnected);
             }
             requester::Event::Completed { request, outcome } => {
                 if let Some(subscriber) = self.subscribers.remove(&request) {

@@ -101,12 +101,12 @@ async fn connected_pair() -> (Swarm<Behaviour>, Swarm<Behaviour>, PeerId) {
     (listener, dialer, listener_id)
 }
 
-fn drive(mut swarm: Swarm<Behaviour>) {
+fn drive(mut swarm: Swarm<Behaviour>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             swarm.select_next_some().await;
         }
-    });
+    })
 }
 
 /// The responder validates every request (explore-all has no depth limit, which go-graphsync's
@@ -121,6 +121,9 @@ struct Pair {
     _responder: Node,
     responder_id: PeerId,
     requester_store: Arc<Store>,
+    /// The task that owns the responder's swarm; aborting it drops the swarm and its
+    /// connections.
+    responder_swarm: tokio::task::JoinHandle<()>,
 }
 
 /// Starts both nodes; the responder's store holds `blocks`.
@@ -151,13 +154,14 @@ async fn start_with(blocks: &[(Cid, Vec<u8>)], responder_config: Config) -> Pair
         Config::default(),
     )
     .expect("the requester node starts");
-    drive(responder_swarm);
+    let responder_swarm = drive(responder_swarm);
     drive(requester_swarm);
     Pair {
         requester,
         _responder: responder,
         responder_id,
         requester_store,
+        responder_swarm,
     }
 }
 
@@ -300,4 +304,40 @@ async fn cancel_ends_a_paused_request_as_cancelled_and_stores_nothing() {
             None
         );
     }
+}
+
+#[tokio::test]
+async fn losing_the_responder_is_reported_and_the_request_stays_cancellable() {
+    let (dag, _) = Dag::build();
+    let paused = Config::default().with_request_hook(RequestHook::new(|_, _, _| {
+        RequestDecision::validate().with_pause()
+    }));
+    let pair = start_with(&dag.blocks, paused).await;
+    let mut handle = pair
+        .requester
+        .request(
+            pair.responder_id,
+            dag.root,
+            Selector::explore_all_recursively(),
+            Extensions::new(),
+        )
+        .await
+        .expect("the request starts");
+
+    pair.responder_swarm.abort();
+    loop {
+        match handle.next_event().await {
+            Some(RequestEvent::PeerDisconnected) => break,
+            Some(RequestEvent::BlockReceived { cid, .. }) => panic!("block {cid} while paused"),
+            Some(_) => {}
+            None => panic!("the request ended before the disconnect was reported"),
+        }
+    }
+    let id = handle.id();
+    pair.requester
+        .cancel(id)
+        .await
+        .expect("the request is still alive after the disconnect");
+    let outcome = handle.outcome().await.expect("an outcome");
+    assert!(matches!(outcome, Outcome::Cancelled), "{outcome:?}");
 }

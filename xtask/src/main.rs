@@ -12,6 +12,7 @@ mod ci;
 mod cmd;
 mod deps;
 mod fuzz;
+mod interop;
 
 use std::process::ExitCode;
 
@@ -29,6 +30,9 @@ SUBCOMMANDS:
     fuzz <TARGET> [SECONDS]   run a cargo-fuzz target on the stable toolchain (default 60 s),
                               installing cargo-fuzz first if it is missing
     fmt                       format the workspace (cargo fmt --all)
+    interop                   build the Go peer and the Rust interop example, run Graphsync
+                              round trips of the CAR fixtures in both directions over loopback
+                              TCP and print a pass/fail matrix (not part of ci)
     help, --help, -h          print this help
 ";
 
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
         }
         ["ci"] => ci::run(),
         ["deps"] => deps::run(),
+        ["interop"] => interop::run(),
         ["fmt"] => cmd::run(cmd::cargo().args(["fmt", "--all"])),
         ["fuzz", target] => fuzz::run(target, fuzz::DEFAULT_SECONDS),
         ["fuzz", target, seconds] => match seconds.parse::<u64>() {

@@ -53,6 +53,12 @@ pub struct Config {
     /// Go's revalidators' `OnComplete` does. When false it completes at once, as Go does with
     /// no revalidator. Default false.
     pub validate_completion: bool,
+    /// Whether the responder asks about the bytes of every new block, as Go's revalidators'
+    /// `OnPullDataSent` (pull responder, per block queued) and `OnPushDataReceived` (push
+    /// responder, per block received) do: [`ValidationKind::PullDataSent`] and
+    /// [`ValidationKind::PushDataReceived`]. When false nothing is asked, as Go does with no
+    /// revalidator. Default false.
+    pub revalidate_data: bool,
 }
 
 impl Default for Config {
@@ -66,6 +72,7 @@ impl Default for Config {
             validation_timeout: Duration::from_secs(60),
             max_vouchers: 1024,
             validate_completion: false,
+            revalidate_data: false,
         }
     }
 }
@@ -87,6 +94,19 @@ impl Config {
     pub fn with_validate_completion(mut self, on: bool) -> Self {
         self.validate_completion = on;
         self
+    }
+
+    /// This configuration with the per-block data questions on or off.
+    pub fn with_revalidate_data(mut self, on: bool) -> Self {
+        self.revalidate_data = on;
+        self
+    }
+
+    /// This configuration with every revalidator hook on or off: the per-block data questions
+    /// ([`Config::revalidate_data`]) and the completion question
+    /// ([`Config::validate_completion`]), as a Go node with a registered `Revalidator` runs.
+    pub fn with_revalidation(self, on: bool) -> Self {
+        self.with_revalidate_data(on).with_validate_completion(on)
     }
 }
 
@@ -223,6 +243,48 @@ pub enum ValidationKind {
     /// The responder's side finished (`OnComplete`); only with
     /// [`Config::validate_completion`].
     Complete,
+    /// The pull responder queued new blocks for sending (`OnPullDataSent`); only with
+    /// [`Config::revalidate_data`].
+    ///
+    /// Asked for each block counted in `queued` (new index, crossed the wire), as Go calls
+    /// the hook per block. While a data question of the channel is open, the bytes of later
+    /// blocks add up and are asked about together once it is answered, so every counted byte
+    /// is reported exactly once. A driver that answers before its next transport report (the
+    /// graphsync outgoing-block hook) gets one question per block, as in Go.
+    ///
+    /// Answers: [`Verdict::Accept`] continues (with a result, it is sent as a voucher result);
+    /// [`Verdict::Pause`] pauses the responder and sends the voucher result with `Paus=true`
+    /// (a payment request): [`Transmit::Attach`] then [`Transmit::PauseChannel`];
+    /// [`Verdict::Resume`] counts as `Accept`; [`Verdict::Reject`] sends the result with
+    /// `Acpt=false`, closes the transport and fails the channel.
+    PullDataSent {
+        /// Bytes counted since the previous data question of the channel (Go's
+        /// `additionalBytesSent`: one block's size when answered at once).
+        additional_bytes: u64,
+        /// The channel's `queued` counter when asked.
+        total: u64,
+    },
+    /// The push responder received new blocks (`OnPushDataReceived`); only with
+    /// [`Config::revalidate_data`]. Asked and answered as
+    /// [`PullDataSent`](ValidationKind::PullDataSent), over the blocks counted in `received`;
+    /// the voucher result goes on the network ([`Transmit::Message`]).
+    PushDataReceived {
+        /// Bytes counted since the previous data question of the channel (Go's
+        /// `additionalBytesReceived`).
+        additional_bytes: u64,
+        /// The channel's `received` counter when asked.
+        total: u64,
+    },
+}
+
+impl ValidationKind {
+    /// Whether this is a per-block data question.
+    pub fn is_data(&self) -> bool {
+        matches!(
+            self,
+            ValidationKind::PullDataSent { .. } | ValidationKind::PushDataReceived { .. }
+        )
+    }
 }
 
 /// The application's answer to a [`ValidationRequest`].
@@ -328,6 +390,8 @@ pub struct Engine {
 struct Channel {
     state: ChannelState,
     cache: BlockCache,
+    /// Bytes counted for a data question but not yet asked about (not persisted).
+    unchecked: u64,
 }
 
 impl Engine {
@@ -412,8 +476,14 @@ impl Engine {
                 });
             }
             let cache = BlockCache::from_state(&state);
-            self.channels
-                .insert(state.channel_id.clone(), Channel { state, cache });
+            self.channels.insert(
+                state.channel_id.clone(),
+                Channel {
+                    state,
+                    cache,
+                    unchecked: 0,
+                },
+            );
         }
         Ok(())
     }
@@ -713,9 +783,12 @@ impl Engine {
                     .channels
                     .get_mut(channel)
                     .expect("the channel was just found");
-                let (_, steps) = block_steps(&mut entry.cache, kind, index, size, unique);
+                let (counted, steps) = block_steps(&mut entry.cache, kind, index, size, unique);
                 for step in steps {
                     self.apply_quiet(channel, step, now);
+                }
+                if counted {
+                    self.revalidate_data(channel, kind, size, now);
                 }
             }
             TransportInput::Completed(Err(error)) => {
@@ -1087,6 +1160,9 @@ impl Engine {
                 self.answer_voucher(channel, voucher, validation, now)
             }
             ValidationKind::Complete => self.complete_responder(channel, &validation, now),
+            ValidationKind::PullDataSent { .. } | ValidationKind::PushDataReceived { .. } => {
+                self.answer_data(channel, validation, now)
+            }
         }
         self.snapshot(channel);
     }
@@ -1304,6 +1380,139 @@ impl Engine {
         }
     }
 
+    /// A counted block on the responder: asks the data question (§6.3), or adds the bytes to
+    /// the open one's successor.
+    fn revalidate_data(&mut self, channel: &ChannelId, kind: DataKind, size: u64, now: Instant) {
+        if !self.config.revalidate_data {
+            return;
+        }
+        let Some(entry) = self.channels.get_mut(channel) else {
+            return;
+        };
+        let state = &entry.state;
+        if state.is_initiator() || state.status.is_terminal() {
+            return;
+        }
+        let hooked = match kind {
+            DataKind::Queued => state.is_pull(),
+            DataKind::Received => !state.is_pull(),
+            DataKind::Sent => false,
+        };
+        if !hooked {
+            return;
+        }
+        entry.unchecked = entry.unchecked.saturating_add(size);
+        if !self.data_question_open(channel) {
+            self.ask_data(channel, now);
+        }
+    }
+
+    fn data_question_open(&self, channel: &ChannelId) -> bool {
+        self.pending
+            .get(channel)
+            .is_some_and(|queue| queue.iter().any(|p| p.kind.is_data()))
+    }
+
+    /// Asks about the channel's unchecked bytes, if any.
+    fn ask_data(&mut self, channel: &ChannelId, now: Instant) {
+        let Some(entry) = self.channels.get_mut(channel) else {
+            return;
+        };
+        if entry.unchecked == 0 || entry.state.status.is_terminal() {
+            return;
+        }
+        let additional_bytes = std::mem::take(&mut entry.unchecked);
+        let state = &entry.state;
+        let kind = if state.is_pull() {
+            ValidationKind::PullDataSent {
+                additional_bytes,
+                total: state.queued,
+            }
+        } else {
+            ValidationKind::PushDataReceived {
+                additional_bytes,
+                total: state.received,
+            }
+        };
+        let peer = state.other_peer().clone();
+        self.ask(channel.clone(), peer, kind, now);
+    }
+
+    /// The answer to a data question (Go's `processRevalidationResult` after
+    /// `OnPullDataSent` / `OnPushDataReceived`, §6.3).
+    fn answer_data(&mut self, channel: &ChannelId, validation: Validation, now: Instant) {
+        let Some(state) = self.channel(channel) else {
+            return;
+        };
+        if state.status.is_terminal() {
+            return;
+        }
+        let peer = state.other_peer().clone();
+        let pull = state.is_pull();
+        let finalizing = state.status == ChannelStatus::Finalizing;
+        let silent = matches!(validation.verdict, Verdict::Accept | Verdict::Resume)
+            && validation.result.is_none();
+        if !silent {
+            if validation.result.is_some() && !self.voucher_room(channel) {
+                let text = format!(
+                    "too many voucher results (limit {})",
+                    self.config.max_vouchers
+                );
+                self.transmit(Transmit::CloseChannel {
+                    channel: channel.clone(),
+                });
+                self.apply_and_cleanup(channel, Step::WithMessage(EventCode::Error, text), now);
+                return;
+            }
+            let (result_type, result_node) = result_parts(&validation.result);
+            let accepted = validation.verdict.accepted();
+            let paused = validation.verdict == Verdict::Pause;
+            let build = if finalizing {
+                complete_response
+            } else {
+                voucher_result_response
+            };
+            let response = build(channel.id, accepted, paused, result_type, result_node);
+            if let Some(result) = validation.result {
+                let _ = self.apply(channel, Step::NewVoucherResult(result), now);
+            }
+            // A pull's answer rides on the block (graphsync outgoing-block extension); a
+            // push's goes on the network.
+            if pull {
+                self.transmit(Transmit::Attach {
+                    channel: channel.clone(),
+                    message: response.into(),
+                });
+            } else {
+                self.send(&peer, channel, response.into());
+            }
+            match validation.verdict {
+                Verdict::Pause => {
+                    let _ = self.apply(channel, Step::Plain(EventCode::PauseResponder), now);
+                    self.transmit(Transmit::PauseChannel {
+                        channel: channel.clone(),
+                    });
+                }
+                // Go terminates the transfer on `ErrResume` from a data hook (§6.5); the
+                // engine continues, as for `nil` (docs/decisions/0003-fsm-go-bugs.md).
+                Verdict::Accept | Verdict::Resume => {}
+                Verdict::Reject(reason) => {
+                    self.transmit(Transmit::CloseChannel {
+                        channel: channel.clone(),
+                    });
+                    self.apply_and_cleanup(
+                        channel,
+                        Step::WithMessage(EventCode::Error, reason),
+                        now,
+                    );
+                    return;
+                }
+            }
+        }
+        // Bytes counted while the question was open are asked about now.
+        self.ask_data(channel, now);
+    }
+
     /// The responder's side finished: send Complete and complete, or enter finalization.
     fn complete_responder(&mut self, channel: &ChannelId, validation: &Validation, now: Instant) {
         let Some(state) = self.channel(channel) else {
@@ -1408,7 +1617,14 @@ impl Engine {
             sent_blocks_total: 0,
         };
         let cache = BlockCache::from_state(&state);
-        self.channels.insert(channel, Channel { state, cache });
+        self.channels.insert(
+            channel,
+            Channel {
+                state,
+                cache,
+                unchecked: 0,
+            },
+        );
     }
 
     fn send_restart_request(&mut self, channel: &ChannelId) {

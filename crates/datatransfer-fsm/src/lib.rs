@@ -32,6 +32,15 @@
 //! [`Engine::handle_validation`]. Output queues are bounded by [`Config`]: an engine whose
 //! queues are not drained refuses further input with `QueueFull`.
 //!
+//! Revalidation (Go's `Revalidator`, spec §6.3–§6.4): with [`Config::revalidate_data`] the
+//! responder asks [`ValidationKind::PullDataSent`] / [`ValidationKind::PushDataReceived`] about
+//! the bytes of each new block, and with [`Config::validate_completion`]
+//! [`ValidationKind::Complete`] when its side finishes; a new voucher always asks
+//! [`ValidationKind::Voucher`]. The questions are plain outputs, so a driver can answer inside
+//! the transport's block handler: report the block, drain the events, answer, drain the
+//! transmits; a pause decision then shows up as [`Transmit::PauseChannel`] (with the payment
+//! request in [`Transmit::Attach`] for a pull) before the transport reports its next block.
+//!
 //! Feature `test-util`: [`testing`] with `SimNet`, a deterministic in-memory network of
 //! engines with a virtual clock and seeded faults, and proptest strategies.
 //!

@@ -37,6 +37,14 @@
 //! - Remote items already received are consumed before local-only loading starts, even after
 //!   a terminal success status (Go's loader checks its queue first); items left when the
 //!   traversal completes are ignored.
+//! - A request whose local traversal is complete stays open until the responder's terminal
+//!   status arrives, so the outcome reports what the responder said (go-graphsync's requester
+//!   completes at once and drops a late status, spec §8.3; a Go responder sends the status in a
+//!   message of its own after the last block). The wait is bounded: the core emits
+//!   [`Event::AwaitingStatus`] with [`Config::terminal_status_timeout`], the driver arms a timer
+//!   and calls [`Requester::handle_status_timeout`] when it fires, and the request then ends
+//!   with [`Outcome::NoTerminalStatus`]. A request that finished from local blocks after a pause
+//!   (its responder was cancelled) completes at once with no status.
 //! - A disconnect does not fail requests (Go's requester has no timeout of its own): it emits
 //!   [`Event::NetworkError`] for each request to that peer and nothing else changes.
 //! - Pause (§8.5, §9.2) takes effect after the current block: a Cancel is sent and remote data
@@ -77,6 +85,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::Debug;
 use std::hash::Hash;
+use std::time::Duration;
 
 use bytes::Bytes;
 use cid::Cid;
@@ -117,6 +126,11 @@ pub struct Config {
     /// Seed of the request id generator. Default: 0; a driver should seed it from OS
     /// randomness so ids do not repeat across runs.
     pub id_seed: u64,
+    /// How long a request whose local traversal is complete waits for the responder's terminal
+    /// status; carried by [`Event::AwaitingStatus`] for the driver's timer. Default: 10 s (a Go
+    /// responder queues the status right after the last block; 10 s is also the per-message
+    /// read deadline of go-graphsync ≥ 0.17).
+    pub terminal_status_timeout: Duration,
 }
 
 impl Config {
@@ -175,6 +189,14 @@ impl Config {
     pub fn with_id_seed(self, id_seed: u64) -> Self {
         Config { id_seed, ..self }
     }
+
+    /// This config with another wait for the terminal status after a complete traversal.
+    pub fn with_terminal_status_timeout(self, terminal_status_timeout: Duration) -> Self {
+        Config {
+            terminal_status_timeout,
+            ..self
+        }
+    }
 }
 
 impl Default for Config {
@@ -189,6 +211,7 @@ impl Default for Config {
             block_hooks: false,
             traversal: ipld_selector::Config::default().with_max_recursion_depth(None),
             id_seed: 0,
+            terminal_status_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -280,6 +303,15 @@ pub enum Event<P> {
         /// The request.
         request: RequestId,
     },
+    /// The local traversal is complete but the responder's terminal status has not arrived.
+    /// The request stays open; the driver calls [`Requester::handle_status_timeout`] after
+    /// `timeout` unless the request has ended by then (a terminal status, or a cancel).
+    AwaitingStatus {
+        /// The request.
+        request: RequestId,
+        /// [`Config::terminal_status_timeout`].
+        timeout: Duration,
+    },
     /// The peer of an in-progress request disconnected. The request stays alive.
     NetworkError {
         /// The peer.
@@ -300,8 +332,14 @@ pub enum Event<P> {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Outcome {
-    /// The local traversal completed.
+    /// The local traversal completed and the responder's terminal success status arrived (20
+    /// or 21), or the responder was no longer asked (the request finished from local blocks
+    /// after a pause; `status` is then `None`).
     Completed(Completion),
+    /// The local traversal completed, but no terminal status arrived within
+    /// [`Config::terminal_status_timeout`] ([`Requester::handle_status_timeout`]); `status` is
+    /// `None`. Every block was verified as usual; only the responder's verdict is missing.
+    NoTerminalStatus(Completion),
     /// The request failed.
     Failed(Failure),
     /// [`Requester::cancel`] ended it.
@@ -311,7 +349,8 @@ pub enum Outcome {
 /// A completed request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Completion {
-    /// The terminal status received, if it arrived before the traversal completed: 20 or 21.
+    /// The terminal success status received (20 or 21); `None` when none was expected or it
+    /// timed out (see [`Outcome`]).
     pub status: Option<ResponseStatus>,
     /// Links found neither in responses nor locally, in load order (path and CID).
     pub missing: Vec<(Path, Cid)>,
@@ -550,6 +589,18 @@ pub enum CommandError {
         /// The block asked for.
         cid: Cid,
     },
+    /// The request's traversal is complete; it only waits for the terminal status.
+    #[error("request {request} has completed its traversal")]
+    TraversalComplete {
+        /// The request.
+        request: RequestId,
+    },
+    /// The request does not wait for its terminal status (its traversal is still running).
+    #[error("request {request} is not waiting for a terminal status")]
+    NotAwaitingStatus {
+        /// The request.
+        request: RequestId,
+    },
     /// The request does not wait for a hook decision of this kind.
     #[error("request {request} awaits no such decision")]
     NoDecisionPending {
@@ -668,14 +719,25 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Requester<P> {
             let Some(req) = self.requests.get_mut(&id) else {
                 continue;
             };
-            if req.peer != peer || req.phase != Phase::Running || req.remote != Remote::Listening {
+            if req.peer != peer || req.remote != Remote::Listening {
                 continue;
             }
+            let traversing = match req.phase {
+                Phase::Running => true,
+                // Only the status matters now: entries are leftovers (spec §8.3, step 5).
+                Phase::AwaitingStatus => false,
+                Phase::Queued | Phase::Paused => continue,
+            };
+            let metadata = if traversing {
+                response.metadata
+            } else {
+                Vec::new()
+            };
             // The first "p" entry for a CID in this response takes the block.
             let mut taken: HashSet<Cid> = HashSet::new();
-            let mut items = Vec::with_capacity(response.metadata.len());
+            let mut items = Vec::with_capacity(metadata.len());
             let mut bytes_total = 0usize;
-            for metadatum in response.metadata {
+            for metadatum in metadata {
                 let data =
                     if metadatum.action == LinkAction::Present && taken.insert(metadatum.link) {
                         blocks.get(&metadatum.link).cloned()
@@ -878,7 +940,8 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Requester<P> {
     ///
     /// # Errors
     /// [`CommandError::UnknownRequest`], [`CommandError::Queued`],
-    /// [`CommandError::AlreadyPaused`].
+    /// [`CommandError::AlreadyPaused`], [`CommandError::TraversalComplete`] when only the
+    /// terminal status is awaited.
     pub fn pause(&mut self, request: RequestId) -> Result<(), CommandError> {
         let req = self
             .requests
@@ -887,6 +950,7 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Requester<P> {
         match req.phase {
             Phase::Queued => return Err(CommandError::Queued { request }),
             Phase::Paused => return Err(CommandError::AlreadyPaused { request }),
+            Phase::AwaitingStatus => return Err(CommandError::TraversalComplete { request }),
             Phase::Running if req.pause_requested => {
                 return Err(CommandError::AlreadyPaused { request });
             }
@@ -945,7 +1009,8 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Requester<P> {
         if req.phase == Phase::Queued {
             return Err(CommandError::Queued { request });
         }
-        if req.phase != Phase::Running || req.remote != Remote::Listening {
+        let serving = matches!(req.phase, Phase::Running | Phase::AwaitingStatus);
+        if !serving || req.remote != Remote::Listening {
             return Err(CommandError::RemoteNotListening { request });
         }
         let peer = req.peer.clone();
@@ -970,6 +1035,26 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Requester<P> {
                 Event::StoreBlock { request: r, .. } | Event::LoadBlock { request: r, .. } if *r == request)
         });
         self.finish(request, Outcome::Cancelled, true);
+        Ok(())
+    }
+
+    /// Reports that the timer of an [`Event::AwaitingStatus`] fired: the request ends with
+    /// [`Outcome::NoTerminalStatus`] and a Cancel goes to the responder, which may still hold
+    /// it (for instance paused after its last block).
+    ///
+    /// # Errors
+    /// [`CommandError::UnknownRequest`] (it ended meanwhile: a stale timer),
+    /// [`CommandError::NotAwaitingStatus`].
+    pub fn handle_status_timeout(&mut self, request: RequestId) -> Result<(), CommandError> {
+        let req = self
+            .requests
+            .get(&request)
+            .ok_or(CommandError::UnknownRequest { request })?;
+        if req.phase != Phase::AwaitingStatus {
+            return Err(CommandError::NotAwaitingStatus { request });
+        }
+        let completion = req.completion();
+        self.finish(request, Outcome::NoTerminalStatus(completion), true);
         Ok(())
     }
 
@@ -1111,6 +1196,8 @@ enum Phase {
     Queued,
     Running,
     Paused,
+    /// The traversal is complete; the terminal status has not arrived.
+    AwaitingStatus,
 }
 
 /// What the responder side of a request is doing.
@@ -1245,6 +1332,11 @@ impl<P: Clone> Outgoing<P> {
                 return Some(end);
             }
         }
+        if self.phase == Phase::AwaitingStatus {
+            // `ingest` ends the request on a failure status; a success marks the remote done.
+            return (self.remote == Remote::Finished)
+                .then(|| (Outcome::Completed(self.completion()), false));
+        }
         loop {
             match self.step(id, config, out) {
                 Flow::Continue => {}
@@ -1276,6 +1368,14 @@ impl<P: Clone> Outgoing<P> {
             self.remote = Remote::Finished;
         }
         None
+    }
+
+    /// The completion of a finished traversal, with the terminal success status if one came.
+    fn completion(&self) -> Completion {
+        Completion {
+            status: self.last_status.filter(|status| status.is_success()),
+            missing: self.traversal.missing_links().to_vec(),
+        }
     }
 
     /// Checks one restarted entry against record entry `position`; advances the replay.
@@ -1312,11 +1412,16 @@ impl<P: Clone> Outgoing<P> {
                 return Flow::End(Outcome::Failed(failure), true);
             }
             Ok(Step::Done) => {
-                let completion = Completion {
-                    status: self.last_status.filter(|status| status.is_success()),
-                    missing: self.traversal.missing_links().to_vec(),
-                };
-                return Flow::End(Outcome::Completed(completion), false);
+                if self.remote == Remote::Listening {
+                    // The responder has not said how it ended yet: wait for it, bounded.
+                    self.phase = Phase::AwaitingStatus;
+                    out.events.push_back(Event::AwaitingStatus {
+                        request: id,
+                        timeout: config.terminal_status_timeout,
+                    });
+                    return Flow::Blocked;
+                }
+                return Flow::End(Outcome::Completed(self.completion()), false);
             }
             Ok(Step::Visit(visit)) => {
                 let (block, block_size) = self.last_block.unwrap_or((self.root, 0));

@@ -583,28 +583,6 @@ fn present_block_missing_locally_makes_the_next_item_mismatch() {
 }
 
 #[test]
-fn traversal_completes_before_the_terminal_status_arrives() {
-    let fixture = Fixture::load();
-    let mut harness = Harness::new(Config::default());
-    let id = harness.request_all(fixture.root.0);
-    harness.receive(
-        PEER,
-        response(
-            id,
-            PartialResponse,
-            fixture.full_metadata(),
-            fixture.full_blocks(),
-        ),
-    );
-    assert_eq!(completed_status(&harness, id), None);
-    // The late terminal status is ignored.
-    let before = harness.events.len();
-    harness.receive(PEER, response(id, RequestCompletedFull, vec![], vec![]));
-    assert_eq!(harness.events.len(), before);
-    assert_eq!(harness.outcomes.len(), 1);
-}
-
-#[test]
 fn stray_responses_for_unknown_ids_or_other_peers_are_ignored() {
     let fixture = Fixture::load();
     let mut harness = Harness::new(Config::default());

@@ -1110,6 +1110,15 @@ impl Engine {
             MessageType::Restart => {
                 self.apply_from_peer(peer, channel, Step::Plain(EventCode::Restart), now)?
             }
+            // A repeated Complete(Paus=true) (the responder asks again for a final voucher
+            // that did not cover the debt): Go's table moves ResponderFinalizingTransferFinished
+            // back to ResponderFinalizing, forgetting that the local side finished, and the
+            // channel then hangs in ResponderCompleted. The engine keeps the status
+            // (docs/decisions/0003-fsm-go-bugs.md).
+            MessageType::Complete
+                if response.is_paused()
+                    && self.status(channel)
+                        == Some(ChannelStatus::ResponderFinalizingTransferFinished) => {}
             MessageType::Complete if response.is_paused() => {
                 let step = Step::Plain(EventCode::ResponderBeginsFinalization);
                 self.apply_from_peer(peer, channel, step, now)?

@@ -11,12 +11,14 @@ use datatransfer_message::{ChannelId, Message, PeerId};
 use ipld_dagcbor::Node;
 use proptest::prelude::*;
 
+use datatransfer_message::MessageType;
+
 use crate::engine::{
-    ChannelEvent, Config, Engine, Event, Transmit, TransportInput, Validation, ValidationRequest,
-    Verdict,
+    ChannelEvent, Config, Engine, Event, Transmit, TransportInput, Validation, ValidationKind,
+    ValidationRequest, Verdict,
 };
 use crate::error::{CommandError, ProtocolError};
-use crate::state::{ChannelState, DataKind, Voucher};
+use crate::state::{ChannelState, DataKind, Voucher, VoucherResult};
 use crate::status::ChannelStatus;
 
 /// The knobs of a [`SimNet`]: delays and fault probabilities of network messages.
@@ -27,8 +29,11 @@ pub struct SimConfig {
     /// Extra random delay of data-transfer messages, up to this much; with it, messages can
     /// overtake each other and the transport's reports. Default 0.
     pub jitter: Duration,
-    /// Probability that a data-transfer message is lost. Default 0.
+    /// Probability that a data-transfer message is lost (only messages within `drop_scope`).
+    /// Default 0.
     pub drop: f64,
+    /// Which messages `drop` may lose. Default [`FaultScope::AllMessages`].
+    pub drop_scope: FaultScope,
     /// Probability that a data-transfer message is delivered twice. Default 0.
     pub duplicate: f64,
     /// Blocks in the simulated DAG every channel transfers. Default 8.
@@ -47,6 +52,7 @@ impl Default for SimConfig {
             latency: Duration::from_millis(10),
             jitter: Duration::ZERO,
             drop: 0.0,
+            drop_scope: FaultScope::AllMessages,
             duplicate: 0.0,
             blocks: 8,
             block_size: 1000,
@@ -56,8 +62,40 @@ impl Default for SimConfig {
     }
 }
 
+/// Which data-transfer messages a [`SimNet`] may lose.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FaultScope {
+    /// Any message.
+    #[default]
+    AllMessages,
+    /// Only the payment messages a paying client recovers from by sending its voucher again:
+    /// Voucher requests and paused voucher results (payment requests). Go has no recovery for
+    /// the others (a lost Complete, or a lost resume that leaves the initiator believing the
+    /// responder paused, hang the channel, spec §11 item 6), so a scenario that expects
+    /// completion under loss scopes it to these.
+    PaymentMessages,
+}
+
+impl FaultScope {
+    fn covers(self, message: &Message) -> bool {
+        match self {
+            FaultScope::AllMessages => true,
+            FaultScope::PaymentMessages => match message {
+                Message::Request(request) => request.message_type() == MessageType::Voucher,
+                Message::Response(response) => {
+                    response.message_type() == MessageType::VoucherResult && response.is_paused()
+                }
+            },
+        }
+    }
+}
+
 /// How a node's validator answers every question.
 pub type Validator = Box<dyn FnMut(&ValidationRequest) -> Validation>;
+
+/// A node's application on the initiator side: sees every channel event with the channel's
+/// current state, and may answer with a voucher to send on that channel (a payment).
+pub type Client = Box<dyn FnMut(&ChannelEvent, &ChannelState) -> Option<Voucher>>;
 
 /// A deterministic network of `N` engines (STYLE §6).
 ///
@@ -102,6 +140,7 @@ struct SimNode {
     peer: PeerId,
     engine: Engine,
     validator: Validator,
+    client: Option<Client>,
     snapshots: BTreeMap<ChannelId, ChannelState>,
     events: Vec<ChannelEvent>,
     errors: Vec<ProtocolError>,
@@ -147,6 +186,7 @@ impl SimNet {
                     engine: Engine::new(peer.clone(), engine_config),
                     peer,
                     validator: Box::new(|_| Validation::new(Verdict::Accept)),
+                    client: None,
                     snapshots: BTreeMap::new(),
                     events: Vec::new(),
                     errors: Vec::new(),
@@ -228,6 +268,12 @@ impl SimNet {
     /// Replaces node `i`'s validator.
     pub fn set_validator(&mut self, i: usize, validator: Validator) {
         self.nodes[i].validator = validator;
+    }
+
+    /// Gives node `i` a client application; its vouchers are sent with
+    /// [`Engine::send_voucher`] right after the event that prompted them.
+    pub fn set_client(&mut self, i: usize, client: Client) {
+        self.nodes[i].client = Some(client);
     }
 
     /// Node `from` pulls the simulated DAG from node `to`.
@@ -377,7 +423,7 @@ impl SimNet {
     }
 
     fn send_message(&mut self, from: usize, to: usize, message: Message) {
-        if self.rng.chance(self.config.drop) {
+        if self.config.drop_scope.covers(&message) && self.rng.chance(self.config.drop) {
             return;
         }
         let copies = if self.rng.chance(self.config.duplicate) {
@@ -419,6 +465,7 @@ impl SimNet {
         loop {
             let mut moved = false;
             let mut events = 0;
+            let mut payments = Vec::new();
             while let Some(event) = self.nodes[i].engine.poll_event() {
                 moved = true;
                 events += 1;
@@ -428,7 +475,16 @@ impl SimNet {
                             .snapshots
                             .insert(state.channel_id.clone(), state);
                     }
-                    Event::Channel(event) => self.nodes[i].events.push(event),
+                    Event::Channel(event) => {
+                        let node = &mut self.nodes[i];
+                        if let (Some(client), Some(state)) =
+                            (node.client.as_mut(), node.engine.channel(&event.channel))
+                            && let Some(voucher) = client(&event, state)
+                        {
+                            payments.push((event.channel.clone(), voucher));
+                        }
+                        node.events.push(event);
+                    }
                     Event::ValidationRequested(question) => {
                         let node = &mut self.nodes[i];
                         let answer = (node.validator)(&question);
@@ -437,6 +493,12 @@ impl SimNet {
                             .handle_validation(&question.channel, answer, self.now);
                     }
                 }
+            }
+            for (channel, voucher) in payments {
+                // A command error (the channel ended meanwhile) is the client's problem.
+                let _ = self.nodes[i]
+                    .engine
+                    .send_voucher(&channel, voucher, self.now);
             }
             let transmits: Vec<Transmit> =
                 std::iter::from_fn(|| self.nodes[i].engine.poll_transmit()).collect();
@@ -582,6 +644,9 @@ impl SimNet {
             let index = pipe.next_index;
             pipe.next_index += 1;
             let size = self.config.block_size;
+            // The sender's outgoing-block hook: report the block and let the node answer its
+            // data question before anything else (a pause takes effect after this block, as
+            // in graphsync), then the block is sent.
             for kind in [DataKind::Queued, DataKind::Sent] {
                 let input = TransportInput::Data {
                     kind,
@@ -592,8 +657,8 @@ impl SimNet {
                 let _ = self.nodes[sender]
                     .engine
                     .handle_transport_event(&channel, input, now);
+                self.drain(sender);
             }
-            self.drain(sender);
             self.schedule(Delivery::Transport {
                 to: receiver,
                 channel,
@@ -627,6 +692,116 @@ impl Drop for SimNet {
             eprintln!("SimNet seed: {}", self.seed);
         }
     }
+}
+
+/// The voucher-result type of [`paid_provider`]'s payment requests.
+pub const SIM_INVOICE: &str = "SimInvoice";
+/// The voucher type of [`paying_client`]'s payments.
+pub const SIM_PAYMENT: &str = "SimPayment";
+
+/// A payment voucher: the cumulative amount paid on the channel (one unit per byte).
+pub fn sim_payment(amount: u64) -> Voucher {
+    Voucher::new(SIM_PAYMENT, Node::Integer(i128::from(amount)))
+}
+
+/// A payment request: the cumulative amount owed on the channel.
+pub fn sim_invoice(amount: u64) -> VoucherResult {
+    VoucherResult::new(SIM_INVOICE, Node::Integer(i128::from(amount)))
+}
+
+/// The amount of a [`sim_invoice`], if `result` is one.
+pub fn invoice_amount(result: &VoucherResult) -> Option<u64> {
+    match (
+        &result.node,
+        result.result_type.as_bytes() == SIM_INVOICE.as_bytes(),
+    ) {
+        (Node::Integer(amount), true) => u64::try_from(*amount).ok(),
+        _ => None,
+    }
+}
+
+/// The amount of a [`sim_payment`], if `voucher` is one.
+pub fn payment_amount(voucher: &Voucher) -> Option<u64> {
+    match (
+        &voucher.node,
+        voucher.voucher_type.as_bytes() == SIM_PAYMENT.as_bytes(),
+    ) {
+        (Node::Integer(amount), true) => u64::try_from(*amount).ok(),
+        _ => None,
+    }
+}
+
+/// What a [`paid_provider`] knows about one channel.
+#[derive(Clone, Copy, Debug, Default)]
+struct Books {
+    delivered: u64,
+    paid: u64,
+    settling: bool,
+}
+
+/// The provider's validator of a paid retrieval (Filecoin's pattern, spec §6.4): it accepts
+/// every request, pauses with a payment request ([`sim_invoice`] of everything delivered)
+/// whenever `interval` or more bytes are unpaid, resumes once a voucher covers the debt,
+/// and always asks for a final voucher on completion (`OnComplete` → `Pause`), settling when
+/// everything delivered is paid. Run it on an engine with [`Config::with_revalidation`].
+pub fn paid_provider(interval: u64) -> Validator {
+    let mut books: BTreeMap<ChannelId, Books> = BTreeMap::new();
+    Box::new(move |question| {
+        let books = books.entry(question.channel.clone()).or_default();
+        let owed = |books: &Books| {
+            Validation::new(Verdict::Pause).with_result(sim_invoice(books.delivered))
+        };
+        match &question.kind {
+            ValidationKind::Open { .. } | ValidationKind::Restart { .. } => {
+                Validation::new(Verdict::Accept)
+            }
+            ValidationKind::PullDataSent {
+                additional_bytes, ..
+            }
+            | ValidationKind::PushDataReceived {
+                additional_bytes, ..
+            } => {
+                books.delivered = books.delivered.saturating_add(*additional_bytes);
+                if books.delivered >= books.paid.saturating_add(interval) {
+                    owed(books)
+                } else {
+                    Validation::new(Verdict::Accept)
+                }
+            }
+            ValidationKind::Voucher { voucher } => {
+                let Some(amount) = payment_amount(voucher) else {
+                    return Validation::new(Verdict::Reject("not a payment".into()));
+                };
+                books.paid = books.paid.max(amount);
+                let covered = if books.settling {
+                    books.paid >= books.delivered
+                } else {
+                    books.delivered < books.paid.saturating_add(interval)
+                };
+                if covered {
+                    Validation::new(Verdict::Resume)
+                } else {
+                    owed(books)
+                }
+            }
+            ValidationKind::Complete => {
+                books.settling = true;
+                owed(books)
+            }
+        }
+    })
+}
+
+/// The client of a paid retrieval: on every payment request ([`sim_invoice`]) recorded on a
+/// channel it initiated, it pays the amount asked ([`sim_payment`]).
+pub fn paying_client() -> Client {
+    Box::new(|event, state| {
+        if event.code != crate::EventCode::NewVoucherResult || !state.is_initiator() {
+            return None;
+        }
+        let amount = invoice_amount(state.last_voucher_result()?)?;
+        Some(sim_payment(amount))
+    })
 }
 
 /// The voucher every simulated channel opens with.

@@ -609,3 +609,64 @@ fn with_revalidation_turns_on_both_hooks_and_completion_settles() {
         .expect("final complete");
     assert_eq!(status(&a, &channel), ChannelStatus::Completed);
 }
+
+#[test]
+fn a_repeated_final_payment_request_keeps_the_client_finalizing() {
+    let now = Instant::now();
+    let (mut a, mut b) = engines(Config::default().with_revalidation(true));
+    let channel = accepted_pull(&mut a, &mut b, now);
+    b.handle_transport_event(&channel, TransportInput::Completed(Ok(())), now)
+        .expect("known");
+    drain(&mut b);
+    b.handle_validation(
+        &channel,
+        Validation::new(Verdict::Pause).with_result(invoice(100)),
+        now,
+    )
+    .expect("pending");
+    let first = only_message(&drain(&mut b).transmits);
+    a.handle_transport_event(&channel, TransportInput::Completed(Ok(())), now)
+        .expect("known");
+    a.handle_message(bob(), first, now).expect("complete");
+    assert_eq!(
+        status(&a, &channel),
+        ChannelStatus::ResponderFinalizingTransferFinished
+    );
+    drain(&mut a);
+
+    // A voucher that does not cover the debt: the provider asks again, with a Complete
+    // (Paus=true), as Go does while Finalizing.
+    a.send_voucher(&channel, Voucher::new("Payment", Node::Integer(50)), now)
+        .expect("voucher");
+    b.handle_message(alice(), only_message(&drain(&mut a).transmits), now)
+        .expect("voucher");
+    drain(&mut b);
+    b.handle_validation(
+        &channel,
+        Validation::new(Verdict::Pause).with_result(invoice(100)),
+        now,
+    )
+    .expect("pending");
+    assert_eq!(status(&b, &channel), ChannelStatus::Finalizing);
+    let again = only_message(&drain(&mut b).transmits);
+    assert!(response(&again).is_complete() && response(&again).is_paused());
+    a.handle_message(bob(), again, now).expect("second request");
+    // Go's table would go back to ResponderFinalizing and hang in ResponderCompleted.
+    assert_eq!(
+        status(&a, &channel),
+        ChannelStatus::ResponderFinalizingTransferFinished
+    );
+    assert_eq!(a.channel(&channel).expect("a").voucher_results.len(), 2);
+
+    a.send_voucher(&channel, Voucher::new("Payment", Node::Integer(100)), now)
+        .expect("voucher");
+    b.handle_message(alice(), only_message(&drain(&mut a).transmits), now)
+        .expect("voucher");
+    drain(&mut b);
+    b.handle_validation(&channel, Validation::new(Verdict::Resume), now)
+        .expect("pending");
+    a.handle_message(bob(), only_message(&drain(&mut b).transmits), now)
+        .expect("final complete");
+    assert_eq!(status(&a, &channel), ChannelStatus::Completed);
+    assert_eq!(status(&b, &channel), ChannelStatus::Completed);
+}

@@ -46,9 +46,15 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod error;
+mod event;
+mod manager;
 mod registry;
 mod voucher;
 
+pub use error::Error;
+pub use event::{Event, Subscription, SubscriptionError};
+pub use manager::{Config, Manager};
 pub use registry::{Hook, Registry, RegistryError};
 pub use voucher::{
     Decision, Request, RequestValidator, Revalidator, TransportConfigurer, Voucher, VoucherError,

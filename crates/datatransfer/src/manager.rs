@@ -1,0 +1,995 @@
+//! [`Manager`]: one node's data transfers, driving the `datatransfer-fsm` engine with a
+//! [`Transport`], a [`Network`] and a [`ChannelStore`] (Go's `Manager`).
+
+use std::any::Any;
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use cid::Cid;
+use datatransfer_fsm::{
+    ChannelState, ChannelStatus, CommandError, Engine, Event as EngineEvent, Transmit,
+    TransportInput, ValidationKind, Verdict,
+};
+use datatransfer_message::{ChannelId, Message, PeerId, Request, Response};
+use datatransfer_store::ChannelStore;
+use datatransfer_transport::{
+    BlockInfo, DataError, EventsHandler, Flow, HandlerError, Network, NetworkError, OpenChannel,
+    QueuedAnswer, Receiver, RequestAnswer, Transport,
+};
+use ipld_dagcbor::Node;
+use tokio::sync::{Notify, broadcast};
+use tokio::task::JoinHandle;
+
+use crate::error::Error;
+use crate::event::{Event, Subscription};
+use crate::registry::Registry;
+use crate::voucher::{
+    RequestValidator, Revalidator, TransportConfigurer, Voucher, VoucherResult, encode_voucher,
+};
+
+/// Manager configuration. Every field has a documented default.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The engine's configuration. Default: [`datatransfer_fsm::Config::default`] with the
+    /// transfer-id seed taken from the system clock (Unix nanoseconds, as Go does) when the
+    /// configuration is made, and revalidation hooks on (they answer "accept" while no
+    /// revalidator handles them).
+    pub engine: datatransfer_fsm::Config,
+    /// How many events a subscriber's queue holds before its oldest are dropped (see
+    /// [`Subscription`]). Default 1024.
+    pub subscriber_capacity: usize,
+    /// The most transmits (messages and transport commands) waiting to go out; commands are
+    /// refused with [`Error::QueueFull`] beyond it. Default 1024.
+    pub max_outbound: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_nanos() as u64)
+            .unwrap_or(0);
+        Config {
+            engine: datatransfer_fsm::Config::default()
+                .with_transfer_id_seed(seed)
+                .with_revalidation(true),
+            subscriber_capacity: 1024,
+            max_outbound: 1024,
+        }
+    }
+}
+
+impl Config {
+    /// This configuration with another subscriber queue capacity.
+    pub fn with_subscriber_capacity(mut self, capacity: usize) -> Self {
+        self.subscriber_capacity = capacity;
+        self
+    }
+
+    /// This configuration with another engine configuration.
+    pub fn with_engine(mut self, engine: datatransfer_fsm::Config) -> Self {
+        self.engine = engine;
+        self
+    }
+}
+
+/// One node's data transfers over a transport `T` and a network `N` (Go's `Manager`).
+///
+/// Build it with [`Manager::new`], register voucher types, [`start`](Manager::start) it
+/// (channels saved in the store come back), then open, pause, resume, cancel and restart
+/// channels and subscribe to their events. Cloning gives another handle to the same node.
+///
+/// Inside, the engine of `datatransfer-fsm` sits behind a mutex: every command, network
+/// message and transport report runs it, persists the snapshots it emits to the store, answers
+/// its validation questions from the registered validators and publishes its events, all
+/// before the transmits of that input are handed to the manager's outbound task. So a state
+/// change is in the store before any message that depends on it is sent. Validators,
+/// revalidators and configurers run under that mutex: they must be quick and must not call
+/// the manager.
+pub struct Manager<T, N> {
+    shared: Arc<Shared<T, N>>,
+}
+
+struct Shared<T, N> {
+    self_peer: PeerId,
+    config: Config,
+    transport: T,
+    network: N,
+    store: Arc<dyn ChannelStore + Send + Sync>,
+    state: Mutex<State>,
+    events: broadcast::Sender<Event>,
+    wake: Notify,
+}
+
+struct State {
+    engine: Engine,
+    registry: Registry,
+    outbound: VecDeque<Transmit>,
+    phase: Phase,
+    ready: Vec<ReadyCallback>,
+    task: Option<JoinHandle<()>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    New,
+    Running,
+    Stopped,
+}
+
+/// A callback for [`Manager::on_ready`].
+type ReadyCallback = Box<dyn FnOnce(Result<(), &Error>) + Send>;
+
+impl<T, N> Clone for Manager<T, N> {
+    fn clone(&self) -> Self {
+        Manager {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<T, N> fmt::Debug for Manager<T, N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Manager")
+            .field("self_peer", &self.shared.self_peer)
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T, N> Manager<T, N>
+where
+    T: Transport + 'static,
+    N: Network + 'static,
+{
+    /// A manager for the node of `network`, moving data with `transport` and keeping channel
+    /// snapshots in `store`. Nothing runs until [`start`](Self::start).
+    pub fn new(
+        transport: T,
+        network: N,
+        store: impl ChannelStore + Send + Sync + 'static,
+        config: Config,
+    ) -> Self {
+        let self_peer = network.self_peer();
+        let engine = Engine::new(self_peer.clone(), config.engine.clone());
+        let (events, _) = broadcast::channel(config.subscriber_capacity.max(1));
+        let state = State {
+            engine,
+            registry: Registry::new(),
+            outbound: VecDeque::new(),
+            phase: Phase::New,
+            ready: Vec::new(),
+            task: None,
+        };
+        Manager {
+            shared: Arc::new(Shared {
+                self_peer,
+                config,
+                transport,
+                network,
+                store: Arc::new(store),
+                state: Mutex::new(state),
+                events,
+                wake: Notify::new(),
+            }),
+        }
+    }
+
+    /// The local peer.
+    pub fn self_peer(&self) -> &PeerId {
+        &self.shared.self_peer
+    }
+
+    /// The transport.
+    pub fn transport(&self) -> &T {
+        &self.shared.transport
+    }
+
+    /// The network.
+    pub fn network(&self) -> &N {
+        &self.shared.network
+    }
+
+    /// Starts the node (Go's `Start`): loads every channel saved in the store back into the
+    /// engine, installs itself as the transport's events handler and the network's receiver,
+    /// and starts the outbound task. Channels that were running are not restarted
+    /// automatically: call [`restart_channel`](Self::restart_channel). Runs the
+    /// [`on_ready`](Self::on_ready) callbacks with the outcome.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyStarted`]; [`Error::Store`] when the store cannot be read;
+    /// [`Error::Command`] when a stored channel does not belong to this node;
+    /// [`Error::Transport`] or [`Error::Network`] when a handler was set by someone else.
+    pub async fn start(&self) -> Result<(), Error> {
+        let outcome = self.start_inner();
+        let callbacks = std::mem::take(&mut self.shared.lock().ready);
+        for callback in callbacks {
+            callback(outcome.as_ref().map(|_| ()));
+        }
+        outcome
+    }
+
+    fn start_inner(&self) -> Result<(), Error> {
+        let mut state = self.shared.lock();
+        if state.phase != Phase::New {
+            return Err(Error::AlreadyStarted);
+        }
+        let stored = self.shared.store.list()?;
+        state.engine.restore(stored)?;
+        let handler = Arc::new(Handler {
+            shared: Arc::downgrade(&self.shared),
+        });
+        self.shared
+            .transport
+            .set_events_handler(Arc::clone(&handler) as Arc<dyn EventsHandler>)?;
+        self.shared
+            .network
+            .set_receiver(handler as Arc<dyn Receiver>)?;
+        let shared = Arc::clone(&self.shared);
+        state.task = Some(tokio::spawn(outbound(shared)));
+        state.phase = Phase::Running;
+        Ok(())
+    }
+
+    /// Runs `callback` once the manager has started (Go's `OnReady`), with the outcome of
+    /// [`start`](Self::start); at once if it has started already.
+    pub fn on_ready(&self, callback: impl FnOnce(Result<(), &Error>) + Send + 'static) {
+        let mut state = self.shared.lock();
+        if state.phase == Phase::New {
+            state.ready.push(Box::new(callback));
+        } else {
+            drop(state);
+            callback(Ok(()));
+        }
+    }
+
+    /// Stops the node (Go's `Stop`): shuts the transport down, ends the outbound task and
+    /// refuses later commands. Channel snapshots stay in the store for the next start.
+    ///
+    /// # Errors
+    /// [`Error::Transport`] when the transport does not shut down cleanly.
+    pub async fn stop(&self) -> Result<(), Error> {
+        let task = {
+            let mut state = self.shared.lock();
+            state.phase = Phase::Stopped;
+            state.task.take()
+        };
+        self.shared.wake.notify_one();
+        if let Some(task) = task {
+            // The task ends at its next wake-up; a panic inside it is not ours to re-raise.
+            let _ = task.await;
+        }
+        self.shared.transport.shutdown().await?;
+        Ok(())
+    }
+
+    /// Registers the voucher type `V` with its validator (Go's `RegisterVoucherType`).
+    ///
+    /// # Errors
+    /// [`Error::Registry`] when `V::TYPE` has a validator already.
+    pub fn register_voucher_type<V: Voucher>(
+        &self,
+        validator: impl RequestValidator<V>,
+    ) -> Result<(), Error> {
+        Ok(self
+            .shared
+            .lock()
+            .registry
+            .register_voucher_type(validator)?)
+    }
+
+    /// Registers a revalidator for vouchers of type `V` (Go's `RegisterRevalidator`).
+    ///
+    /// # Errors
+    /// [`Error::Registry`] when `V::TYPE` has a revalidator already.
+    pub fn register_revalidator<V: Voucher>(
+        &self,
+        revalidator: impl Revalidator<V>,
+    ) -> Result<(), Error> {
+        Ok(self
+            .shared
+            .lock()
+            .registry
+            .register_revalidator(revalidator)?)
+    }
+
+    /// Registers the voucher-result type `R` (Go's `RegisterVoucherResultType`).
+    ///
+    /// # Errors
+    /// [`Error::Registry`] when `R::TYPE` is registered already.
+    pub fn register_voucher_result_type<R: VoucherResult>(&self) -> Result<(), Error> {
+        Ok(self
+            .shared
+            .lock()
+            .registry
+            .register_voucher_result_type::<R>()?)
+    }
+
+    /// Registers a transport configurer for channels whose voucher has type `V` (Go's
+    /// `RegisterTransportConfigurer`); it runs when such a channel is created here, with the
+    /// transport `T` as `&dyn Any`.
+    ///
+    /// # Errors
+    /// [`Error::Registry`] when `V::TYPE` has a configurer already.
+    pub fn register_transport_configurer<V: Voucher>(
+        &self,
+        configurer: impl TransportConfigurer<V>,
+    ) -> Result<(), Error> {
+        Ok(self
+            .shared
+            .lock()
+            .registry
+            .register_transport_configurer(configurer)?)
+    }
+
+    /// Opens a channel that pushes the DAG under `base_cid` selected by `selector` to `to`
+    /// (Go's `OpenPushDataChannel`).
+    ///
+    /// # Errors
+    /// [`Error::NotRunning`], [`Error::QueueFull`], [`Error::Command`] (too many channels).
+    pub fn open_push<V: Voucher>(
+        &self,
+        to: PeerId,
+        voucher: &V,
+        base_cid: Cid,
+        selector: Node,
+    ) -> Result<ChannelId, Error> {
+        let voucher = encode_voucher(voucher);
+        self.command(|shared, state, now| {
+            let channel = state
+                .engine
+                .open_push(to, voucher.clone(), base_cid, selector, now)?;
+            shared.configure(state, &channel, &voucher);
+            Ok(channel)
+        })
+    }
+
+    /// Opens a channel that pulls the DAG under `base_cid` selected by `selector` from
+    /// `from` (Go's `OpenPullDataChannel`).
+    ///
+    /// # Errors
+    /// [`Error::NotRunning`], [`Error::QueueFull`], [`Error::Command`] (too many channels).
+    pub fn open_pull<V: Voucher>(
+        &self,
+        from: PeerId,
+        voucher: &V,
+        base_cid: Cid,
+        selector: Node,
+    ) -> Result<ChannelId, Error> {
+        let voucher = encode_voucher(voucher);
+        self.command(|shared, state, now| {
+            let channel = state
+                .engine
+                .open_pull(from, voucher.clone(), base_cid, selector, now)?;
+            shared.configure(state, &channel, &voucher);
+            Ok(channel)
+        })
+    }
+
+    /// Sends another voucher on a channel this node opened (Go's `SendVoucher`), for example
+    /// a payment the responder asked for.
+    ///
+    /// # Errors
+    /// [`Error::NotRunning`], [`Error::QueueFull`], [`Error::Command`] (unknown channel, not
+    /// the initiator, finished channel, too many vouchers).
+    pub fn send_voucher<V: Voucher>(&self, channel: &ChannelId, voucher: &V) -> Result<(), Error> {
+        let voucher = encode_voucher(voucher);
+        self.command(|_, state, now| Ok(state.engine.send_voucher(channel, voucher, now)?))
+    }
+
+    /// Cancels a channel (Go's `CloseDataTransferChannel`): the transport stops, the peer is
+    /// told, the channel ends `Cancelled`. A finished channel is left as it is.
+    ///
+    /// # Errors
+    /// [`Error::NotRunning`], [`Error::QueueFull`], [`Error::Command`] (unknown channel).
+    pub fn close(&self, channel: &ChannelId) -> Result<(), Error> {
+        self.command(|_, state, now| Ok(state.engine.cancel(channel, now)?))
+    }
+
+    /// Pauses the local side of a channel (Go's `PauseDataTransferChannel`).
+    ///
+    /// # Errors
+    /// [`Error::PauseUnsupported`] when the transport cannot pause; [`Error::NotRunning`],
+    /// [`Error::QueueFull`], [`Error::Command`] (unknown or finished channel).
+    pub fn pause(&self, channel: &ChannelId) -> Result<(), Error> {
+        self.check_pause(channel)?;
+        self.command(|_, state, now| Ok(state.engine.pause(channel, now)?))
+    }
+
+    /// Resumes the local side of a channel (Go's `ResumeDataTransferChannel`).
+    ///
+    /// # Errors
+    /// As [`pause`](Self::pause).
+    pub fn resume(&self, channel: &ChannelId) -> Result<(), Error> {
+        self.check_pause(channel)?;
+        self.command(|_, state, now| Ok(state.engine.resume(channel, now)?))
+    }
+
+    /// Restarts a channel after a disconnection or a process restart (Go's
+    /// `RestartDataTransferChannel`, spec §7.1): the initiator repeats its request as a
+    /// restart (a pull asks the sender to skip the blocks already received), the responder
+    /// asks the initiator to do so. Finished channels are left as they are.
+    ///
+    /// # Errors
+    /// [`Error::NotRunning`], [`Error::QueueFull`], [`Error::Command`] (unknown channel).
+    pub fn restart_channel(&self, channel: &ChannelId) -> Result<(), Error> {
+        self.command(|shared, state, now| {
+            state.engine.restart(channel, now)?;
+            if let Some(voucher) = state
+                .engine
+                .channel(channel)
+                .and_then(|s| s.voucher().cloned())
+            {
+                shared.configure(state, channel, &voucher);
+            }
+            Ok(())
+        })
+    }
+
+    /// The channel's status (Go's `TransferChannelStatus`), `ChannelNotFoundError` for an
+    /// unknown channel.
+    pub fn status(&self, channel: &ChannelId) -> ChannelStatus {
+        self.shared
+            .lock()
+            .engine
+            .channel(channel)
+            .map_or(ChannelStatus::ChannelNotFoundError, |state| state.status)
+    }
+
+    /// The channel's whole state (Go's `ChannelState`).
+    ///
+    /// # Errors
+    /// [`Error::Command`] with [`CommandError::UnknownChannel`].
+    pub fn channel_state(&self, channel: &ChannelId) -> Result<ChannelState, Error> {
+        self.shared
+            .lock()
+            .engine
+            .channel(channel)
+            .cloned()
+            .ok_or_else(|| {
+                Error::Command(CommandError::UnknownChannel {
+                    channel: channel.clone(),
+                })
+            })
+    }
+
+    /// Every channel this node knows, finished ones included, as Go's `InProgressChannels`
+    /// returns them.
+    pub fn in_progress_channels(&self) -> BTreeMap<ChannelId, ChannelState> {
+        self.shared
+            .lock()
+            .engine
+            .channels()
+            .map(|state| (state.channel_id.clone(), state.clone()))
+            .collect()
+    }
+
+    /// Subscribes to every event of this node (Go's `SubscribeToEvents`); drop the
+    /// subscription to unsubscribe.
+    pub fn subscribe(&self) -> Subscription {
+        Subscription::new(self.shared.events.subscribe(), None)
+    }
+
+    /// Subscribes to the events of one channel.
+    pub fn subscribe_channel(&self, channel: ChannelId) -> Subscription {
+        Subscription::new(self.shared.events.subscribe(), Some(channel))
+    }
+
+    fn check_pause(&self, channel: &ChannelId) -> Result<(), Error> {
+        if self.shared.transport.capabilities().pause {
+            Ok(())
+        } else {
+            Err(Error::PauseUnsupported {
+                channel: channel.clone(),
+            })
+        }
+    }
+
+    /// Runs a command on the engine, then processes its outputs.
+    fn command<R>(
+        &self,
+        f: impl FnOnce(&Shared<T, N>, &mut State, Instant) -> Result<R, Error>,
+    ) -> Result<R, Error> {
+        let shared = &self.shared;
+        let mut state = shared.lock();
+        if state.phase != Phase::Running {
+            return Err(Error::NotRunning);
+        }
+        if state.outbound.len() >= shared.config.max_outbound {
+            return Err(Error::QueueFull {
+                limit: shared.config.max_outbound,
+            });
+        }
+        let now = Instant::now();
+        let outcome = f(shared, &mut state, now);
+        let transmits = shared.drain(&mut state, now);
+        shared.enqueue(&mut state, transmits);
+        drop(state);
+        shared.wake.notify_one();
+        outcome
+    }
+}
+
+impl<T, N> Shared<T, N>
+where
+    T: Transport + 'static,
+    N: Network + 'static,
+{
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every critical section leaves the state consistent, so a panic in user code while
+        // holding the lock does not leave it half-updated.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn publish(&self, event: Event) {
+        // No subscriber is not an error.
+        let _ = self.events.send(event);
+    }
+
+    fn configure(&self, state: &State, channel: &ChannelId, voucher: &datatransfer_fsm::Voucher) {
+        state
+            .registry
+            .configure(channel, voucher, &self.transport as &dyn Any);
+    }
+
+    /// Drains the engine after an input: persists snapshots, answers validation questions,
+    /// publishes events; returns the transmits, which the caller sends only afterwards.
+    fn drain(&self, state: &mut State, now: Instant) -> Vec<Transmit> {
+        let mut transmits = Vec::new();
+        loop {
+            let mut moved = false;
+            while let Some(event) = state.engine.poll_event() {
+                moved = true;
+                match event {
+                    EngineEvent::Snapshot(snapshot) => {
+                        if let Err(error) = self.store.put(&snapshot) {
+                            tracing::error!(channel = %snapshot.channel_id, %error, "store failed");
+                            self.publish(Event::StoreFailed {
+                                channel: snapshot.channel_id.clone(),
+                                reason: error.to_string(),
+                            });
+                        }
+                    }
+                    EngineEvent::ValidationRequested(question) => {
+                        let answer = state.registry.answer(&question.channel, &question.kind);
+                        if let Verdict::Reject(reason) = &answer.verdict {
+                            self.publish(Event::Rejected {
+                                channel: question.channel.clone(),
+                                reason: reason.clone(),
+                            });
+                        }
+                        let created = matches!(question.kind, ValidationKind::Open { .. })
+                            && !matches!(answer.verdict, Verdict::Reject(_));
+                        if let Err(error) =
+                            state
+                                .engine
+                                .handle_validation(&question.channel, answer, now)
+                        {
+                            tracing::warn!(channel = %question.channel, %error, "validation answer refused");
+                        }
+                        if let (true, ValidationKind::Open { voucher, .. }) =
+                            (created, &question.kind)
+                        {
+                            self.configure(state, &question.channel, voucher);
+                        }
+                    }
+                    EngineEvent::Channel(event) => {
+                        let Some(channel_state) = state.engine.channel(&event.channel) else {
+                            continue;
+                        };
+                        let state = Box::new(channel_state.clone());
+                        self.publish(Event::Channel { event, state });
+                    }
+                }
+            }
+            while let Some(transmit) = state.engine.poll_transmit() {
+                moved = true;
+                transmits.push(transmit);
+            }
+            if !moved {
+                return transmits;
+            }
+        }
+    }
+
+    fn enqueue(&self, state: &mut State, transmits: Vec<Transmit>) {
+        state.outbound.extend(transmits);
+    }
+
+    /// Feeds a peer's message to the engine.
+    fn input_message(&self, state: &mut State, from: PeerId, message: Message) -> Vec<Transmit> {
+        let now = Instant::now();
+        if let Err(error) = state.engine.handle_message(from.clone(), message, now) {
+            tracing::debug!(peer = %from, %error, "message refused");
+            self.publish(Event::ProtocolViolated { peer: from, error });
+        }
+        self.drain(state, now)
+    }
+
+    /// Feeds a transport report to the engine.
+    fn input_transport(
+        &self,
+        state: &mut State,
+        channel: &ChannelId,
+        input: TransportInput,
+    ) -> Vec<Transmit> {
+        let now = Instant::now();
+        if let Err(error) = state.engine.handle_transport_event(channel, input, now) {
+            tracing::debug!(%channel, %error, "transport report refused");
+        }
+        self.drain(state, now)
+    }
+
+    /// Runs `f` on the state if the manager runs, then queues the transmits it leaves.
+    fn with_running(&self, f: impl FnOnce(&Self, &mut State) -> Vec<Transmit>) {
+        let mut state = self.lock();
+        if state.phase != Phase::Running {
+            return;
+        }
+        let transmits = f(self, &mut state);
+        self.enqueue(&mut state, transmits);
+        drop(state);
+        self.wake.notify_one();
+    }
+
+    /// Carries out one transmit.
+    async fn execute(&self, transmit: Transmit) {
+        match transmit {
+            Transmit::Message {
+                peer,
+                channel,
+                message,
+            } => {
+                if let Err(error) = self.network.send_message(peer, message).await {
+                    self.transmit_failed(&channel, &error);
+                }
+            }
+            Transmit::OpenChannel {
+                data_sender,
+                channel,
+                base_cid,
+                selector,
+                message,
+                skip_blocks,
+            } => {
+                let mut open =
+                    OpenChannel::new(data_sender, channel.clone(), base_cid, selector, message);
+                if let Some(skip) = skip_blocks {
+                    open = open.with_skip_blocks(skip);
+                }
+                if let Err(error) = self.transport.open_channel(open).await {
+                    self.transmit_failed(&channel, &error);
+                    let input = TransportInput::Completed(Err(error.to_string()));
+                    self.with_running(|shared, state| {
+                        shared.input_transport(state, &channel, input)
+                    });
+                }
+            }
+            Transmit::Attach { channel, message } => {
+                let attached = self
+                    .transport
+                    .attach(channel.clone(), message.clone())
+                    .await;
+                if attached.is_err() {
+                    // No exchange to ride on (it ended, or never started): the network
+                    // carries the message instead.
+                    self.send_to_other(&channel, message).await;
+                }
+            }
+            Transmit::PauseChannel { channel } => {
+                if let Err(error) = self.transport.pause_channel(channel.clone()).await {
+                    tracing::debug!(%channel, %error, "transport pause refused");
+                }
+            }
+            Transmit::ResumeChannel { channel, message } => {
+                let resumed = self
+                    .transport
+                    .resume_channel(channel.clone(), message.clone())
+                    .await;
+                if let Err(error) = resumed {
+                    // The local side was not paused in the transport (or has no exchange):
+                    // the message still has to reach the peer.
+                    tracing::debug!(%channel, %error, "transport resume refused");
+                    self.send_to_other(&channel, message).await;
+                }
+            }
+            Transmit::CloseChannel { channel } => {
+                if let Err(error) = self.transport.close_channel(channel.clone()).await {
+                    tracing::debug!(%channel, %error, "transport close refused");
+                }
+            }
+            Transmit::CleanupChannel { channel } => {
+                self.transport.cleanup_channel(channel).await;
+            }
+        }
+    }
+
+    async fn send_to_other(&self, channel: &ChannelId, message: Message) {
+        let peer = channel.other_party(&self.self_peer).clone();
+        if let Err(error) = self.network.send_message(peer, message).await {
+            self.transmit_failed(channel, &error);
+        }
+    }
+
+    fn transmit_failed(&self, channel: &ChannelId, error: &dyn std::error::Error) {
+        tracing::warn!(%channel, %error, "transmit failed");
+        self.publish(Event::TransmitFailed {
+            channel: channel.clone(),
+            reason: error.to_string(),
+        });
+    }
+}
+
+/// The outbound task: carries out queued transmits in order until the manager stops.
+async fn outbound<T, N>(shared: Arc<Shared<T, N>>)
+where
+    T: Transport + 'static,
+    N: Network + 'static,
+{
+    loop {
+        let next = {
+            let mut state = shared.lock();
+            if state.phase == Phase::Stopped {
+                return;
+            }
+            state.outbound.pop_front()
+        };
+        match next {
+            Some(transmit) => shared.execute(transmit).await,
+            None => shared.wake.notified().await,
+        }
+    }
+}
+
+/// The transport's events handler and the network's receiver: turns reports and messages
+/// into engine inputs. Holds the manager weakly, so that the transport holding it does not
+/// keep the manager alive.
+struct Handler<T, N> {
+    shared: Weak<Shared<T, N>>,
+}
+
+impl<T, N> Handler<T, N>
+where
+    T: Transport + 'static,
+    N: Network + 'static,
+{
+    /// Runs `f` on a running manager; the transmits it returns are queued. `None` when the
+    /// manager is gone or not running.
+    fn run<R>(&self, f: impl FnOnce(&Shared<T, N>, &mut State) -> (R, Vec<Transmit>)) -> Option<R> {
+        let shared = self.shared.upgrade()?;
+        let mut state = shared.lock();
+        if state.phase != Phase::Running {
+            return None;
+        }
+        let (answer, transmits) = f(&shared, &mut state);
+        shared.enqueue(&mut state, transmits);
+        drop(state);
+        shared.wake.notify_one();
+        Some(answer)
+    }
+
+    fn report(&self, channel: &ChannelId, input: TransportInput) {
+        self.run(|shared, state| ((), shared.input_transport(state, channel, input)));
+    }
+
+    fn peer_of(&self, channel: &ChannelId) -> Option<PeerId> {
+        let shared = self.shared.upgrade()?;
+        Some(channel.other_party(&shared.self_peer).clone())
+    }
+}
+
+/// Takes the first `Attach` of `channel` out of `transmits`.
+fn take_attach(transmits: &mut Vec<Transmit>, channel: &ChannelId) -> Option<Message> {
+    let position = transmits
+        .iter()
+        .position(|t| matches!(t, Transmit::Attach { channel: c, .. } if c == channel))?;
+    match transmits.remove(position) {
+        Transmit::Attach { message, .. } => Some(message),
+        _ => None,
+    }
+}
+
+/// Takes every `PauseChannel` of `channel` out of `transmits`; true if there was one.
+fn take_pause(transmits: &mut Vec<Transmit>, channel: &ChannelId) -> bool {
+    let before = transmits.len();
+    transmits.retain(|t| !matches!(t, Transmit::PauseChannel { channel: c } if c == channel));
+    transmits.len() != before
+}
+
+fn data_text(error: &DataError) -> String {
+    error.to_string()
+}
+
+impl<T, N> EventsHandler for Handler<T, N>
+where
+    T: Transport + 'static,
+    N: Network + 'static,
+{
+    fn on_channel_opened(&self, channel: &ChannelId) -> Result<(), HandlerError> {
+        let known = self.run(|shared, state| {
+            let known = state.engine.channel(channel).is_some();
+            let transmits = if known {
+                shared.input_transport(state, channel, TransportInput::Opened)
+            } else {
+                Vec::new()
+            };
+            (known, transmits)
+        });
+        match known {
+            Some(true) => Ok(()),
+            _ => Err(HandlerError::UnknownChannel {
+                channel: channel.clone(),
+            }),
+        }
+    }
+
+    fn on_response_received(
+        &self,
+        channel: &ChannelId,
+        response: Response,
+    ) -> Result<Flow, HandlerError> {
+        let Some(peer) = self.peer_of(channel) else {
+            return Err(HandlerError::UnknownChannel {
+                channel: channel.clone(),
+            });
+        };
+        self.run(|shared, state| {
+            let transmits = shared.input_message(state, peer, Message::Response(response));
+            ((), transmits)
+        });
+        Ok(Flow::Continue)
+    }
+
+    fn on_request_received(&self, channel: &ChannelId, request: Request) -> RequestAnswer {
+        let Some(peer) = self.peer_of(channel) else {
+            return RequestAnswer::Reject(None);
+        };
+        let answer = self.run(|shared, state| {
+            let mut transmits = shared.input_message(state, peer, Message::Request(request));
+            let answer = match take_attach(&mut transmits, channel) {
+                Some(Message::Response(response)) if !response.accepted() => {
+                    // The rejection ends the exchange; no separate close is needed.
+                    transmits.retain(
+                        |t| !matches!(t, Transmit::CloseChannel { channel: c } if c == channel),
+                    );
+                    RequestAnswer::Reject(Some(response))
+                }
+                Some(Message::Response(response)) if response.is_paused() => {
+                    take_pause(&mut transmits, channel);
+                    RequestAnswer::Hold(Some(response))
+                }
+                Some(Message::Response(response)) => RequestAnswer::Proceed(Some(response)),
+                Some(other) => {
+                    // A request cannot answer inside the exchange; send it on the network.
+                    transmits.push(Transmit::Attach {
+                        channel: channel.clone(),
+                        message: other,
+                    });
+                    RequestAnswer::Proceed(None)
+                }
+                None => RequestAnswer::Proceed(None),
+            };
+            (answer, transmits)
+        });
+        answer.unwrap_or(RequestAnswer::Reject(None))
+    }
+
+    fn on_data_received(
+        &self,
+        channel: &ChannelId,
+        block: BlockInfo,
+    ) -> Result<Flow, HandlerError> {
+        let input = TransportInput::Data {
+            kind: datatransfer_fsm::DataKind::Received,
+            index: block.index,
+            size: block.size,
+            unique: block.unique,
+        };
+        let flow = self.run(|shared, state| {
+            let mut transmits = shared.input_transport(state, channel, input);
+            let flow = if take_pause(&mut transmits, channel) {
+                Flow::Pause
+            } else {
+                Flow::Continue
+            };
+            (flow, transmits)
+        });
+        Ok(flow.unwrap_or_default())
+    }
+
+    fn on_data_queued(
+        &self,
+        channel: &ChannelId,
+        block: BlockInfo,
+    ) -> Result<QueuedAnswer, HandlerError> {
+        let input = TransportInput::Data {
+            kind: datatransfer_fsm::DataKind::Queued,
+            index: block.index,
+            size: block.size,
+            unique: block.unique,
+        };
+        let answer = self.run(|shared, state| {
+            let mut transmits = shared.input_transport(state, channel, input);
+            let mut answer = QueuedAnswer::proceed();
+            if let Some(message) = take_attach(&mut transmits, channel) {
+                answer = answer.with_message(message);
+            }
+            if take_pause(&mut transmits, channel) {
+                answer.flow = Flow::Pause;
+            }
+            let failed = state
+                .engine
+                .channel(channel)
+                .is_some_and(|s| s.status.is_terminal() && s.status != ChannelStatus::Completed);
+            (if failed { None } else { Some(answer) }, transmits)
+        });
+        match answer {
+            Some(Some(answer)) => Ok(answer),
+            Some(None) => Err(HandlerError::refused("channel is no longer transferring")),
+            None => Ok(QueuedAnswer::proceed()),
+        }
+    }
+
+    fn on_data_sent(&self, channel: &ChannelId, block: BlockInfo) {
+        let input = TransportInput::Data {
+            kind: datatransfer_fsm::DataKind::Sent,
+            index: block.index,
+            size: block.size,
+            unique: block.unique,
+        };
+        self.report(channel, input);
+    }
+
+    fn on_transfer_queued(&self, channel: &ChannelId) {
+        // A new channel is not known yet: its request follows. Only known channels count.
+        self.run(|shared, state| {
+            let transmits = if state.engine.channel(channel).is_some() {
+                shared.input_transport(state, channel, TransportInput::RequestQueued)
+            } else {
+                Vec::new()
+            };
+            ((), transmits)
+        });
+    }
+
+    fn on_channel_completed(&self, channel: &ChannelId, result: Result<(), DataError>) {
+        let input = TransportInput::Completed(result.map_err(|error| data_text(&error)));
+        self.report(channel, input);
+    }
+
+    fn on_request_cancelled(&self, channel: &ChannelId, error: DataError) {
+        self.report(channel, TransportInput::RequestCancelled(data_text(&error)));
+    }
+
+    fn on_request_disconnected(&self, channel: &ChannelId, error: DataError) {
+        // The engine has no input for Go's `Disconnected` event (the status does not change
+        // in Go either); subscribers learn it here and may restart the channel.
+        if let Some(shared) = self.shared.upgrade() {
+            shared.transmit_failed(channel, &error);
+        }
+    }
+
+    fn on_send_data_error(&self, channel: &ChannelId, error: DataError) {
+        self.report(channel, TransportInput::SendDataError(data_text(&error)));
+    }
+
+    fn on_receive_data_error(&self, channel: &ChannelId, error: DataError) {
+        self.report(channel, TransportInput::ReceiveDataError(data_text(&error)));
+    }
+}
+
+impl<T, N> Receiver for Handler<T, N>
+where
+    T: Transport + 'static,
+    N: Network + 'static,
+{
+    fn receive_message(&self, from: PeerId, message: Message) {
+        self.run(|shared, state| ((), shared.input_message(state, from, message)));
+    }
+
+    fn receive_error(&self, error: NetworkError) {
+        tracing::debug!(%error, "network receive error");
+    }
+}

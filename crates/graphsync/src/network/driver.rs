@@ -1,29 +1,39 @@
-//! The driver task: owns both cores, answers what they ask, and moves their messages between
-//! the stream tasks and the [`Node`](super::Node) handles.
+//! The driver task: owns both cores, answers what they ask (hooks synchronously, block loads
+//! and puts in spawned store tasks), and moves their messages between the stream tasks and
+//! the [`Node`](super::Node) handles.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use blockstore::Blockstore;
 use bytes::Bytes;
 use cid::Cid;
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
+use futures::task::noop_waker_ref;
 use ipld_selector::Selector;
 use libp2p::PeerId;
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 
 use super::behaviour::Disconnects;
-use super::streams::{Outbound, read_stream, spawn_writer};
-use super::{Config, NodeError, RequestEvent, RequestHandle};
-use crate::extension::Extensions;
-use crate::message::{Message, RequestId};
+use super::hooks::{
+    IncomingBlock, IncomingBlockActions, IncomingRequestActions, IncomingResponse,
+    IncomingResponseActions, NetworkFailure, OutgoingBlockActions, OutgoingRequest,
+    OutgoingRequestActions, Registry, RequestUpdatedActions,
+};
+use super::store::{DynBlockstore, Stores};
+use super::streams::{Inbound, Outbound, read_stream, spawn_writer};
+use super::{Config, NodeError, RequestEvent, RequestHandle, RequestStats, Stats};
+use crate::extension::{self, Extensions};
+use crate::message::{Message, Request, RequestId, RequestKind};
 use crate::requester::{self, Outcome, Requester};
 use crate::responder::{self, MessageId, RequestDecision, Responder};
 
-/// A command from a [`Node`] handle.
+/// A command from a [`Node`](super::Node) handle.
 pub(super) enum Command {
     Request {
         peer: PeerId,
@@ -36,36 +46,202 @@ pub(super) enum Command {
         request: RequestId,
         reply: oneshot::Sender<Result<(), NodeError>>,
     },
+    Pause {
+        request: RequestId,
+        reply: oneshot::Sender<Result<(), NodeError>>,
+    },
+    Unpause {
+        request: RequestId,
+        extensions: Extensions,
+        reply: oneshot::Sender<Result<(), NodeError>>,
+    },
+    Update {
+        request: RequestId,
+        extensions: Extensions,
+        reply: oneshot::Sender<Result<(), NodeError>>,
+    },
+    PauseResponse {
+        peer: PeerId,
+        request: RequestId,
+        reply: oneshot::Sender<Result<(), NodeError>>,
+    },
+    UnpauseResponse {
+        peer: PeerId,
+        request: RequestId,
+        extensions: Extensions,
+        reply: oneshot::Sender<Result<(), NodeError>>,
+    },
+    ResponseUpdate {
+        peer: PeerId,
+        request: RequestId,
+        extensions: Extensions,
+        reply: oneshot::Sender<Result<(), NodeError>>,
+    },
+    CancelResponse {
+        peer: PeerId,
+        request: RequestId,
+        reply: oneshot::Sender<Result<(), NodeError>>,
+    },
+    Stats {
+        reply: oneshot::Sender<Result<Stats, NodeError>>,
+    },
 }
 
-/// Where a request's progress and outcome go.
-pub(super) struct Subscriber {
+/// Where a request's progress and outcome go, and which store serves it.
+struct Subscriber {
+    peer: PeerId,
     events: mpsc::Sender<RequestEvent>,
-    outcome: oneshot::Sender<Outcome>,
+    outcome: oneshot::Sender<Result<Outcome, NodeError>>,
+    store: Arc<dyn DynBlockstore>,
 }
 
-/// A response message's send result: the peer, its id and whether it was written.
-type SendReport = Pin<Box<dyn Future<Output = (PeerId, MessageId, bool)> + Send>>;
+/// A response this node serves: the request as received and the store it reads.
+struct Served {
+    request: Request,
+    store: Arc<dyn DynBlockstore>,
+}
+
+/// What a written (or failed) message carried, for the report.
+enum Sent {
+    /// A responder message.
+    Response(MessageId),
+    /// A requester message with these New requests.
+    Requests(Vec<RequestId>),
+}
+
+/// A message's send result: the peer, what it carried and whether it was written.
+type SendReport = Pin<Box<dyn Future<Output = (PeerId, Sent, bool)> + Send>>;
+
+/// A blockstore call waiting for a slot.
+enum Job {
+    ResponderLoad {
+        peer: PeerId,
+        request: RequestId,
+        cid: Cid,
+        store: Arc<dyn DynBlockstore>,
+    },
+    RequesterLoad {
+        request: RequestId,
+        cid: Cid,
+        store: Arc<dyn DynBlockstore>,
+    },
+    Put {
+        request: RequestId,
+        cid: Cid,
+        data: Bytes,
+        store: Arc<dyn DynBlockstore>,
+    },
+}
+
+/// A finished blockstore call.
+enum JobDone {
+    ResponderLoad {
+        peer: PeerId,
+        request: RequestId,
+        cid: Cid,
+        data: Option<Bytes>,
+    },
+    RequesterLoad {
+        request: RequestId,
+        cid: Cid,
+        data: Option<Bytes>,
+    },
+    Put {
+        request: RequestId,
+        cid: Cid,
+    },
+}
+
+/// Counters behind [`Stats`].
+#[derive(Default)]
+struct Counters {
+    blocks_sent: u64,
+    bytes_sent: u64,
+    blocks_received: u64,
+    bytes_received: u64,
+    messages_sent: u64,
+    messages_received: u64,
+    messages_failed: u64,
+}
 
 /// The driver task's state.
-pub(super) struct Driver<B> {
-    pub(super) config: Config,
-    pub(super) store: Arc<B>,
-    pub(super) control: libp2p_stream::Control,
-    pub(super) responder: Responder<PeerId>,
-    pub(super) requester: Requester<PeerId>,
-    pub(super) writers: HashMap<PeerId, mpsc::Sender<Outbound>>,
-    pub(super) sends: FuturesUnordered<SendReport>,
-    pub(super) subscribers: HashMap<RequestId, Subscriber>,
-    pub(super) inbound_tx: mpsc::Sender<(PeerId, Message)>,
-    pub(super) disconnects: Arc<Disconnects>,
+pub(super) struct Driver {
+    config: Config,
+    store: Arc<dyn DynBlockstore>,
+    control: libp2p_stream::Control,
+    responder: Responder<PeerId>,
+    requester: Requester<PeerId>,
+    hooks: Arc<Registry>,
+    stores: Arc<Stores>,
+    writers: HashMap<PeerId, mpsc::Sender<Outbound>>,
+    sends: FuturesUnordered<SendReport>,
+    subscribers: HashMap<RequestId, Subscriber>,
+    served: HashMap<(PeerId, RequestId), Served>,
+    inbound_tx: mpsc::Sender<Inbound>,
+    inbound_rx: mpsc::Receiver<Inbound>,
+    disconnects: Arc<Disconnects>,
+    counters: Counters,
+    /// Store calls running in spawned tasks (at most [`Config::max_store_tasks`]).
+    jobs: FuturesUnordered<JoinHandle<JobDone>>,
+    /// Store calls waiting for a slot.
+    waiting_jobs: VecDeque<Job>,
+    /// Verified blocks whose put has not finished: loads of them are answered from here, so
+    /// a block stored by one load is found by the next.
+    pending_puts: HashMap<Cid, (Bytes, usize)>,
+    /// Puts not finished, per request: a cancel answers once they are done.
+    puts_in_flight: HashMap<RequestId, usize>,
+    /// Cancel commands waiting for their request's puts.
+    cancel_waiters: HashMap<RequestId, Vec<oneshot::Sender<Result<(), NodeError>>>>,
 }
 
-impl<B: Blockstore + 'static> Driver<B> {
+impl Driver {
+    pub(super) fn new(
+        config: Config,
+        store: Arc<dyn DynBlockstore>,
+        control: libp2p_stream::Control,
+        hooks: Arc<Registry>,
+        stores: Arc<Stores>,
+        disconnects: Arc<Disconnects>,
+    ) -> Self {
+        let mut responder_config = config.responder.clone();
+        responder_config.hooks = responder::Hooks {
+            request: true,
+            update: true,
+            block: true,
+        };
+        let requester_config = config
+            .requester
+            .clone()
+            .with_response_hooks(true)
+            .with_block_hooks(true);
+        let (inbound_tx, inbound_rx) = mpsc::channel(config.inbound_capacity.max(1));
+        Driver {
+            responder: Responder::new(responder_config),
+            requester: Requester::new(requester_config),
+            config,
+            store,
+            control,
+            hooks,
+            stores,
+            writers: HashMap::new(),
+            sends: FuturesUnordered::new(),
+            subscribers: HashMap::new(),
+            served: HashMap::new(),
+            inbound_tx,
+            inbound_rx,
+            disconnects,
+            counters: Counters::default(),
+            jobs: FuturesUnordered::new(),
+            waiting_jobs: VecDeque::new(),
+            pending_puts: HashMap::new(),
+            puts_in_flight: HashMap::new(),
+            cancel_waiters: HashMap::new(),
+        }
+    }
+
     pub(super) async fn run(
         mut self,
         mut commands: mpsc::Receiver<Command>,
-        mut inbound: mpsc::Receiver<(PeerId, Message)>,
         mut incoming: libp2p_stream::IncomingStreams,
     ) {
         loop {
@@ -75,10 +251,7 @@ impl<B: Blockstore + 'static> Driver<B> {
                     Some(command) => self.command(command),
                     None => break,
                 },
-                Some((peer, message)) = inbound.recv() => {
-                    self.responder.handle_message(peer, message.clone());
-                    self.requester.handle_message(peer, message);
-                }
+                Some(inbound) = self.inbound_rx.recv() => self.inbound(inbound),
                 Some((peer, stream)) = incoming.next() => {
                     tokio::spawn(read_stream(
                         peer,
@@ -90,19 +263,38 @@ impl<B: Blockstore + 'static> Driver<B> {
                 () = self.disconnects.notify.notified() => {
                     for peer in self.disconnects.take() {
                         self.writers.remove(&peer);
+                        self.served.retain(|(served_peer, _), _| *served_peer != peer);
                         self.responder.handle_peer_disconnected(&peer);
                         self.requester.handle_peer_disconnected(&peer);
                     }
                 }
-                Some((peer, id, written)) = self.sends.next(), if !self.sends.is_empty() => {
-                    let result = if written {
-                        self.responder.handle_sent(&peer, id)
-                    } else {
-                        self.responder.handle_send_failed(&peer, id)
-                    };
-                    if let Err(error) = result {
-                        tracing::debug!(%peer, ?id, %error, "stale send report");
+                Some((peer, sent, written)) = self.sends.next(), if !self.sends.is_empty() => {
+                    self.sent(peer, sent, written);
+                }
+                Some(done) = self.jobs.next(), if !self.jobs.is_empty() => {
+                    match done {
+                        Ok(done) => self.job_done(done),
+                        Err(error) => tracing::warn!(%error, "a blockstore task failed"),
                     }
+                    self.start_jobs();
+                }
+            }
+        }
+    }
+
+    fn inbound(&mut self, inbound: Inbound) {
+        match inbound {
+            Inbound::Message(peer, message) => {
+                self.counters.messages_received += 1;
+                self.responder.handle_message(peer, message.clone());
+                self.requester.handle_message(peer, message);
+            }
+            Inbound::Failed(peer, error) => {
+                let failure = NetworkFailure::Receive {
+                    error: Arc::new(error),
+                };
+                for (_, listener) in self.hooks.network_error.snapshot().iter() {
+                    listener(&peer, &failure);
                 }
             }
         }
@@ -117,36 +309,192 @@ impl<B: Blockstore + 'static> Driver<B> {
                 extensions,
                 reply,
             } => {
-                let result = self
-                    .requester
-                    .request(peer, root, &selector, extensions)
-                    .map_err(|source| NodeError::Request { source })
-                    .map(|id| {
-                        let (events_tx, events) = mpsc::channel(self.config.event_capacity.max(1));
-                        let (outcome_tx, outcome) = oneshot::channel();
-                        self.subscribers.insert(
-                            id,
-                            Subscriber {
-                                events: events_tx,
-                                outcome: outcome_tx,
-                            },
-                        );
-                        RequestHandle {
-                            id,
-                            events,
-                            outcome,
-                        }
-                    });
+                let result = self.request(peer, root, &selector, extensions);
                 // A caller that stopped waiting still has its request run to the end.
                 let _ = reply.send(result);
             }
             Command::Cancel { request, reply } => {
-                let result = self
-                    .requester
-                    .cancel(request)
-                    .map_err(|source| NodeError::Command { request, source });
-                let _ = reply.send(result);
+                match self.requester.cancel(request) {
+                    Ok(()) => {
+                        // Puts not started yet are dropped; running ones finish first.
+                        self.waiting_jobs.retain(
+                            |job| !matches!(job, Job::Put { request: r, .. } if *r == request),
+                        );
+                        if self.puts_in_flight.contains_key(&request) {
+                            self.cancel_waiters.entry(request).or_default().push(reply);
+                        } else {
+                            let _ = reply.send(Ok(()));
+                        }
+                    }
+                    Err(source) => {
+                        let _ = reply.send(Err(NodeError::Command {
+                            request,
+                            source: Box::new(source),
+                        }));
+                    }
+                }
             }
+            Command::Pause { request, reply } => {
+                let result = self.requester.pause(request);
+                let _ = reply.send(result.map_err(|source| NodeError::Command {
+                    request,
+                    source: Box::new(source),
+                }));
+            }
+            Command::Unpause {
+                request,
+                extensions,
+                reply,
+            } => {
+                let result = self.requester.resume(request, extensions);
+                let _ = reply.send(result.map_err(|source| NodeError::Command {
+                    request,
+                    source: Box::new(source),
+                }));
+            }
+            Command::Update {
+                request,
+                extensions,
+                reply,
+            } => {
+                let result = self.requester.update(request, extensions);
+                let _ = reply.send(result.map_err(|source| NodeError::Command {
+                    request,
+                    source: Box::new(source),
+                }));
+            }
+            Command::PauseResponse {
+                peer,
+                request,
+                reply,
+            } => {
+                let result = self.responder.pause(&peer, request);
+                let _ = reply.send(result.map_err(|source| NodeError::Response {
+                    peer,
+                    request,
+                    source: Box::new(source),
+                }));
+            }
+            Command::UnpauseResponse {
+                peer,
+                request,
+                extensions,
+                reply,
+            } => {
+                let result = self.responder.unpause(&peer, request, extensions);
+                let _ = reply.send(result.map_err(|source| NodeError::Response {
+                    peer,
+                    request,
+                    source: Box::new(source),
+                }));
+            }
+            Command::ResponseUpdate {
+                peer,
+                request,
+                extensions,
+                reply,
+            } => {
+                let result = self.responder.send_extensions(&peer, request, extensions);
+                let _ = reply.send(result.map_err(|source| NodeError::Response {
+                    peer,
+                    request,
+                    source: Box::new(source),
+                }));
+            }
+            Command::CancelResponse {
+                peer,
+                request,
+                reply,
+            } => {
+                let result = self.responder.cancel(&peer, request);
+                let _ = reply.send(result.map_err(|source| NodeError::Response {
+                    peer,
+                    request,
+                    source: Box::new(source),
+                }));
+            }
+            Command::Stats { reply } => {
+                let _ = reply.send(Ok(self.stats()));
+            }
+        }
+    }
+
+    /// Runs the outgoing-request hooks and hands the request to the requester.
+    fn request(
+        &mut self,
+        peer: PeerId,
+        root: Cid,
+        selector: &Selector,
+        mut extensions: Extensions,
+    ) -> Result<RequestHandle, NodeError> {
+        let mut actions = OutgoingRequestActions::default();
+        {
+            let info = OutgoingRequest {
+                root: &root,
+                selector,
+                extensions: &extensions,
+            };
+            for (_, hook) in self.hooks.outgoing_request.snapshot().iter() {
+                hook(&peer, &info, &mut actions);
+            }
+        }
+        let store = match actions.store {
+            None => self.store.clone(),
+            Some(name) => {
+                let Some(store) = self.stores.get(&name) else {
+                    return Err(NodeError::UnknownStore { name });
+                };
+                extensions.insert(
+                    extension::DEDUP_BY_KEY,
+                    Some(extension::encode_dedup_by_key(name.as_str())),
+                );
+                store
+            }
+        };
+        let id = self
+            .requester
+            .request(peer, root, selector, extensions)
+            .map_err(|source| NodeError::Request { source })?;
+        let (events_tx, events) = mpsc::channel(self.config.event_capacity.max(1));
+        let (outcome_tx, outcome) = oneshot::channel();
+        self.subscribers.insert(
+            id,
+            Subscriber {
+                peer,
+                events: events_tx,
+                outcome: outcome_tx,
+                store,
+            },
+        );
+        Ok(RequestHandle {
+            id,
+            events,
+            outcome,
+        })
+    }
+
+    fn stats(&self) -> Stats {
+        let tracked = self.responder.tracked() as u64;
+        let running = self.responder.running() as u64;
+        let counters = &self.counters;
+        Stats {
+            outgoing_requests: RequestStats {
+                active: self.requester.in_progress() as u64,
+                pending: self.requester.queued() as u64,
+            },
+            incoming_requests: RequestStats {
+                active: running,
+                pending: tracked.saturating_sub(running),
+            },
+            blocks_sent: counters.blocks_sent,
+            bytes_sent: counters.bytes_sent,
+            blocks_received: counters.blocks_received,
+            bytes_received: counters.bytes_received,
+            messages_sent: counters.messages_sent,
+            messages_received: counters.messages_received,
+            messages_failed: counters.messages_failed,
+            // The total is the same whichever peer is named; only it is read.
+            responder_memory: self.responder.memory(&PeerId::random()).0,
         }
     }
 
@@ -156,20 +504,31 @@ impl<B: Blockstore + 'static> Driver<B> {
             let mut progressed = false;
             while let Some(event) = self.responder.poll_event() {
                 progressed = true;
-                self.responder_event(event).await;
-            }
-            while let Some(transmit) = self.responder.poll_transmit() {
-                progressed = true;
-                self.send(transmit.peer, transmit.message, Some(transmit.id))
-                    .await;
+                self.responder_event(event);
             }
             while let Some(event) = self.requester.poll_event() {
                 progressed = true;
-                self.requester_event(event).await;
+                self.requester_event(event);
+            }
+            if progressed {
+                // Answers to the events may have produced more; transmits wait so that the
+                // responder's transactions batch into full messages.
+                continue;
+            }
+            while let Some(transmit) = self.responder.poll_transmit() {
+                progressed = true;
+                let sent = Sent::Response(transmit.id);
+                self.send(transmit.peer, transmit.message, sent).await;
             }
             while let Some((peer, message)) = self.requester.poll_transmit() {
                 progressed = true;
-                self.send(peer, message, None).await;
+                let news = message
+                    .requests
+                    .iter()
+                    .filter(|request| matches!(request.kind, RequestKind::New { .. }))
+                    .map(|request| request.id)
+                    .collect();
+                self.send(peer, message, Sent::Requests(news)).await;
             }
             if !progressed {
                 return;
@@ -177,103 +536,471 @@ impl<B: Blockstore + 'static> Driver<B> {
         }
     }
 
-    async fn responder_event(&mut self, event: responder::Event<PeerId>) {
+    fn responder_event(&mut self, event: responder::Event<PeerId>) {
         match event {
             responder::Event::LoadBlock { peer, request, cid } => {
-                let data = load(self.store.as_ref(), &cid).await;
-                if let Err(error) = self.responder.provide_block(&peer, request, cid, data) {
-                    tracing::debug!(%peer, ?request, %error, "block load no longer wanted");
-                }
+                let store = self
+                    .served
+                    .get(&(peer, request))
+                    .map_or_else(|| self.store.clone(), |served| served.store.clone());
+                self.job(Job::ResponderLoad {
+                    peer,
+                    request,
+                    cid,
+                    store,
+                });
             }
             responder::Event::RequestReceived {
                 peer,
                 request,
                 default_validated,
+            } => self.decide_request(peer, request, default_validated),
+            responder::Event::UpdateReceived {
+                peer,
+                request,
+                updates,
+            } => self.decide_update(peer, request, updates),
+            responder::Event::BlockLoaded {
+                peer,
+                request,
+                record,
             } => {
-                let decision = match &self.config.request_hook {
-                    Some(hook) => (hook.0)(&peer, &request, default_validated),
-                    None if default_validated => RequestDecision::validate(),
-                    None => RequestDecision::reject(),
+                let mut actions = OutgoingBlockActions::default();
+                if let Some(served) = self.served.get(&(peer, request)) {
+                    for (_, hook) in self.hooks.outgoing_block.snapshot().iter() {
+                        hook(&peer, &served.request, &record, &mut actions);
+                        if actions.terminated.is_some() {
+                            break;
+                        }
+                    }
+                }
+                if let Some(reason) = &actions.terminated {
+                    tracing::debug!(%peer, %request, %reason, "outgoing-block hook terminated");
+                }
+                let decision = responder::BlockDecision {
+                    pause: actions.pause,
+                    terminate: actions.terminated.is_some(),
+                    extensions: actions.extensions,
                 };
                 if let Err(error) = self
                     .responder
-                    .handle_request_decision(&peer, request.id, decision)
+                    .handle_block_decision(&peer, request, decision)
                 {
-                    tracing::debug!(%peer, request = ?request.id, %error, "stale request decision");
+                    tracing::debug!(%peer, %request, %error, "stale block decision");
                 }
+            }
+            responder::Event::BlockSent {
+                peer,
+                request,
+                record,
+            } => {
+                if record.sent > 0 {
+                    self.counters.blocks_sent += 1;
+                    self.counters.bytes_sent += record.sent;
+                }
+                for (_, listener) in self.hooks.block_sent.snapshot().iter() {
+                    listener(&peer, request, &record);
+                }
+            }
+            responder::Event::Completed {
+                peer,
+                request,
+                status,
+            } => {
+                self.served.remove(&(peer, request));
+                for (_, listener) in self.hooks.completed.snapshot().iter() {
+                    listener(&peer, request, status);
+                }
+            }
+            responder::Event::CancelledByRequester { peer, request } => {
+                self.served.remove(&(peer, request));
+                for (_, listener) in self.hooks.requestor_cancelled.snapshot().iter() {
+                    listener(&peer, request);
+                }
+            }
+            responder::Event::NetworkError { peer, request } => {
+                self.served.remove(&(peer, request));
+                let failure = NetworkFailure::ResponseNotSent { request };
+                for (_, listener) in self.hooks.network_error.snapshot().iter() {
+                    listener(&peer, &failure);
+                }
+            }
+            responder::Event::Failed {
+                peer,
+                request,
+                status,
+                error,
+            } => {
+                self.served.remove(&(peer, request));
+                tracing::debug!(%peer, %request, ?status, %error, "response failed");
             }
             other => tracing::trace!(event = ?other, "responder event"),
         }
     }
 
-    async fn requester_event(&mut self, event: requester::Event<PeerId>) {
+    /// Runs the incoming-request-queued listeners and the incoming-request hooks.
+    fn decide_request(&mut self, peer: PeerId, request: Request, default_validated: bool) {
+        for (_, listener) in self.hooks.request_queued.snapshot().iter() {
+            listener(&peer, &request);
+        }
+        let mut actions = IncomingRequestActions::new(default_validated);
+        for (_, hook) in self.hooks.incoming_request.snapshot().iter() {
+            hook(&peer, &request, &mut actions);
+            if actions.terminated.is_some() {
+                break;
+            }
+        }
+        let mut store = self.store.clone();
+        if actions.terminated.is_none()
+            && let Some(name) = &actions.store
+        {
+            match self.stores.get(name) {
+                Some(named) => store = named,
+                None => actions.terminated = Some(format!("unknown store `{name}`")),
+            }
+        }
+        if let Some(reason) = &actions.terminated {
+            tracing::debug!(%peer, request = %request.id, %reason, "incoming-request hook terminated");
+        }
+        let id = request.id;
+        let decision = RequestDecision {
+            validated: actions.validated,
+            pause: actions.pause,
+            terminate: actions.terminated.is_some(),
+            extensions: actions.extensions,
+            link_budget: actions.link_budget,
+        };
+        self.served.insert((peer, id), Served { request, store });
+        if let Err(error) = self.responder.handle_request_decision(&peer, id, decision) {
+            tracing::debug!(%peer, request = %id, %error, "stale request decision");
+        }
+    }
+
+    fn decide_update(&mut self, peer: PeerId, request: RequestId, updates: Vec<Extensions>) {
+        let mut actions = RequestUpdatedActions::default();
+        if let Some(served) = self.served.get(&(peer, request)) {
+            let hooks = self.hooks.request_updated.snapshot();
+            'updates: for update in &updates {
+                for (_, hook) in hooks.iter() {
+                    hook(&peer, &served.request, update, &mut actions);
+                    if actions.terminated.is_some() {
+                        break 'updates;
+                    }
+                }
+            }
+        }
+        if let Some(reason) = &actions.terminated {
+            tracing::debug!(%peer, %request, %reason, "request-updated hook terminated");
+        }
+        let decision = responder::UpdateDecision {
+            unpause: actions.unpause,
+            terminate: actions.terminated.is_some(),
+            extensions: actions.extensions,
+        };
+        if let Err(error) = self
+            .responder
+            .handle_update_decision(&peer, request, decision)
+        {
+            tracing::debug!(%peer, %request, %error, "stale update decision");
+        }
+    }
+
+    fn requester_event(&mut self, event: requester::Event<PeerId>) {
         match event {
             requester::Event::LoadBlock { request, cid } => {
-                let data = load(self.store.as_ref(), &cid).await;
-                if let Err(error) = self.requester.provide_block(request, cid, data) {
-                    tracing::debug!(?request, %error, "local block refused");
+                if let Some((data, _)) = self.pending_puts.get(&cid) {
+                    let data = data.clone();
+                    if let Err(error) = self.requester.provide_block(request, cid, Some(data)) {
+                        tracing::debug!(%request, %error, "local block refused");
+                    }
+                    return;
                 }
+                let store = self.request_store(request);
+                self.job(Job::RequesterLoad {
+                    request,
+                    cid,
+                    store,
+                });
             }
             requester::Event::StoreBlock { request, cid, data } => {
-                if let Err(error) = self.store.put_keyed(&cid, &data).await {
-                    tracing::warn!(?request, %cid, %error, "storing a verified block failed");
-                }
+                let store = self.request_store(request);
+                self.job(Job::Put {
+                    request,
+                    cid,
+                    data,
+                    store,
+                });
             }
             requester::Event::ResponseReceived {
-                request, status, ..
-            } => self.notify(request, RequestEvent::ResponseReceived { status }),
+                request,
+                status,
+                extensions,
+                awaits_decision,
+            } => {
+                self.notify(request, RequestEvent::ResponseReceived { status });
+                if awaits_decision {
+                    self.decide_response(request, status, &extensions);
+                }
+            }
             requester::Event::BlockReceived {
                 request,
                 cid,
+                path,
                 size,
                 wire_size,
-                ..
-            } => self.notify(
-                request,
-                RequestEvent::BlockReceived {
-                    cid,
-                    size,
-                    wire_size,
-                },
-            ),
+                index,
+                awaits_decision,
+            } => {
+                if wire_size > 0 {
+                    self.counters.blocks_received += 1;
+                    self.counters.bytes_received += wire_size;
+                }
+                self.notify(
+                    request,
+                    RequestEvent::BlockReceived {
+                        cid,
+                        size,
+                        wire_size,
+                    },
+                );
+                if awaits_decision {
+                    let block = IncomingBlock {
+                        request,
+                        cid,
+                        path: &path,
+                        size,
+                        wire_size,
+                        index,
+                    };
+                    self.decide_block(&block);
+                }
+            }
             requester::Event::BlockMissing { request, cid, .. } => {
                 self.notify(request, RequestEvent::BlockMissing { cid });
             }
-            requester::Event::NetworkError { request, .. } => {
+            requester::Event::Paused { request } => self.notify(request, RequestEvent::Paused),
+            requester::Event::NetworkError { peer, request } => {
                 self.notify(request, RequestEvent::PeerDisconnected);
+                let failure = NetworkFailure::ResponderDisconnected { request };
+                for (_, listener) in self.hooks.network_error.snapshot().iter() {
+                    listener(&peer, &failure);
+                }
             }
             requester::Event::Completed { request, outcome } => {
                 if let Some(subscriber) = self.subscribers.remove(&request) {
                     // A caller that dropped its handle no longer wants the outcome.
-                    let _ = subscriber.outcome.send(outcome);
+                    let _ = subscriber.outcome.send(Ok(outcome));
                 }
             }
             other => tracing::trace!(event = ?other, "requester event"),
         }
     }
 
+    fn decide_response(
+        &mut self,
+        request: RequestId,
+        status: crate::message::ResponseStatus,
+        extensions: &Extensions,
+    ) {
+        let mut actions = IncomingResponseActions::default();
+        if let Some(peer) = self.subscribers.get(&request).map(|s| s.peer) {
+            let response = IncomingResponse {
+                request,
+                status,
+                extensions,
+            };
+            for (_, hook) in self.hooks.incoming_response.snapshot().iter() {
+                hook(&peer, &response, &mut actions);
+                if actions.terminated.is_some() {
+                    break;
+                }
+            }
+        }
+        let decision = match actions.terminated {
+            Some(reason) => requester::ResponseDecision::terminate(reason),
+            None => requester::ResponseDecision::proceed().with_extensions(actions.extensions),
+        };
+        if let Err(error) = self.requester.handle_response_decision(request, decision) {
+            tracing::debug!(%request, %error, "stale response decision");
+        }
+    }
+
+    fn decide_block(&mut self, block: &IncomingBlock<'_>) {
+        let request = block.request;
+        let mut actions = IncomingBlockActions::default();
+        if let Some(peer) = self.subscribers.get(&request).map(|s| s.peer) {
+            for (_, hook) in self.hooks.incoming_block.snapshot().iter() {
+                hook(&peer, block, &mut actions);
+                if actions.terminated.is_some() {
+                    break;
+                }
+            }
+        }
+        let decision = match actions.terminated {
+            Some(reason) => requester::BlockDecision::terminate(reason),
+            None => {
+                let decision =
+                    requester::BlockDecision::proceed().with_extensions(actions.extensions);
+                if actions.pause {
+                    decision.with_pause()
+                } else {
+                    decision
+                }
+            }
+        };
+        if let Err(error) = self.requester.handle_block_decision(request, decision) {
+            tracing::debug!(%request, %error, "stale block decision");
+        }
+    }
+
+    fn request_store(&self, request: RequestId) -> Arc<dyn DynBlockstore> {
+        self.subscribers
+            .get(&request)
+            .map_or_else(|| self.store.clone(), |s| s.store.clone())
+    }
+
     fn notify(&mut self, request: RequestId, event: RequestEvent) {
         if let Some(subscriber) = self.subscribers.get(&request)
             && subscriber.events.try_send(event).is_err()
         {
-            tracing::trace!(?request, "progress event dropped: receiver full or gone");
+            tracing::trace!(%request, "progress event dropped: receiver full or gone");
         }
     }
 
+    /// Starts a store call: answered at once when the store is ready at the first poll (an
+    /// in-memory store), else run in a spawned task once a slot is free.
+    fn job(&mut self, job: Job) {
+        if let Job::Put {
+            request, cid, data, ..
+        } = &job
+        {
+            let entry = self
+                .pending_puts
+                .entry(*cid)
+                .or_insert_with(|| (data.clone(), 0));
+            entry.1 += 1;
+            *self.puts_in_flight.entry(*request).or_insert(0) += 1;
+        }
+        if self.jobs.len() >= self.config.max_store_tasks.max(1) {
+            self.waiting_jobs.push_back(job);
+            return;
+        }
+        self.run_job(job);
+    }
+
+    fn start_jobs(&mut self) {
+        while self.jobs.len() < self.config.max_store_tasks.max(1) {
+            let Some(job) = self.waiting_jobs.pop_front() else {
+                return;
+            };
+            self.run_job(job);
+        }
+    }
+
+    fn run_job(&mut self, job: Job) {
+        let mut future = job_future(job);
+        let mut context = Context::from_waker(noop_waker_ref());
+        match future.as_mut().poll(&mut context) {
+            Poll::Ready(done) => self.job_done(done),
+            Poll::Pending => self.jobs.push(tokio::spawn(future)),
+        }
+    }
+
+    fn job_done(&mut self, done: JobDone) {
+        match done {
+            JobDone::ResponderLoad {
+                peer,
+                request,
+                cid,
+                data,
+            } => {
+                if let Err(error) = self.responder.provide_block(&peer, request, cid, data) {
+                    tracing::debug!(%peer, %request, %error, "block load no longer wanted");
+                }
+            }
+            JobDone::RequesterLoad { request, cid, data } => {
+                if let Err(error) = self.requester.provide_block(request, cid, data) {
+                    tracing::debug!(%request, %error, "local block refused");
+                }
+            }
+            JobDone::Put { request, cid } => {
+                if let Some(entry) = self.pending_puts.get_mut(&cid) {
+                    entry.1 -= 1;
+                    if entry.1 == 0 {
+                        self.pending_puts.remove(&cid);
+                    }
+                }
+                if let Some(count) = self.puts_in_flight.get_mut(&request) {
+                    *count -= 1;
+                    if *count == 0 {
+                        self.puts_in_flight.remove(&request);
+                        for waiter in self.cancel_waiters.remove(&request).unwrap_or_default() {
+                            let _ = waiter.send(Ok(()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A message report from a writer.
+    fn sent(&mut self, peer: PeerId, sent: Sent, written: bool) {
+        if written {
+            self.counters.messages_sent += 1;
+        }
+        match sent {
+            Sent::Response(id) => {
+                let result = if written {
+                    self.responder.handle_sent(&peer, id)
+                } else {
+                    self.counters.messages_failed += 1;
+                    self.responder.handle_send_failed(&peer, id)
+                };
+                if let Err(error) = result {
+                    tracing::debug!(%peer, ?id, %error, "stale send report");
+                }
+            }
+            Sent::Requests(news) if !written => {
+                for request in news {
+                    self.unreachable(peer, request);
+                }
+            }
+            Sent::Requests(_) => {}
+        }
+    }
+
+    /// A New request could not be sent: the request ends with [`NodeError::Unreachable`].
+    fn unreachable(&mut self, peer: PeerId, request: RequestId) {
+        let Some(subscriber) = self.subscribers.remove(&request) else {
+            return;
+        };
+        if let Err(error) = self.requester.cancel(request) {
+            tracing::debug!(%request, %error, "unsent request already ended");
+        }
+        let failure = NetworkFailure::RequestNotSent { request };
+        for (_, listener) in self.hooks.network_error.snapshot().iter() {
+            listener(&peer, &failure);
+        }
+        let _ = subscriber
+            .outcome
+            .send(Err(NodeError::Unreachable { peer, request }));
+    }
+
     /// Queues `message` on `peer`'s writer, starting the writer if needed.
-    async fn send(&mut self, peer: PeerId, message: Message, id: Option<MessageId>) {
+    async fn send(&mut self, peer: PeerId, message: Message, sent: Sent) {
         let writer = self
             .writers
             .entry(peer)
             .or_insert_with(|| spawn_writer(peer, self.control.clone(), &self.config));
-        let report = id.map(|id| {
-            let (report, written) = oneshot::channel();
-            self.sends.push(Box::pin(async move {
-                (peer, id, written.await.unwrap_or(false))
-            }));
-            report
-        });
-        if writer.send(Outbound { message, report }).await.is_err() {
+        let (report, written) = oneshot::channel();
+        self.sends.push(Box::pin(async move {
+            (peer, sent, written.await.unwrap_or(false))
+        }));
+        let outbound = Outbound {
+            message,
+            report: Some(report),
+        };
+        if writer.send(outbound).await.is_err() {
             // The writer is gone: its report slot was dropped, which reads as a failed send.
             self.writers.remove(&peer);
             tracing::debug!(%peer, "outbound writer stopped");
@@ -281,9 +1008,49 @@ impl<B: Blockstore + 'static> Driver<B> {
     }
 }
 
+/// The future of one store call; a store error counts as a missing block (loads) or is logged
+/// (puts).
+fn job_future(job: Job) -> BoxFuture<'static, JobDone> {
+    match job {
+        Job::ResponderLoad {
+            peer,
+            request,
+            cid,
+            store,
+        } => Box::pin(async move {
+            let data = load(store.as_ref(), &cid).await;
+            JobDone::ResponderLoad {
+                peer,
+                request,
+                cid,
+                data,
+            }
+        }),
+        Job::RequesterLoad {
+            request,
+            cid,
+            store,
+        } => Box::pin(async move {
+            let data = load(store.as_ref(), &cid).await;
+            JobDone::RequesterLoad { request, cid, data }
+        }),
+        Job::Put {
+            request,
+            cid,
+            data,
+            store,
+        } => Box::pin(async move {
+            if let Err(error) = store.store_block(&cid, &data).await {
+                tracing::warn!(%request, %cid, %error, "storing a verified block failed");
+            }
+            JobDone::Put { request, cid }
+        }),
+    }
+}
+
 /// Reads a block from the store; a store error counts as a missing block.
-async fn load<B: Blockstore>(store: &B, cid: &Cid) -> Option<Bytes> {
-    match store.get(cid).await {
+async fn load(store: &dyn DynBlockstore, cid: &Cid) -> Option<Bytes> {
+    match store.load_block(cid).await {
         Ok(data) => data.map(Bytes::from),
         Err(error) => {
             tracing::warn!(%cid, %error, "blockstore read failed");

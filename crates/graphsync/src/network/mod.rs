@@ -1,67 +1,125 @@
 //! The libp2p side of Graphsync 2.0.0: [`Behaviour`], the stream-control behaviour a swarm
-//! carries, and [`Node`], the handle of a tokio driver task that owns one [`Responder`] and one
-//! [`Requester`] and moves their messages over libp2p streams (spec §1).
+//! carries, and [`Node`], the handle of a tokio driver task that owns one
+//! [`Responder`](responder::Responder) and one [`Requester`](requester::Requester) and moves
+//! their messages over libp2p streams (spec §1).
 //!
 //! # Streams
 //!
 //! - Inbound: every stream a peer opens for [`PROTOCOL_V2`] gets a reader task that reads
 //!   length-prefixed messages until the peer closes it and hands each one to the driver. A
-//!   stream whose framing or body is invalid is dropped; other streams and requests go on.
+//!   stream whose framing or body is invalid is dropped (network-error listeners hear of it);
+//!   other streams and requests go on.
 //! - Outbound: everything this node sends to a peer (requests, cancels and responses) goes on
 //!   ONE stream per peer that this node opens, so responses travel on a stream the responder
-//!   opened, as go-graphsync expects. A writer task per peer opens it on the first message,
-//!   reopens it and writes the message once more when a write fails, and closes it after
-//!   [`Config::outbound_idle`] without messages (Go ≥ 0.17 resets streams idle for 10 s).
+//!   opened, as go-graphsync expects. A writer task per peer opens it on the first message
+//!   (within [`Config::open_timeout`]), reopens it and writes the message once more when a
+//!   write fails, and closes it after [`Config::outbound_idle`] without messages (Go ≥ 0.17
+//!   resets streams idle for 10 s). A New request whose message cannot be written ends with
+//!   [`NodeError::Unreachable`].
 //!
 //! # Driver
 //!
-//! The driver follows the cores' driving contract: after each input it drains their events
-//! and transmits until both are empty. Block loads of either core are answered from the
-//! [`Blockstore`]; verified blocks the requester hands over are written into it. Requests from
-//! callers arrive over a bounded command channel. The incoming-request hook is answered by
-//! [`Config::request_hook`], or, without one, by the responder's default validator alone.
+//! The driver follows the cores' driving contract: after each input it drains their events,
+//! answering what they ask, and then their transmits. Block loads and puts run as blockstore
+//! calls: a call whose future is ready at its first poll (an in-memory store) is answered at
+//! once; others run in spawned tasks, at most [`Config::max_store_tasks`] at a time, and their
+//! answers are fed back to the cores when they finish, so a slow store delays only the
+//! requests that wait for it. A block whose put has not finished is served to loads from
+//! memory, and [`Node::cancel`] returns only once the request's puts are done.
+//!
+//! # Hooks and listeners
+//!
+//! Registered at runtime on a [`Node`] (`register_*` methods, each returning a
+//! [`HookHandle`] that unregisters), any number per kind, called in registration order as
+//! go-graphsync calls them (spec §7.9, §8.6): incoming request, outgoing request, incoming
+//! response, incoming block, outgoing block, request updated; listeners for completed
+//! responses, requestor cancels, blocks sent, network errors and incoming requests. They run
+//! synchronously in the driver task and MUST NOT block. Named stores
+//! ([`Node::register_store`]) let hooks choose where a request's blocks are read and written
+//! (go-graphsync's persistence options).
 //!
 //! When the last connection to a peer closes, the driver tells both cores (the requester
 //! reports [`RequestEvent::PeerDisconnected`] and keeps the request, as go-graphsync does; the
 //! responder drops that peer's responses) and forgets the peer's outbound stream.
 //!
-//! Limits of this slice: Graphsync 1.0.0 is not spoken; blockstore calls run inside the driver
-//! task, one at a time.
+//! Progress events are buffered per request ([`Config::event_capacity`]); when the caller does
+//! not read them, later ones are dropped, never the outcome, so a caller that never reads
+//! cannot stall the node.
+//!
+//! Limits of this slice: Graphsync 1.0.0 is not spoken on the network (its codec exists).
+//!
+//! # Examples
+//!
+//! Registering hooks on a running node and removing one again:
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use blockstore::InMemoryBlockstore;
+//! use graphsync::network::{Behaviour, Config, Node};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let behaviour = Behaviour::new();
+//! let store = Arc::new(InMemoryBlockstore::<64>::new());
+//! let node = Node::spawn(&behaviour, store, Config::default())?;
+//! // Validate every request, whatever its selector; go-graphsync's default validator would
+//! // refuse an unlimited recursion.
+//! let validate = node.register_incoming_request_hook(|_peer, _request, actions| {
+//!     actions.validate();
+//! });
+//! let _log = node.register_completed_response_listener(|peer, request, status| {
+//!     tracing::info!(%peer, %request, ?status, "response completed");
+//! });
+//! validate.unregister();
+//! let stats = node.stats().await?;
+//! assert_eq!(stats.incoming_requests.active, 0);
+//! # Ok(())
+//! # }
+//! ```
 
 mod behaviour;
 mod driver;
+mod hooks;
+mod store;
 mod streams;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use blockstore::Blockstore;
 use cid::Cid;
-use futures::stream::FuturesUnordered;
 use ipld_selector::Selector;
 use libp2p::PeerId;
 use tokio::sync::{mpsc, oneshot};
 
 pub use self::behaviour::Behaviour;
 use self::driver::{Command, Driver};
+use self::hooks::Registry;
+pub use self::hooks::{
+    HookHandle, IncomingBlock, IncomingBlockActions, IncomingRequestActions, IncomingResponse,
+    IncomingResponseActions, NetworkFailure, OutgoingBlockActions, OutgoingRequest,
+    OutgoingRequestActions, RequestUpdatedActions,
+};
+use self::store::Stores;
+pub use self::store::{DynBlockstore, StoreNameError};
 use crate::codec::frame::FrameConfig;
 use crate::extension::Extensions;
 use crate::message::{Request, RequestId, ResponseStatus};
 use crate::protocol::PROTOCOL_V2;
-use crate::requester::{self, Outcome, Requester};
-use crate::responder::{self, RequestDecision, Responder};
+use crate::requester::{self, Outcome};
+use crate::responder::{self, BlockRecord, RequestDecision};
 
 /// Settings of a [`Node`]. Every bound has a documented default.
 #[derive(Clone, Debug)]
 pub struct Config {
     /// The responder core's settings. Default: [`responder::Config::default`]. Its
-    /// [`responder::Hooks`] are replaced: the request hook is on exactly when
-    /// [`Config::request_hook`] is set; the update and block hooks are off.
+    /// [`responder::Hooks`] are all switched on: the driver answers them at once from the
+    /// hooks registered on the node (none registered: the default answer).
     pub responder: responder::Config,
     /// The requester core's settings. Default: [`requester::Config::default`]. Its response
-    /// and block hooks are switched off (this driver has none).
+    /// and block hooks are switched on in the same way.
     pub requester: requester::Config,
     /// Frame limits for reading and writing. Default: 4 MiB messages.
     pub frame: FrameConfig,
@@ -75,12 +133,21 @@ pub struct Config {
     /// cancels for that peer fill the difference.
     pub outbound_capacity: usize,
     /// Progress events buffered per request; when the caller does not read them, later ones
-    /// are dropped (the outcome never is). Default: 1 024.
+    /// are dropped (the outcome never is), so a caller that never reads cannot stall the node.
+    /// Default: 1 024.
     pub event_capacity: usize,
     /// An outbound stream idle this long is closed and reopened on the next message.
     /// Default: 5 s (Go ≥ 0.17 resets streams idle for 10 s).
     pub outbound_idle: Duration,
-    /// The incoming-request hook. Default: `None` (the default validator decides).
+    /// How long opening a stream to a peer may take (dialing included) before the message is
+    /// given up as not sent. Default: 10 s.
+    pub open_timeout: Duration,
+    /// Blockstore calls (loads and puts) running at once in spawned tasks; more wait in the
+    /// driver. A call whose future is ready at its first poll (an in-memory store) is
+    /// answered at once without a task. Default: 32.
+    pub max_store_tasks: usize,
+    /// An incoming-request hook registered first when the node starts (the same as calling
+    /// [`Node::register_incoming_request_hook`] right after [`Node::spawn`]). Default: `None`.
     pub request_hook: Option<RequestHook>,
 }
 
@@ -95,13 +162,15 @@ impl Default for Config {
             outbound_capacity: 128,
             event_capacity: 1024,
             outbound_idle: Duration::from_secs(5),
+            open_timeout: Duration::from_secs(10),
+            max_store_tasks: 32,
             request_hook: None,
         }
     }
 }
 
 impl Config {
-    /// This config with an incoming-request hook.
+    /// This config with an incoming-request hook registered at start.
     pub fn with_request_hook(self, hook: RequestHook) -> Self {
         Config {
             request_hook: Some(hook),
@@ -110,14 +179,15 @@ impl Config {
     }
 }
 
-/// The application's incoming-request hook: called in the driver for every new request, with
-/// the requester and the request; `default_validated` tells whether go-graphsync's default
-/// validator accepts it.
+/// An incoming-request hook given in [`Config`]: called for every new request with the
+/// requester, the request and whether go-graphsync's default validator validates it; its
+/// [`RequestDecision`] is merged into the actions. Like every hook it runs in the driver and
+/// MUST NOT block.
 #[derive(Clone)]
-pub struct RequestHook(Arc<HookFn>);
+pub struct RequestHook(Arc<ConfigHookFn>);
 
 /// The function type behind a [`RequestHook`].
-type HookFn = dyn Fn(&PeerId, &Request, bool) -> RequestDecision + Send + Sync;
+type ConfigHookFn = dyn Fn(&PeerId, &Request, bool) -> RequestDecision + Send + Sync;
 
 impl RequestHook {
     /// Wraps a hook function.
@@ -157,9 +227,48 @@ pub enum RequestEvent {
         /// The link.
         cid: Cid,
     },
+    /// The request is paused (by [`Node::pause`] or an incoming-block hook).
+    Paused,
     /// The last connection to the responder closed. The request stays alive (go-graphsync's
     /// requester has no timeout of its own); cancel it to end it.
     PeerDisconnected,
+}
+
+/// Counters of a node (go-graphsync's `Stats`), from [`Node::stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// This node's requests: in progress (sent, running or paused) and waiting unsent.
+    pub outgoing_requests: RequestStats,
+    /// Requests this node serves: traversals running, and tracked but not running
+    /// (validating, queued or paused).
+    pub incoming_requests: RequestStats,
+    /// Blocks whose bytes went out in messages reported written.
+    pub blocks_sent: u64,
+    /// Block bytes in messages reported written.
+    pub bytes_sent: u64,
+    /// Blocks verified from the network (not from the local store).
+    pub blocks_received: u64,
+    /// Block bytes received over the network and verified.
+    pub bytes_received: u64,
+    /// Messages written (responses and requests).
+    pub messages_sent: u64,
+    /// Messages received and decoded.
+    pub messages_received: u64,
+    /// Response messages that could not be written.
+    pub messages_failed: u64,
+    /// Block bytes the responder holds queued or in flight (its memory budget in use).
+    pub responder_memory: u64,
+}
+
+/// Active and pending request counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RequestStats {
+    /// In progress.
+    pub active: u64,
+    /// Waiting.
+    pub pending: u64,
 }
 
 /// Why a [`Node`] could not start.
@@ -185,6 +294,21 @@ pub enum NodeError {
         #[source]
         source: requester::RequestError,
     },
+    /// An outgoing-request hook chose a store no one registered.
+    #[error("no store named `{name}` is registered")]
+    UnknownStore {
+        /// The name.
+        name: String,
+    },
+    /// The request could not be sent: no stream to the peer could be opened (dial failure,
+    /// unsupported protocol, [`Config::open_timeout`]). The request ended.
+    #[error("request {request:?} could not be sent to {peer}")]
+    Unreachable {
+        /// The peer.
+        peer: PeerId,
+        /// The request.
+        request: RequestId,
+    },
     /// The requester refused the command.
     #[error("command refused for request {request:?}")]
     Command {
@@ -192,20 +316,41 @@ pub enum NodeError {
         request: RequestId,
         /// The cause.
         #[source]
-        source: requester::CommandError,
+        source: Box<requester::CommandError>,
+    },
+    /// The responder refused the command.
+    #[error("command refused for response {request:?} to {peer}")]
+    Response {
+        /// The requester.
+        peer: PeerId,
+        /// The request.
+        request: RequestId,
+        /// The cause.
+        #[source]
+        source: Box<responder::CommandError>,
     },
 }
 
 /// The handle of a running Graphsync driver task; clones share the task, which stops when the
 /// last handle is dropped.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Node {
     commands: mpsc::Sender<Command>,
+    hooks: Arc<Registry>,
+    stores: Arc<Stores>,
+}
+
+impl fmt::Debug for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node")
+            .field("stores", &self.stores)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Node {
     /// Starts the driver task for the swarm that carries `behaviour`, serving from and storing
-    /// into `store`.
+    /// into `store` (unless a hook chooses a named store).
     ///
     /// # Errors
     /// [`SpawnError::AlreadyRegistered`] when a node already runs on this behaviour.
@@ -225,39 +370,52 @@ impl Node {
             .accept(PROTOCOL_V2)
             .map_err(|_| SpawnError::AlreadyRegistered)?;
         let (commands, command_rx) = mpsc::channel(config.command_capacity.max(1));
-        let (inbound_tx, inbound_rx) = mpsc::channel(config.inbound_capacity.max(1));
-        let mut responder_config = config.responder.clone();
-        responder_config.hooks = responder::Hooks {
-            request: config.request_hook.is_some(),
-            update: false,
-            block: false,
+        let hooks = Arc::new(Registry::default());
+        let stores = Arc::new(Stores::default());
+        let node = Node {
+            commands,
+            hooks: hooks.clone(),
+            stores: stores.clone(),
         };
-        let requester_config = config
-            .requester
-            .clone()
-            .with_response_hooks(false)
-            .with_block_hooks(false);
-        let driver = Driver {
-            responder: Responder::new(responder_config),
-            requester: Requester::new(requester_config),
+        if let Some(RequestHook(hook)) = config.request_hook.clone() {
+            // Kept for the node's lifetime: a hook from the config is never unregistered.
+            let _handle = node.register_incoming_request_hook(move |peer, request, actions| {
+                let decision = hook(peer, request, actions.default_validated());
+                if decision.validated {
+                    actions.validate();
+                }
+                if decision.pause {
+                    actions.pause();
+                }
+                for (name, value) in decision.extensions {
+                    actions.add_extension(name, value);
+                }
+                if let Some(budget) = decision.link_budget {
+                    actions.set_link_budget(budget);
+                }
+                if decision.terminate {
+                    actions.terminate("terminated by the config request hook");
+                }
+            });
+        }
+        let driver = Driver::new(
             config,
             store,
             control,
-            writers: HashMap::new(),
-            sends: FuturesUnordered::new(),
-            subscribers: HashMap::new(),
-            inbound_tx,
-            disconnects: behaviour.disconnects.clone(),
-        };
-        tokio::spawn(driver.run(command_rx, inbound_rx, incoming));
-        Ok(Node { commands })
+            hooks,
+            stores,
+            behaviour.disconnects.clone(),
+        );
+        tokio::spawn(driver.run(command_rx, incoming));
+        Ok(node)
     }
 
-    /// Asks `peer` for the DAG under `root` selected by `selector`, with `extensions`.
+    /// Asks `peer` for the DAG under `root` selected by `selector`, with `extensions`. The
+    /// outgoing-request hooks run first.
     ///
     /// # Errors
-    /// [`NodeError::Request`] when the requester refuses it, [`NodeError::Stopped`] when the
-    /// driver has stopped.
+    /// [`NodeError::Request`] when the requester refuses it, [`NodeError::UnknownStore`] when
+    /// a hook chose an unregistered store, [`NodeError::Stopped`] when the driver has stopped.
     pub async fn request(
         &self,
         peer: PeerId,
@@ -265,29 +423,298 @@ impl Node {
         selector: Selector,
         extensions: Extensions,
     ) -> Result<RequestHandle, NodeError> {
-        let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(Command::Request {
-                peer,
-                root,
-                selector: Box::new(selector),
-                extensions,
-                reply,
-            })
-            .await
-            .map_err(|_| NodeError::Stopped)?;
-        answer.await.map_err(|_| NodeError::Stopped)?
+        self.call(|reply| Command::Request {
+            peer,
+            root,
+            selector: Box::new(selector),
+            extensions,
+            reply,
+        })
+        .await
     }
 
-    /// Cancels a request of this node; its outcome becomes [`Outcome::Cancelled`].
+    /// Cancels a request of this node; its outcome becomes [`Outcome::Cancelled`]. No block of
+    /// it is stored after this returns.
     ///
     /// # Errors
     /// [`NodeError::Command`] for a request the requester does not know,
     /// [`NodeError::Stopped`] when the driver has stopped.
     pub async fn cancel(&self, request: RequestId) -> Result<(), NodeError> {
+        self.call(|reply| Command::Cancel { request, reply }).await
+    }
+
+    /// Pauses a request of this node after its current block (spec §9.2: a Cancel goes to the
+    /// responder; [`RequestEvent::Paused`] reports when it took effect).
+    ///
+    /// # Errors
+    /// [`NodeError::Command`] when the request is unknown, queued or already paused;
+    /// [`NodeError::Stopped`].
+    pub async fn pause(&self, request: RequestId) -> Result<(), NodeError> {
+        self.call(|reply| Command::Pause { request, reply }).await
+    }
+
+    /// Resumes a paused request of this node, merging `extensions` into its stored ones; the
+    /// request is sent again (same id, `do-not-send-first-blocks`) at the first block missing
+    /// locally.
+    ///
+    /// # Errors
+    /// [`NodeError::Command`] when the request is unknown or not paused; [`NodeError::Stopped`].
+    pub async fn unpause(
+        &self,
+        request: RequestId,
+        extensions: Extensions,
+    ) -> Result<(), NodeError> {
+        self.call(|reply| Command::Unpause {
+            request,
+            extensions,
+            reply,
+        })
+        .await
+    }
+
+    /// Sends an Update request with `extensions` to the responder of a request of this node.
+    ///
+    /// # Errors
+    /// [`NodeError::Command`] when the request is unknown, queued, paused or finished on the
+    /// remote side; [`NodeError::Stopped`].
+    pub async fn send_update(
+        &self,
+        request: RequestId,
+        extensions: Extensions,
+    ) -> Result<(), NodeError> {
+        self.call(|reply| Command::Update {
+            request,
+            extensions,
+            reply,
+        })
+        .await
+    }
+
+    /// Pauses a response this node serves to `peer`: noticed at its next block, which is still
+    /// sent, with 15 after it.
+    ///
+    /// # Errors
+    /// [`NodeError::Response`] when the response is unknown, already paused or still being
+    /// validated; [`NodeError::Stopped`].
+    pub async fn pause_response(&self, peer: PeerId, request: RequestId) -> Result<(), NodeError> {
+        self.call(|reply| Command::PauseResponse {
+            peer,
+            request,
+            reply,
+        })
+        .await
+    }
+
+    /// Resumes a paused response, first sending `extensions` (if any) as a 14 response.
+    ///
+    /// # Errors
+    /// [`NodeError::Response`] when the response is unknown or not paused;
+    /// [`NodeError::Stopped`].
+    pub async fn unpause_response(
+        &self,
+        peer: PeerId,
+        request: RequestId,
+        extensions: Extensions,
+    ) -> Result<(), NodeError> {
+        self.call(|reply| Command::UnpauseResponse {
+            peer,
+            request,
+            extensions,
+            reply,
+        })
+        .await
+    }
+
+    /// Sends `extensions` to the requester of a response as a 14 response (go-graphsync's
+    /// `SendUpdate` on the responder side).
+    ///
+    /// # Errors
+    /// [`NodeError::Response`] when the response is unknown; [`NodeError::Stopped`].
+    pub async fn send_response_update(
+        &self,
+        peer: PeerId,
+        request: RequestId,
+        extensions: Extensions,
+    ) -> Result<(), NodeError> {
+        self.call(|reply| Command::ResponseUpdate {
+            peer,
+            request,
+            extensions,
+            reply,
+        })
+        .await
+    }
+
+    /// Cancels a response this node serves: terminal 35 goes to the requester.
+    ///
+    /// # Errors
+    /// [`NodeError::Response`] when the response is unknown; [`NodeError::Stopped`].
+    pub async fn cancel_response(&self, peer: PeerId, request: RequestId) -> Result<(), NodeError> {
+        self.call(|reply| Command::CancelResponse {
+            peer,
+            request,
+            reply,
+        })
+        .await
+    }
+
+    /// The node's counters.
+    ///
+    /// # Errors
+    /// [`NodeError::Stopped`].
+    pub async fn stats(&self) -> Result<Stats, NodeError> {
+        self.call(|reply| Command::Stats { reply }).await
+    }
+
+    /// Registers a block store under `name`, for hooks to choose (go-graphsync's
+    /// `RegisterPersistenceOption`).
+    ///
+    /// # Errors
+    /// [`StoreNameError::AlreadyRegistered`] when the name is taken.
+    pub fn register_store(
+        &self,
+        name: impl Into<String>,
+        store: Arc<dyn DynBlockstore>,
+    ) -> Result<(), StoreNameError> {
+        self.stores.register(name.into(), store)
+    }
+
+    /// Removes a named store; requests already using it keep it until they end.
+    ///
+    /// # Errors
+    /// [`StoreNameError::Unknown`] when no store has that name.
+    pub fn unregister_store(&self, name: &str) -> Result<(), StoreNameError> {
+        self.stores.unregister(name)
+    }
+
+    /// Registers an incoming-request hook (responder side): called for every New request,
+    /// after the hooks registered before it. It may validate, pause, terminate, add response
+    /// extensions, choose a named store and set a link budget. It runs in the driver and MUST
+    /// NOT block.
+    pub fn register_incoming_request_hook(
+        &self,
+        hook: impl Fn(&PeerId, &Request, &mut IncomingRequestActions) + Send + Sync + 'static,
+    ) -> HookHandle {
+        self.hooks.incoming_request.add(Arc::new(hook))
+    }
+
+    /// Registers an outgoing-request hook (requester side): called before each request of this
+    /// node is sent; it may choose a named store. It runs in the driver and MUST NOT block.
+    pub fn register_outgoing_request_hook(
+        &self,
+        hook: impl Fn(&PeerId, &OutgoingRequest<'_>, &mut OutgoingRequestActions)
+        + Send
+        + Sync
+        + 'static,
+    ) -> HookHandle {
+        self.hooks.outgoing_request.add(Arc::new(hook))
+    }
+
+    /// Registers an incoming-response hook (requester side): called for every response entry
+    /// received for a request of this node; it may send extensions back (an Update) or
+    /// terminate the request. It runs in the driver and MUST NOT block.
+    pub fn register_incoming_response_hook(
+        &self,
+        hook: impl Fn(&PeerId, &IncomingResponse<'_>, &mut IncomingResponseActions)
+        + Send
+        + Sync
+        + 'static,
+    ) -> HookHandle {
+        self.hooks.incoming_response.add(Arc::new(hook))
+    }
+
+    /// Registers an incoming-block hook (requester side): called after each verified load,
+    /// remote or local, in traversal order; it may send extensions (an Update), pause or
+    /// terminate. It runs in the driver and MUST NOT block.
+    pub fn register_incoming_block_hook(
+        &self,
+        hook: impl Fn(&PeerId, &IncomingBlock<'_>, &mut IncomingBlockActions) + Send + Sync + 'static,
+    ) -> HookHandle {
+        self.hooks.incoming_block.add(Arc::new(hook))
+    }
+
+    /// Registers an outgoing-block hook (responder side): called after each load whose block
+    /// was found (sent or withheld); it may add extensions to that block's message, pause or
+    /// terminate. It runs in the driver and MUST NOT block.
+    pub fn register_outgoing_block_hook(
+        &self,
+        hook: impl Fn(&PeerId, &Request, &BlockRecord, &mut OutgoingBlockActions)
+        + Send
+        + Sync
+        + 'static,
+    ) -> HookHandle {
+        self.hooks.outgoing_block.add(Arc::new(hook))
+    }
+
+    /// Registers a request-updated hook (responder side): called for each Update received for
+    /// a response (at once while it is paused, else at its next block) with the original
+    /// request and the update's extensions; it may unpause, add extensions or terminate. It
+    /// runs in the driver and MUST NOT block.
+    pub fn register_request_updated_hook(
+        &self,
+        hook: impl Fn(&PeerId, &Request, &Extensions, &mut RequestUpdatedActions)
+        + Send
+        + Sync
+        + 'static,
+    ) -> HookHandle {
+        self.hooks.request_updated.add(Arc::new(hook))
+    }
+
+    /// Registers a completed-response listener: called once the message holding a response's
+    /// terminal status was written. It runs in the driver and MUST NOT block.
+    pub fn register_completed_response_listener(
+        &self,
+        listener: impl Fn(&PeerId, RequestId, ResponseStatus) + Send + Sync + 'static,
+    ) -> HookHandle {
+        self.hooks.completed.add(Arc::new(listener))
+    }
+
+    /// Registers a requestor-cancelled listener: called when a requester cancelled a response
+    /// of this node. It runs in the driver and MUST NOT block.
+    pub fn register_requestor_cancelled_listener(
+        &self,
+        listener: impl Fn(&PeerId, RequestId) + Send + Sync + 'static,
+    ) -> HookHandle {
+        self.hooks.requestor_cancelled.add(Arc::new(listener))
+    }
+
+    /// Registers a block-sent listener: called for every load record of a response once the
+    /// message holding it was written, in traversal order. It runs in the driver and MUST NOT
+    /// block.
+    pub fn register_block_sent_listener(
+        &self,
+        listener: impl Fn(&PeerId, RequestId, &BlockRecord) + Send + Sync + 'static,
+    ) -> HookHandle {
+        self.hooks.block_sent.add(Arc::new(listener))
+    }
+
+    /// Registers a network-error listener, for both directions: responses that could not be
+    /// sent, responders lost by requests of this node, inbound streams that failed. It runs in
+    /// the driver and MUST NOT block.
+    pub fn register_network_error_listener(
+        &self,
+        listener: impl Fn(&PeerId, &NetworkFailure) + Send + Sync + 'static,
+    ) -> HookHandle {
+        self.hooks.network_error.add(Arc::new(listener))
+    }
+
+    /// Registers an incoming-request-queued listener: called when a New request arrives,
+    /// before the incoming-request hooks. It runs in the driver and MUST NOT block.
+    pub fn register_incoming_request_queued_listener(
+        &self,
+        listener: impl Fn(&PeerId, &Request) + Send + Sync + 'static,
+    ) -> HookHandle {
+        self.hooks.request_queued.add(Arc::new(listener))
+    }
+
+    /// Sends a command and waits for its answer.
+    async fn call<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<T, NodeError>>) -> Command,
+    ) -> Result<T, NodeError> {
         let (reply, answer) = oneshot::channel();
         self.commands
-            .send(Command::Cancel { request, reply })
+            .send(command(reply))
             .await
             .map_err(|_| NodeError::Stopped)?;
         answer.await.map_err(|_| NodeError::Stopped)?
@@ -299,7 +726,7 @@ impl Node {
 pub struct RequestHandle {
     id: RequestId,
     events: mpsc::Receiver<RequestEvent>,
-    outcome: oneshot::Receiver<Outcome>,
+    outcome: oneshot::Receiver<Result<Outcome, NodeError>>,
 }
 
 impl RequestHandle {
@@ -316,8 +743,9 @@ impl RequestHandle {
     /// Waits for the outcome.
     ///
     /// # Errors
-    /// [`NodeError::Stopped`] when the driver stopped first.
+    /// [`NodeError::Unreachable`] when the request could not be sent, [`NodeError::Stopped`]
+    /// when the driver stopped first.
     pub async fn outcome(self) -> Result<Outcome, NodeError> {
-        self.outcome.await.map_err(|_| NodeError::Stopped)
+        self.outcome.await.map_err(|_| NodeError::Stopped)?
     }
 }

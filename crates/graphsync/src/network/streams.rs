@@ -31,6 +31,7 @@ pub(super) fn spawn_writer(
         rx,
         config.frame,
         config.outbound_idle,
+        config.open_timeout,
     ));
     tx
 }
@@ -42,6 +43,7 @@ async fn write_stream(
     mut queue: mpsc::Receiver<Outbound>,
     frame: FrameConfig,
     idle: Duration,
+    open_timeout: Duration,
 ) {
     let mut stream: Option<Stream> = None;
     loop {
@@ -64,7 +66,15 @@ async fn write_stream(
             }
             return;
         };
-        let written = write_once_or_twice(peer, &mut control, &mut stream, &outbound, &frame).await;
+        let written = write_once_or_twice(
+            peer,
+            &mut control,
+            &mut stream,
+            &outbound,
+            &frame,
+            open_timeout,
+        )
+        .await;
         if let Some(report) = outbound.report {
             let _ = report.send(written);
         }
@@ -79,17 +89,26 @@ async fn write_once_or_twice(
     stream: &mut Option<Stream>,
     outbound: &Outbound,
     frame: &FrameConfig,
+    open_timeout: Duration,
 ) -> bool {
     for attempt in 0..2 {
         let open = match stream {
             Some(open) => open,
-            None => match control.open_stream(peer, PROTOCOL_V2).await {
-                Ok(opened) => stream.insert(opened),
-                Err(error) => {
-                    tracing::debug!(%peer, attempt, %error, "opening a graphsync stream failed");
-                    continue;
+            None => {
+                match tokio::time::timeout(open_timeout, control.open_stream(peer, PROTOCOL_V2))
+                    .await
+                {
+                    Ok(Ok(opened)) => stream.insert(opened),
+                    Ok(Err(error)) => {
+                        tracing::debug!(%peer, attempt, %error, "opening a graphsync stream failed");
+                        continue;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, attempt, "opening a graphsync stream timed out");
+                        continue;
+                    }
                 }
-            },
+            }
         };
         match write_message(open, &outbound.message, frame).await {
             Ok(()) => return true,
@@ -106,24 +125,33 @@ async fn write_once_or_twice(
     false
 }
 
+/// What a reader task hands the driver.
+pub(super) enum Inbound {
+    /// A message arrived.
+    Message(PeerId, Message),
+    /// The stream failed to read or decode and was dropped.
+    Failed(PeerId, ProtocolError),
+}
+
 /// The reader task of one inbound stream: hands each message to the driver until EOF.
 pub(super) async fn read_stream(
     peer: PeerId,
     mut stream: Stream,
-    driver: mpsc::Sender<(PeerId, Message)>,
+    driver: mpsc::Sender<Inbound>,
     frame: FrameConfig,
 ) {
     let mut reader = MessageReader::new(frame);
     loop {
         match reader.read(&mut stream).await {
             Ok(Some(message)) => {
-                if driver.send((peer, message)).await.is_err() {
+                if driver.send(Inbound::Message(peer, message)).await.is_err() {
                     return;
                 }
             }
             Ok(None) => return,
             Err(error) => {
                 tracing::debug!(%peer, %error, "dropping an invalid inbound stream");
+                let _ = driver.send(Inbound::Failed(peer, error)).await;
                 return;
             }
         }

@@ -5,7 +5,7 @@ use std::any::Any;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cid::Cid;
 use datatransfer_fsm::{
@@ -16,7 +16,7 @@ use datatransfer_message::{ChannelId, Message, PeerId, Request, Response};
 use datatransfer_store::ChannelStore;
 use datatransfer_transport::{
     BlockInfo, DataError, EventsHandler, Flow, HandlerError, Network, NetworkError, OpenChannel,
-    QueuedAnswer, Receiver, RequestAnswer, Transport,
+    QueuedAnswer, Receiver, RequestAnswer, Transport, TransportError,
 };
 use ipld_dagcbor::Node;
 use tokio::sync::{Notify, broadcast};
@@ -28,6 +28,12 @@ use crate::registry::Registry;
 use crate::voucher::{
     RequestValidator, Revalidator, TransportConfigurer, Voucher, VoucherResult, encode_voucher,
 };
+
+/// How often a transport resume refused with `NotPaused` is tried in all.
+const RESUME_ATTEMPTS: u32 = 20;
+
+/// The wait between two resume attempts.
+const RESUME_RETRY: Duration = Duration::from_millis(5);
 
 /// Manager configuration. Every field has a documented default.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -684,11 +690,7 @@ where
                 }
             }
             Transmit::ResumeChannel { channel, message } => {
-                let resumed = self
-                    .transport
-                    .resume_channel(channel.clone(), message.clone())
-                    .await;
-                if let Err(error) = resumed {
+                if let Err(error) = self.resume_transport(&channel, &message).await {
                     // The local side was not paused in the transport (or has no exchange):
                     // the message still has to reach the peer.
                     tracing::debug!(%channel, %error, "transport resume refused");
@@ -702,6 +704,31 @@ where
             }
             Transmit::CleanupChannel { channel } => {
                 self.transport.cleanup_channel(channel).await;
+            }
+        }
+    }
+
+    /// Resumes the transport's side of `channel`. A pause decided in a block handler takes
+    /// effect in the transport a moment after the handler returns, and the peer's answer (a
+    /// payment) can come back before that: `NotPaused` is retried a few times
+    /// ([`RESUME_ATTEMPTS`], [`RESUME_RETRY`] apart) before giving up.
+    async fn resume_transport(
+        &self,
+        channel: &ChannelId,
+        message: &Message,
+    ) -> Result<(), TransportError> {
+        let mut attempt = 1;
+        loop {
+            match self
+                .transport
+                .resume_channel(channel.clone(), message.clone())
+                .await
+            {
+                Err(TransportError::NotPaused { .. }) if attempt < RESUME_ATTEMPTS => {
+                    attempt += 1;
+                    tokio::time::sleep(RESUME_RETRY).await;
+                }
+                outcome => return outcome,
             }
         }
     }
@@ -919,17 +946,12 @@ where
             if take_pause(&mut transmits, channel) {
                 answer.flow = Flow::Pause;
             }
-            let failed = state
-                .engine
-                .channel(channel)
-                .is_some_and(|s| s.status.is_terminal() && s.status != ChannelStatus::Completed);
-            (if failed { None } else { Some(answer) }, transmits)
+            // A channel that ended meanwhile is stopped by the close its end queued; the block
+            // is not refused here, so that the peer does not see a failure racing the
+            // Cancel message.
+            (answer, transmits)
         });
-        match answer {
-            Some(Some(answer)) => Ok(answer),
-            Some(None) => Err(HandlerError::refused("channel is no longer transferring")),
-            None => Ok(QueuedAnswer::proceed()),
-        }
+        Ok(answer.unwrap_or_default())
     }
 
     fn on_data_sent(&self, channel: &ChannelId, block: BlockInfo) {

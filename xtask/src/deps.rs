@@ -96,10 +96,11 @@ pub(crate) const RULES: &[CrateRule] = &[
         internal: &[SELECTOR, DAGCBOR],
         never: &[FSM, STORE, TRANSPORT, "sled"],
     },
+    // The transport's in-memory implementation (feature `mem`) walks DAGs with ipld-selector.
     CrateRule {
         name: TRANSPORT,
         layer: 1,
-        internal: &[MESSAGE, DAGCBOR],
+        internal: &[MESSAGE, SELECTOR, DAGCBOR],
         never: &[FSM, STORE, "tokio*", "libp2p*", "sled"],
     },
     CrateRule {

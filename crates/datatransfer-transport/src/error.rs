@@ -52,6 +52,21 @@ pub enum TransportError {
     /// The command needs the events handler, and none was set.
     #[error("no events handler set")]
     HandlerNotSet,
+    /// The channel's exchange already ended (completed, failed or closed); open it again to
+    /// go on.
+    #[error("exchange of channel {channel} has finished")]
+    Finished {
+        /// The channel.
+        channel: ChannelId,
+    },
+    /// `open_channel` would track more channels than the transport's limit.
+    #[error("cannot open channel {channel}: the transport tracks {limit} channels already")]
+    TooManyChannels {
+        /// The channel.
+        channel: ChannelId,
+        /// The limit.
+        limit: usize,
+    },
     /// [`Transport::set_events_handler`](crate::Transport::set_events_handler) was called
     /// twice.
     #[error("events handler already set")]

@@ -54,7 +54,10 @@
 //! reports about a channel.
 //!
 //! # Feature flags
-//! None yet.
+//! - `mem`: [`mem`], the in-memory [`mem::MemTransport`] and [`mem::MemNetwork`] on a shared
+//!   [`mem::MemHub`] with fault injection (drop, delay, disconnect, stepping).
+//! - `conformance`: [`conformance`], the suite every transport must pass, with its recording
+//!   handler; a transport crate enables it in `[dev-dependencies]`.
 //!
 //! # Example
 //!
@@ -84,8 +87,12 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod error;
 mod events;
+#[cfg(feature = "mem")]
+pub mod mem;
 mod network;
 mod transport;
 

@@ -7,7 +7,7 @@
 //! Both use the framing of [`codec::frame`](crate::codec::frame), so the 4 MiB limit is checked before anything is
 //! allocated for the body.
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 
@@ -17,6 +17,9 @@ use crate::message::Message;
 
 /// The protocol id of Graphsync 2.0.0 (DAG-CBOR messages).
 pub const PROTOCOL_V2: StreamProtocol = StreamProtocol::new("/ipfs/graphsync/2.0.0");
+
+/// The protocol id of Graphsync 1.0.0 (protobuf messages, [`codec::v1`](crate::codec::v1)).
+pub const PROTOCOL_V1: StreamProtocol = StreamProtocol::new("/ipfs/graphsync/1.0.0");
 
 /// Bytes asked of the stream per read call.
 const READ_CHUNK: usize = 16 * 1024;
@@ -88,6 +91,23 @@ impl MessageReader {
     where
         S: AsyncRead + Unpin,
     {
+        match self.read_body(io).await? {
+            Some(body) => v2::decode(&body)
+                .map(Some)
+                .map_err(|source| ProtocolError::Decode { source }),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads the next frame's body without decoding it (for 1.0.0 bodies, which need the
+    /// peer's id map); `Ok(None)` when the stream ended cleanly between messages.
+    ///
+    /// # Errors
+    /// As [`MessageReader::read`], except [`ProtocolError::Decode`].
+    pub async fn read_body<S>(&mut self, io: &mut S) -> Result<Option<Bytes>, ProtocolError>
+    where
+        S: AsyncRead + Unpin,
+    {
         let mut chunk = vec![0u8; READ_CHUNK];
         loop {
             if let Some(body) = self
@@ -95,9 +115,7 @@ impl MessageReader {
                 .decode(&mut self.buffer)
                 .map_err(|source| ProtocolError::Frame { source })?
             {
-                return v2::decode(&body)
-                    .map(Some)
-                    .map_err(|source| ProtocolError::Decode { source });
+                return Ok(Some(body));
             }
             let read = io
                 .read(&mut chunk)
@@ -121,6 +139,29 @@ impl Default for MessageReader {
     fn default() -> Self {
         MessageReader::new(FrameConfig::default())
     }
+}
+
+/// Writes an already encoded body with its length prefix and flushes the stream.
+///
+/// # Errors
+/// [`ProtocolError::Frame`] when it is over the limit of `config`, [`ProtocolError::Io`] when
+/// writing fails.
+pub async fn write_body<S>(
+    io: &mut S,
+    body: &[u8],
+    config: &FrameConfig,
+) -> Result<(), ProtocolError>
+where
+    S: AsyncWrite + Unpin,
+{
+    let mut framed = BytesMut::with_capacity(body.len() + 10);
+    write_frame(body, config, &mut framed).map_err(|source| ProtocolError::Frame { source })?;
+    io.write_all(&framed)
+        .await
+        .map_err(|source| ProtocolError::Io { source })?;
+    io.flush()
+        .await
+        .map_err(|source| ProtocolError::Io { source })
 }
 
 /// Encodes `message` as 2.0.0, writes it with its length prefix and flushes the stream.

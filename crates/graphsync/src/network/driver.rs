@@ -2,8 +2,10 @@
 //! and puts in spawned store tasks), and moves their messages between the stream tasks and
 //! the [`Node`](super::Node) handles.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::hash::BuildHasher;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -12,10 +14,11 @@ use bytes::Bytes;
 use cid::Cid;
 use futures::StreamExt;
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use futures::stream::FuturesUnordered;
 use futures::task::noop_waker_ref;
 use ipld_selector::Selector;
-use libp2p::PeerId;
+use libp2p::{PeerId, Stream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -26,8 +29,8 @@ use super::hooks::{
     OutgoingRequestActions, Registry, RequestUpdatedActions,
 };
 use super::store::{DynBlockstore, Stores};
-use super::streams::{Inbound, Outbound, read_stream, spawn_writer};
-use super::{Config, NodeError, RequestEvent, RequestHandle, RequestStats, Stats};
+use super::streams::{Inbound, Outbound, PeerWire, read_stream, spawn_writer};
+use super::{Config, NodeError, RequestEvent, RequestHandle, RequestStats, Stats, Version};
 use crate::extension::{self, Extensions};
 use crate::message::{Message, Request, RequestId, RequestKind};
 use crate::requester::{self, Outcome, Requester};
@@ -174,6 +177,10 @@ pub(super) struct Driver {
     hooks: Arc<Registry>,
     stores: Arc<Stores>,
     writers: HashMap<PeerId, mpsc::Sender<Outbound>>,
+    /// Per-peer wire state (1.0.0 ids, answering version), shared with the stream tasks.
+    wires: HashMap<PeerId, Arc<PeerWire>>,
+    /// Seeds of the per-peer 1.0.0 id maps.
+    seeds: RandomState,
     sends: FuturesUnordered<SendReport>,
     subscribers: HashMap<RequestId, Subscriber>,
     served: HashMap<(PeerId, RequestId), Served>,
@@ -209,11 +216,16 @@ impl Driver {
             update: true,
             block: true,
         };
-        let requester_config = config
+        let seeds = RandomState::new();
+        let mut requester_config = config
             .requester
             .clone()
             .with_response_hooks(true)
             .with_block_hooks(true);
+        if requester_config.id_seed == 0 {
+            // Request ids must not repeat across runs: seed from the process's random keys.
+            requester_config.id_seed = seeds.hash_one("requester ids");
+        }
         let (inbound_tx, inbound_rx) = mpsc::channel(config.inbound_capacity.max(1));
         Driver {
             responder: Responder::new(responder_config),
@@ -224,6 +236,8 @@ impl Driver {
             hooks,
             stores,
             writers: HashMap::new(),
+            wires: HashMap::new(),
+            seeds,
             sends: FuturesUnordered::new(),
             subscribers: HashMap::new(),
             served: HashMap::new(),
@@ -242,7 +256,7 @@ impl Driver {
     pub(super) async fn run(
         mut self,
         mut commands: mpsc::Receiver<Command>,
-        mut incoming: libp2p_stream::IncomingStreams,
+        mut incoming: futures::stream::SelectAll<BoxStream<'static, (PeerId, Stream, Version)>>,
     ) {
         loop {
             self.drain().await;
@@ -252,10 +266,12 @@ impl Driver {
                     None => break,
                 },
                 Some(inbound) = self.inbound_rx.recv() => self.inbound(inbound),
-                Some((peer, stream)) = incoming.next() => {
+                Some((peer, stream, version)) = incoming.next() => {
                     tokio::spawn(read_stream(
                         peer,
                         stream,
+                        version,
+                        self.wire(peer),
                         self.inbound_tx.clone(),
                         self.config.frame,
                     ));
@@ -263,6 +279,7 @@ impl Driver {
                 () = self.disconnects.notify.notified() => {
                     for peer in self.disconnects.take() {
                         self.writers.remove(&peer);
+                        self.wires.remove(&peer);
                         self.served.retain(|(served_peer, _), _| *served_peer != peer);
                         self.responder.handle_peer_disconnected(&peer);
                         self.requester.handle_peer_disconnected(&peer);
@@ -986,12 +1003,25 @@ impl Driver {
             .send(Err(NodeError::Unreachable { peer, request }));
     }
 
+    /// The wire state of `peer`, created on first use.
+    fn wire(&mut self, peer: PeerId) -> Arc<PeerWire> {
+        let seeds = &self.seeds;
+        self.wires
+            .entry(peer)
+            .or_insert_with(|| Arc::new(PeerWire::new(seeds.hash_one(peer))))
+            .clone()
+    }
+
     /// Queues `message` on `peer`'s writer, starting the writer if needed.
     async fn send(&mut self, peer: PeerId, message: Message, sent: Sent) {
-        let writer = self
-            .writers
-            .entry(peer)
-            .or_insert_with(|| spawn_writer(peer, self.control.clone(), &self.config));
+        if !self.writers.contains_key(&peer) {
+            let wire = self.wire(peer);
+            let writer = spawn_writer(peer, self.control.clone(), wire, &self.config);
+            self.writers.insert(peer, writer);
+        }
+        let Some(writer) = self.writers.get(&peer) else {
+            return;
+        };
         let (report, written) = oneshot::channel();
         self.sends.push(Box::pin(async move {
             (peer, sent, written.await.unwrap_or(false))

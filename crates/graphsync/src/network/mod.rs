@@ -5,7 +5,12 @@
 //!
 //! # Streams
 //!
-//! - Inbound: every stream a peer opens for [`PROTOCOL_V2`] gets a reader task that reads
+//! - Versions: `/ipfs/graphsync/2.0.0` and `/1.0.0` are both accepted by default
+//!   ([`Config::protocols`]). A peer that opened a stream is answered on the version it used;
+//!   otherwise streams are opened with 2.0.0 first and 1.0.0 when the peer does not support
+//!   it. 1.0.0 integer request ids are mapped per peer (both directions) for as long as the
+//!   peer stays connected.
+//! - Inbound: every stream a peer opens gets a reader task that reads
 //!   length-prefixed messages until the peer closes it and hands each one to the driver. A
 //!   stream whose framing or body is invalid is dropped (network-error listeners hear of it);
 //!   other streams and requests go on.
@@ -46,7 +51,10 @@
 //! not read them, later ones are dropped, never the outcome, so a caller that never reads
 //! cannot stall the node.
 //!
-//! Limits of this slice: Graphsync 1.0.0 is not spoken on the network (its codec exists).
+//! Limits of this slice: a peer that speaks both versions to us at once is answered on the
+//! one it used last, so responses to requests it sent on the other version cannot be encoded
+//! (1.0.0 ids do not translate) and fail as network errors; go-graphsync uses one version per
+//! peer, so this does not happen with Go.
 //!
 //! # Examples
 //!
@@ -90,8 +98,9 @@ use std::time::Duration;
 
 use blockstore::Blockstore;
 use cid::Cid;
+use futures::StreamExt;
 use ipld_selector::Selector;
-use libp2p::PeerId;
+use libp2p::{PeerId, StreamProtocol};
 use tokio::sync::{mpsc, oneshot};
 
 pub use self::behaviour::Behaviour;
@@ -107,9 +116,44 @@ pub use self::store::{DynBlockstore, StoreNameError};
 use crate::codec::frame::FrameConfig;
 use crate::extension::Extensions;
 use crate::message::{Request, RequestId, ResponseStatus};
-use crate::protocol::PROTOCOL_V2;
+use crate::protocol::{PROTOCOL_V1, PROTOCOL_V2};
 use crate::requester::{self, Outcome};
 use crate::responder::{self, BlockRecord, RequestDecision};
+
+/// A Graphsync protocol version on the network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Version {
+    /// `/ipfs/graphsync/2.0.0` (DAG-CBOR messages).
+    V2,
+    /// `/ipfs/graphsync/1.0.0` (protobuf messages; integer request ids mapped per peer).
+    V1,
+}
+
+impl Version {
+    /// The protocol id.
+    pub fn protocol(self) -> StreamProtocol {
+        match self {
+            Version::V2 => PROTOCOL_V2,
+            Version::V1 => PROTOCOL_V1,
+        }
+    }
+
+    fn tag(self) -> u8 {
+        match self {
+            Version::V2 => 2,
+            Version::V1 => 1,
+        }
+    }
+
+    fn from_tag(tag: u8) -> Option<Version> {
+        match tag {
+            2 => Some(Version::V2),
+            1 => Some(Version::V1),
+            _ => None,
+        }
+    }
+}
 
 /// Settings of a [`Node`]. Every bound has a documented default.
 #[derive(Clone, Debug)]
@@ -123,6 +167,10 @@ pub struct Config {
     pub requester: requester::Config,
     /// Frame limits for reading and writing. Default: 4 MiB messages.
     pub frame: FrameConfig,
+    /// The protocol versions accepted, and tried in this order when opening a stream to a peer
+    /// that has not spoken to us yet (a peer that opened a stream is answered on its version).
+    /// Default: `[V2, V1]`, as go-graphsync v0.13.1. Empty means the default.
+    pub protocols: Vec<Version>,
     /// Commands from [`Node`] handles waiting for the driver. Default: 64.
     pub command_capacity: usize,
     /// Inbound messages, from all streams, waiting for the driver. Default: 64.
@@ -157,6 +205,7 @@ impl Default for Config {
             responder: responder::Config::default(),
             requester: requester::Config::default(),
             frame: FrameConfig::default(),
+            protocols: vec![Version::V2, Version::V1],
             command_capacity: 64,
             inbound_capacity: 64,
             outbound_capacity: 128,
@@ -170,6 +219,11 @@ impl Default for Config {
 }
 
 impl Config {
+    /// This config speaking only `protocols` (in order of preference).
+    pub fn with_protocols(self, protocols: Vec<Version>) -> Self {
+        Config { protocols, ..self }
+    }
+
     /// This config with an incoming-request hook registered at start.
     pub fn with_request_hook(self, hook: RequestHook) -> Self {
         Config {
@@ -365,10 +419,24 @@ impl Node {
     where
         B: Blockstore + 'static,
     {
+        let mut config = config;
+        if config.protocols.is_empty() {
+            config.protocols = Config::default().protocols;
+        }
+        config.protocols.dedup();
         let mut control = behaviour.inner.new_control();
-        let incoming = control
-            .accept(PROTOCOL_V2)
-            .map_err(|_| SpawnError::AlreadyRegistered)?;
+        let mut incoming = Vec::new();
+        for version in config.protocols.clone() {
+            let streams = control
+                .accept(version.protocol())
+                .map_err(|_| SpawnError::AlreadyRegistered)?;
+            incoming.push(
+                streams
+                    .map(move |(peer, stream)| (peer, stream, version))
+                    .boxed(),
+            );
+        }
+        let incoming = futures::stream::select_all(incoming);
         let (commands, command_rx) = mpsc::channel(config.command_capacity.max(1));
         let hooks = Arc::new(Registry::default());
         let stores = Arc::new(Stores::default());

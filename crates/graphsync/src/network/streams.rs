@@ -1,128 +1,28 @@
 //! The stream tasks: one writer per peer (one outbound stream, opened lazily, reopened on
-//! failure, closed when idle) and one reader per inbound stream.
+//! failure, closed when idle) and one reader per inbound stream, each speaking the protocol
+//! version of its stream.
 
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use futures::AsyncWriteExt;
 use libp2p::{PeerId, Stream};
+use libp2p_stream::OpenStreamError;
 use tokio::sync::{mpsc, oneshot};
 
-use super::Config;
+use super::{Config, Version};
 use crate::codec::frame::FrameConfig;
+use crate::codec::v1::PeerIds;
+use crate::codec::{v1, v2};
 use crate::message::Message;
-use crate::protocol::{MessageReader, PROTOCOL_V2, ProtocolError, write_message};
+use crate::protocol::{MessageReader, ProtocolError, write_body};
 
-/// A message for a peer's writer, with the responder's report slot if it is a response.
+/// A message for a peer's writer, with the slot its send result goes to.
 pub(super) struct Outbound {
     pub(super) message: Message,
     pub(super) report: Option<oneshot::Sender<bool>>,
-}
-
-/// Starts the writer task of `peer`.
-pub(super) fn spawn_writer(
-    peer: PeerId,
-    control: libp2p_stream::Control,
-    config: &Config,
-) -> mpsc::Sender<Outbound> {
-    let (tx, rx) = mpsc::channel(config.outbound_capacity.max(1));
-    tokio::spawn(write_stream(
-        peer,
-        control,
-        rx,
-        config.frame,
-        config.outbound_idle,
-        config.open_timeout,
-    ));
-    tx
-}
-
-/// The writer task of one peer: keeps one outbound stream, opened lazily, closed when idle.
-async fn write_stream(
-    peer: PeerId,
-    mut control: libp2p_stream::Control,
-    mut queue: mpsc::Receiver<Outbound>,
-    frame: FrameConfig,
-    idle: Duration,
-    open_timeout: Duration,
-) {
-    let mut stream: Option<Stream> = None;
-    loop {
-        let next = match stream.as_mut() {
-            Some(open) => match tokio::time::timeout(idle, queue.recv()).await {
-                Ok(next) => next,
-                Err(_) => {
-                    if let Err(error) = open.close().await {
-                        tracing::debug!(%peer, %error, "closing an idle stream failed");
-                    }
-                    stream = None;
-                    continue;
-                }
-            },
-            None => queue.recv().await,
-        };
-        let Some(outbound) = next else {
-            if let Some(mut open) = stream.take() {
-                let _ = open.close().await;
-            }
-            return;
-        };
-        let written = write_once_or_twice(
-            peer,
-            &mut control,
-            &mut stream,
-            &outbound,
-            &frame,
-            open_timeout,
-        )
-        .await;
-        if let Some(report) = outbound.report {
-            let _ = report.send(written);
-        }
-    }
-}
-
-/// Writes one message, opening the stream if needed; an I/O failure reopens the stream and
-/// writes once more.
-async fn write_once_or_twice(
-    peer: PeerId,
-    control: &mut libp2p_stream::Control,
-    stream: &mut Option<Stream>,
-    outbound: &Outbound,
-    frame: &FrameConfig,
-    open_timeout: Duration,
-) -> bool {
-    for attempt in 0..2 {
-        let open = match stream {
-            Some(open) => open,
-            None => {
-                match tokio::time::timeout(open_timeout, control.open_stream(peer, PROTOCOL_V2))
-                    .await
-                {
-                    Ok(Ok(opened)) => stream.insert(opened),
-                    Ok(Err(error)) => {
-                        tracing::debug!(%peer, attempt, %error, "opening a graphsync stream failed");
-                        continue;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, attempt, "opening a graphsync stream timed out");
-                        continue;
-                    }
-                }
-            }
-        };
-        match write_message(open, &outbound.message, frame).await {
-            Ok(()) => return true,
-            Err(error @ ProtocolError::Io { .. }) => {
-                tracing::debug!(%peer, attempt, %error, "write failed; reopening the stream");
-                *stream = None;
-            }
-            Err(error) => {
-                tracing::warn!(%peer, %error, "message not sendable");
-                return false;
-            }
-        }
-    }
-    false
 }
 
 /// What a reader task hands the driver.
@@ -133,16 +33,216 @@ pub(super) enum Inbound {
     Failed(PeerId, ProtocolError),
 }
 
-/// The reader task of one inbound stream: hands each message to the driver until EOF.
+/// The wire state of one peer shared by its reader and writer tasks: the 1.0.0 id map (both
+/// directions use it) and the version this node answers on (the one the peer last used, or
+/// the one our last stream to it negotiated).
+pub(super) struct PeerWire {
+    ids: Mutex<PeerIds>,
+    preferred: AtomicU8,
+}
+
+impl PeerWire {
+    pub(super) fn new(seed: u64) -> Self {
+        PeerWire {
+            ids: Mutex::new(PeerIds::new(seed)),
+            preferred: AtomicU8::new(0),
+        }
+    }
+
+    fn prefer(&self, version: Version) {
+        self.preferred.store(version.tag(), Ordering::Relaxed);
+    }
+
+    fn preferred(&self) -> Option<Version> {
+        Version::from_tag(self.preferred.load(Ordering::Relaxed))
+    }
+
+    /// Encodes `message` for `version`.
+    fn encode(&self, message: &Message, version: Version) -> Result<BytesMut, ProtocolError> {
+        let mut body = BytesMut::new();
+        match version {
+            Version::V2 => v2::encode(message, &mut body),
+            Version::V1 => {
+                let mut ids = self.ids.lock().unwrap_or_else(PoisonError::into_inner);
+                v1::encode(message, &mut *ids, &mut body)
+            }
+        }
+        .map_err(|source| ProtocolError::Encode { source })?;
+        Ok(body)
+    }
+
+    /// Decodes a body received on a `version` stream.
+    fn decode(&self, body: &[u8], version: Version) -> Result<Message, ProtocolError> {
+        match version {
+            Version::V2 => v2::decode(body),
+            Version::V1 => {
+                let mut ids = self.ids.lock().unwrap_or_else(PoisonError::into_inner);
+                v1::decode(body, &mut *ids)
+            }
+        }
+        .map_err(|source| ProtocolError::Decode { source })
+    }
+}
+
+/// Starts the writer task of `peer`.
+pub(super) fn spawn_writer(
+    peer: PeerId,
+    control: libp2p_stream::Control,
+    wire: Arc<PeerWire>,
+    config: &Config,
+) -> mpsc::Sender<Outbound> {
+    let (tx, rx) = mpsc::channel(config.outbound_capacity.max(1));
+    let writer = Writer {
+        peer,
+        control,
+        wire,
+        versions: config.protocols.clone(),
+        frame: config.frame,
+        open_timeout: config.open_timeout,
+        stream: None,
+    };
+    tokio::spawn(writer.run(rx, config.outbound_idle));
+    tx
+}
+
+/// The writer of one peer.
+struct Writer {
+    peer: PeerId,
+    control: libp2p_stream::Control,
+    wire: Arc<PeerWire>,
+    versions: Vec<Version>,
+    frame: FrameConfig,
+    open_timeout: Duration,
+    stream: Option<(Stream, Version)>,
+}
+
+impl Writer {
+    /// Keeps one outbound stream, opened lazily, closed when idle.
+    async fn run(mut self, mut queue: mpsc::Receiver<Outbound>, idle: Duration) {
+        let peer = self.peer;
+        loop {
+            let next = match self.stream.as_mut() {
+                Some((open, _)) => match tokio::time::timeout(idle, queue.recv()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        if let Err(error) = open.close().await {
+                            tracing::debug!(%peer, %error, "closing an idle stream failed");
+                        }
+                        self.stream = None;
+                        continue;
+                    }
+                },
+                None => queue.recv().await,
+            };
+            let Some(outbound) = next else {
+                if let Some((mut open, _)) = self.stream.take() {
+                    let _ = open.close().await;
+                }
+                return;
+            };
+            let written = self.write_once_or_twice(&outbound.message).await;
+            if let Some(report) = outbound.report {
+                let _ = report.send(written);
+            }
+        }
+    }
+
+    /// Writes one message, opening the stream if needed (or reopening it when the peer now
+    /// speaks another version to us); an I/O failure reopens the stream and writes once more.
+    async fn write_once_or_twice(&mut self, message: &Message) -> bool {
+        let peer = self.peer;
+        for attempt in 0..2 {
+            let preferred = self.wire.preferred();
+            if let Some((mut open, version)) = self.stream.take() {
+                if preferred.is_none_or(|wanted| wanted == version) {
+                    self.stream = Some((open, version));
+                } else {
+                    let _ = open.close().await;
+                }
+            }
+            if self.stream.is_none() {
+                match self.open(preferred).await {
+                    Some(opened) => self.stream = Some(opened),
+                    None => continue,
+                }
+            }
+            let Some((open, version)) = self.stream.as_mut() else {
+                continue;
+            };
+            let body = match self.wire.encode(message, *version) {
+                Ok(body) => body,
+                Err(error) => {
+                    tracing::warn!(%peer, %error, "message not sendable");
+                    return false;
+                }
+            };
+            match write_body(open, &body, &self.frame).await {
+                Ok(()) => return true,
+                Err(error @ ProtocolError::Io { .. }) => {
+                    tracing::debug!(%peer, attempt, %error, "write failed; reopening the stream");
+                    self.stream = None;
+                }
+                Err(error) => {
+                    tracing::warn!(%peer, %error, "message not sendable");
+                    return false;
+                }
+            }
+        }
+        false
+    }
+
+    /// Opens a stream, trying the preferred version first, then the configured ones in order
+    /// (a peer that does not support one answers UnsupportedProtocol).
+    async fn open(&mut self, preferred: Option<Version>) -> Option<(Stream, Version)> {
+        let peer = self.peer;
+        let mut order: Vec<Version> = preferred
+            .into_iter()
+            .filter(|version| self.versions.contains(version))
+            .collect();
+        order.extend(self.versions.iter().filter(|v| Some(**v) != preferred));
+        for version in order {
+            let opening = self.control.open_stream(peer, version.protocol());
+            match tokio::time::timeout(self.open_timeout, opening).await {
+                Ok(Ok(stream)) => {
+                    self.wire.prefer(version);
+                    return Some((stream, version));
+                }
+                Ok(Err(OpenStreamError::UnsupportedProtocol(protocol))) => {
+                    tracing::debug!(%peer, %protocol, "peer does not speak this version");
+                }
+                Ok(Err(error)) => {
+                    tracing::debug!(%peer, %error, "opening a graphsync stream failed");
+                    return None;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "opening a graphsync stream timed out");
+                    return None;
+                }
+            }
+        }
+        None
+    }
+}
+
+/// The reader task of one inbound stream: hands each message to the driver until EOF. A peer
+/// that opens a stream of some version is answered on that version from then on.
 pub(super) async fn read_stream(
     peer: PeerId,
     mut stream: Stream,
+    version: Version,
+    wire: Arc<PeerWire>,
     driver: mpsc::Sender<Inbound>,
     frame: FrameConfig,
 ) {
+    wire.prefer(version);
     let mut reader = MessageReader::new(frame);
     loop {
-        match reader.read(&mut stream).await {
+        let result = match reader.read_body(&mut stream).await {
+            Ok(Some(body)) => wire.decode(&body, version).map(Some),
+            Ok(None) => Ok(None),
+            Err(error) => Err(error),
+        };
+        match result {
             Ok(Some(message)) => {
                 if driver.send(Inbound::Message(peer, message)).await.is_err() {
                     return;

@@ -1,0 +1,433 @@
+//! `MemHub`, `MemTransport` and `MemNetwork` beyond the conformance suite: the network, the
+//! fault injection knobs, and the typed command errors.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use blockstore::{Blockstore, InMemoryBlockstore};
+use cid::Cid;
+use datatransfer_message::{ChannelId, Message, PeerId, TransferId, new_request, update_request};
+use datatransfer_transport::conformance::{Kind, Recorded, Recorder, Script};
+use datatransfer_transport::mem::{Config, HubError, MemHub, MemNetwork, MemTransport};
+use datatransfer_transport::{
+    EventsHandler, Network, NetworkError, OpenChannel, Receiver, StoreName, Transport,
+    TransportError,
+};
+use ipld_dagcbor::Node;
+use ipld_selector::Selector;
+use multihash_codetable::{Code, MultihashDigest};
+use tokio::sync::mpsc;
+
+type Blocks = InMemoryBlockstore<64>;
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+type Block = (Cid, Vec<u8>);
+
+const CHECK: &str = "mem";
+
+fn hub(config: Config) -> MemHub<Blocks> {
+    MemHub::new(config, |task| {
+        tokio::spawn(task);
+    })
+}
+
+fn peer(n: u8) -> PeerId {
+    PeerId::from_bytes(vec![n])
+}
+
+/// A root listing `leaves` raw leaves; returns the root and every block.
+fn dag(leaves: u8) -> Result<(Cid, Vec<Block>), Box<dyn std::error::Error>> {
+    let mut blocks = Vec::new();
+    let mut links = Vec::new();
+    for leaf in 0..leaves {
+        let bytes = vec![leaf; 8];
+        let cid = Cid::new_v1(0x55, Code::Sha2_256.digest(&bytes));
+        links.push(Node::Link(cid));
+        blocks.push((cid, bytes));
+    }
+    let root_bytes = ipld_dagcbor::to_vec(&Node::List(links))?;
+    let root = Cid::new_v1(0x71, Code::Sha2_256.digest(&root_bytes));
+    blocks.insert(0, (root, root_bytes));
+    Ok((root, blocks))
+}
+
+/// A sender (peer 1) holding `blocks` and a receiver (peer 2), both with recorders.
+struct World {
+    hub: MemHub<Blocks>,
+    sender: MemTransport<Blocks>,
+    receiver: MemTransport<Blocks>,
+    sender_log: Arc<Recorder>,
+    receiver_log: Arc<Recorder>,
+    receiver_store: Arc<Blocks>,
+}
+
+async fn world(config: Config, blocks: &[Block]) -> Result<World, Box<dyn std::error::Error>> {
+    let hub = hub(config);
+    let sender_store = Arc::new(Blocks::new());
+    for (cid, bytes) in blocks {
+        sender_store.put_keyed(cid, bytes).await?;
+    }
+    let receiver_store = Arc::new(Blocks::new());
+    let (sender, _) = hub.add_peer(peer(1), sender_store)?;
+    let (receiver, _) = hub.add_peer(peer(2), Arc::clone(&receiver_store))?;
+    let sender_log = Arc::new(Recorder::new(Script::default()));
+    let receiver_log = Arc::new(Recorder::new(Script::default()));
+    sender.set_events_handler(Arc::clone(&sender_log) as Arc<dyn EventsHandler>)?;
+    receiver.set_events_handler(Arc::clone(&receiver_log) as Arc<dyn EventsHandler>)?;
+    Ok(World {
+        hub,
+        sender,
+        receiver,
+        sender_log,
+        receiver_log,
+        receiver_store,
+    })
+}
+
+fn channel(id: u64) -> ChannelId {
+    ChannelId::new(peer(2), peer(1), TransferId(id))
+}
+
+fn pull(id: u64, root: Cid) -> OpenChannel {
+    let selector = Selector::explore_all_recursively().to_node();
+    let request = new_request(
+        TransferId(id),
+        true,
+        "FakeDTType".into(),
+        Node::Null,
+        root,
+        selector.clone(),
+    );
+    OpenChannel::new(peer(1), channel(id), root, selector, Message::from(request))
+}
+
+async fn completed(log: &Recorder) -> Result<(), Box<dyn std::error::Error>> {
+    log.wait(CHECK, "a completion", |events| {
+        events.iter().any(|e| matches!(e, Recorded::Completed(..)))
+    })
+    .await?;
+    Ok(())
+}
+
+/// Collects what a network receives.
+struct Inbox(mpsc::Sender<(PeerId, Message)>);
+
+impl Receiver for Inbox {
+    fn receive_message(&self, from: PeerId, message: Message) {
+        let _ = self.0.try_send((from, message));
+    }
+
+    fn receive_error(&self, _: NetworkError) {}
+}
+
+/// Two peers' networks; the second one's receiver feeds `received`.
+struct Nets {
+    a: MemNetwork<Blocks>,
+    b: MemNetwork<Blocks>,
+    received: mpsc::Receiver<(PeerId, Message)>,
+}
+
+fn networks(hub: &MemHub<Blocks>) -> Result<Nets, Box<dyn std::error::Error>> {
+    let (_, a) = hub.add_peer(peer(1), Arc::new(Blocks::new()))?;
+    let (_, b) = hub.add_peer(peer(2), Arc::new(Blocks::new()))?;
+    let (inbox, received) = mpsc::channel(64);
+    b.set_receiver(Arc::new(Inbox(inbox)))?;
+    Ok(Nets { a, b, received })
+}
+
+fn update(id: u64) -> Message {
+    Message::from(update_request(TransferId(id), false))
+}
+
+#[tokio::test]
+async fn network_delivers_messages_in_order_with_the_sender() -> TestResult {
+    let hub = hub(Config::default());
+    let Nets { a, b, mut received } = networks(&hub)?;
+    assert_eq!(a.self_peer(), peer(1));
+    assert_eq!(b.self_peer(), peer(2));
+    for id in 1..=5 {
+        a.send_message(peer(2), update(id)).await?;
+    }
+    for id in 1..=5 {
+        let (from, message) = received.recv().await.ok_or("inbox closed")?;
+        assert_eq!(from, peer(1));
+        assert_eq!(message, update(id));
+    }
+    a.connect(peer(2)).await?;
+    let unknown = a.send_message(peer(9), update(1)).await;
+    assert!(matches!(unknown, Err(NetworkError::Disconnected { peer }) if peer == self::peer(9)));
+    let again = b.set_receiver(Arc::new(Inbox(mpsc::channel(1).0)));
+    assert!(matches!(again, Err(NetworkError::ReceiverAlreadySet)));
+    Ok(())
+}
+
+#[tokio::test]
+async fn dropped_messages_vanish_and_a_partition_refuses_sends() -> TestResult {
+    let hub = hub(Config::default());
+    let Nets {
+        a, mut received, ..
+    } = networks(&hub)?;
+    hub.drop_messages(&peer(1), &peer(2), true);
+    a.send_message(peer(2), update(1)).await?;
+    hub.drop_messages(&peer(1), &peer(2), false);
+    a.send_message(peer(2), update(2)).await?;
+    // The inbox is in order: the first message to arrive is the one sent after the drop.
+    let (_, first) = received.recv().await.ok_or("inbox closed")?;
+    assert_eq!(first, update(2));
+
+    hub.disconnect(&peer(2), &peer(1));
+    assert!(!hub.is_connected(&peer(1), &peer(2)));
+    let refused = a.send_message(peer(2), update(3)).await;
+    assert!(
+        matches!(refused, Err(NetworkError::Disconnected { .. })),
+        "{refused:?}"
+    );
+    assert!(a.connect(peer(2)).await.is_err());
+    hub.reconnect(&peer(1), &peer(2));
+    a.connect(peer(2)).await?;
+    a.send_message(peer(2), update(4)).await?;
+    let (_, next) = received.recv().await.ok_or("inbox closed")?;
+    assert_eq!(next, update(4));
+    Ok(())
+}
+
+#[tokio::test]
+async fn latency_delays_delivery() -> TestResult {
+    let latency = Duration::from_millis(60);
+    let hub = hub(Config::default());
+    let Nets {
+        a, mut received, ..
+    } = networks(&hub)?;
+    hub.set_latency(latency);
+    let start = Instant::now();
+    a.send_message(peer(2), update(1)).await?;
+    received.recv().await.ok_or("inbox closed")?;
+    assert!(start.elapsed() >= latency, "{:?}", start.elapsed());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_full_inbox_refuses_with_queue_full() -> TestResult {
+    // The delivery task holds one message back for 10 s, so the one-slot inbox fills.
+    let config = Config::default()
+        .with_queues(1, 64)
+        .with_latency(Duration::from_secs(10));
+    let hub = hub(config);
+    let Nets {
+        a,
+        received: _received,
+        ..
+    } = networks(&hub)?;
+    let mut outcomes = Vec::new();
+    for id in 1..=6 {
+        outcomes.push(a.send_message(peer(2), update(id)).await);
+    }
+    assert!(
+        outcomes
+            .iter()
+            .any(|outcome| matches!(outcome, Err(NetworkError::QueueFull { .. }))),
+        "{outcomes:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn protect_and_unprotect_track_tags() -> TestResult {
+    let hub = hub(Config::default());
+    let Nets {
+        a,
+        received: _received,
+        ..
+    } = networks(&hub)?;
+    a.protect(&peer(2), "chan-1");
+    a.protect(&peer(2), "chan-2");
+    assert_eq!(hub.protections(&peer(1), &peer(2)), ["chan-1", "chan-2"]);
+    assert!(a.unprotect(&peer(2), "chan-1"));
+    assert!(!a.unprotect(&peer(2), "chan-2"));
+    assert!(hub.protections(&peer(1), &peer(2)).is_empty());
+    assert!(!a.unprotect(&peer(2), "never"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn block_credits_step_the_transfer() -> TestResult {
+    let (root, blocks) = dag(6)?;
+    let w = world(Config::default(), &blocks).await?;
+    w.hub.limit_blocks(Some(2));
+    w.receiver.open_channel(pull(1, root)).await?;
+    let blocks_seen = |n: usize| {
+        move |events: &[Recorded]| {
+            events
+                .iter()
+                .filter(|e| e.block(Kind::Received).is_some())
+                .count()
+                >= n
+        }
+    };
+    w.receiver_log
+        .wait(CHECK, "2 blocks", blocks_seen(2))
+        .await?;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(w.receiver_log.data(Kind::Received).len(), 2);
+    w.hub.add_block_credits(3);
+    w.receiver_log
+        .wait(CHECK, "5 blocks", blocks_seen(5))
+        .await?;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(w.receiver_log.data(Kind::Received).len(), 5);
+    assert!(!w.receiver_log.has_completion());
+    w.hub.limit_blocks(None);
+    completed(&w.receiver_log).await?;
+    completed(&w.sender_log).await?;
+    assert_eq!(w.receiver_log.data(Kind::Received).len(), 7);
+    // Both transports track the channel until it is cleaned up.
+    assert_eq!(w.sender.channels(), [channel(1)]);
+    assert_eq!(w.receiver.channels(), [channel(1)]);
+    for (cid, bytes) in &blocks {
+        assert_eq!(w.receiver_store.get(cid).await?.as_ref(), Some(bytes));
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn block_delay_throttles_the_transfer() -> TestResult {
+    let (root, blocks) = dag(4)?;
+    let delay = Duration::from_millis(10);
+    let w = world(Config::default().with_block_delay(delay), &blocks).await?;
+    let start = Instant::now();
+    w.receiver.open_channel(pull(1, root)).await?;
+    completed(&w.receiver_log).await?;
+    assert!(start.elapsed() >= delay * 4, "{:?}", start.elapsed());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_block_fails_both_sides() -> TestResult {
+    let (root, mut blocks) = dag(3)?;
+    let (missing, _) = blocks.remove(2);
+    let w = world(Config::default(), &blocks).await?;
+    w.receiver.open_channel(pull(1, root)).await?;
+    completed(&w.receiver_log).await?;
+    completed(&w.sender_log).await?;
+    for log in [&w.receiver_log, &w.sender_log] {
+        let failure = log.events().into_iter().find_map(|e| match e {
+            Recorded::Completed(_, Err(text)) => Some(text),
+            _ => None,
+        });
+        assert_eq!(
+            failure,
+            Some(format!("data sender is missing block {missing}"))
+        );
+    }
+    // The blocks around the missing one still arrive.
+    assert_eq!(w.receiver_log.data(Kind::Received).len(), 3);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_store_receives_the_blocks() -> TestResult {
+    let (root, blocks) = dag(2)?;
+    let w = world(Config::default(), &blocks).await?;
+    let deal = Arc::new(Blocks::new());
+    w.receiver
+        .register_store(StoreName::new("deal-1"), Arc::clone(&deal));
+    let open = pull(1, root).with_store(StoreName::new("deal-1"));
+    w.receiver.open_channel(open).await?;
+    completed(&w.receiver_log).await?;
+    assert!(deal.get(&root).await?.is_some());
+    assert!(w.receiver_store.get(&root).await?.is_none());
+    let unknown = w
+        .receiver
+        .open_channel(pull(2, root).with_store(StoreName::new("nope")))
+        .await;
+    assert!(
+        matches!(&unknown, Err(TransportError::UnknownStore { store, .. }) if store.as_str() == "nope"),
+        "{unknown:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_misuse_is_typed() -> TestResult {
+    let (root, blocks) = dag(2)?;
+    let hub = hub(Config::default().with_max_channels(1));
+    let (bare, _) = hub.add_peer(peer(7), Arc::new(Blocks::new()))?;
+    let no_handler = bare.open_channel(pull(1, root)).await;
+    assert!(
+        matches!(no_handler, Err(TransportError::HandlerNotSet)),
+        "{no_handler:?}"
+    );
+    let duplicate = hub.add_peer(peer(7), Arc::new(Blocks::new()));
+    assert!(matches!(duplicate, Err(HubError::DuplicatePeer { .. })));
+
+    let w = world(Config::default().with_max_channels(1), &blocks).await?;
+    let again = w
+        .receiver
+        .set_events_handler(Arc::new(Recorder::new(Script::default())));
+    assert!(matches!(again, Err(TransportError::HandlerAlreadySet)));
+    let mut to_self = pull(1, root);
+    to_self.data_sender = peer(2);
+    let refused = w.receiver.open_channel(to_self).await;
+    assert!(
+        matches!(refused, Err(TransportError::OpenToSelf { .. })),
+        "{refused:?}"
+    );
+    let unknown = w.receiver.close_channel(channel(5)).await;
+    assert!(
+        matches!(unknown, Err(TransportError::UnknownChannel { .. })),
+        "{unknown:?}"
+    );
+
+    w.receiver.open_channel(pull(1, root)).await?;
+    completed(&w.receiver_log).await?;
+    assert_eq!(w.receiver.channels(), [channel(1)]);
+    let full = w.receiver.open_channel(pull(2, root)).await;
+    assert!(
+        matches!(full, Err(TransportError::TooManyChannels { limit: 1, .. })),
+        "{full:?}"
+    );
+    let finished = w.receiver.attach(channel(1), update(1)).await;
+    assert!(
+        matches!(finished, Err(TransportError::Finished { .. })),
+        "{finished:?}"
+    );
+    let not_paused = w.receiver.pause_channel(channel(1)).await;
+    assert!(
+        matches!(not_paused, Err(TransportError::Finished { .. })),
+        "{not_paused:?}"
+    );
+    // Closing a finished exchange is harmless; cleanup frees the slot.
+    w.receiver.close_channel(channel(1)).await?;
+    w.receiver.cleanup_channel(channel(1)).await;
+    assert!(w.receiver.channels().is_empty());
+
+    w.receiver.shutdown().await?;
+    let shut = w.receiver.open_channel(pull(3, root)).await;
+    assert!(matches!(shut, Err(TransportError::ShutDown)), "{shut:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_a_running_exchange_is_not_paused() -> TestResult {
+    let (root, blocks) = dag(40)?;
+    let w = world(Config::default(), &blocks).await?;
+    w.hub.limit_blocks(Some(1));
+    w.receiver.open_channel(pull(1, root)).await?;
+    w.receiver_log
+        .wait(CHECK, "a block", |events| {
+            events.iter().any(|e| e.block(Kind::Received).is_some())
+        })
+        .await?;
+    let resumed = w.receiver.resume_channel(channel(1), update(1)).await;
+    assert!(
+        matches!(resumed, Err(TransportError::NotPaused { .. })),
+        "{resumed:?}"
+    );
+    w.receiver.pause_channel(channel(1)).await?;
+    w.hub.limit_blocks(None);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(w.receiver_log.data(Kind::Received).len(), 1);
+    w.receiver.resume_channel(channel(1), update(1)).await?;
+    completed(&w.sender_log).await?;
+    assert_eq!(w.receiver_log.data(Kind::Received).len(), 41);
+    Ok(())
+}

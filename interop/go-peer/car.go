@@ -205,6 +205,11 @@ func WriteCarFile(ctx context.Context, path string, bs blockstore.Blockstore, ro
 // ReadCar verifies every block of the CARv1 stream r against its CID, puts it into bs, and
 // returns the header's roots and the number of blocks read.
 func ReadCar(ctx context.Context, r io.Reader, bs blockstore.Blockstore) ([]cid.Cid, int, error) {
+	return ReadCarFirst(ctx, r, bs, -1)
+}
+
+// ReadCarFirst is ReadCar that stops after the first limit blocks (all of them if limit < 0).
+func ReadCarFirst(ctx context.Context, r io.Reader, bs blockstore.Blockstore, limit int) ([]cid.Cid, int, error) {
 	br := bufio.NewReader(r)
 	hdrBytes, err := readSection(br)
 	if err != nil {
@@ -238,7 +243,7 @@ func ReadCar(ctx context.Context, r io.Reader, bs blockstore.Blockstore) ([]cid.
 		roots = append(roots, lnk.(cidlink.Link).Cid)
 	}
 	count := 0
-	for {
+	for limit < 0 || count < limit {
 		sec, err := readSection(br)
 		if errors.Is(err, io.EOF) {
 			return roots, count, nil
@@ -266,6 +271,7 @@ func ReadCar(ctx context.Context, r io.Reader, bs blockstore.Blockstore) ([]cid.
 		}
 		count++
 	}
+	return roots, count, nil
 }
 
 // ReadCarFile is ReadCar from the file at path.
@@ -276,6 +282,16 @@ func ReadCarFile(ctx context.Context, path string, bs blockstore.Blockstore) ([]
 	}
 	defer f.Close()
 	return ReadCar(ctx, f, bs)
+}
+
+// ReadCarFileFirst is ReadCarFirst from the file at path.
+func ReadCarFileFirst(ctx context.Context, path string, bs blockstore.Blockstore, limit int) ([]cid.Cid, int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	return ReadCarFirst(ctx, f, bs, limit)
 }
 
 // readSection reads one varint-prefixed section; io.EOF only at a clean end.

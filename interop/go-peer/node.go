@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/ipfs/boxo/blockstore"
@@ -69,8 +70,13 @@ type ServeConfig struct {
 	// Reject rejects every request instead of accepting it.
 	Reject bool
 	// PauseAfterBlocks, if positive, pauses each response once it has sent that many blocks
-	// (until an "unpause" command).
+	// (until an "unpause" command, or an update with UnpauseOnUpdate).
 	PauseAfterBlocks int
+	// UnpauseOnUpdate makes the request-updated hook unpause a paused response.
+	UnpauseOnUpdate bool
+	// CancelAfterBlocks, if positive, cancels each response (status 35) once it has sent that
+	// many blocks.
+	CancelAfterBlocks int
 }
 
 // Serve runs a responder until ctx ends, stdin ends, or a "quit" command arrives.
@@ -112,7 +118,7 @@ func Serve(ctx context.Context, cfg ServeConfig, stdin io.Reader, out *Emitter) 
 			actions.ValidateRequest()
 		}
 	})
-	if cfg.PauseAfterBlocks > 0 {
+	if cfg.PauseAfterBlocks > 0 || cfg.CancelAfterBlocks > 0 {
 		var hookMu sync.Mutex
 		seen := map[graphsync.RequestID]int{}
 		gs.RegisterOutgoingBlockHook(func(p peer.ID, req graphsync.RequestData, blk graphsync.BlockData, actions graphsync.OutgoingBlockHookActions) {
@@ -124,10 +130,25 @@ func Serve(ctx context.Context, cfg ServeConfig, stdin io.Reader, out *Emitter) 
 				actions.PauseResponse()
 				out.Emit("paused", Fields{"request": req.ID().String(), "blocks": n})
 			}
+			if n == cfg.CancelAfterBlocks {
+				// Cancel waits for the response manager, which runs this hook: not inline.
+				id := req.ID()
+				go func() {
+					err := gs.Cancel(ctx, id)
+					f := Fields{"request": id.String(), "blocks": n}
+					if err != nil {
+						f["error"] = err.Error()
+					}
+					out.Emit("cancelled_response", f)
+				}()
+			}
 		})
 	}
-	gs.RegisterRequestUpdatedHook(func(p peer.ID, req, update graphsync.RequestData, _ graphsync.RequestUpdatedHookActions) {
+	gs.RegisterRequestUpdatedHook(func(p peer.ID, req, update graphsync.RequestData, actions graphsync.RequestUpdatedHookActions) {
 		out.Emit("request_updated", Fields{"request": req.ID().String(), "extensions": extensionsOf(update)})
+		if cfg.UnpauseOnUpdate {
+			actions.UnpauseResponse()
+		}
 	})
 	gs.RegisterBlockSentListener(func(p peer.ID, req graphsync.RequestData, blk graphsync.BlockData) {
 		mu.Lock()
@@ -189,9 +210,33 @@ type RequestConfig struct {
 	Extensions []graphsync.ExtensionData
 	// Out, if set, receives the blocks that arrived as a CARv1 file.
 	Out string
+	// Have is a CARv1 file whose first HaveFirst blocks (all if HaveFirst < 0) are in the
+	// local store before the request starts.
+	Have string
+	// HaveFirst limits the blocks taken from Have.
+	HaveFirst int
+	// Parallel is the number of identical requests sent at once (at least 1).
+	Parallel int
+	// CancelAfterBlocks, if positive, cancels each request once that many blocks arrived.
+	CancelAfterBlocks int
+	// PauseAfterBlocks, if positive, pauses each request once that many blocks arrived and
+	// unpauses it UnpauseAfter later.
+	PauseAfterBlocks int
+	// UnpauseAfter is the pause length for PauseAfterBlocks.
+	UnpauseAfter time.Duration
+	// UpdateOnPause, if not empty, is sent as a request update whenever a response says
+	// RequestPaused (15).
+	UpdateOnPause []graphsync.ExtensionData
+	// StatusWait bounds how long a request whose traversal completed before a terminal status
+	// arrived (go-graphsync's requester completes on its local traversal and ignores a late
+	// status) keeps listening for that status through the incoming-response hook.
+	StatusWait time.Duration
+	// DedupKeyPerRequest gives request i the extension graphsync/dedup-by-key = "interop-i",
+	// so a Go responder keeps a separate de-duplication pool for each.
+	DedupKeyPerRequest bool
 }
 
-// RequestResult summarises a finished request.
+// RequestResult summarises a finished request (with Parallel > 1: the worst of them).
 type RequestResult struct {
 	// Blocks is the number of distinct blocks stored.
 	Blocks int
@@ -199,10 +244,16 @@ type RequestResult struct {
 	Status graphsync.ResponseStatusCode
 	// Errors are the messages from graphsync's error channel.
 	Errors []string
+	// Cancelled tells whether this peer cancelled the request itself.
+	Cancelled bool
+	// LateStatus tells whether the terminal status arrived only after graphsync had ended the
+	// request (see RequestConfig.StatusWait).
+	LateStatus bool
 }
 
-// Request dials cfg.Peer, runs one graphsync request and writes what arrived to cfg.Out. stdin
-// carries pause, unpause, update and cancel commands while the request runs.
+// Request dials cfg.Peer, runs cfg.Parallel identical graphsync requests (at least one) and
+// writes what arrived to cfg.Out. stdin carries pause, unpause, update and cancel commands
+// while the requests run (the request id may be left out: the first request is meant).
 func Request(ctx context.Context, cfg RequestConfig, stdin io.Reader, out *Emitter) (RequestResult, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -227,7 +278,19 @@ func Request(ctx context.Context, cfg RequestConfig, stdin io.Reader, out *Emitt
 	}
 	var carErr error
 	var carMu sync.Mutex
-	gs := NewGraphsync(ctx, h, NewBlockstore(), func(blk blocks.Block) {
+	bs := NewBlockstore()
+	if cfg.Have != "" {
+		limit := cfg.HaveFirst
+		if limit == 0 {
+			limit = -1
+		}
+		_, n, err := ReadCarFileFirst(ctx, cfg.Have, bs, limit)
+		if err != nil {
+			return RequestResult{}, fmt.Errorf("have %s: %w", cfg.Have, err)
+		}
+		out.Emit("have", Fields{"blocks": n, "car": cfg.Have})
+	}
+	gs := NewGraphsync(ctx, h, bs, func(blk blocks.Block) {
 		carMu.Lock()
 		defer carMu.Unlock()
 		if err := cw.Put(blk); err != nil && carErr == nil {
@@ -235,80 +298,178 @@ func Request(ctx context.Context, cfg RequestConfig, stdin io.Reader, out *Emitt
 		}
 	})
 
-	id := graphsync.NewRequestID()
-	var lastStatus atomic.Int64
-	gs.RegisterIncomingResponseHook(func(p peer.ID, resp graphsync.ResponseData, _ graphsync.IncomingResponseHookActions) {
-		if resp.RequestID() != id {
+	parallel := cfg.Parallel
+	if parallel < 1 {
+		parallel = 1
+	}
+	type state struct {
+		index      int
+		lastStatus atomic.Int64
+		received   atomic.Int64
+		cancelled  atomic.Bool
+		// terminal is closed when a terminal status arrives.
+		terminal     chan struct{}
+		terminalOnce sync.Once
+	}
+	states := map[graphsync.RequestID]*state{}
+	ids := make([]graphsync.RequestID, parallel)
+	for i := range ids {
+		ids[i] = graphsync.NewRequestID()
+		states[ids[i]] = &state{index: i, terminal: make(chan struct{})}
+	}
+	gs.RegisterIncomingResponseHook(func(p peer.ID, resp graphsync.ResponseData, actions graphsync.IncomingResponseHookActions) {
+		st, ok := states[resp.RequestID()]
+		if !ok {
 			return
 		}
-		lastStatus.Store(int64(resp.Status()))
+		id := resp.RequestID()
+		st.lastStatus.Store(int64(resp.Status()))
+		if resp.Status().IsTerminal() {
+			st.terminalOnce.Do(func() { close(st.terminal) })
+		}
 		md := resp.Metadata()
 		out.Emit("response", Fields{
 			"request":     id.String(),
+			"index":       st.index,
 			"status":      int(resp.Status()),
 			"status_name": resp.Status().String(),
 			"metadata":    md.Length(),
 			"extensions":  extensionsOf(resp),
 		})
 		md.Iterate(func(c cid.Cid, action graphsync.LinkAction) {
-			out.Emit("metadata", Fields{"request": id.String(), "cid": c.String(), "action": string(action)})
+			out.Emit("metadata", Fields{"request": id.String(), "index": st.index, "cid": c.String(), "action": string(action)})
 		})
+		if resp.Status() == graphsync.RequestPaused && len(cfg.UpdateOnPause) > 0 {
+			actions.UpdateRequestWithExtensions(cfg.UpdateOnPause...)
+			out.Emit("update_sent", Fields{"request": id.String(), "index": st.index})
+		}
 	})
-	var received atomic.Int64
-	gs.RegisterIncomingBlockHook(func(p peer.ID, resp graphsync.ResponseData, blk graphsync.BlockData, _ graphsync.IncomingBlockHookActions) {
-		n := received.Add(1)
-		out.Emit("block", Fields{"request": id.String(), "cid": blk.Link().String(), "size": blk.BlockSize(), "on_wire": blk.BlockSizeOnWire(), "blocks": n})
+	gs.RegisterIncomingBlockHook(func(p peer.ID, resp graphsync.ResponseData, blk graphsync.BlockData, actions graphsync.IncomingBlockHookActions) {
+		st, ok := states[resp.RequestID()]
+		if !ok {
+			return
+		}
+		id := resp.RequestID()
+		n := st.received.Add(1)
+		out.Emit("block", Fields{"request": id.String(), "index": st.index, "cid": blk.Link().String(), "size": blk.BlockSize(), "on_wire": blk.BlockSizeOnWire(), "blocks": n})
+		if int(n) == cfg.PauseAfterBlocks {
+			actions.PauseRequest()
+			out.Emit("paused", Fields{"request": id.String(), "index": st.index, "blocks": n})
+			go func() {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(cfg.UnpauseAfter):
+				}
+				runCommand(ctx, gs, Command{Cmd: "unpause", Request: id.String()}, "", out)
+			}()
+		}
+		if int(n) == cfg.CancelAfterBlocks {
+			st.cancelled.Store(true)
+			// Cancel waits for the request manager, which runs this hook: not inline.
+			go runCommand(ctx, gs, Command{Cmd: "cancel", Request: id.String()}, "", out)
+		}
 	})
 
 	sel := cfg.Selector
 	if sel == nil {
 		sel = ExploreAll
 	}
-	reqCtx := context.WithValue(ctx, graphsync.RequestIDContextKey{}, id)
-	progress, errs := gs.Request(reqCtx, info.ID, cidlink.Link{Cid: cfg.Root}, sel, cfg.Extensions...)
-	out.Emit("request_sent", Fields{"request": id.String(), "root": cfg.Root.String()})
+	type channels struct {
+		progress <-chan graphsync.ResponseProgress
+		errs     <-chan error
+	}
+	chans := make([]channels, parallel)
+	for i, id := range ids {
+		reqCtx := context.WithValue(ctx, graphsync.RequestIDContextKey{}, id)
+		exts := append([]graphsync.ExtensionData(nil), cfg.Extensions...)
+		if cfg.DedupKeyPerRequest {
+			exts = append(exts, graphsync.ExtensionData{Name: graphsync.ExtensionDeDupByKey, Data: basicnode.NewString(fmt.Sprintf("interop-%d", i))})
+		}
+		progress, errs := gs.Request(reqCtx, info.ID, cidlink.Link{Cid: cfg.Root}, sel, exts...)
+		chans[i] = channels{progress, errs}
+		out.Emit("request_sent", Fields{"request": id.String(), "index": i, "root": cfg.Root.String()})
+	}
 
 	go readCommands(ctx, stdin, out, func(c Command) bool {
-		runCommand(ctx, gs, c, id.String(), out)
+		runCommand(ctx, gs, c, ids[0].String(), out)
 		return true
 	})
 
-	res := RequestResult{Errors: []string{}}
-	for progress != nil || errs != nil {
-		select {
-		case _, ok := <-progress:
-			if !ok {
-				progress = nil
+	results := make([]RequestResult, parallel)
+	var wg sync.WaitGroup
+	for i := range ids {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			id, st := ids[i], states[ids[i]]
+			res := RequestResult{Errors: []string{}}
+			progress, errs := chans[i].progress, chans[i].errs
+			for progress != nil || errs != nil {
+				select {
+				case _, ok := <-progress:
+					if !ok {
+						progress = nil
+					}
+				case err, ok := <-errs:
+					if !ok {
+						errs = nil
+						continue
+					}
+					res.Errors = append(res.Errors, err.Error())
+					out.Emit("error", Fields{"request": id.String(), "index": i, "error": err.Error()})
+				}
 			}
-		case err, ok := <-errs:
-			if !ok {
-				errs = nil
-				continue
+			res.Cancelled = st.cancelled.Load()
+			res.Status = graphsync.ResponseStatusCode(st.lastStatus.Load())
+			if !res.Status.IsTerminal() && !res.Cancelled && cfg.StatusWait > 0 {
+				// graphsync ended the request on its local traversal; the responder's
+				// verdict may still be on its way (the hook sees late responses too).
+				select {
+				case <-st.terminal:
+					res.LateStatus = true
+				case <-time.After(cfg.StatusWait):
+				case <-ctx.Done():
+				}
+				res.Status = graphsync.ResponseStatusCode(st.lastStatus.Load())
 			}
-			res.Errors = append(res.Errors, err.Error())
-			out.Emit("error", Fields{"request": id.String(), "error": err.Error()})
-		}
+			res.Blocks = int(st.received.Load())
+			results[i] = res
+		}(i)
 	}
+	wg.Wait()
 	carMu.Lock()
-	res.Blocks = cw.Count()
+	stored := cw.Count()
 	err = carErr
 	carMu.Unlock()
-	res.Status = graphsync.ResponseStatusCode(lastStatus.Load())
 	if err == nil && cfg.Out != "" {
 		err = os.WriteFile(cfg.Out, car.Bytes(), 0o644)
 	}
 	if err != nil {
-		return res, err
+		return RequestResult{}, err
 	}
-	out.Emit("done", Fields{
-		"request":     id.String(),
-		"status":      int(res.Status),
-		"status_name": res.Status.String(),
-		"blocks":      res.Blocks,
-		"errors":      res.Errors,
-		"car":         cfg.Out,
-	})
-	return res, nil
+	worst := RequestResult{Status: graphsync.RequestCompletedFull, Errors: []string{}}
+	for i, res := range results {
+		out.Emit("done", Fields{
+			"request":     ids[i].String(),
+			"index":       i,
+			"status":      int(res.Status),
+			"status_name": res.Status.String(),
+			"blocks":      res.Blocks,
+			"stored":      stored,
+			"errors":      res.Errors,
+			"cancelled":   res.Cancelled,
+			"late_status": res.LateStatus,
+			"car":         cfg.Out,
+		})
+		worst.Errors = append(worst.Errors, res.Errors...)
+		worst.Cancelled = worst.Cancelled || res.Cancelled
+		if res.Status != graphsync.RequestCompletedFull {
+			worst.Status = res.Status
+		}
+	}
+	worst.Blocks = stored
+	return worst, nil
 }
 
 // runCommand runs pause, unpause, update or cancel on the request named in c (or on
@@ -431,6 +592,8 @@ func serveMain(ctx context.Context, args []string, stdin *os.File, out *Emitter)
 	cidVersion := fs.Int("cid-version", 1, "CID version for --file imports (1 implies raw leaves)")
 	reject := fs.Bool("reject", false, "reject every request")
 	pauseAfter := fs.Int("pause-after-blocks", 0, "pause each response after sending this many blocks")
+	unpauseOnUpdate := fs.Bool("unpause-on-update", false, "unpause a paused response when the requester sends an update")
+	cancelAfter := fs.Int("cancel-after-blocks", 0, "cancel each response (status 35) after sending this many blocks")
 	rest, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -439,12 +602,14 @@ func serveMain(ctx context.Context, args []string, stdin *os.File, out *Emitter)
 		return fmt.Errorf("serve takes no positional arguments, got %q", rest)
 	}
 	return Serve(ctx, ServeConfig{
-		Listen:           *listen,
-		Cars:             cars,
-		Files:            files,
-		Import:           KuboOptions(*cidVersion, nil),
-		Reject:           *reject,
-		PauseAfterBlocks: *pauseAfter,
+		Listen:            *listen,
+		Cars:              cars,
+		Files:             files,
+		Import:            KuboOptions(*cidVersion, nil),
+		Reject:            *reject,
+		PauseAfterBlocks:  *pauseAfter,
+		UnpauseOnUpdate:   *unpauseOnUpdate,
+		CancelAfterBlocks: *cancelAfter,
 	}, stdin, out)
 }
 
@@ -455,8 +620,17 @@ func requestMain(ctx context.Context, args []string, stdin *os.File, out *Emitte
 	root := fs.String("root", "", "root CID")
 	selJSON := fs.String("selector", "", "selector as dag-json (default: explore all)")
 	outPath := fs.String("out", "", "write the blocks that arrived to this CARv1 file")
-	var extFlags multiFlag
+	var extFlags, updateFlags multiFlag
 	fs.Var(&extFlags, "ext", "request extension name=dag-json (repeatable)")
+	fs.Var(&updateFlags, "update-on-pause", "extension name=dag-json sent as an update when the responder pauses (repeatable)")
+	have := fs.String("have", "", "CARv1 file whose blocks are in the local store before the request")
+	haveFirst := fs.Int("have-first", 0, "take only the first N blocks of --have (0: all)")
+	parallel := fs.Int("parallel", 1, "number of identical requests sent at once")
+	cancelAfter := fs.Int("cancel-after-blocks", 0, "cancel each request after this many blocks arrived")
+	pauseAfter := fs.Int("pause-after-blocks", 0, "pause each request after this many blocks arrived")
+	unpauseAfter := fs.Duration("unpause-after", 200*time.Millisecond, "how long --pause-after-blocks pauses")
+	dedupPerRequest := fs.Bool("dedup-key-per-request", false, "give each parallel request its own graphsync/dedup-by-key")
+	statusWait := fs.Duration("status-wait", 10*time.Second, "after graphsync ends a request without a terminal status, wait this long for it (0: do not wait)")
 	rest, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -467,7 +641,18 @@ func requestMain(ctx context.Context, args []string, stdin *os.File, out *Emitte
 	if *peerAddr == "" || *root == "" {
 		return fmt.Errorf("request needs --peer and --root")
 	}
-	cfg := RequestConfig{Peer: *peerAddr, Out: *outPath}
+	cfg := RequestConfig{
+		Peer:               *peerAddr,
+		Out:                *outPath,
+		Have:               *have,
+		HaveFirst:          *haveFirst,
+		Parallel:           *parallel,
+		CancelAfterBlocks:  *cancelAfter,
+		PauseAfterBlocks:   *pauseAfter,
+		UnpauseAfter:       *unpauseAfter,
+		DedupKeyPerRequest: *dedupPerRequest,
+		StatusWait:         *statusWait,
+	}
 	if cfg.Root, err = cid.Decode(*root); err != nil {
 		return fmt.Errorf("root: %w", err)
 	}
@@ -476,16 +661,11 @@ func requestMain(ctx context.Context, args []string, stdin *os.File, out *Emitte
 			return fmt.Errorf("selector: %w", err)
 		}
 	}
-	for _, e := range extFlags {
-		name, value, ok := strings.Cut(e, "=")
-		if !ok {
-			return fmt.Errorf("--ext %q is not name=dag-json", e)
-		}
-		node, err := decodeDagJSON([]byte(value))
-		if err != nil {
-			return fmt.Errorf("extension %s: %w", name, err)
-		}
-		cfg.Extensions = append(cfg.Extensions, graphsync.ExtensionData{Name: graphsync.ExtensionName(name), Data: node})
+	if cfg.Extensions, err = parseExtensionFlags(extFlags); err != nil {
+		return err
+	}
+	if cfg.UpdateOnPause, err = parseExtensionFlags(updateFlags); err != nil {
+		return err
 	}
 	res, err := Request(ctx, cfg, stdin, out)
 	if err != nil {
@@ -495,4 +675,21 @@ func requestMain(ctx context.Context, args []string, stdin *os.File, out *Emitte
 		return fmt.Errorf("request ended with status %d (%s)", int(res.Status), res.Status)
 	}
 	return nil
+}
+
+// parseExtensionFlags parses name=dag-json flag values.
+func parseExtensionFlags(flags []string) ([]graphsync.ExtensionData, error) {
+	var exts []graphsync.ExtensionData
+	for _, e := range flags {
+		name, value, ok := strings.Cut(e, "=")
+		if !ok {
+			return nil, fmt.Errorf("extension %q is not name=dag-json", e)
+		}
+		node, err := decodeDagJSON([]byte(value))
+		if err != nil {
+			return nil, fmt.Errorf("extension %s: %w", name, err)
+		}
+		exts = append(exts, graphsync.ExtensionData{Name: graphsync.ExtensionName(name), Data: node})
+	}
+	return exts, nil
 }

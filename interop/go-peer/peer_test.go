@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -341,5 +342,135 @@ func TestServePausesAfterBlocksAndResumesOnUnpause(t *testing.T) {
 	got, _ := os.ReadFile(out)
 	if !bytes.Equal(want, got) {
 		t.Error("CAR received across a pause differs from the served CAR")
+	}
+}
+
+// requestEvents runs Request against addr and returns its result and events.
+func requestEvents(t *testing.T, cfg RequestConfig) (RequestResult, []map[string]any) {
+	t.Helper()
+	sink := newEventSink(t)
+	res, err := Request(context.Background(), cfg, bytes.NewReader(nil), NewEmitter(sink))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []map[string]any
+	for {
+		select {
+		case ev := <-sink.events:
+			events = append(events, ev)
+		default:
+			return res, events
+		}
+	}
+}
+
+func TestResponderCancelAfterBlocksEndsWith35(t *testing.T) {
+	root, carPath := fixture(t, 8_000_000, KuboOptions(1, nil))
+	addr, served, stop := servePeer(t, ServeConfig{Cars: []string{carPath}, CancelAfterBlocks: 2})
+	defer stop()
+	res, _ := requestEvents(t, RequestConfig{Peer: addr, Root: root, StatusWait: 5 * time.Second})
+	if res.Status != graphsync.RequestCancelled {
+		t.Errorf("status %v, want RequestCancelled (35)", res.Status)
+	}
+	if ev := served.waitFor("cancelled_response"); ev["blocks"] != float64(2) || ev["error"] != nil {
+		t.Errorf("cancelled_response = %v", ev)
+	}
+}
+
+func TestRequesterCancelAfterBlocksStopsTheRequest(t *testing.T) {
+	root, carPath := fixture(t, 8_000_000, KuboOptions(1, nil))
+	addr, _, stop := servePeer(t, ServeConfig{Cars: []string{carPath}})
+	defer stop()
+	res, events := requestEvents(t, RequestConfig{Peer: addr, Root: root, CancelAfterBlocks: 2, StatusWait: 5 * time.Second})
+	if !res.Cancelled || res.Status.IsTerminal() && res.Status.IsSuccess() {
+		t.Errorf("result %+v, want a cancelled request without success", res)
+	}
+	blocks := 0
+	for _, ev := range events {
+		if ev["event"] == "block" {
+			blocks++
+		}
+	}
+	if blocks < 2 || blocks >= 32 {
+		t.Errorf("%d blocks arrived, want at least 2 and not all 32", blocks)
+	}
+}
+
+func TestResponderPauseIsUnpausedByTheRequestersUpdate(t *testing.T) {
+	root, carPath := fixture(t, 1_000_000, KuboOptions(1, nil))
+	addr, served, stop := servePeer(t, ServeConfig{Cars: []string{carPath}, PauseAfterBlocks: 2, UnpauseOnUpdate: true})
+	defer stop()
+	update, err := parseExtensionFlags([]string{`interop/resume=true`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "out.car")
+	res, events := requestEvents(t, RequestConfig{Peer: addr, Root: root, Out: out, UpdateOnPause: update, StatusWait: 5 * time.Second})
+	if res.Status != graphsync.RequestCompletedFull || len(res.Errors) != 0 {
+		t.Errorf("result %+v, want a full completion", res)
+	}
+	sent := false
+	for _, ev := range events {
+		sent = sent || ev["event"] == "update_sent"
+	}
+	if !sent {
+		t.Error("no update_sent event")
+	}
+	served.waitFor("paused")
+	if ev := served.waitFor("request_updated"); fmt.Sprint(ev["extensions"]) != "map[interop/resume:true]" {
+		t.Errorf("request_updated = %v", ev)
+	}
+	want, _ := os.ReadFile(carPath)
+	got, _ := os.ReadFile(out)
+	if !bytes.Equal(want, got) {
+		t.Error("CAR received across the pause differs from the served CAR")
+	}
+}
+
+func TestParallelRequestsWithTheirOwnDedupKeysAllComplete(t *testing.T) {
+	root, carPath := fixture(t, 1_000_000, KuboOptions(0, nil))
+	addr, served, stop := servePeer(t, ServeConfig{Cars: []string{carPath}})
+	defer stop()
+	res, events := requestEvents(t, RequestConfig{Peer: addr, Root: root, Parallel: 3, DedupKeyPerRequest: true, StatusWait: 5 * time.Second})
+	if res.Status != graphsync.RequestCompletedFull || res.Blocks != 5 {
+		t.Errorf("result %+v, want every request complete and 5 blocks stored", res)
+	}
+	dones := map[float64]bool{}
+	for _, ev := range events {
+		if ev["event"] == "done" && ev["status"] == float64(graphsync.RequestCompletedFull) {
+			dones[ev["index"].(float64)] = true
+		}
+	}
+	if len(dones) != 3 {
+		t.Errorf("completed requests %v, want indexes 0, 1, 2", dones)
+	}
+	keys := map[string]bool{}
+	for i := 0; i < 3; i++ {
+		ev := served.waitFor("request_received")
+		exts, _ := ev["extensions"].(map[string]any)
+		key, _ := exts[string(graphsync.ExtensionDeDupByKey)].(string)
+		keys[key] = true
+	}
+	if len(keys) != 3 || !keys["interop-0"] || !keys["interop-2"] {
+		t.Errorf("dedup keys %v, want interop-0..2", keys)
+	}
+}
+
+func TestRequesterWithEveryBlockLocalNeverAsks(t *testing.T) {
+	root, carPath := fixture(t, 1_000_000, KuboOptions(1, nil))
+	addr, _, stop := servePeer(t, ServeConfig{Cars: []string{carPath}})
+	defer stop()
+	// go-graphsync's requester loads locally until its first miss: nothing is sent.
+	res, events := requestEvents(t, RequestConfig{Peer: addr, Root: root, Have: carPath, StatusWait: 100 * time.Millisecond})
+	if res.Status != 0 || len(res.Errors) != 0 {
+		t.Errorf("result %+v, want no status and no error", res)
+	}
+	for _, ev := range events {
+		if ev["event"] == "block" && ev["on_wire"] != float64(0) {
+			t.Errorf("block from the network: %v", ev)
+		}
+		if ev["event"] == "response" {
+			t.Errorf("a response arrived: %v", ev)
+		}
 	}
 }

@@ -30,9 +30,10 @@ SUBCOMMANDS:
     fuzz <TARGET> [SECONDS]   run a cargo-fuzz target on the stable toolchain (default 60 s),
                               installing cargo-fuzz first if it is missing
     fmt                       format the workspace (cargo fmt --all)
-    interop                   build the Go peer and the Rust interop example, run Graphsync
-                              round trips of the CAR fixtures in both directions over loopback
-                              TCP and print a pass/fail matrix (not part of ci)
+    interop [--report]        build the Go peer(s) and the Rust interop example, run the
+                              Graphsync scenarios of issue 5 in both directions over loopback
+                              TCP and the UnixFS CID comparison, print the matrix (--report:
+                              also write it into docs/interop.md)
     help, --help, -h          print this help
 ";
 
@@ -50,7 +51,8 @@ fn main() -> ExitCode {
         }
         ["ci"] => ci::run(),
         ["deps"] => deps::run(),
-        ["interop"] => interop::run(),
+        ["interop"] => interop::run(false),
+        ["interop", "--report"] => interop::run(true),
         ["fmt"] => cmd::run(cmd::cargo().args(["fmt", "--all"])),
         ["fuzz", target] => fuzz::run(target, fuzz::DEFAULT_SECONDS),
         ["fuzz", target, seconds] => match seconds.parse::<u64>() {

@@ -4,21 +4,43 @@
 //! I/O, the clock, the store and the state machine (`datatransfer-fsm`) meet.
 //!
 //! Main items:
+//! - [`Manager`] with its [`Config`]: one node's transfers over a
+//!   [`Transport`](datatransfer_transport::Transport) (the data), a
+//!   [`Network`](datatransfer_transport::Network) (the `/fil/datatransfer/1.2.0` messages) and a
+//!   [`ChannelStore`](datatransfer_store::ChannelStore) (`MemStore` or `SledStore`): start,
+//!   stop, on-ready, registrations, open push and pull, send voucher, close, pause, resume,
+//!   status, channel state, in-progress channels, restart, and subscriptions;
+//! - [`Event`] and [`Subscription`]: what subscribers see, through bounded queues (a slow
+//!   subscriber loses its oldest events and is told how many, the manager never waits);
 //! - [`Voucher`] and [`VoucherResult`]: the application's voucher types (a type identifier and
 //!   an IPLD form in [`ipld_dagcbor::Node`]);
 //! - [`RequestValidator`], [`Revalidator`] and [`TransportConfigurer`], answering with a
 //!   [`Decision`] (accept, pause as Go's `ErrPause`, resume as `ErrResume`, reject);
 //! - [`Registry`]: the registered types, and how the state machine's validation questions are
-//!   answered from them (an unknown voucher type is rejected with Go's reason).
+//!   answered from them (an unknown voucher type is rejected with Go's reason);
+//! - [`Error`]: what an operation fails with. Local misuse is a
+//!   [`CommandError`](datatransfer_fsm::CommandError) inside it; a peer's illegal message
+//!   is an [`Event::ProtocolViolated`] and fails only its channel.
+//!
+//! Durability: the engine's snapshots of a channel are written to the store before any message
+//! or transport command that follows from the same input goes out.
 //!
 //! Feature flags: none.
 //!
 //! # Examples
+//! A pull between two nodes on the in-memory transport (`datatransfer-transport`'s `mem`):
 //! ```
-//! use datatransfer::{Decision, Registry, Request, RequestValidator, Voucher, VoucherError};
-//! use datatransfer_fsm::{ValidationKind, Verdict};
-//! use datatransfer_message::{ChannelId, PeerId, TransferId};
+//! use std::sync::Arc;
+//!
+//! use blockstore::{Blockstore, InMemoryBlockstore};
+//! use cid::Cid;
+//! use datatransfer::{Config, Decision, Manager, Request, RequestValidator, Voucher, VoucherError};
+//! use datatransfer_fsm::ChannelStatus;
+//! use datatransfer_message::PeerId;
+//! use datatransfer_store::MemStore;
+//! use datatransfer_transport::mem::MemHub;
 //! use ipld_dagcbor::Node;
+//! use multihash_codetable::{Code, MultihashDigest};
 //!
 //! struct Ticket;
 //! impl Voucher for Ticket {
@@ -27,23 +49,43 @@
 //!     fn from_node(_: &Node) -> Result<Self, VoucherError> { Ok(Ticket) }
 //! }
 //!
-//! struct PullsOnly;
-//! impl RequestValidator<Ticket> for PullsOnly {
+//! struct Open;
+//! impl RequestValidator<Ticket> for Open {
 //!     fn validate_push(&self, _: &Request<'_, Ticket>) -> Decision { Decision::reject("no") }
 //!     fn validate_pull(&self, _: &Request<'_, Ticket>) -> Decision { Decision::accept() }
 //! }
 //!
-//! let mut registry = Registry::new();
-//! registry.register_voucher_type(PullsOnly)?;
-//! let channel = ChannelId::new(PeerId::from_bytes(vec![1]), PeerId::from_bytes(vec![2]), TransferId(1));
-//! let question = ValidationKind::Open {
-//!     pull: true,
-//!     voucher: datatransfer::encode_voucher(&Ticket),
-//!     base_cid: "QmTTA2daxGqo5denp6SwLzzkLJm3fuisYEi9CoWsuHpzfb".parse()?,
-//!     selector: Node::empty_map(),
-//! };
-//! assert_eq!(registry.answer(&channel, &question).verdict, Verdict::Accept);
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # fn main() -> anyhow::Result<()> {
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async {
+//! let hub = MemHub::new(Default::default(), |task| {
+//!     tokio::spawn(task);
+//! });
+//! // The provider holds one block.
+//! let provider_blocks = Arc::new(InMemoryBlockstore::<64>::new());
+//! let block = ipld_dagcbor::to_vec(&Node::text("hello"))?;
+//! let root = Cid::new_v1(0x71, Code::Sha2_256.digest(&block));
+//! provider_blocks.put_keyed(&root, &block).await?;
+//!
+//! let mut nodes = Vec::new();
+//! for (n, blocks) in [(1u8, Arc::new(InMemoryBlockstore::new())), (2, provider_blocks)] {
+//!     let (transport, network) = hub.add_peer(PeerId::from_bytes(vec![n]), blocks)?;
+//!     let manager = Manager::new(transport, network, MemStore::new(), Config::default());
+//!     manager.register_voucher_type(Open)?;
+//!     manager.start().await?;
+//!     nodes.push(manager);
+//! }
+//! let (client, provider) = (&nodes[0], &nodes[1]);
+//!
+//! let everything = ipld_selector::Selector::match_point().to_node();
+//! let mut events = client.subscribe();
+//! let channel = client.open_pull(provider.self_peer().clone(), &Ticket, root, everything)?;
+//! while client.status(&channel) != ChannelStatus::Completed {
+//!     events.recv().await?;
+//! }
+//! assert_eq!(client.channel_state(&channel)?.received, block.len() as u64);
+//! # Ok::<(), anyhow::Error>(())
+//! # })
+//! # }
 //! ```
 
 mod error;

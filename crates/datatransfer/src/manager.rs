@@ -977,6 +977,14 @@ where
     }
 
     fn on_channel_completed(&self, channel: &ChannelId, result: Result<(), DataError>) {
+        // A lost connection ends the exchange, not the channel: the send or receive error
+        // reported just before it is recorded (status unchanged), and the channel can be
+        // restarted once the peer is back, as Go's channel monitor does. Every other failure
+        // fails the channel.
+        if let Err(DataError::Disconnected { peer }) = &result {
+            tracing::debug!(%channel, %peer, "exchange lost with the connection");
+            return;
+        }
         let input = TransportInput::Completed(result.map_err(|error| data_text(&error)));
         self.report(channel, input);
     }

@@ -1,0 +1,393 @@
+//! Shared helpers of the manager's end-to-end tests: a DAG builder, two or more managers on
+//! one in-memory hub, a channel store that is either a `MemStore` or a `SledStore`, test
+//! voucher types, and waiting on subscriptions.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use blockstore::{Blockstore, InMemoryBlockstore};
+use cid::Cid;
+use datatransfer::{
+    Config, Decision, Event, Manager, Request, RequestValidator, Subscription, SubscriptionError,
+    Voucher, VoucherError, VoucherResult,
+};
+use datatransfer_fsm::{ChannelState, ChannelStatus};
+use datatransfer_message::{ChannelId, PeerId};
+use datatransfer_store::{ChannelStore, MemStore, SledStore, StoreError};
+use datatransfer_transport::mem::{MemHub, MemNetwork, MemTransport};
+use ipld_dagcbor::Node;
+use multihash_codetable::{Code, MultihashDigest};
+
+/// Runs `scenario` over both store backends, as two tests.
+macro_rules! over_both_stores {
+    ($scenario:ident) => {
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn mem_store() -> anyhow::Result<()> {
+                super::$scenario(super::Backend::Mem).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sled_store() -> anyhow::Result<()> {
+                super::$scenario(super::Backend::Sled).await
+            }
+        }
+    };
+}
+
+/// The block store every test peer uses.
+pub type Blocks = InMemoryBlockstore<64>;
+/// A manager over the in-memory transport.
+pub type Mgr = Manager<MemTransport<Blocks>, MemNetwork<Blocks>>;
+
+/// How long a test waits for an event before failing.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// DAG-CBOR's multicodec.
+const DAG_CBOR: u64 = 0x71;
+
+/// A DAG: a root listing links to `leaves` leaf blocks of byte strings.
+#[derive(Clone, Debug)]
+pub struct Dag {
+    pub root: Cid,
+    pub blocks: Vec<(Cid, Vec<u8>)>,
+}
+
+impl Dag {
+    /// A DAG whose leaves hold `size` bytes each, distinct per `seed`.
+    pub fn new(leaves: usize, size: usize, seed: u8) -> anyhow::Result<Self> {
+        let mut blocks = Vec::new();
+        let mut links = Vec::new();
+        for i in 0..leaves {
+            let bytes: Vec<u8> = (0..size)
+                .map(|j| seed.wrapping_mul(31) ^ (i as u8).wrapping_add(j as u8))
+                .collect();
+            let mut content = vec![seed, i as u8];
+            content.extend(bytes);
+            let block = ipld_dagcbor::to_vec(&Node::Bytes(content))?;
+            let cid = Cid::new_v1(DAG_CBOR, Code::Sha2_256.digest(&block));
+            links.push(Node::Link(cid));
+            blocks.push((cid, block));
+        }
+        let root_block = ipld_dagcbor::to_vec(&Node::List(links))?;
+        let root = Cid::new_v1(DAG_CBOR, Code::Sha2_256.digest(&root_block));
+        blocks.insert(0, (root, root_block));
+        Ok(Dag { root, blocks })
+    }
+
+    /// The sum of the block sizes: what a whole transfer counts.
+    pub fn total_bytes(&self) -> u64 {
+        self.blocks.iter().map(|(_, b)| b.len() as u64).sum()
+    }
+
+    /// The number of blocks.
+    pub fn block_count(&self) -> u64 {
+        self.blocks.len() as u64
+    }
+
+    /// Puts every block into `store`.
+    pub async fn load_into(&self, store: &Blocks) -> anyhow::Result<()> {
+        for (cid, block) in &self.blocks {
+            store.put_keyed(cid, block).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether `store` holds every block.
+    pub async fn is_in(&self, store: &Blocks) -> anyhow::Result<bool> {
+        for (cid, _) in &self.blocks {
+            if store.get(cid).await?.is_none() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// The selector of whole-DAG transfers (explore all, recursively, to depth 10: the traversal
+/// refuses unlimited recursion by default).
+///
+/// # Panics
+/// Never: the selector is a valid constant.
+pub fn everything() -> Node {
+    ipld_selector::Selector::from_dag_json(br#"{"R":{"l":{"depth":10},":>":{"a":{">":{"@":{}}}}}}"#)
+        .expect("a valid constant selector")
+        .to_node()
+}
+
+/// A channel store that is a `MemStore` or a `SledStore` in a temporary directory, reopened
+/// on demand.
+#[derive(Clone)]
+pub enum TestStore {
+    Mem(MemStore),
+    Sled(Arc<SledStore>),
+}
+
+impl ChannelStore for TestStore {
+    fn put(&self, state: &ChannelState) -> Result<(), StoreError> {
+        match self {
+            TestStore::Mem(s) => s.put(state),
+            TestStore::Sled(s) => s.put(state),
+        }
+    }
+    fn get(&self, channel: &ChannelId) -> Result<Option<ChannelState>, StoreError> {
+        match self {
+            TestStore::Mem(s) => s.get(channel),
+            TestStore::Sled(s) => s.get(channel),
+        }
+    }
+    fn delete(&self, channel: &ChannelId) -> Result<bool, StoreError> {
+        match self {
+            TestStore::Mem(s) => s.delete(channel),
+            TestStore::Sled(s) => s.delete(channel),
+        }
+    }
+    fn list(&self) -> Result<Vec<ChannelState>, StoreError> {
+        match self {
+            TestStore::Mem(s) => s.list(),
+            TestStore::Sled(s) => s.list(),
+        }
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        match self {
+            TestStore::Mem(s) => s.flush(),
+            TestStore::Sled(s) => s.flush(),
+        }
+    }
+}
+
+/// Which store backend a scenario runs over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Mem,
+    Sled,
+}
+
+/// A store of the backend; sled stores live in `dir`.
+pub fn open_store(
+    backend: Backend,
+    dir: &tempfile::TempDir,
+    name: &str,
+) -> anyhow::Result<TestStore> {
+    Ok(match backend {
+        Backend::Mem => TestStore::Mem(MemStore::new()),
+        Backend::Sled => TestStore::Sled(Arc::new(SledStore::open(
+            dir.path().join(name),
+            datatransfer_store::Config::default(),
+        )?)),
+    })
+}
+
+/// A voucher: a text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestVoucher(pub String);
+
+impl Voucher for TestVoucher {
+    const TYPE: &'static str = "test/voucher";
+    fn to_node(&self) -> Node {
+        Node::text(self.0.as_str())
+    }
+    fn from_node(node: &Node) -> Result<Self, VoucherError> {
+        let text =
+            node.as_text()
+                .and_then(|t| t.as_str())
+                .ok_or_else(|| VoucherError::Invalid {
+                    reason: format!("expected text, found {}", node.kind()),
+                })?;
+        Ok(TestVoucher(text.to_owned()))
+    }
+}
+
+/// A voucher type no test peer registers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownVoucher;
+
+impl Voucher for UnknownVoucher {
+    const TYPE: &'static str = "test/unknown";
+    fn to_node(&self) -> Node {
+        Node::Null
+    }
+    fn from_node(_: &Node) -> Result<Self, VoucherError> {
+        Ok(UnknownVoucher)
+    }
+}
+
+/// A voucher result: an amount.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Amount(pub u64);
+
+impl VoucherResult for Amount {
+    const TYPE: &'static str = "test/amount";
+    fn to_node(&self) -> Node {
+        Node::Integer(i128::from(self.0))
+    }
+    fn from_node(node: &Node) -> Result<Self, VoucherError> {
+        node.as_integer()
+            .and_then(|n| u64::try_from(n).ok())
+            .map(Amount)
+            .ok_or_else(|| VoucherError::Invalid {
+                reason: "expected an unsigned integer".into(),
+            })
+    }
+}
+
+/// Accepts every push and pull whose voucher is not "no"; rejects "no" with a reason.
+pub struct AcceptAll;
+
+impl RequestValidator<TestVoucher> for AcceptAll {
+    fn validate_push(&self, request: &Request<'_, TestVoucher>) -> Decision {
+        decide(request.voucher)
+    }
+    fn validate_pull(&self, request: &Request<'_, TestVoucher>) -> Decision {
+        decide(request.voucher)
+    }
+}
+
+fn decide(voucher: &TestVoucher) -> Decision {
+    if voucher.0 == "no" {
+        Decision::reject("the voucher says no")
+    } else {
+        Decision::accept()
+    }
+}
+
+/// A peer: its manager, its blocks, and what it needs to come back after a restart.
+pub struct Peer {
+    pub id: PeerId,
+    pub manager: Mgr,
+    pub blocks: Arc<Blocks>,
+    pub store: TestStore,
+}
+
+/// The hub, on the current tokio runtime.
+pub fn hub() -> MemHub<Blocks> {
+    MemHub::new(datatransfer_transport::mem::Config::default(), |task| {
+        tokio::spawn(task);
+    })
+}
+
+/// Peer `n` on `hub` with `store`, `AcceptAll` registered for `TestVoucher`, started.
+pub async fn peer(hub: &MemHub<Blocks>, n: u8, store: TestStore) -> anyhow::Result<Peer> {
+    peer_with(hub, n, store, Arc::new(Blocks::new()), |m| {
+        m.register_voucher_type(AcceptAll)?;
+        Ok(())
+    })
+    .await
+}
+
+/// Peer `n` with `blocks` and `store`, registrations done by `register`, started.
+pub async fn peer_with(
+    hub: &MemHub<Blocks>,
+    n: u8,
+    store: TestStore,
+    blocks: Arc<Blocks>,
+    register: impl FnOnce(&Mgr) -> anyhow::Result<()>,
+) -> anyhow::Result<Peer> {
+    let id = peer_id(n);
+    let (transport, network) = hub
+        .add_peer(id.clone(), Arc::clone(&blocks))
+        .context("add peer")?;
+    let config = Config::default();
+    let manager = Manager::new(transport, network, store.clone(), config);
+    register(&manager)?;
+    manager.start().await?;
+    Ok(Peer {
+        id,
+        manager,
+        blocks,
+        store,
+    })
+}
+
+/// Waits until the state of `channel` at `peer` satisfies `test`, returning it.
+pub async fn until_state(
+    peer: &Mgr,
+    channel: &ChannelId,
+    mut test: impl FnMut(&ChannelState) -> bool,
+) -> anyhow::Result<ChannelState> {
+    let mut events = peer.subscribe_channel(channel.clone());
+    let wait = async {
+        loop {
+            if let Ok(state) = peer.channel_state(channel)
+                && test(&state)
+            {
+                return Ok(state);
+            }
+            match events.recv().await {
+                Ok(_) | Err(SubscriptionError::Lagged { .. }) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+    };
+    tokio::time::timeout(PATIENCE, wait)
+        .await
+        .with_context(|| format!("waiting on the state of {channel}"))?
+}
+
+/// The id of test peer `n`.
+pub fn peer_id(n: u8) -> PeerId {
+    PeerId::from_bytes(vec![0, 0x24, 8, 1, n])
+}
+
+/// Waits until `channel` has `status` at `peer`, returning its state.
+pub async fn until_status(
+    peer: &Mgr,
+    channel: &ChannelId,
+    status: ChannelStatus,
+) -> anyhow::Result<ChannelState> {
+    let mut events = peer.subscribe_channel(channel.clone());
+    until_status_on(peer, &mut events, channel, status).await
+}
+
+/// As [`until_status`], over an existing subscription to the channel.
+pub async fn until_status_on(
+    peer: &Mgr,
+    events: &mut Subscription,
+    channel: &ChannelId,
+    status: ChannelStatus,
+) -> anyhow::Result<ChannelState> {
+    let wait = async {
+        loop {
+            if let Ok(state) = peer.channel_state(channel) {
+                if state.status == status {
+                    return Ok(state);
+                }
+                if state.status.is_terminal() {
+                    bail!(
+                        "channel {channel} ended {} ({:?}), not {status}",
+                        state.status,
+                        state.message
+                    );
+                }
+            }
+            match events.recv().await {
+                Ok(_) | Err(SubscriptionError::Lagged { .. }) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+    };
+    tokio::time::timeout(PATIENCE, wait)
+        .await
+        .with_context(|| format!("waiting for {channel} to be {status}"))?
+}
+
+/// Waits for the first event of `events` that `pick` maps to `Some`.
+pub async fn until_event<R>(
+    events: &mut Subscription,
+    mut pick: impl FnMut(&Event) -> Option<R>,
+) -> anyhow::Result<R> {
+    let wait = async {
+        loop {
+            let event = events.recv().await?;
+            if let Some(found) = pick(&event) {
+                return Ok::<R, anyhow::Error>(found);
+            }
+        }
+    };
+    tokio::time::timeout(PATIENCE, wait)
+        .await
+        .context("waiting for an event")?
+}

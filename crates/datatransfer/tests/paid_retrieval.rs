@@ -1,0 +1,203 @@
+//! Paid retrieval with revalidation (spec §6.3–§6.4): the provider pauses its pull response
+//! whenever the client owes it a threshold of bytes, asking for a payment in a voucher result;
+//! the client pays with a voucher, the provider resumes; at the end the provider asks for the
+//! remainder (finalization) and completes when it is paid. Over `MemStore` and `SledStore`.
+
+#[macro_use]
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, ensure};
+use common::{Backend, Blocks, Dag, TestVoucher, everything, hub, open_store, peer, peer_with};
+use datatransfer::{Decision, Event, Revalidator, Voucher, VoucherError, decode_result};
+use datatransfer_fsm::{ChannelStatus, EventCode};
+use datatransfer_message::ChannelId;
+use ipld_dagcbor::Node;
+
+/// A payment voucher: an amount of bytes paid for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Payment(u64);
+
+impl Voucher for Payment {
+    const TYPE: &'static str = "test/payment";
+    fn to_node(&self) -> Node {
+        Node::Integer(i128::from(self.0))
+    }
+    fn from_node(node: &Node) -> Result<Self, VoucherError> {
+        node.as_integer()
+            .and_then(|n| u64::try_from(n).ok())
+            .map(Payment)
+            .ok_or_else(|| VoucherError::Invalid {
+                reason: "expected an unsigned integer".into(),
+            })
+    }
+}
+
+#[derive(Debug, Default)]
+struct Account {
+    unpaid: u64,
+    paid: u64,
+    requests: u64,
+}
+
+/// The provider's pricing: one byte costs one unit; pause whenever `interval` is owed.
+struct Pricing {
+    interval: u64,
+    accounts: Arc<Mutex<BTreeMap<ChannelId, Account>>>,
+}
+
+impl Pricing {
+    fn with<R>(&self, channel: &ChannelId, f: impl FnOnce(&mut Account) -> R) -> R {
+        let mut accounts = self.accounts.lock().expect("test lock");
+        f(accounts.entry(channel.clone()).or_default())
+    }
+
+    fn ask(account: &mut Account) -> Decision {
+        account.requests += 1;
+        Decision::pause().with_result(&common::Amount(account.unpaid))
+    }
+}
+
+impl Revalidator<Payment> for Pricing {
+    fn revalidate(&self, channel: &ChannelId, voucher: &Payment) -> Decision {
+        self.with(channel, |account| {
+            let paid = voucher.0.min(account.unpaid);
+            account.unpaid -= paid;
+            account.paid += paid;
+            Decision::resume().with_result(&common::Amount(0))
+        })
+    }
+
+    fn on_pull_data_sent(&self, channel: &ChannelId, bytes: u64) -> Option<Decision> {
+        self.with(channel, |account| {
+            account.unpaid += bytes;
+            (account.unpaid >= self.interval).then(|| Pricing::ask(account))
+        })
+    }
+
+    fn on_complete(&self, channel: &ChannelId) -> Option<Decision> {
+        self.with(channel, |account| {
+            (account.unpaid > 0).then(|| Pricing::ask(account))
+        })
+    }
+}
+
+over_both_stores!(paid_pull_pauses_for_payments_and_settles_at_the_end);
+async fn paid_pull_pauses_for_payments_and_settles_at_the_end(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let dag = Dag::new(10, 500, 40)?;
+    let hub = hub();
+    let client = peer(&hub, 1, open_store(backend, &dir, "client")?).await?;
+    let accounts = Arc::new(Mutex::new(BTreeMap::new()));
+    let pricing = Pricing {
+        interval: 1500,
+        accounts: Arc::clone(&accounts),
+    };
+    let provider = peer_with(
+        &hub,
+        2,
+        open_store(backend, &dir, "provider")?,
+        Arc::new(Blocks::new()),
+        |m| {
+            m.register_voucher_type(common::AcceptAll)?;
+            m.register_revalidator(pricing)?;
+            m.register_voucher_result_type::<common::Amount>()?;
+            Ok(())
+        },
+    )
+    .await?;
+    dag.load_into(&provider.blocks).await?;
+
+    let mut events = client.manager.subscribe();
+    let channel = client.manager.open_pull(
+        provider.id.clone(),
+        &TestVoucher("paid".into()),
+        dag.root,
+        everything(),
+    )?;
+    // The client pays whatever the provider asks, whenever it pauses or begins finalizing.
+    let mut payments = Vec::new();
+    let mut answered = 0;
+    let pay = async {
+        loop {
+            let event = events.recv().await?;
+            let Event::Channel { event, state } = event else {
+                continue;
+            };
+            if event.channel != channel {
+                continue;
+            }
+            // A final request fires both `ResponderBeginsFinalization` and `PauseResponder`:
+            // pay each request once, by counting the results answered.
+            if matches!(
+                event.code,
+                EventCode::PauseResponder | EventCode::ResponderBeginsFinalization
+            ) && state.voucher_results.len() > answered
+            {
+                answered = state.voucher_results.len();
+                let asked = state.last_voucher_result().context("a payment request")?;
+                let common::Amount(owed) = decode_result(asked)?;
+                if owed > 0 {
+                    client.manager.send_voucher(&channel, &Payment(owed))?;
+                    payments.push(owed);
+                }
+            }
+            if event.status == ChannelStatus::Completed {
+                return Ok::<(), anyhow::Error>(());
+            }
+            ensure!(
+                !event.status.is_terminal(),
+                "channel ended {}",
+                event.status
+            );
+        }
+    };
+    tokio::time::timeout(common::PATIENCE, pay)
+        .await
+        .context("paid transfer")??;
+    let at_provider =
+        common::until_status(&provider.manager, &channel, ChannelStatus::Completed).await?;
+    let at_client = client.manager.channel_state(&channel)?;
+
+    let total = dag.total_bytes();
+    ensure!(
+        at_client.received == total,
+        "received {} of {total}",
+        at_client.received
+    );
+    ensure!(dag.is_in(&client.blocks).await?);
+    ensure!(
+        payments.iter().sum::<u64>() == total,
+        "paid {payments:?} for {total}"
+    );
+    ensure!(
+        payments.len() >= 3,
+        "several pauses and a final settlement: {payments:?}"
+    );
+    let account = accounts
+        .lock()
+        .expect("test lock")
+        .remove(&channel)
+        .context("the provider kept an account")?;
+    ensure!(account.unpaid == 0 && account.paid == total, "{account:?}");
+    ensure!(account.requests == payments.len() as u64, "{account:?}");
+    // Both ends recorded every voucher and every payment request.
+    ensure!(at_provider.vouchers.len() == 1 + payments.len());
+    ensure!(at_client.vouchers.len() == 1 + payments.len());
+    let requests: Vec<u64> = at_client
+        .voucher_results
+        .iter()
+        .filter_map(|r| decode_result::<common::Amount>(r).ok())
+        .map(|common::Amount(n)| n)
+        .filter(|n| *n > 0)
+        .collect();
+    ensure!(
+        requests == payments,
+        "requests {requests:?}, payments {payments:?}"
+    );
+    Ok(())
+}

@@ -1,0 +1,361 @@
+//! Two managers over the in-memory transport, each scenario once with `MemStore` and once with
+//! `SledStore`: push, pull, rejections, pause and resume, cancel, parallel channels, and the
+//! order subscribers see.
+
+#[macro_use]
+mod common;
+
+use std::sync::Arc;
+
+use anyhow::{Context, ensure};
+use common::{
+    Backend, Blocks, Dag, Peer, TestVoucher, UnknownVoucher, everything, hub, open_store, peer,
+    until_event, until_status,
+};
+use datatransfer::Event;
+use datatransfer_fsm::{ChannelStatus, EventCode};
+
+/// Two started peers, 1 and 2; peer 2 holds `dag` when `provider_has_dag`, else peer 1.
+async fn pair(
+    backend: Backend,
+    dir: &tempfile::TempDir,
+    dag: &Dag,
+) -> anyhow::Result<(Peer, Peer)> {
+    let hub = hub();
+    let a = peer(&hub, 1, open_store(backend, dir, "a")?).await?;
+    let b = peer(&hub, 2, open_store(backend, dir, "b")?).await?;
+    dag.load_into(&b.blocks).await?;
+    Ok((a, b))
+}
+
+over_both_stores!(pull_moves_the_whole_dag);
+async fn pull_moves_the_whole_dag(backend: Backend) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let dag = Dag::new(12, 700, 1)?;
+    let (a, b) = pair(backend, &dir, &dag).await?;
+    let voucher = TestVoucher("pull please".into());
+    let channel = a
+        .manager
+        .open_pull(b.id.clone(), &voucher, dag.root, everything())?;
+    let mut b_events = b.manager.subscribe_channel(channel.clone());
+    let at_a = until_status(&a.manager, &channel, ChannelStatus::Completed).await?;
+    ensure!(dag.is_in(&a.blocks).await?, "every block arrived");
+    ensure!(
+        at_a.received == dag.total_bytes(),
+        "received {} bytes",
+        at_a.received
+    );
+    ensure!(at_a.received_blocks_total == dag.block_count());
+    common::until_status_on(
+        &b.manager,
+        &mut b_events,
+        &channel,
+        ChannelStatus::Completed,
+    )
+    .await?;
+    let at_b = b.manager.channel_state(&channel)?;
+    ensure!(at_b.sent == dag.total_bytes(), "sent {} bytes", at_b.sent);
+    ensure!(at_b.queued == dag.total_bytes());
+    ensure!(
+        at_b.vouchers.len() == 1
+            && at_b.vouchers[0].node == ipld_dagcbor::Node::text("pull please")
+    );
+    // The store holds the final state of both ends.
+    use datatransfer_store::ChannelStore;
+    ensure!(a.store.get(&channel)?.map(|s| s.status) == Some(ChannelStatus::Completed));
+    ensure!(b.store.get(&channel)?.map(|s| s.status) == Some(ChannelStatus::Completed));
+    Ok(())
+}
+
+over_both_stores!(push_moves_the_whole_dag);
+async fn push_moves_the_whole_dag(backend: Backend) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let dag = Dag::new(9, 1000, 2)?;
+    let hub = hub();
+    let a = peer(&hub, 1, open_store(backend, &dir, "a")?).await?;
+    let b = peer(&hub, 2, open_store(backend, &dir, "b")?).await?;
+    dag.load_into(&a.blocks).await?;
+    let channel = a.manager.open_push(
+        b.id.clone(),
+        &TestVoucher("take it".into()),
+        dag.root,
+        everything(),
+    )?;
+    let at_a = until_status(&a.manager, &channel, ChannelStatus::Completed).await?;
+    let at_b = until_status(&b.manager, &channel, ChannelStatus::Completed).await?;
+    ensure!(dag.is_in(&b.blocks).await?, "every block arrived");
+    ensure!(at_a.sent == dag.total_bytes(), "sent {}", at_a.sent);
+    ensure!(
+        at_b.received == dag.total_bytes(),
+        "received {}",
+        at_b.received
+    );
+    ensure!(at_b.received_blocks_total == dag.block_count());
+    Ok(())
+}
+
+over_both_stores!(unregistered_voucher_is_rejected_with_a_reason);
+async fn unregistered_voucher_is_rejected_with_a_reason(backend: Backend) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let dag = Dag::new(3, 100, 3)?;
+    let (a, b) = pair(backend, &dir, &dag).await?;
+    let mut b_events = b.manager.subscribe();
+    for pull in [true, false] {
+        let channel = if pull {
+            a.manager
+                .open_pull(b.id.clone(), &UnknownVoucher, dag.root, everything())?
+        } else {
+            a.manager
+                .open_push(b.id.clone(), &UnknownVoucher, dag.root, everything())?
+        };
+        let failed = until_status(&a.manager, &channel, ChannelStatus::Failed).await?;
+        ensure!(failed.message == "response rejected", "{}", failed.message);
+        let reason = until_event(&mut b_events, |event| match event {
+            Event::Rejected { channel: c, reason } if c == &channel => Some(reason.clone()),
+            _ => None,
+        })
+        .await?;
+        ensure!(reason == "unknown voucher type: test/unknown", "{reason}");
+        ensure!(
+            b.manager.status(&channel) == ChannelStatus::ChannelNotFoundError,
+            "the responder made no channel"
+        );
+    }
+    ensure!(!dag.is_in(&a.blocks).await?, "nothing was transferred");
+    Ok(())
+}
+
+over_both_stores!(failing_validator_rejects_the_request);
+async fn failing_validator_rejects_the_request(backend: Backend) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let dag = Dag::new(3, 100, 4)?;
+    let (a, b) = pair(backend, &dir, &dag).await?;
+    let mut b_events = b.manager.subscribe();
+    let no = TestVoucher("no".into());
+    let channel = a
+        .manager
+        .open_pull(b.id.clone(), &no, dag.root, everything())?;
+    let failed = until_status(&a.manager, &channel, ChannelStatus::Failed).await?;
+    ensure!(failed.message == "response rejected");
+    let reason = until_event(&mut b_events, |event| match event {
+        Event::Rejected { channel: c, reason } if c == &channel => Some(reason.clone()),
+        _ => None,
+    })
+    .await?;
+    ensure!(reason == "the voucher says no", "{reason}");
+    let pushed = a
+        .manager
+        .open_push(b.id.clone(), &no, dag.root, everything())?;
+    until_status(&a.manager, &pushed, ChannelStatus::Failed).await?;
+    Ok(())
+}
+
+over_both_stores!(parallel_channels_between_two_peers_all_complete);
+async fn parallel_channels_between_two_peers_all_complete(backend: Backend) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let hub = hub();
+    let a = peer(&hub, 1, open_store(backend, &dir, "a")?).await?;
+    let b = peer(&hub, 2, open_store(backend, &dir, "b")?).await?;
+    let mut channels = Vec::new();
+    for seed in 0..6u8 {
+        let dag = Dag::new(5 + usize::from(seed), 300, 10 + seed)?;
+        let voucher = TestVoucher(format!("channel {seed}"));
+        // Even seeds: a pulls from b; odd seeds: a pushes to b.
+        let channel = if seed % 2 == 0 {
+            dag.load_into(&b.blocks).await?;
+            a.manager
+                .open_pull(b.id.clone(), &voucher, dag.root, everything())?
+        } else {
+            dag.load_into(&a.blocks).await?;
+            a.manager
+                .open_push(b.id.clone(), &voucher, dag.root, everything())?
+        };
+        channels.push((channel, dag, seed % 2 == 0));
+    }
+    for (channel, dag, pull) in &channels {
+        let at_a = until_status(&a.manager, channel, ChannelStatus::Completed).await?;
+        let at_b = until_status(&b.manager, channel, ChannelStatus::Completed).await?;
+        let (received, sent) = if *pull {
+            (at_a.received, at_b.sent)
+        } else {
+            (at_b.received, at_a.sent)
+        };
+        ensure!(
+            received == dag.total_bytes() && sent == dag.total_bytes(),
+            "{channel}: {received} / {sent}"
+        );
+        let receiver: &Arc<Blocks> = if *pull { &a.blocks } else { &b.blocks };
+        ensure!(dag.is_in(receiver).await?, "{channel}: blocks arrived");
+    }
+    let ids: std::collections::BTreeSet<_> = channels.iter().map(|(c, ..)| c.clone()).collect();
+    ensure!(ids.len() == channels.len(), "every channel has its own id");
+    ensure!(a.manager.in_progress_channels().len() == channels.len());
+    Ok(())
+}
+
+over_both_stores!(subscribers_see_channel_events_in_order);
+async fn subscribers_see_channel_events_in_order(backend: Backend) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let dag = Dag::new(6, 200, 5)?;
+    let (a, b) = pair(backend, &dir, &dag).await?;
+    let mut all = a.manager.subscribe();
+    let channel = a.manager.open_pull(
+        b.id.clone(),
+        &TestVoucher("watch".into()),
+        dag.root,
+        everything(),
+    )?;
+    let mut one = a.manager.subscribe_channel(channel.clone());
+    let mut seen = Vec::new();
+    until_event(&mut all, |event| {
+        if let Event::Channel { event, .. } = event
+            && event.channel == channel
+        {
+            seen.push(event.clone());
+            return (event.status == ChannelStatus::Completed).then_some(());
+        }
+        None
+    })
+    .await?;
+    let codes: Vec<EventCode> = seen.iter().map(|e| e.code).collect();
+    ensure!(codes.first() == Some(&EventCode::Open), "{codes:?}");
+    ensure!(
+        codes.last() == Some(&EventCode::CleanupComplete),
+        "{codes:?}"
+    );
+    let position = |code| codes.iter().position(|c| *c == code);
+    let (accept, first_data, finish) = (
+        position(EventCode::Accept).context("accept")?,
+        position(EventCode::DataReceived).context("data")?,
+        position(EventCode::FinishTransfer).context("finish")?,
+    );
+    ensure!(accept < first_data && first_data < finish, "{codes:?}");
+    ensure!(
+        codes
+            .iter()
+            .filter(|c| **c == EventCode::DataReceivedProgress)
+            .count() as u64
+            == dag.block_count(),
+        "one progress event per block: {codes:?}"
+    );
+    ensure!(
+        seen.windows(2).all(|w| w[0].at <= w[1].at),
+        "times never go back"
+    );
+    // The per-channel subscription saw the same sequence, subscribed a little later: its
+    // events are a suffix of it.
+    let mut tail = Vec::new();
+    while let Some(event) = one.try_recv()? {
+        if let Event::Channel { event, .. } = event {
+            tail.push(event);
+        }
+    }
+    ensure!(
+        !tail.is_empty() && seen.ends_with(&tail),
+        "the channel subscription is in order"
+    );
+    Ok(())
+}
+
+over_both_stores!(cancel_from_either_side_ends_both);
+async fn cancel_from_either_side_ends_both(backend: Backend) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let hub = hub();
+    let a = peer(&hub, 1, open_store(backend, &dir, "a")?).await?;
+    let b = peer(&hub, 2, open_store(backend, &dir, "b")?).await?;
+    for (n, initiator_cancels) in [(0u8, true), (1, false)] {
+        let dag = Dag::new(40, 500, 20 + n)?;
+        dag.load_into(&b.blocks).await?;
+        // Two blocks flow, then the transfer stands still until the cancel.
+        hub.limit_blocks(Some(2));
+        let channel = a.manager.open_pull(
+            b.id.clone(),
+            &TestVoucher(format!("cancel {n}")),
+            dag.root,
+            everything(),
+        )?;
+        until_status(&a.manager, &channel, ChannelStatus::Ongoing).await?;
+        let canceller = if initiator_cancels {
+            &a.manager
+        } else {
+            &b.manager
+        };
+        canceller.close(&channel)?;
+        until_status(&a.manager, &channel, ChannelStatus::Cancelled).await?;
+        until_status(&b.manager, &channel, ChannelStatus::Cancelled).await?;
+        hub.limit_blocks(None);
+        ensure!(!dag.is_in(&a.blocks).await?, "the transfer stopped early");
+        // Cancelling again is a no-op, and other commands are refused with a typed error.
+        canceller.close(&channel)?;
+        ensure!(matches!(
+            canceller.pause(&channel),
+            Err(datatransfer::Error::Command(
+                datatransfer_fsm::CommandError::Terminated { .. }
+            ))
+        ));
+    }
+    Ok(())
+}
+
+over_both_stores!(pause_and_resume_from_either_side);
+async fn pause_and_resume_from_either_side(backend: Backend) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let hub = hub();
+    let a = peer(&hub, 1, open_store(backend, &dir, "a")?).await?;
+    let b = peer(&hub, 2, open_store(backend, &dir, "b")?).await?;
+    for (n, initiator_pauses) in [(0u8, true), (1, false)] {
+        let dag = Dag::new(20, 400, 30 + n)?;
+        dag.load_into(&b.blocks).await?;
+        hub.limit_blocks(Some(3));
+        let channel = a.manager.open_pull(
+            b.id.clone(),
+            &TestVoucher(format!("pause {n}")),
+            dag.root,
+            everything(),
+        )?;
+        until_status(&a.manager, &channel, ChannelStatus::Ongoing).await?;
+        let (pauser, other) = if initiator_pauses {
+            (&a.manager, &b.manager)
+        } else {
+            (&b.manager, &a.manager)
+        };
+        let paused = if initiator_pauses {
+            ChannelStatus::InitiatorPaused
+        } else {
+            ChannelStatus::ResponderPaused
+        };
+        pauser.pause(&channel)?;
+        until_status(pauser, &channel, paused).await?;
+        until_status(other, &channel, paused).await?;
+        // Let blocks flow again at the transport: the pause alone holds the transfer.
+        // A block already on its way when the pause was asked for may still land; after
+        // that, nothing moves.
+        hub.limit_blocks(None);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let before = a.manager.channel_state(&channel)?.received;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let after = a.manager.channel_state(&channel)?.received;
+        ensure!(
+            before == after,
+            "no data while paused: {before} then {after}"
+        );
+        ensure!(before < dag.total_bytes());
+        // Only the side that paused can lift its pause.
+        other.resume(&channel)?;
+        ensure!(
+            pauser.status(&channel) == paused,
+            "the other side's resume does not lift it"
+        );
+        pauser.resume(&channel)?;
+        let done = until_status(&a.manager, &channel, ChannelStatus::Completed).await?;
+        until_status(&b.manager, &channel, ChannelStatus::Completed).await?;
+        ensure!(
+            done.received == dag.total_bytes(),
+            "{} of {}",
+            done.received,
+            dag.total_bytes()
+        );
+        ensure!(dag.is_in(&a.blocks).await?);
+    }
+    Ok(())
+}

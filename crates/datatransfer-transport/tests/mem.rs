@@ -431,3 +431,20 @@ async fn resuming_a_running_exchange_is_not_paused() -> TestResult {
     assert_eq!(w.receiver_log.data(Kind::Received).len(), 41);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shut_down_peer_can_leave_and_join_again() -> TestResult {
+    let hub = hub(Config::default());
+    let (transport, _network) = hub.add_peer(peer(9), Arc::new(Blocks::new()))?;
+    assert!(!hub.remove_peer(&peer(9)), "a running peer stays");
+    assert!(
+        !hub.remove_peer(&peer(10)),
+        "an unknown peer is not removed"
+    );
+    transport.shutdown().await?;
+    assert!(hub.remove_peer(&peer(9)));
+    let (again, _network) = hub.add_peer(peer(9), Arc::new(Blocks::new()))?;
+    assert_eq!(again.peer(), &peer(9));
+    assert!(!hub.remove_peer(&peer(9)), "the new peer is running");
+    Ok(())
+}

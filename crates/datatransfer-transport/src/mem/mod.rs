@@ -28,7 +28,96 @@
 //!   sender always reads its default store;
 //! - network messages are encoded and decoded with the real codec on the way, so what cannot
 //!   go on the wire fails as it would; messages inside an exchange are passed as values.
-
+//! - shutting a transport down ends its exchanges without reports on either side; use
+//!   [`MemHub::disconnect`] to make the other side see a network failure;
+//! - [`Config::max_channels`] bounds the channels a transport opens; exchanges it serves as
+//!   data sender are kept until [`cleanup_channel`](crate::Transport::cleanup_channel).
+//!
+//! ```
+//! use std::sync::{Arc, Mutex};
+//!
+//! use blockstore::{Blockstore, InMemoryBlockstore};
+//! use futures::channel::oneshot;
+//! use datatransfer_message::{
+//!     ChannelId, Message, PeerId, Request, Response, TransferId, new_request, new_response,
+//! };
+//! use datatransfer_transport::mem::{Config, MemHub};
+//! use datatransfer_transport::{
+//!     BlockInfo, DataError, EventsHandler, Flow, HandlerError, OpenChannel, QueuedAnswer,
+//!     RequestAnswer, Transport,
+//! };
+//! use ipld_dagcbor::Node;
+//!
+//! /// Accepts every request, remembers the blocks received and reports the completion.
+//! #[derive(Default)]
+//! struct Log {
+//!     blocks: Mutex<Vec<u64>>,
+//!     done: Mutex<Option<oneshot::Sender<Result<(), DataError>>>>,
+//! }
+//!
+//! impl EventsHandler for Log {
+//!     fn on_channel_opened(&self, _: &ChannelId) -> Result<(), HandlerError> { Ok(()) }
+//!     fn on_response_received(&self, _: &ChannelId, _: Response) -> Result<Flow, HandlerError> {
+//!         Ok(Flow::Continue)
+//!     }
+//!     fn on_request_received(&self, _: &ChannelId, request: Request) -> RequestAnswer {
+//!         let id = request.transfer_id();
+//!         RequestAnswer::Proceed(Some(new_response(id, true, false, "".into(), None)))
+//!     }
+//!     fn on_data_received(&self, _: &ChannelId, block: BlockInfo) -> Result<Flow, HandlerError> {
+//!         self.blocks.lock().unwrap().push(block.index);
+//!         Ok(Flow::Continue)
+//!     }
+//!     fn on_data_queued(&self, _: &ChannelId, _: BlockInfo)
+//!         -> Result<QueuedAnswer, HandlerError> { Ok(QueuedAnswer::proceed()) }
+//!     fn on_data_sent(&self, _: &ChannelId, _: BlockInfo) {}
+//!     fn on_transfer_queued(&self, _: &ChannelId) {}
+//!     fn on_channel_completed(&self, _: &ChannelId, result: Result<(), DataError>) {
+//!         if let Some(done) = self.done.lock().unwrap().take() {
+//!             let _ = done.send(result);
+//!         }
+//!     }
+//!     fn on_request_cancelled(&self, _: &ChannelId, _: DataError) {}
+//!     fn on_request_disconnected(&self, _: &ChannelId, _: DataError) {}
+//!     fn on_send_data_error(&self, _: &ChannelId, _: DataError) {}
+//!     fn on_receive_data_error(&self, _: &ChannelId, _: DataError) {}
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! futures::executor::block_on(async {
+//!     // No runtime here: every hub task runs on a thread of its own.
+//!     let hub = MemHub::new(Config::default(), |task| {
+//!         std::thread::spawn(move || futures::executor::block_on(task));
+//!     });
+//!     let (alice, bob) = (PeerId::from_bytes(vec![1]), PeerId::from_bytes(vec![2]));
+//!     // Bob holds a one-block DAG: a raw block.
+//!     let data = b"hello".to_vec();
+//!     let root: cid::Cid = "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq".parse()?;
+//!     let bob_store = Arc::new(InMemoryBlockstore::<64>::new());
+//!     bob_store.put_keyed(&root, &data).await?;
+//!     let alice_store = Arc::new(InMemoryBlockstore::<64>::new());
+//!     let (alice_transport, _) = hub.add_peer(alice.clone(), Arc::clone(&alice_store))?;
+//!     let (bob_transport, _) = hub.add_peer(bob.clone(), bob_store)?;
+//!     let (alice_log, bob_log) = (Arc::new(Log::default()), Arc::new(Log::default()));
+//!     let (done, completed) = oneshot::channel();
+//!     *alice_log.done.lock().unwrap() = Some(done);
+//!     alice_transport.set_events_handler(alice_log.clone())?;
+//!     bob_transport.set_events_handler(bob_log)?;
+//!
+//!     // Alice pulls: she is the data receiver, so she opens the exchange.
+//!     let channel = ChannelId::new(alice, bob.clone(), TransferId(1));
+//!     let selector = ipld_selector::Selector::match_point().to_node();
+//!     let request = new_request(TransferId(1), true, "".into(), Node::Null, root,
+//!         selector.clone());
+//!     let open = OpenChannel::new(bob, channel, root, selector, Message::from(request));
+//!     alice_transport.open_channel(open).await?;
+//!     completed.await??;
+//!     assert_eq!(*alice_log.blocks.lock().unwrap(), [1]);
+//!     assert_eq!(alice_store.get(&root).await?, Some(data));
+//!     Ok(())
+//! })
+//! # }
+//!
 mod exchange;
 mod network;
 mod transport;
@@ -192,6 +281,21 @@ impl<B: Blockstore + Send + Sync + 'static> MemHub<B> {
             MemTransport::new(Arc::clone(&self.hub), Arc::clone(&node)),
             MemNetwork::new(Arc::clone(&self.hub), node),
         ))
+    }
+
+    /// Takes a shut-down peer off the hub so that its id can join again with
+    /// [`add_peer`](Self::add_peer), as a restarted process does (with the same or another
+    /// block store). Returns false, and changes nothing, when the peer is unknown or its
+    /// transport is not shut down.
+    pub fn remove_peer(&self, peer: &PeerId) -> bool {
+        let mut peers = lock(&self.hub.peers);
+        match peers.get(peer) {
+            Some(node) if node.is_shut_down() => {
+                peers.remove(peer);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Partitions `a` and `b` (both directions): messages between them are refused, opening

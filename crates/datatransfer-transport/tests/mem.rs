@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 
 use blockstore::{Blockstore, InMemoryBlockstore};
 use cid::Cid;
-use datatransfer_message::{ChannelId, Message, PeerId, TransferId, new_request, update_request};
+use datatransfer_message::{
+    ChannelId, Message, MessageType, PeerId, TransferId, new_request, update_request,
+    voucher_result_response,
+};
 use datatransfer_transport::conformance::{Kind, Recorded, Recorder, Script};
 use datatransfer_transport::mem::{Config, HubError, MemHub, MemNetwork, MemTransport};
 use datatransfer_transport::{
@@ -412,23 +415,144 @@ async fn resuming_a_running_exchange_is_not_paused() -> TestResult {
     let w = world(Config::default(), &blocks).await?;
     w.hub.limit_blocks(Some(1));
     w.receiver.open_channel(pull(1, root)).await?;
+    // The receiver's report of block 1 comes after every sender call for it, so no sender
+    // handler runs now: the sender waits for a credit.
     w.receiver_log
         .wait(CHECK, "a block", |events| {
             events.iter().any(|e| e.block(Kind::Received).is_some())
         })
         .await?;
-    let resumed = w.receiver.resume_channel(channel(1), update(1)).await;
+    let result = Message::from(voucher_result_response(
+        TransferId(1),
+        true,
+        false,
+        "".into(),
+        None,
+    ));
+    let resumed = w.sender.resume_channel(channel(1), result.clone()).await;
     assert!(
         matches!(resumed, Err(TransportError::NotPaused { .. })),
         "{resumed:?}"
     );
-    w.receiver.pause_channel(channel(1)).await?;
+    w.sender.pause_channel(channel(1)).await?;
     w.hub.limit_blocks(None);
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(w.receiver_log.data(Kind::Received).len(), 1);
-    w.receiver.resume_channel(channel(1), update(1)).await?;
+    w.sender.resume_channel(channel(1), result).await?;
     completed(&w.sender_log).await?;
+    completed(&w.receiver_log).await?;
     assert_eq!(w.receiver_log.data(Kind::Received).len(), 41);
+    // The resume's message reached the receiver before the next block.
+    let events = w.receiver_log.events();
+    let message = events.iter().position(|e| {
+        matches!(e, Recorded::ResponseReceived(_, r) if r.message_type() == MessageType::VoucherResult)
+    });
+    let second = events
+        .iter()
+        .position(|e| e.block(Kind::Received).is_some_and(|b| b.index == 2));
+    assert!(
+        matches!((message, second), (Some(m), Some(b)) if m < b),
+        "{events:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_mid_transfer_fails_both_sides() -> TestResult {
+    let (root, blocks) = dag(10)?;
+    let w = world(Config::default(), &blocks).await?;
+    w.hub.limit_blocks(Some(3));
+    w.receiver.open_channel(pull(1, root)).await?;
+    w.receiver_log
+        .wait(CHECK, "3 blocks", |events| {
+            events
+                .iter()
+                .filter(|e| e.block(Kind::Received).is_some())
+                .count()
+                == 3
+        })
+        .await?;
+    w.hub.disconnect(&peer(1), &peer(2));
+    completed(&w.receiver_log).await?;
+    completed(&w.sender_log).await?;
+    let tail = |log: &Recorder| -> Vec<String> {
+        log.events()
+            .into_iter()
+            .rev()
+            .take(2)
+            .map(|e| match e {
+                Recorded::SendDataError(_, text) => format!("send error: {text}"),
+                Recorded::ReceiveDataError(_, text) => format!("receive error: {text}"),
+                Recorded::Completed(_, Err(text)) => format!("failed: {text}"),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    };
+    // Each side names the other peer (printed in base58).
+    assert_eq!(
+        tail(&w.receiver_log),
+        [
+            format!("failed: peer {} disconnected", peer(1)),
+            format!("receive error: peer {} disconnected", peer(1)),
+        ]
+    );
+    assert_eq!(
+        tail(&w.sender_log),
+        [
+            format!("failed: peer {} disconnected", peer(2)),
+            format!("send error: peer {} disconnected", peer(2)),
+        ]
+    );
+    assert_eq!(w.receiver_log.data(Kind::Received).len(), 3);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_channels_between_two_peers_all_complete() -> TestResult {
+    let (root, blocks) = dag(20)?;
+    let w = world(
+        Config::default().with_block_delay(Duration::from_millis(1)),
+        &blocks,
+    )
+    .await?;
+    for id in 1..=4 {
+        w.receiver.open_channel(pull(id, root)).await?;
+    }
+    w.receiver_log
+        .wait(CHECK, "4 completions", |events| {
+            events
+                .iter()
+                .filter(|e| matches!(e, Recorded::Completed(_, Ok(()))))
+                .count()
+                == 4
+        })
+        .await?;
+    for id in 1..=4 {
+        let indexes: Vec<u64> = w
+            .receiver_log
+            .events()
+            .iter()
+            .filter_map(|e| match e {
+                Recorded::DataReceived(c, block) if *c == channel(id) => Some(block.index),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(indexes, (1..=21).collect::<Vec<u64>>(), "channel {id}");
+    }
+    assert_eq!(w.receiver.channels().len(), 4);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_message_the_codec_refuses_is_not_sent() -> TestResult {
+    let hub = hub(Config::default());
+    let Nets { a, .. } = networks(&hub)?;
+    let too_big = Message::from(update_request(TransferId(u64::MAX), false));
+    let refused = a.send_message(peer(2), too_big).await;
+    assert!(
+        matches!(refused, Err(NetworkError::Encode { .. })),
+        "{refused:?}"
+    );
     Ok(())
 }
 

@@ -1,0 +1,158 @@
+//! Each of the four roles (initiator or responder, of a push or a pull) stopped mid-transfer
+//! and started again from its channel store, then `restart_channel`: the transfer completes
+//! with totals equal to the DAG's size, nothing counted twice. Over `MemStore` and a
+//! `SledStore` reopened from its directory.
+
+#[macro_use]
+mod common;
+
+use std::sync::Arc;
+
+use anyhow::{Context, ensure};
+use common::{
+    Backend, Dag, Peer, TestStore, TestVoucher, everything, hub, open_store, peer, peer_with,
+    until_state, until_status,
+};
+use datatransfer_fsm::ChannelStatus;
+
+/// Blocks that flow before the transfer stalls and the node stops.
+const BEFORE_STOP: u64 = 8;
+
+async fn stop_and_restart_mid_transfer(
+    backend: Backend,
+    pull: bool,
+    restart_initiator: bool,
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let seed = 50 + u8::from(pull) * 2 + u8::from(restart_initiator);
+    let dag = Dag::new(24, 300, seed)?;
+    let hub = hub();
+    let a = peer(&hub, 1, open_store(backend, &dir, "a")?).await?;
+    let b = peer(&hub, 2, open_store(backend, &dir, "b")?).await?;
+    let data_sender = if pull { &b } else { &a };
+    dag.load_into(&data_sender.blocks).await?;
+
+    hub.limit_blocks(Some(BEFORE_STOP));
+    let voucher = TestVoucher("restartable".into());
+    let channel = if pull {
+        a.manager
+            .open_pull(b.id.clone(), &voucher, dag.root, everything())?
+    } else {
+        a.manager
+            .open_push(b.id.clone(), &voucher, dag.root, everything())?
+    };
+    let receiver = if pull { &a } else { &b };
+    until_state(&receiver.manager, &channel, |s| {
+        s.received_blocks_total >= BEFORE_STOP
+    })
+    .await?;
+    let sender = if pull { &b } else { &a };
+    until_state(&sender.manager, &channel, |s| {
+        s.sent_blocks_total >= BEFORE_STOP
+    })
+    .await?;
+
+    // Stop one node; its manager, transport and store handle go away.
+    let (stopping, survivor) = if restart_initiator { (a, b) } else { (b, a) };
+    stopping.manager.stop().await?;
+    let Peer {
+        id,
+        blocks,
+        store,
+        manager,
+    } = stopping;
+    drop(manager);
+    let n = id.as_bytes().last().copied().context("peer id")?;
+    let store = match store {
+        TestStore::Mem(mem) => TestStore::Mem(mem),
+        TestStore::Sled(sled) => {
+            drop(sled);
+            open_store(backend, &dir, if n == 1 { "a" } else { "b" })?
+        }
+    };
+    ensure!(hub.remove_peer(&id), "the stopped peer leaves the hub");
+    hub.limit_blocks(None);
+
+    // Start it again from its store, with the blocks it had.
+    let restarted = peer_with(&hub, n, store, Arc::clone(&blocks), |m| {
+        m.register_voucher_type(common::AcceptAll)?;
+        Ok(())
+    })
+    .await?;
+    let restored = restarted.manager.channel_state(&channel)?;
+    ensure!(
+        !restored.status.is_terminal(),
+        "restored as {}",
+        restored.status
+    );
+    ensure!(restored.vouchers.len() == 1, "the original voucher is kept");
+    // The progress made before the stop was persisted.
+    let restarted_receives = pull == restart_initiator;
+    let progress = if restarted_receives {
+        restored.received_blocks_total
+    } else {
+        restored.sent_blocks_total
+    };
+    ensure!(
+        progress >= BEFORE_STOP,
+        "restored with {progress} blocks done"
+    );
+    ensure!(
+        progress < dag.block_count(),
+        "the transfer was not finished"
+    );
+    restarted.manager.restart_channel(&channel)?;
+
+    let (initiator, responder) = if restart_initiator {
+        (&restarted, &survivor)
+    } else {
+        (&survivor, &restarted)
+    };
+    let at_initiator = until_status(&initiator.manager, &channel, ChannelStatus::Completed).await?;
+    let at_responder = until_status(&responder.manager, &channel, ChannelStatus::Completed).await?;
+    let (at_receiver, at_sender, receiver_blocks) = if pull {
+        (at_initiator, at_responder, &initiator.blocks)
+    } else {
+        (at_responder, at_initiator, &responder.blocks)
+    };
+    let total = dag.total_bytes();
+    ensure!(
+        at_receiver.received == total,
+        "received {} of {total}",
+        at_receiver.received
+    );
+    ensure!(at_receiver.received_blocks_total == dag.block_count());
+    ensure!(
+        at_sender.sent == total,
+        "sent {} of {total}",
+        at_sender.sent
+    );
+    ensure!(
+        at_sender.queued == total,
+        "queued {} of {total}",
+        at_sender.queued
+    );
+    ensure!(dag.is_in(receiver_blocks).await?, "every block arrived");
+    Ok(())
+}
+
+async fn pull_initiator_restarts(backend: Backend) -> anyhow::Result<()> {
+    stop_and_restart_mid_transfer(backend, true, true).await
+}
+
+async fn pull_responder_restarts(backend: Backend) -> anyhow::Result<()> {
+    stop_and_restart_mid_transfer(backend, true, false).await
+}
+
+async fn push_initiator_restarts(backend: Backend) -> anyhow::Result<()> {
+    stop_and_restart_mid_transfer(backend, false, true).await
+}
+
+async fn push_responder_restarts(backend: Backend) -> anyhow::Result<()> {
+    stop_and_restart_mid_transfer(backend, false, false).await
+}
+
+over_both_stores!(pull_initiator_restarts);
+over_both_stores!(pull_responder_restarts);
+over_both_stores!(push_initiator_restarts);
+over_both_stores!(push_responder_restarts);

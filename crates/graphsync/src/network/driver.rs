@@ -177,6 +177,10 @@ pub(super) struct Driver {
     hooks: Arc<Registry>,
     stores: Arc<Stores>,
     writers: HashMap<PeerId, mpsc::Sender<Outbound>>,
+    /// Messages for a peer whose writer queue is full, in order.
+    overflow: HashMap<PeerId, VecDeque<Outbound>>,
+    /// Waits for room in a writer's queue.
+    room: FuturesUnordered<BoxFuture<'static, PeerId>>,
     /// Per-peer wire state (1.0.0 ids, answering version), shared with the stream tasks.
     wires: HashMap<PeerId, Arc<PeerWire>>,
     /// Seeds of the per-peer 1.0.0 id maps.
@@ -236,6 +240,8 @@ impl Driver {
             hooks,
             stores,
             writers: HashMap::new(),
+            overflow: HashMap::new(),
+            room: FuturesUnordered::new(),
             wires: HashMap::new(),
             seeds,
             sends: FuturesUnordered::new(),
@@ -259,7 +265,7 @@ impl Driver {
         mut incoming: futures::stream::SelectAll<BoxStream<'static, (PeerId, Stream, Version)>>,
     ) {
         loop {
-            self.drain().await;
+            self.drain();
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(command) => self.command(command),
@@ -279,12 +285,14 @@ impl Driver {
                 () = self.disconnects.notify.notified() => {
                     for peer in self.disconnects.take() {
                         self.writers.remove(&peer);
+                        self.overflow.remove(&peer);
                         self.wires.remove(&peer);
                         self.served.retain(|(served_peer, _), _| *served_peer != peer);
                         self.responder.handle_peer_disconnected(&peer);
                         self.requester.handle_peer_disconnected(&peer);
                     }
                 }
+                Some(peer) = self.room.next(), if !self.room.is_empty() => self.flush(peer),
                 Some((peer, sent, written)) = self.sends.next(), if !self.sends.is_empty() => {
                     self.sent(peer, sent, written);
                 }
@@ -516,7 +524,7 @@ impl Driver {
     }
 
     /// Drains both cores until neither has anything left, answering what they ask.
-    async fn drain(&mut self) {
+    fn drain(&mut self) {
         loop {
             let mut progressed = false;
             while let Some(event) = self.responder.poll_event() {
@@ -535,7 +543,7 @@ impl Driver {
             while let Some(transmit) = self.responder.poll_transmit() {
                 progressed = true;
                 let sent = Sent::Response(transmit.id);
-                self.send(transmit.peer, transmit.message, sent).await;
+                self.send(transmit.peer, transmit.message, sent);
             }
             while let Some((peer, message)) = self.requester.poll_transmit() {
                 progressed = true;
@@ -545,7 +553,7 @@ impl Driver {
                     .filter(|request| matches!(request.kind, RequestKind::New { .. }))
                     .map(|request| request.id)
                     .collect();
-                self.send(peer, message, Sent::Requests(news)).await;
+                self.send(peer, message, Sent::Requests(news));
             }
             if !progressed {
                 return;
@@ -1012,16 +1020,16 @@ impl Driver {
             .clone()
     }
 
-    /// Queues `message` on `peer`'s writer, starting the writer if needed.
-    async fn send(&mut self, peer: PeerId, message: Message, sent: Sent) {
+    /// Queues `message` on `peer`'s writer, starting the writer if needed. Never waits: when
+    /// the writer's queue is full the message joins the peer's overflow, which is flushed as
+    /// the writer frees room, so the driver keeps reading while a peer is slow (two nodes
+    /// flooding each other cannot stall each other).
+    fn send(&mut self, peer: PeerId, message: Message, sent: Sent) {
         if !self.writers.contains_key(&peer) {
             let wire = self.wire(peer);
             let writer = spawn_writer(peer, self.control.clone(), wire, &self.config);
             self.writers.insert(peer, writer);
         }
-        let Some(writer) = self.writers.get(&peer) else {
-            return;
-        };
         let (report, written) = oneshot::channel();
         self.sends.push(Box::pin(async move {
             (peer, sent, written.await.unwrap_or(false))
@@ -1030,11 +1038,48 @@ impl Driver {
             message,
             report: Some(report),
         };
-        if writer.send(outbound).await.is_err() {
-            // The writer is gone: its report slot was dropped, which reads as a failed send.
-            self.writers.remove(&peer);
-            tracing::debug!(%peer, "outbound writer stopped");
+        // A dropped report slot reads as a failed send. An existing overflow means a wait for
+        // room is already pending; it flushes this message too.
+        let waiting = self.overflow.contains_key(&peer);
+        self.overflow.entry(peer).or_default().push_back(outbound);
+        if !waiting {
+            self.flush(peer);
         }
+    }
+
+    /// Moves `peer`'s overflow into its writer's queue while there is room; when the queue is
+    /// full, waits (in the select loop) for room.
+    fn flush(&mut self, peer: PeerId) {
+        let Some(queue) = self.overflow.get_mut(&peer) else {
+            return;
+        };
+        let Some(writer) = self.writers.get(&peer) else {
+            self.overflow.remove(&peer);
+            return;
+        };
+        while let Some(outbound) = queue.pop_front() {
+            match writer.try_send(outbound) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(outbound)) => {
+                    queue.push_front(outbound);
+                    let writer = writer.clone();
+                    self.room.push(Box::pin(async move {
+                        // The permit is released at once: only the driver sends on this
+                        // queue, so the room stays until the flush takes it.
+                        let _ = writer.reserve().await;
+                        peer
+                    }));
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    tracing::debug!(%peer, "outbound writer stopped");
+                    self.overflow.remove(&peer);
+                    self.writers.remove(&peer);
+                    return;
+                }
+            }
+        }
+        self.overflow.remove(&peer);
     }
 }
 

@@ -175,10 +175,12 @@ pub struct Config {
     pub command_capacity: usize,
     /// Inbound messages, from all streams, waiting for the driver. Default: 64.
     pub inbound_capacity: usize,
-    /// Messages waiting for one peer's outbound stream. Default: 128. Keep it above
-    /// [`responder::Config::max_unsent_messages_per_peer`] (default 64): the responder's own
-    /// messages then always fit, and the driver waits on a full queue only when requests and
-    /// cancels for that peer fill the difference.
+    /// Messages waiting in one peer's writer queue. Default: 128. The driver never waits on a
+    /// full queue: further messages wait in the driver, in order, until the writer frees room,
+    /// so a slow peer (or two nodes flooding each other) cannot stall the driver. How many
+    /// wait is bounded by the responder's
+    /// [`max_unsent_messages_per_peer`](responder::Config::max_unsent_messages_per_peer)
+    /// (default 64) plus the requester's requests, cancels and updates.
     pub outbound_capacity: usize,
     /// Progress events buffered per request; when the caller does not read them, later ones
     /// are dropped (the outcome never is), so a caller that never reads cannot stall the node.

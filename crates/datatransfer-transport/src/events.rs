@@ -167,8 +167,9 @@ pub trait EventsHandler: Send + Sync {
     /// The data sender sent a block (Go: `OnDataSent`).
     fn on_data_sent(&self, channel: &ChannelId, block: BlockInfo);
 
-    /// The data sender queued a data receiver's request for a new or restarted channel (Go:
-    /// `OnTransferQueued`; graphsync's incoming-request-queued hook). It comes before
+    /// The data sender queued a data receiver's request for a new channel (Go:
+    /// `OnTransferQueued`; graphsync's incoming-request-queued hook, which reports only New
+    /// messages, not restarts). It comes before
     /// [`on_request_received`](Self::on_request_received) or
     /// [`on_response_received`](Self::on_response_received) for the opening message.
     fn on_transfer_queued(&self, channel: &ChannelId);

@@ -34,8 +34,9 @@
 //!   [`on_data_received`](EventsHandler::on_data_received) for indexes `1..=n` (the first
 //!   `skip_blocks` with `unique == false`), then
 //!   [`on_channel_completed`](EventsHandler::on_channel_completed);
-//! - data sender: [`on_transfer_queued`](EventsHandler::on_transfer_queued), the opening
-//!   message ([`on_request_received`](EventsHandler::on_request_received) for a pull's request,
+//! - data sender: [`on_transfer_queued`](EventsHandler::on_transfer_queued) (new channels
+//!   only, not restarts), the opening message
+//!   ([`on_request_received`](EventsHandler::on_request_received) for a pull's request,
 //!   [`on_response_received`](EventsHandler::on_response_received) for a push's accept), then
 //!   per unique block [`on_data_queued`](EventsHandler::on_data_queued) and
 //!   [`on_data_sent`](EventsHandler::on_data_sent), then
@@ -46,7 +47,15 @@
 //! until the owner answers with [`Transport::attach`] or [`Transport::resume_channel`] (this
 //! is how validation runs asynchronously), [`RequestAnswer::Reject`] fails it.
 //!
-//! Handler methods are synchronous and must not block (see [`EventsHandler`]).
+//! Handler methods are synchronous and must not block (see [`EventsHandler`]). A handler's
+//! owner reacts later through the commands; a [`Transport::resume_channel`] that comes while a
+//! handler of the same side is still running lifts the pause that handler answers, so a resume
+//! sent right after seeing a call never loses the race against its `Flow::Pause`.
+//!
+//! The commands are `async fn`s in the trait (return-position `impl Future + Send`), not boxed
+//! futures: the manager is generic over its transport, so nothing needs `dyn Transport`, and
+//! no allocation per command is paid. A `dyn` wrapper can be added later without changing
+//! implementations.
 //!
 //! # Errors
 //! [`TransportError`] for transport commands, [`NetworkError`] for network commands,

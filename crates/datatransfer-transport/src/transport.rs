@@ -110,7 +110,9 @@ pub trait Transport: Send + Sync {
     /// Resumes the local side of the channel's exchange, carrying `message` to the peer
     /// inside it (Go: `PauseableTransport.ResumeChannel`; the resume Update, or the voucher
     /// result that lifts a responder pause). Also releases an exchange held by
-    /// [`RequestAnswer::Hold`](crate::RequestAnswer::Hold). Only when
+    /// [`RequestAnswer::Hold`](crate::RequestAnswer::Hold). A resume that arrives while a
+    /// handler of this side is running counts as resuming the pause (or hold) that handler is
+    /// about to answer: the transport must then not apply that answer. Only when
     /// [`Capabilities::pause`] is true; the default refuses.
     ///
     /// # Errors

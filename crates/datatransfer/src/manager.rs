@@ -9,8 +9,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cid::Cid;
 use datatransfer_fsm::{
-    ChannelState, ChannelStatus, CommandError, Engine, Event as EngineEvent, Transmit,
-    TransportInput, ValidationKind, Verdict,
+    ChannelEvent, ChannelState, ChannelStatus, CommandError, Engine, Event as EngineEvent,
+    EventCode, Transmit, TransportInput, ValidationKind, Verdict,
 };
 use datatransfer_message::{ChannelId, Message, PeerId, Request, Response};
 use datatransfer_store::ChannelStore;
@@ -423,12 +423,14 @@ where
     pub fn restart_channel(&self, channel: &ChannelId) -> Result<(), Error> {
         self.command(|shared, state, now| {
             state.engine.restart(channel, now)?;
-            if let Some(voucher) = state
-                .engine
-                .channel(channel)
-                .and_then(|s| s.voucher().cloned())
+            if let Some(restarted) = state.engine.channel(channel)
+                && !restarted.status.is_terminal()
             {
-                shared.configure(state, channel, &voucher);
+                let tag = channel.to_string();
+                shared.network.protect(restarted.other_peer(), &tag);
+                if let Some(voucher) = restarted.voucher().cloned() {
+                    shared.configure(state, channel, &voucher);
+                }
             }
             Ok(())
         })
@@ -585,6 +587,7 @@ where
                         let Some(channel_state) = state.engine.channel(&event.channel) else {
                             continue;
                         };
+                        self.protection(&event, channel_state);
                         let state = Box::new(channel_state.clone());
                         self.publish(Event::Channel { event, state });
                     }
@@ -597,6 +600,17 @@ where
             if !moved {
                 return transmits;
             }
+        }
+    }
+
+    /// Keeps the connection to the other peer protected while a channel lives, under the
+    /// channel id's text (Go's `Protect` / `Unprotect`).
+    fn protection(&self, event: &ChannelEvent, state: &ChannelState) {
+        let tag = event.channel.to_string();
+        if event.status.is_terminal() {
+            self.network.unprotect(state.other_peer(), &tag);
+        } else if matches!(event.code, EventCode::Open | EventCode::Restart) {
+            self.network.protect(state.other_peer(), &tag);
         }
     }
 

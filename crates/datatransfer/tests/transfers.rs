@@ -275,6 +275,11 @@ async fn cancel_from_either_side_ends_both(backend: Backend) -> anyhow::Result<(
             everything(),
         )?;
         until_status(&a.manager, &channel, ChannelStatus::Ongoing).await?;
+        until_status(&b.manager, &channel, ChannelStatus::Ongoing).await?;
+        // While the channel lives, both ends protect the connection under its id.
+        let tag = channel.to_string();
+        ensure!(hub.protections(&a.id, &b.id).contains(&tag), "a protects");
+        ensure!(hub.protections(&b.id, &a.id).contains(&tag), "b protects");
         let canceller = if initiator_cancels {
             &a.manager
         } else {
@@ -285,6 +290,14 @@ async fn cancel_from_either_side_ends_both(backend: Backend) -> anyhow::Result<(
         until_status(&b.manager, &channel, ChannelStatus::Cancelled).await?;
         hub.limit_blocks(None);
         ensure!(!dag.is_in(&a.blocks).await?, "the transfer stopped early");
+        ensure!(
+            !hub.protections(&a.id, &b.id).contains(&tag),
+            "a unprotects"
+        );
+        ensure!(
+            !hub.protections(&b.id, &a.id).contains(&tag),
+            "b unprotects"
+        );
         // Cancelling again is a no-op, and other commands are refused with a typed error.
         canceller.close(&channel)?;
         ensure!(matches!(

@@ -1130,3 +1130,46 @@ async fn a_stalled_store_holds_only_its_request_while_another_peer_is_served() {
     assert_eq!(received(&events), slow.tree_order());
     completed(outcome);
 }
+
+#[tokio::test]
+async fn a_terminal_status_that_never_comes_ends_the_request_after_the_timeout() {
+    let dag = Dag::tree(36);
+    let order = dag.tree_order();
+    let mut requester_config = Config::default();
+    requester_config.requester = requester_config
+        .requester
+        .clone()
+        .with_terminal_status_timeout(std::time::Duration::from_millis(200));
+    let pair = pair_with(
+        store_with(&dag.blocks).await,
+        Config::default(),
+        requester_config,
+    )
+    .await;
+    let _validate = pair
+        .responder
+        .register_incoming_request_hook(|_, _, actions| actions.validate());
+    // Paused after the last block: the traversal completes, the terminal status never comes.
+    let _pause = pair
+        .responder
+        .register_outgoing_block_hook(|_, _, record, actions| {
+            if record.index == 6 {
+                actions.pause();
+            }
+        });
+    let handle = pair
+        .requester
+        .request(pair.responder_id, dag.root, all(), Extensions::new())
+        .await
+        .expect("the request starts");
+    let (events, outcome) = finish(handle).await;
+    assert_eq!(received(&events), order);
+    match outcome {
+        Ok(Outcome::NoTerminalStatus(completion)) => {
+            assert_eq!(completion.status, None);
+            assert!(completion.missing.is_empty());
+        }
+        other => panic!("expected the status timeout, got {other:?}"),
+    }
+    assert_stored(&pair.requester_store, &dag.blocks).await;
+}

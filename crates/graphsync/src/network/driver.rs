@@ -181,6 +181,8 @@ pub(super) struct Driver {
     overflow: HashMap<PeerId, VecDeque<Outbound>>,
     /// Waits for room in a writer's queue.
     room: FuturesUnordered<BoxFuture<'static, PeerId>>,
+    /// Timers of requests waiting for their terminal status.
+    status_timers: FuturesUnordered<BoxFuture<'static, RequestId>>,
     /// Per-peer wire state (1.0.0 ids, answering version), shared with the stream tasks.
     wires: HashMap<PeerId, Arc<PeerWire>>,
     /// Seeds of the per-peer 1.0.0 id maps.
@@ -242,6 +244,7 @@ impl Driver {
             writers: HashMap::new(),
             overflow: HashMap::new(),
             room: FuturesUnordered::new(),
+            status_timers: FuturesUnordered::new(),
             wires: HashMap::new(),
             seeds,
             sends: FuturesUnordered::new(),
@@ -293,6 +296,11 @@ impl Driver {
                     }
                 }
                 Some(peer) = self.room.next(), if !self.room.is_empty() => self.flush(peer),
+                Some(request) = self.status_timers.next(), if !self.status_timers.is_empty() => {
+                    if let Err(error) = self.requester.handle_status_timeout(request) {
+                        tracing::trace!(%request, %error, "stale terminal-status timer");
+                    }
+                }
                 Some((peer, sent, written)) = self.sends.next(), if !self.sends.is_empty() => {
                     self.sent(peer, sent, written);
                 }
@@ -804,6 +812,12 @@ impl Driver {
                 self.notify(request, RequestEvent::BlockMissing { cid });
             }
             requester::Event::Paused { request } => self.notify(request, RequestEvent::Paused),
+            requester::Event::AwaitingStatus { request, timeout } => {
+                self.status_timers.push(Box::pin(async move {
+                    tokio::time::sleep(timeout).await;
+                    request
+                }));
+            }
             requester::Event::NetworkError { peer, request } => {
                 self.notify(request, RequestEvent::PeerDisconnected);
                 let failure = NetworkFailure::ResponderDisconnected { request };

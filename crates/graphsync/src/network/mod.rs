@@ -43,6 +43,10 @@
 //! ([`Node::register_store`]) let hooks choose where a request's blocks are read and written
 //! (go-graphsync's persistence options).
 //!
+//! A request whose local traversal is complete waits for the responder's terminal status for
+//! at most [`requester::Config::terminal_status_timeout`]; the driver runs that timer and the
+//! request then ends with [`Outcome::NoTerminalStatus`].
+//!
 //! When the last connection to a peer closes, the driver tells both cores (the requester
 //! reports [`RequestEvent::PeerDisconnected`] and keeps the request, as go-graphsync does; the
 //! responder drops that peer's responses) and forgets the peer's outbound stream.

@@ -5,9 +5,9 @@
 //!
 //! Main items:
 //! - [`Manager`] with its [`Config`]: one node's transfers over a
-//!   [`Transport`](datatransfer_transport::Transport) (the data), a
-//!   [`Network`](datatransfer_transport::Network) (the `/fil/datatransfer/1.2.0` messages) and a
-//!   [`ChannelStore`](datatransfer_store::ChannelStore) (`MemStore` or `SledStore`): start,
+//!   [`Transport`] (the data), a
+//!   [`Network`] (the `/fil/datatransfer/1.2.0` messages) and a
+//!   [`ChannelStore`] (`MemStore` or `SledStore`): start,
 //!   stop, on-ready, registrations, open push and pull, send voucher, close, pause, resume,
 //!   status, channel state, in-progress channels, restart, and subscriptions;
 //! - [`Event`] and [`Subscription`]: what subscribers see, through bounded queues (a slow
@@ -19,11 +19,16 @@
 //! - [`Registry`]: the registered types, and how the state machine's validation questions are
 //!   answered from them (an unknown voucher type is rejected with Go's reason);
 //! - [`Error`]: what an operation fails with. Local misuse is a
-//!   [`CommandError`](datatransfer_fsm::CommandError) inside it; a peer's illegal message
+//!   [`CommandError`] inside it; a peer's illegal message
 //!   is an [`Event::ProtocolViolated`] and fails only its channel.
 //!
 //! Durability: the engine's snapshots of a channel are written to the store before any message
 //! or transport command that follows from the same input goes out.
+//!
+//! Re-exports: the ids ([`ChannelId`], [`PeerId`], [`TransferId`], [`TypeIdentifier`]), the
+//! channel's [`ChannelState`], [`ChannelStatus`], [`EventCode`] and [`ChannelEvent`], the
+//! errors the API wraps, the stores ([`MemStore`], [`SledStore`]), the [`Transport`] and
+//! [`Network`] traits, [`Cid`] and [`Node`].
 //!
 //! Feature flags: none.
 //!
@@ -93,6 +98,17 @@ mod event;
 mod manager;
 mod registry;
 mod voucher;
+
+// What the manager's API names from the crates below, so that an application depends on this
+// crate alone (ARCHITECTURE.md, "Boundaries").
+pub use cid::Cid;
+pub use datatransfer_fsm::{
+    ChannelEvent, ChannelState, ChannelStatus, CommandError, EventCode, ProtocolError,
+};
+pub use datatransfer_message::{ChannelId, PeerId, TransferId, TypeIdentifier};
+pub use datatransfer_store::{ChannelStore, MemStore, SledStore, StoreError};
+pub use datatransfer_transport::{Network, NetworkError, Transport, TransportError};
+pub use ipld_dagcbor::Node;
 
 pub use error::Error;
 pub use event::{Event, Subscription, SubscriptionError};

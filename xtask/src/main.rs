@@ -8,6 +8,7 @@
 // A command-line tool reports to its user on the terminal.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod bench;
 mod ci;
 mod cmd;
 mod deps;
@@ -34,6 +35,9 @@ SUBCOMMANDS:
                               Graphsync scenarios of issue 5 in both directions over loopback
                               TCP and the UnixFS CID comparison, print the matrix (--report:
                               also write it into docs/interop.md)
+    bench graphsync           build release peers, pull a 256 MiB DAG of 256 KiB raw blocks over
+                              loopback TCP (rust <- rust, go <- go) and print MB/s, peak RSS and
+                              the rust/go ratios (not part of ci)
     help, --help, -h          print this help
 ";
 
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         ["ci"] => ci::run(),
+        ["bench", "graphsync"] => bench::graphsync(),
         ["deps"] => deps::run(),
         ["interop"] => interop::run(false),
         ["interop", "--report"] => interop::run(true),

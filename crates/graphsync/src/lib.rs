@@ -24,12 +24,15 @@
 //!   decisions): requests with seeded ids and in-progress limits, verification of every
 //!   response against a local traversal (go-graphsync's reconciled loader), pause/resume with
 //!   restart verification, update, cancel.
-//! - [`protocol`]: the protocol id [`protocol::PROTOCOL_V2`] and [`protocol::MessageReader`] /
-//!   [`protocol::write_message`] (one length-prefixed 2.0.0 message on an async stream).
+//! - [`protocol`]: the protocol ids [`protocol::PROTOCOL_V2`] and [`protocol::PROTOCOL_V1`],
+//!   [`protocol::MessageReader`] / [`protocol::write_message`] (one length-prefixed message on
+//!   an async stream).
 //! - [`network`]: [`Behaviour`] (libp2p-stream based stream control for the swarm) and
-//!   [`Node`], the handle of a tokio driver task owning one responder and one requester, serving
-//!   from and storing into a `blockstore::Blockstore`, with a bounded async request API
-//!   ([`network::RequestHandle`], [`network::Config`]).
+//!   [`Node`], the handle of a tokio driver task owning one responder and one requester,
+//!   speaking 2.0.0 and 1.0.0, serving from and storing into blockstores (named stores for
+//!   hooks to choose), with go-graphsync's hooks and listeners registered at runtime, an async
+//!   API for both roles ([`network::RequestHandle`], pause, unpause, update, cancel,
+//!   [`network::Stats`]) and its settings in [`network::Config`].
 //!
 //! Feature `test-util`: proptest strategies and a fixed 1.0.0 id map in `testing`.
 //!

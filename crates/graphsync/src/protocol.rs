@@ -1,10 +1,14 @@
 //! Protocol ids and stream framing: reading and writing one length-prefixed Graphsync message on
 //! an async byte stream (spec §1).
 //!
-//! A Graphsync stream carries many messages, each an unsigned-varint length followed by a
-//! DAG-CBOR body ([`codec::v2`](crate::codec::v2)), until the writer closes it. [`MessageReader`] reads them one
-//! at a time, buffering what arrived beyond the current frame; [`write_message`] writes one.
-//! Both use the framing of [`codec::frame`](crate::codec::frame), so the 4 MiB limit is checked before anything is
+//! A Graphsync stream carries many messages, each an unsigned-varint length followed by a body,
+//! until the writer closes it: a DAG-CBOR body ([`codec::v2`](crate::codec::v2)) on
+//! [`PROTOCOL_V2`], a protobuf body ([`codec::v1`](crate::codec::v1)) on [`PROTOCOL_V1`].
+//! [`MessageReader`] reads them one at a time, buffering what arrived beyond the current frame
+//! ([`MessageReader::read`] decodes 2.0.0; [`MessageReader::read_body`] hands over the body, for
+//! 1.0.0 whose ids need the peer's map); [`write_message`] writes one 2.0.0 message and
+//! [`write_body`] one encoded body. All use the framing of
+//! [`codec::frame`](crate::codec::frame), so the 4 MiB limit is checked before anything is
 //! allocated for the body.
 
 use bytes::{Bytes, BytesMut};

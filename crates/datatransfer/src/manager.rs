@@ -47,7 +47,9 @@ pub struct Config {
     /// [`Subscription`]). Default 1024.
     pub subscriber_capacity: usize,
     /// The most transmits (messages and transport commands) waiting to go out; commands are
-    /// refused with [`Error::QueueFull`] beyond it. Default 1024.
+    /// refused with [`Error::QueueFull`] beyond it. Peer messages and transport reports are
+    /// never dropped, so what they queue (at most 32 transmits each) can pass the bound while
+    /// the outbound task catches up. Default 1024.
     pub max_outbound: usize,
 }
 

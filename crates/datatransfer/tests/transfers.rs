@@ -372,3 +372,50 @@ async fn pause_and_resume_from_either_side(backend: Backend) -> anyhow::Result<(
     }
     Ok(())
 }
+
+over_both_stores!(slow_subscriber_loses_its_oldest_events_and_never_blocks);
+async fn slow_subscriber_loses_its_oldest_events_and_never_blocks(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let dag = Dag::new(10, 100, 70)?;
+    let hub = hub();
+    let config = datatransfer::Config::default().with_subscriber_capacity(4);
+    let a = common::peer_configured(
+        &hub,
+        1,
+        open_store(backend, &dir, "a")?,
+        Arc::new(Blocks::new()),
+        config,
+        |m| {
+            m.register_voucher_type(common::AcceptAll)?;
+            Ok(())
+        },
+    )
+    .await?;
+    let b = peer(&hub, 2, open_store(backend, &dir, "b")?).await?;
+    dag.load_into(&b.blocks).await?;
+    // This subscriber reads nothing until the transfer is over.
+    let mut slow = a.manager.subscribe();
+    let channel = a.manager.open_pull(
+        b.id.clone(),
+        &TestVoucher("slow".into()),
+        dag.root,
+        everything(),
+    )?;
+    until_status(&a.manager, &channel, ChannelStatus::Completed).await?;
+    let missed = match slow.recv().await {
+        Err(datatransfer::SubscriptionError::Lagged { missed }) => missed,
+        other => anyhow::bail!("expected a lag report, got {other:?}"),
+    };
+    ensure!(missed > 0);
+    // Then the newest events follow, in order, ending with the completion.
+    let mut last = None;
+    while let Some(event) = slow.try_recv()? {
+        if let Event::Channel { event, .. } = event {
+            last = Some(event.status);
+        }
+    }
+    ensure!(last == Some(ChannelStatus::Completed), "{last:?}");
+    Ok(())
+}

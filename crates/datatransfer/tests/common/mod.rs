@@ -286,11 +286,22 @@ pub async fn peer_with(
     blocks: Arc<Blocks>,
     register: impl FnOnce(&Mgr) -> anyhow::Result<()>,
 ) -> anyhow::Result<Peer> {
+    peer_configured(hub, n, store, blocks, Config::default(), register).await
+}
+
+/// As [`peer_with`], with a manager configuration.
+pub async fn peer_configured(
+    hub: &MemHub<Blocks>,
+    n: u8,
+    store: TestStore,
+    blocks: Arc<Blocks>,
+    config: Config,
+    register: impl FnOnce(&Mgr) -> anyhow::Result<()>,
+) -> anyhow::Result<Peer> {
     let id = peer_id(n);
     let (transport, network) = hub
         .add_peer(id.clone(), Arc::clone(&blocks))
         .context("add peer")?;
-    let config = Config::default();
     let manager = Manager::new(transport, network, store.clone(), config);
     register(&manager)?;
     manager.start().await?;

@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 
-	"github.com/ipfs/boxo/blockstore"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	dagpb "github.com/ipld/go-codec-dagpb"
@@ -39,7 +38,7 @@ var PrototypeChooser = dagpb.AddSupportToChooser(func(datamodel.Link, linking.Li
 })
 
 // LinkSystem reads from and writes to bs. onStore, if set, sees every block written, in order.
-func LinkSystem(bs blockstore.Blockstore, onStore func(blocks.Block)) linking.LinkSystem {
+func LinkSystem(bs Blockstore, onStore func(blocks.Block)) linking.LinkSystem {
 	lsys := cidlink.DefaultLinkSystem()
 	lsys.TrustedStorage = true
 	lsys.StorageReadOpener = func(lctx linking.LinkContext, lnk datamodel.Link) (io.Reader, error) {
@@ -131,7 +130,7 @@ func (cw *CarWriter) section(parts ...[]byte) error {
 
 // WriteCar writes the blocks that a traversal of sel (ExploreAll if nil) from root loads, in
 // the order it loads them, each once: the layout of go-car's selective CARv1 export.
-func WriteCar(ctx context.Context, w io.Writer, bs blockstore.Blockstore, root cid.Cid, sel datamodel.Node) (int, error) {
+func WriteCar(ctx context.Context, w io.Writer, bs Blockstore, root cid.Cid, sel datamodel.Node) (int, error) {
 	if sel == nil {
 		sel = ExploreAll
 	}
@@ -186,7 +185,7 @@ func WriteCar(ctx context.Context, w io.Writer, bs blockstore.Blockstore, root c
 }
 
 // WriteCarFile is WriteCar into a new file at path.
-func WriteCarFile(ctx context.Context, path string, bs blockstore.Blockstore, root cid.Cid, sel datamodel.Node) (int, error) {
+func WriteCarFile(ctx context.Context, path string, bs Blockstore, root cid.Cid, sel datamodel.Node) (int, error) {
 	f, err := os.Create(path)
 	if err != nil {
 		return 0, err
@@ -204,12 +203,12 @@ func WriteCarFile(ctx context.Context, path string, bs blockstore.Blockstore, ro
 
 // ReadCar verifies every block of the CARv1 stream r against its CID, puts it into bs, and
 // returns the header's roots and the number of blocks read.
-func ReadCar(ctx context.Context, r io.Reader, bs blockstore.Blockstore) ([]cid.Cid, int, error) {
+func ReadCar(ctx context.Context, r io.Reader, bs Blockstore) ([]cid.Cid, int, error) {
 	return ReadCarFirst(ctx, r, bs, -1)
 }
 
 // ReadCarFirst is ReadCar that stops after the first limit blocks (all of them if limit < 0).
-func ReadCarFirst(ctx context.Context, r io.Reader, bs blockstore.Blockstore, limit int) ([]cid.Cid, int, error) {
+func ReadCarFirst(ctx context.Context, r io.Reader, bs Blockstore, limit int) ([]cid.Cid, int, error) {
 	br := bufio.NewReader(r)
 	hdrBytes, err := readSection(br)
 	if err != nil {
@@ -275,7 +274,7 @@ func ReadCarFirst(ctx context.Context, r io.Reader, bs blockstore.Blockstore, li
 }
 
 // ReadCarFile is ReadCar from the file at path.
-func ReadCarFile(ctx context.Context, path string, bs blockstore.Blockstore) ([]cid.Cid, int, error) {
+func ReadCarFile(ctx context.Context, path string, bs Blockstore) ([]cid.Cid, int, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, 0, err
@@ -285,7 +284,7 @@ func ReadCarFile(ctx context.Context, path string, bs blockstore.Blockstore) ([]
 }
 
 // ReadCarFileFirst is ReadCarFirst from the file at path.
-func ReadCarFileFirst(ctx context.Context, path string, bs blockstore.Blockstore, limit int) ([]cid.Cid, int, error) {
+func ReadCarFileFirst(ctx context.Context, path string, bs Blockstore, limit int) ([]cid.Cid, int, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, 0, err

@@ -1,0 +1,1 @@
+../go-peer/node.go

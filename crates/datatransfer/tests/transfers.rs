@@ -263,17 +263,21 @@ async fn cancel_from_either_side_ends_both(backend: Backend) -> anyhow::Result<(
     let hub = hub();
     let a = peer(&hub, 1, open_store(backend, &dir, "a")?).await?;
     let b = peer(&hub, 2, open_store(backend, &dir, "b")?).await?;
-    for (n, initiator_cancels) in [(0u8, true), (1, false)] {
+    let cases = [(true, true), (true, false), (false, true), (false, false)];
+    for (n, (pull, initiator_cancels)) in (0u8..).zip(cases) {
         let dag = Dag::new(40, 500, 20 + n)?;
-        dag.load_into(&b.blocks).await?;
+        let (sender, receiver) = if pull { (&b, &a) } else { (&a, &b) };
+        dag.load_into(&sender.blocks).await?;
         // Two blocks flow, then the transfer stands still until the cancel.
         hub.limit_blocks(Some(2));
-        let channel = a.manager.open_pull(
-            b.id.clone(),
-            &TestVoucher(format!("cancel {n}")),
-            dag.root,
-            everything(),
-        )?;
+        let voucher = TestVoucher(format!("cancel {n}"));
+        let channel = if pull {
+            a.manager
+                .open_pull(b.id.clone(), &voucher, dag.root, everything())?
+        } else {
+            a.manager
+                .open_push(b.id.clone(), &voucher, dag.root, everything())?
+        };
         until_status(&a.manager, &channel, ChannelStatus::Ongoing).await?;
         until_status(&b.manager, &channel, ChannelStatus::Ongoing).await?;
         // While the channel lives, both ends protect the connection under its id.
@@ -289,7 +293,10 @@ async fn cancel_from_either_side_ends_both(backend: Backend) -> anyhow::Result<(
         until_status(&a.manager, &channel, ChannelStatus::Cancelled).await?;
         until_status(&b.manager, &channel, ChannelStatus::Cancelled).await?;
         hub.limit_blocks(None);
-        ensure!(!dag.is_in(&a.blocks).await?, "the transfer stopped early");
+        ensure!(
+            !dag.is_in(&receiver.blocks).await?,
+            "the transfer stopped early"
+        );
         ensure!(
             !hub.protections(&a.id, &b.id).contains(&tag),
             "a unprotects"
@@ -316,17 +323,22 @@ async fn pause_and_resume_from_either_side(backend: Backend) -> anyhow::Result<(
     let hub = hub();
     let a = peer(&hub, 1, open_store(backend, &dir, "a")?).await?;
     let b = peer(&hub, 2, open_store(backend, &dir, "b")?).await?;
-    for (n, initiator_pauses) in [(0u8, true), (1, false)] {
+    let cases = [(true, true), (true, false), (false, true), (false, false)];
+    for (n, (pull, initiator_pauses)) in (0u8..).zip(cases) {
         let dag = Dag::new(20, 400, 30 + n)?;
-        dag.load_into(&b.blocks).await?;
+        let (sender, receiver) = if pull { (&b, &a) } else { (&a, &b) };
+        dag.load_into(&sender.blocks).await?;
         hub.limit_blocks(Some(3));
-        let channel = a.manager.open_pull(
-            b.id.clone(),
-            &TestVoucher(format!("pause {n}")),
-            dag.root,
-            everything(),
-        )?;
+        let voucher = TestVoucher(format!("pause {n}"));
+        let channel = if pull {
+            a.manager
+                .open_pull(b.id.clone(), &voucher, dag.root, everything())?
+        } else {
+            a.manager
+                .open_push(b.id.clone(), &voucher, dag.root, everything())?
+        };
         until_status(&a.manager, &channel, ChannelStatus::Ongoing).await?;
+        until_status(&b.manager, &channel, ChannelStatus::Ongoing).await?;
         let (pauser, other) = if initiator_pauses {
             (&a.manager, &b.manager)
         } else {
@@ -345,30 +357,31 @@ async fn pause_and_resume_from_either_side(backend: Backend) -> anyhow::Result<(
         // that, nothing moves.
         hub.limit_blocks(None);
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        let before = a.manager.channel_state(&channel)?.received;
+        let before = receiver.manager.channel_state(&channel)?.received;
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        let after = a.manager.channel_state(&channel)?.received;
+        let after = receiver.manager.channel_state(&channel)?.received;
         ensure!(
             before == after,
-            "no data while paused: {before} then {after}"
+            "case {n}: no data while paused: {before} then {after}"
         );
         ensure!(before < dag.total_bytes());
         // Only the side that paused can lift its pause.
         other.resume(&channel)?;
         ensure!(
             pauser.status(&channel) == paused,
-            "the other side's resume does not lift it"
+            "case {n}: the other side's resume does not lift it"
         );
         pauser.resume(&channel)?;
-        let done = until_status(&a.manager, &channel, ChannelStatus::Completed).await?;
+        until_status(&a.manager, &channel, ChannelStatus::Completed).await?;
         until_status(&b.manager, &channel, ChannelStatus::Completed).await?;
+        let done = receiver.manager.channel_state(&channel)?;
         ensure!(
             done.received == dag.total_bytes(),
-            "{} of {}",
+            "case {n}: {} of {}",
             done.received,
             dag.total_bytes()
         );
-        ensure!(dag.is_in(&a.blocks).await?);
+        ensure!(dag.is_in(&receiver.blocks).await?);
     }
     Ok(())
 }

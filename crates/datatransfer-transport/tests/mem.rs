@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 use blockstore::{Blockstore, InMemoryBlockstore};
 use cid::Cid;
 use datatransfer_message::{
-    ChannelId, Message, MessageType, PeerId, TransferId, new_request, update_request,
-    voucher_result_response,
+    ChannelId, Message, MessageType, PeerId, Request, Response, TransferId, new_request,
+    update_request, voucher_result_response,
 };
 use datatransfer_transport::conformance::{Kind, Recorded, Recorder, Script};
 use datatransfer_transport::mem::{Config, HubError, MemHub, MemNetwork, MemTransport};
 use datatransfer_transport::{
-    EventsHandler, Network, NetworkError, OpenChannel, Receiver, StoreName, Transport,
-    TransportError,
+    BlockInfo, DataError, EventsHandler, Flow, HandlerError, Network, NetworkError, OpenChannel,
+    QueuedAnswer, Receiver, RequestAnswer, StoreName, Transport, TransportError,
 };
 use ipld_dagcbor::Node;
 use ipld_selector::Selector;
@@ -570,5 +570,126 @@ async fn a_shut_down_peer_can_leave_and_join_again() -> TestResult {
     let (again, _network) = hub.add_peer(peer(9), Arc::new(Blocks::new()))?;
     assert_eq!(again.peer(), &peer(9));
     assert!(!hub.remove_peer(&peer(9)), "the new peer is running");
+    Ok(())
+}
+
+/// A receiver handler that, at block `at`, has the transport resumed while it runs (from
+/// another thread, waiting for it: a test-only block) and then answers `Flow::Pause`.
+struct ResumeDuringHandler {
+    log: Recorder,
+    transport: std::sync::OnceLock<MemTransport<Blocks>>,
+    at: u64,
+    outcome: std::sync::Mutex<Option<Result<(), TransportError>>>,
+}
+
+impl EventsHandler for ResumeDuringHandler {
+    fn on_channel_opened(&self, channel: &ChannelId) -> Result<(), HandlerError> {
+        self.log.on_channel_opened(channel)
+    }
+
+    fn on_response_received(
+        &self,
+        channel: &ChannelId,
+        response: Response,
+    ) -> Result<Flow, HandlerError> {
+        self.log.on_response_received(channel, response)
+    }
+
+    fn on_request_received(&self, channel: &ChannelId, request: Request) -> RequestAnswer {
+        self.log.on_request_received(channel, request)
+    }
+
+    fn on_data_received(
+        &self,
+        channel: &ChannelId,
+        block: BlockInfo,
+    ) -> Result<Flow, HandlerError> {
+        self.log.on_data_received(channel, block)?;
+        if block.index != self.at {
+            return Ok(Flow::Continue);
+        }
+        let transport = self.transport.get().cloned();
+        let channel = channel.clone();
+        let outcome = std::thread::spawn(move || {
+            let transport = transport.ok_or(TransportError::HandlerNotSet)?;
+            futures::executor::block_on(transport.resume_channel(channel, update(1)))
+        })
+        .join()
+        .unwrap_or(Err(TransportError::ShutDown));
+        *self.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+        Ok(Flow::Pause)
+    }
+
+    fn on_data_queued(
+        &self,
+        channel: &ChannelId,
+        block: BlockInfo,
+    ) -> Result<QueuedAnswer, HandlerError> {
+        self.log.on_data_queued(channel, block)
+    }
+
+    fn on_data_sent(&self, channel: &ChannelId, block: BlockInfo) {
+        self.log.on_data_sent(channel, block);
+    }
+
+    fn on_transfer_queued(&self, channel: &ChannelId) {
+        self.log.on_transfer_queued(channel);
+    }
+
+    fn on_channel_completed(&self, channel: &ChannelId, result: Result<(), DataError>) {
+        self.log.on_channel_completed(channel, result);
+    }
+
+    fn on_request_cancelled(&self, channel: &ChannelId, error: DataError) {
+        self.log.on_request_cancelled(channel, error);
+    }
+
+    fn on_request_disconnected(&self, channel: &ChannelId, error: DataError) {
+        self.log.on_request_disconnected(channel, error);
+    }
+
+    fn on_send_data_error(&self, channel: &ChannelId, error: DataError) {
+        self.log.on_send_data_error(channel, error);
+    }
+
+    fn on_receive_data_error(&self, channel: &ChannelId, error: DataError) {
+        self.log.on_receive_data_error(channel, error);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_while_the_handler_runs_voids_its_pause() -> TestResult {
+    let (root, blocks) = dag(6)?;
+    let hub = hub(Config::default());
+    let sender_store = Arc::new(Blocks::new());
+    for (cid, bytes) in &blocks {
+        sender_store.put_keyed(cid, bytes).await?;
+    }
+    let (sender, _) = hub.add_peer(peer(1), sender_store)?;
+    let (receiver, _) = hub.add_peer(peer(2), Arc::new(Blocks::new()))?;
+    let sender_log = Arc::new(Recorder::new(Script::default()));
+    sender.set_events_handler(Arc::clone(&sender_log) as Arc<dyn EventsHandler>)?;
+    let handler = Arc::new(ResumeDuringHandler {
+        log: Recorder::new(Script::default()),
+        transport: std::sync::OnceLock::new(),
+        at: 3,
+        outcome: std::sync::Mutex::new(None),
+    });
+    let _ = handler.transport.set(receiver.clone());
+    receiver.set_events_handler(Arc::clone(&handler) as Arc<dyn EventsHandler>)?;
+    receiver.open_channel(pull(1, root)).await?;
+    // No further resume: the transfer completes only if the handler's pause was voided.
+    completed(&handler.log).await?;
+    completed(&sender_log).await?;
+    let outcome = handler.outcome.lock().map_err(|e| e.to_string())?.take();
+    assert!(matches!(outcome, Some(Ok(()))), "{outcome:?}");
+    assert_eq!(handler.log.data(Kind::Received).len(), 7);
+    // The resume's message reached the sender.
+    assert!(
+        sender_log
+            .events()
+            .iter()
+            .any(|e| matches!(e, Recorded::RequestReceived(_, r) if r.is_update()))
+    );
     Ok(())
 }

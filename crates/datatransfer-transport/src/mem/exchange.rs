@@ -449,15 +449,14 @@ impl<B: Blockstore + Send + Sync + 'static> Run<B> {
             }
             self.checkpoint(true).await?;
             let block = BlockInfo::new(cid, size, index, true);
-            let (answer, resumed) = self.calling(Side::Sender, || {
-                sender_handler.on_data_queued(&channel, block)
-            });
+            let answer = self.calling(
+                Side::Sender,
+                || sender_handler.on_data_queued(&channel, block),
+                |answer| pause_if(matches!(answer, Ok(a) if a.flow == Flow::Pause)),
+            );
             let answer = answer.map_err(refused)?;
             if let Some(message) = answer.message {
                 self.deliver(Side::Receiver, message, false)?;
-            }
-            if answer.flow == Flow::Pause && !resumed {
-                self.pause(Side::Sender, false);
             }
             if !self.reachable() {
                 return Err(End::Disconnected);
@@ -488,18 +487,24 @@ impl<B: Blockstore + Send + Sync + 'static> Run<B> {
     /// Reports a block to the receiver's handler.
     fn received(&self, block: BlockInfo) -> Result<(), End> {
         let channel = &self.exchange.channel;
-        let (flow, resumed) = self.calling(Side::Receiver, || {
-            self.receiver_handler.on_data_received(channel, block)
-        });
-        if flow.map_err(refused)? == Flow::Pause && !resumed {
-            self.pause(Side::Receiver, false);
-        }
+        self.calling(
+            Side::Receiver,
+            || self.receiver_handler.on_data_received(channel, block),
+            |flow| pause_if(matches!(flow, Ok(Flow::Pause))),
+        )
+        .map_err(refused)?;
         Ok(())
     }
 
-    /// Runs a handler of `side`; also says whether `side` was resumed meanwhile, in which case
-    /// a pause the handler answers is void.
-    fn calling<R>(&self, side: Side, call: impl FnOnce() -> R) -> (R, bool) {
+    /// Runs a handler of `side` and applies the pause its answer asks for (`pauses`), unless
+    /// `side` was resumed while the handler ran. The pause is applied under the same lock that
+    /// ends the call, so a resume either comes before (and voids it) or finds it applied.
+    fn calling<R>(
+        &self,
+        side: Side,
+        call: impl FnOnce() -> R,
+        pauses: impl FnOnce(&R) -> Option<Pausing>,
+    ) -> R {
         let before = {
             let mut state = lock(&self.exchange.state);
             state.calling[side.slot()] = true;
@@ -508,7 +513,15 @@ impl<B: Blockstore + Send + Sync + 'static> Run<B> {
         let result = call();
         let mut state = lock(&self.exchange.state);
         state.calling[side.slot()] = false;
-        (result, state.resumes[side.slot()] != before)
+        if state.resumes[side.slot()] == before {
+            match (pauses(&result), side) {
+                (None, _) => {}
+                (Some(Pausing::Hold), Side::Sender) => state.held = true,
+                (Some(_), Side::Sender) => state.sender_paused = true,
+                (Some(_), Side::Receiver) => state.receiver_paused = true,
+            }
+        }
+        result
     }
 
     /// Whether both ends are up and can reach each other.
@@ -606,23 +619,30 @@ impl<B: Blockstore + Send + Sync + 'static> Run<B> {
         };
         match message {
             Message::Response(response) => {
-                let (flow, resumed) =
-                    self.calling(to, || handler.on_response_received(&channel, response));
-                if flow.map_err(refused)? == Flow::Pause && !resumed {
-                    self.pause(to, false);
-                }
+                self.calling(
+                    to,
+                    || handler.on_response_received(&channel, response),
+                    |flow| pause_if(matches!(flow, Ok(Flow::Pause))),
+                )
+                .map_err(refused)?;
                 Ok(())
             }
             Message::Request(request) => {
-                match self.calling(to, || handler.on_request_received(&channel, request)) {
-                    (RequestAnswer::Proceed(reply), _) => self.reply(to, reply),
-                    (RequestAnswer::Hold(reply), resumed) => {
-                        if !resumed {
-                            self.pause(to, opening && to == Side::Sender);
-                        }
+                let hold = if opening {
+                    Pausing::Hold
+                } else {
+                    Pausing::Pause
+                };
+                let answer = self.calling(
+                    to,
+                    || handler.on_request_received(&channel, request),
+                    |answer| matches!(answer, RequestAnswer::Hold(_)).then_some(hold),
+                );
+                match answer {
+                    RequestAnswer::Proceed(reply) | RequestAnswer::Hold(reply) => {
                         self.reply(to, reply)
                     }
-                    (RequestAnswer::Reject(reply), _) => {
+                    RequestAnswer::Reject(reply) => {
                         self.reply(to, reply)?;
                         Err(End::Failed(DataError::Rejected))
                     }
@@ -638,15 +658,19 @@ impl<B: Blockstore + Send + Sync + 'static> Run<B> {
             None => Ok(()),
         }
     }
+}
 
-    fn pause(&self, side: Side, hold: bool) {
-        let mut state = lock(&self.exchange.state);
-        match (side, hold) {
-            (Side::Sender, true) => state.held = true,
-            (Side::Sender, false) => state.sender_paused = true,
-            (Side::Receiver, _) => state.receiver_paused = true,
-        }
-    }
+/// How a handler's answer stops the flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pausing {
+    /// Pause the side (`Flow::Pause`, or `Hold` on a running exchange).
+    Pause,
+    /// Hold the opening request until `attach` or `resume_channel` (`Hold` on the sender).
+    Hold,
+}
+
+fn pause_if(pause: bool) -> Option<Pausing> {
+    pause.then_some(Pausing::Pause)
 }
 
 fn traversal_failed(error: ipld_selector::TraversalError) -> End {

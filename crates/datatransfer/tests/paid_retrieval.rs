@@ -1,7 +1,8 @@
-//! Paid retrieval with revalidation (spec §6.3–§6.4): the provider pauses its pull response
-//! whenever the client owes it a threshold of bytes, asking for a payment in a voucher result;
-//! the client pays with a voucher, the provider resumes; at the end the provider asks for the
-//! remainder (finalization) and completes when it is paid. Over `MemStore` and `SledStore`.
+//! Paid transfers with revalidation (spec §6.3–§6.4): the provider pauses whenever the client
+//! owes it a threshold of bytes (sent by it in a pull, received by it in a push), asking for a
+//! payment in a voucher result; the client pays with a voucher and the provider resumes; at the
+//! end the provider asks for the remainder (finalization) and completes once it is paid. Over
+//! `MemStore` and `SledStore`.
 
 #[macro_use]
 mod common;
@@ -77,6 +78,10 @@ impl Revalidator<Payment> for Pricing {
         })
     }
 
+    fn on_push_data_received(&self, channel: &ChannelId, bytes: u64) -> Option<Decision> {
+        self.on_pull_data_sent(channel, bytes)
+    }
+
     fn on_complete(&self, channel: &ChannelId) -> Option<Decision> {
         self.with(channel, |account| {
             (account.unpaid > 0).then(|| Pricing::ask(account))
@@ -88,6 +93,19 @@ over_both_stores!(paid_pull_pauses_for_payments_and_settles_at_the_end);
 async fn paid_pull_pauses_for_payments_and_settles_at_the_end(
     backend: Backend,
 ) -> anyhow::Result<()> {
+    paid_transfer(backend, true).await
+}
+
+over_both_stores!(paid_push_pauses_for_payments_and_settles_at_the_end);
+async fn paid_push_pauses_for_payments_and_settles_at_the_end(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    paid_transfer(backend, false).await
+}
+
+/// The client pulls from (or pushes to) a provider that charges for every byte it sends (or
+/// receives).
+async fn paid_transfer(backend: Backend, pull: bool) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let dag = Dag::new(10, 500, 40)?;
     let hub = hub();
@@ -110,15 +128,20 @@ async fn paid_pull_pauses_for_payments_and_settles_at_the_end(
         },
     )
     .await?;
-    dag.load_into(&provider.blocks).await?;
+    let data_sender = if pull { &provider } else { &client };
+    dag.load_into(&data_sender.blocks).await?;
 
     let mut events = client.manager.subscribe();
-    let channel = client.manager.open_pull(
-        provider.id.clone(),
-        &TestVoucher("paid".into()),
-        dag.root,
-        everything(),
-    )?;
+    let voucher = TestVoucher("paid".into());
+    let channel = if pull {
+        client
+            .manager
+            .open_pull(provider.id.clone(), &voucher, dag.root, everything())?
+    } else {
+        client
+            .manager
+            .open_push(provider.id.clone(), &voucher, dag.root, everything())?
+    };
     // The client pays whatever the provider asks, whenever it pauses or begins finalizing.
     let mut payments = Vec::new();
     let mut answered = 0;
@@ -164,12 +187,22 @@ async fn paid_pull_pauses_for_payments_and_settles_at_the_end(
     let at_client = client.manager.channel_state(&channel)?;
 
     let total = dag.total_bytes();
+    let (at_receiver, at_sender, receiver_blocks) = if pull {
+        (&at_client, &at_provider, &client.blocks)
+    } else {
+        (&at_provider, &at_client, &provider.blocks)
+    };
     ensure!(
-        at_client.received == total,
+        at_receiver.received == total,
         "received {} of {total}",
-        at_client.received
+        at_receiver.received
     );
-    ensure!(dag.is_in(&client.blocks).await?);
+    ensure!(
+        at_sender.sent == total,
+        "sent {} of {total}",
+        at_sender.sent
+    );
+    ensure!(dag.is_in(receiver_blocks).await?);
     ensure!(
         payments.iter().sum::<u64>() == total,
         "paid {payments:?} for {total}"

@@ -914,6 +914,11 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Responder<P> {
         )
     }
 
+    /// Block bytes queued or in flight, not yet reported sent, all peers together.
+    pub fn total_memory(&self) -> u64 {
+        self.memory
+    }
+
     fn receive_new(&mut self, peer: &P, request: Request) {
         let RequestKind::New {
             root,

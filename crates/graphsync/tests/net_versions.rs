@@ -129,3 +129,17 @@ async fn a_v2_only_requester_cannot_reach_a_v1_only_responder() {
         "{outcome:?}"
     );
 }
+
+#[tokio::test]
+async fn repeated_or_empty_version_lists_start_a_node() {
+    for protocols in [vec![Version::V2, Version::V1, Version::V2], vec![]] {
+        let swarm = net_support::memory_swarm();
+        let store = Arc::new(net_support::Store::new());
+        let node = graphsync::network::Node::spawn(
+            swarm.behaviour(),
+            store,
+            Config::default().with_protocols(protocols.clone()),
+        );
+        assert!(node.is_ok(), "{protocols:?}: {node:?}");
+    }
+}

@@ -183,7 +183,9 @@ pub(super) struct Driver {
     room: FuturesUnordered<BoxFuture<'static, PeerId>>,
     /// Timers of requests waiting for their terminal status.
     status_timers: FuturesUnordered<BoxFuture<'static, RequestId>>,
-    /// Per-peer wire state (1.0.0 ids, answering version), shared with the stream tasks.
+    /// Per-peer wire state (1.0.0 ids, answering version), shared with the stream tasks. Kept
+    /// after a disconnect, as go-graphsync keeps its 1.0.0 id map: requests survive a
+    /// disconnect, and their responses after a reconnect must still map to them.
     wires: HashMap<PeerId, Arc<PeerWire>>,
     /// Seeds of the per-peer 1.0.0 id maps.
     seeds: RandomState,
@@ -289,7 +291,6 @@ impl Driver {
                     for peer in self.disconnects.take() {
                         self.writers.remove(&peer);
                         self.overflow.remove(&peer);
-                        self.wires.remove(&peer);
                         self.served.retain(|(served_peer, _), _| *served_peer != peer);
                         self.responder.handle_peer_disconnected(&peer);
                         self.requester.handle_peer_disconnected(&peer);
@@ -526,8 +527,7 @@ impl Driver {
             messages_sent: counters.messages_sent,
             messages_received: counters.messages_received,
             messages_failed: counters.messages_failed,
-            // The total is the same whichever peer is named; only it is read.
-            responder_memory: self.responder.memory(&PeerId::random()).0,
+            responder_memory: self.responder.total_memory(),
         }
     }
 

@@ -8,8 +8,8 @@
 //! - Versions: `/ipfs/graphsync/2.0.0` and `/1.0.0` are both accepted by default
 //!   ([`Config::protocols`]). A peer that opened a stream is answered on the version it used;
 //!   otherwise streams are opened with 2.0.0 first and 1.0.0 when the peer does not support
-//!   it. 1.0.0 integer request ids are mapped per peer (both directions) for as long as the
-//!   peer stays connected.
+//!   it. 1.0.0 integer request ids are mapped per peer (both directions) for the node's
+//!   lifetime, as go-graphsync keeps them.
 //! - Inbound: every stream a peer opens gets a reader task that reads
 //!   length-prefixed messages until the peer closes it and hands each one to the driver. A
 //!   stream whose framing or body is invalid is dropped (network-error listeners hear of it);
@@ -429,7 +429,12 @@ impl Node {
         if config.protocols.is_empty() {
             config.protocols = Config::default().protocols;
         }
-        config.protocols.dedup();
+        let mut seen = Vec::new();
+        config.protocols.retain(|version| {
+            let first = !seen.contains(version);
+            seen.push(*version);
+            first
+        });
         let mut control = behaviour.inner.new_control();
         let mut incoming = Vec::new();
         for version in config.protocols.clone() {

@@ -16,7 +16,7 @@ use datatransfer_message::{ChannelId, Message, PeerId, Request, Response};
 use datatransfer_store::ChannelStore;
 use datatransfer_transport::{
     BlockInfo, DataError, EventsHandler, Flow, HandlerError, Network, NetworkError, OpenChannel,
-    QueuedAnswer, Receiver, RequestAnswer, Transport, TransportError,
+    QueuedAnswer, Receiver, RequestAnswer, StoreName, Transport, TransportError,
 };
 use ipld_dagcbor::Node;
 use tokio::sync::{Notify, broadcast};
@@ -115,6 +115,8 @@ struct State {
     engine: Engine,
     registry: Registry,
     outbound: VecDeque<Transmit>,
+    /// Block stores chosen by transport configurers, for channels that are not finished.
+    stores: BTreeMap<ChannelId, StoreName>,
     phase: Phase,
     ready: Vec<ReadyCallback>,
     task: Option<JoinHandle<()>>,
@@ -167,6 +169,7 @@ where
             engine,
             registry: Registry::new(),
             outbound: VecDeque::new(),
+            stores: BTreeMap::new(),
             phase: Phase::New,
             ready: Vec::new(),
             task: None,
@@ -538,10 +541,20 @@ where
         let _ = self.events.send(event);
     }
 
-    fn configure(&self, state: &State, channel: &ChannelId, voucher: &datatransfer_fsm::Voucher) {
-        state
+    /// Runs the configurer of the voucher's type and remembers the block store it chose for
+    /// the channel.
+    fn configure(
+        &self,
+        state: &mut State,
+        channel: &ChannelId,
+        voucher: &datatransfer_fsm::Voucher,
+    ) {
+        let chosen = state
             .registry
             .configure(channel, voucher, &self.transport as &dyn Any);
+        if let Some(store) = chosen {
+            state.stores.insert(channel.clone(), store);
+        }
     }
 
     /// Drains the engine after an input: persists snapshots, answers validation questions,
@@ -590,6 +603,9 @@ where
                             continue;
                         };
                         self.protection(&event, channel_state);
+                        if event.status.is_terminal() {
+                            state.stores.remove(&event.channel);
+                        }
                         let state = Box::new(channel_state.clone());
                         self.publish(Event::Channel { event, state });
                     }
@@ -680,6 +696,9 @@ where
                     OpenChannel::new(data_sender, channel.clone(), base_cid, selector, message);
                 if let Some(skip) = skip_blocks {
                     open = open.with_skip_blocks(skip);
+                }
+                if let Some(store) = self.lock().stores.get(&channel).cloned() {
+                    open = open.with_store(store);
                 }
                 if let Err(error) = self.transport.open_channel(open).await {
                     self.transmit_failed(&channel, &error);

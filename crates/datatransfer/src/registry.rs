@@ -11,6 +11,7 @@ use std::sync::Arc;
 use cid::Cid;
 use datatransfer_fsm::{Validation, ValidationKind, Verdict};
 use datatransfer_message::{ChannelId, TypeIdentifier};
+use datatransfer_transport::StoreName;
 use ipld_dagcbor::Node;
 
 use crate::voucher::{
@@ -215,16 +216,17 @@ impl Registry {
         !self.revalidators.is_empty()
     }
 
-    /// Runs the transport configurer registered for the channel's voucher type, if any.
+    /// Runs the transport configurer registered for the channel's voucher type, if any;
+    /// returns the block store it chose for the channel.
     pub fn configure(
         &self,
         channel: &ChannelId,
         voucher: &datatransfer_fsm::Voucher,
         transport: &dyn Any,
-    ) {
-        if let Some(configurer) = self.configurers.get(&voucher.voucher_type) {
-            configurer.configure(channel, &voucher.node, transport);
-        }
+    ) -> Option<StoreName> {
+        self.configurers
+            .get(&voucher.voucher_type)?
+            .configure(channel, &voucher.node, transport)
     }
 
     fn validate(
@@ -359,7 +361,12 @@ impl<V: Voucher, T: Revalidator<V>> ErasedRevalidator for TypedRevalidator<V, T>
 }
 
 trait ErasedConfigurer: Send + Sync {
-    fn configure(&self, channel: &ChannelId, voucher: &Node, transport: &dyn Any);
+    fn configure(
+        &self,
+        channel: &ChannelId,
+        voucher: &Node,
+        transport: &dyn Any,
+    ) -> Option<StoreName>;
 }
 
 struct TypedConfigurer<V, T> {
@@ -368,11 +375,15 @@ struct TypedConfigurer<V, T> {
 }
 
 impl<V: Voucher, T: TransportConfigurer<V>> ErasedConfigurer for TypedConfigurer<V, T> {
-    fn configure(&self, channel: &ChannelId, voucher: &Node, transport: &dyn Any) {
+    fn configure(
+        &self,
+        channel: &ChannelId,
+        voucher: &Node,
+        transport: &dyn Any,
+    ) -> Option<StoreName> {
         // A voucher that does not decode was rejected by its validator; nothing to configure.
-        if let Ok(voucher) = V::from_node(voucher) {
-            self.configurer.configure(channel, &voucher, transport);
-        }
+        let voucher = V::from_node(voucher).ok()?;
+        self.configurer.configure(channel, &voucher, transport)
     }
 }
 
@@ -524,7 +535,7 @@ mod tests {
             .register_voucher_result_type::<Deal>()
             .expect("first");
         registry
-            .register_transport_configurer(|_: &ChannelId, _: &Deal, _: &dyn Any| {})
+            .register_transport_configurer(|_: &ChannelId, _: &Deal, _: &dyn Any| None)
             .expect("first");
         let expected = |registry: &'static str, name: &str| RegistryError::AlreadyRegistered {
             registry,
@@ -543,7 +554,7 @@ mod tests {
             Err(expected("voucher result", "test/deal-result"))
         );
         assert_eq!(
-            registry.register_transport_configurer(|_: &ChannelId, _: &Deal, _: &dyn Any| {}),
+            registry.register_transport_configurer(|_: &ChannelId, _: &Deal, _: &dyn Any| None),
             Err(expected("transport configurer", "test/deal"))
         );
     }
@@ -599,11 +610,13 @@ mod tests {
             .register_transport_configurer(move |_: &ChannelId, deal: &Deal, t: &dyn Any| {
                 let tag = t.downcast_ref::<&str>().copied().unwrap_or("other");
                 log.lock().expect("test lock").push((deal.0, tag));
+                Some(StoreName::new(format!("deal-{}", deal.0)))
             })
             .expect("first");
-        registry.configure(&channel(), &crate::encode_voucher(&Deal(8)), &"mem");
+        let store = registry.configure(&channel(), &crate::encode_voucher(&Deal(8)), &"mem");
+        assert_eq!(store, Some(StoreName::new("deal-8")));
         let other = datatransfer_fsm::Voucher::new("other", Node::Null);
-        registry.configure(&channel(), &other, &"mem");
+        assert_eq!(registry.configure(&channel(), &other, &"mem"), None);
         assert_eq!(*seen.lock().expect("test lock"), vec![(8, "mem")]);
     }
 }

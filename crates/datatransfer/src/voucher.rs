@@ -7,6 +7,7 @@ use std::any::Any;
 use cid::Cid;
 use datatransfer_fsm::{Validation, Verdict};
 use datatransfer_message::{ChannelId, PeerId, TypeIdentifier};
+use datatransfer_transport::StoreName;
 use ipld_dagcbor::Node;
 
 /// A voucher type: the value an initiator sends to justify a transfer (Go's `Voucher`).
@@ -265,17 +266,29 @@ pub trait Revalidator<V: Voucher>: Send + Sync + 'static {
 /// Adjusts the transport for a channel whose voucher has type `V`, when the channel is created
 /// or restarted (Go's `TransportConfigurer`). The transport is given as `&dyn Any`: downcast it
 /// to the transport type the manager was built with.
+///
+/// Go's configurers typically call `UseStore` to give a channel its own block store. Here the
+/// configurer registers the store with its transport and returns its name: the manager then
+/// opens the channel's data exchanges with that store
+/// ([`OpenChannel::store`](datatransfer_transport::OpenChannel::store)).
 pub trait TransportConfigurer<V: Voucher>: Send + Sync + 'static {
-    /// Configures `transport` for `channel`.
-    fn configure(&self, channel: &ChannelId, voucher: &V, transport: &dyn Any);
+    /// Configures `transport` for `channel`; returns the block store to use for it, if not the
+    /// transport's default.
+    fn configure(&self, channel: &ChannelId, voucher: &V, transport: &dyn Any)
+    -> Option<StoreName>;
 }
 
 impl<V, F> TransportConfigurer<V> for F
 where
     V: Voucher,
-    F: Fn(&ChannelId, &V, &dyn Any) + Send + Sync + 'static,
+    F: Fn(&ChannelId, &V, &dyn Any) -> Option<StoreName> + Send + Sync + 'static,
 {
-    fn configure(&self, channel: &ChannelId, voucher: &V, transport: &dyn Any) {
-        self(channel, voucher, transport);
+    fn configure(
+        &self,
+        channel: &ChannelId,
+        voucher: &V,
+        transport: &dyn Any,
+    ) -> Option<StoreName> {
+        self(channel, voucher, transport)
     }
 }

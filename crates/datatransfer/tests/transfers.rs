@@ -432,3 +432,54 @@ async fn slow_subscriber_loses_its_oldest_events_and_never_blocks(
     ensure!(last == Some(ChannelStatus::Completed), "{last:?}");
     Ok(())
 }
+
+over_both_stores!(transport_configurer_gives_a_channel_its_own_block_store);
+async fn transport_configurer_gives_a_channel_its_own_block_store(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    use datatransfer_transport::StoreName;
+    use datatransfer_transport::mem::MemTransport;
+
+    let dir = tempfile::tempdir()?;
+    let dag = Dag::new(6, 300, 80)?;
+    let hub = hub();
+    let deal_blocks = Arc::new(Blocks::new());
+    let configured = Arc::clone(&deal_blocks);
+    let a = common::peer_with(
+        &hub,
+        1,
+        open_store(backend, &dir, "a")?,
+        Arc::new(Blocks::new()),
+        move |m| {
+            m.register_voucher_type(common::AcceptAll)?;
+            m.register_transport_configurer(
+                move |channel: &datatransfer::ChannelId,
+                      _: &TestVoucher,
+                      transport: &dyn std::any::Any| {
+                    let transport = transport.downcast_ref::<MemTransport<Blocks>>()?;
+                    let name = StoreName::new(format!("deal-{channel}"));
+                    transport.register_store(name.clone(), Arc::clone(&configured));
+                    Some(name)
+                },
+            )?;
+            Ok(())
+        },
+    )
+    .await?;
+    let b = peer(&hub, 2, open_store(backend, &dir, "b")?).await?;
+    dag.load_into(&b.blocks).await?;
+    let channel = a.manager.open_pull(
+        b.id.clone(),
+        &TestVoucher("own store".into()),
+        dag.root,
+        everything(),
+    )?;
+    let done = until_status(&a.manager, &channel, ChannelStatus::Completed).await?;
+    ensure!(done.received == dag.total_bytes());
+    ensure!(
+        dag.is_in(&deal_blocks).await?,
+        "the blocks went to the channel's store"
+    );
+    ensure!(!dag.is_in(&a.blocks).await?, "not to the default store");
+    Ok(())
+}

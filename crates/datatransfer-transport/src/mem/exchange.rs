@@ -333,6 +333,14 @@ pub(super) async fn run<B: Blockstore + Send + Sync + 'static>(
     };
     let end = run.exchange_blocks(&receiver_store, open).await;
     let channel = run.exchange.channel.clone();
+    let outcome = match &end {
+        Ok(()) => "completed".to_owned(),
+        Err(End::Stopped(Stop::Abort)) => "aborted".to_owned(),
+        Err(End::Stopped(Stop::Close(side))) => format!("closed by the {side:?}"),
+        Err(End::Failed(error)) => format!("failed: {error}"),
+        Err(End::Disconnected) => "disconnected".to_owned(),
+    };
+    tracing::debug!(%channel, %outcome, "mem exchange ended");
     match end {
         Ok(()) => {}
         Err(End::Stopped(Stop::Abort)) | Err(End::Stopped(Stop::Close(Side::Sender))) => {}

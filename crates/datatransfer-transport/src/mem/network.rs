@@ -76,6 +76,7 @@ impl<B: Send + Sync + 'static> Network for MemNetwork<B> {
             .dropping
             .contains(&(self.peer.id.clone(), peer.clone()));
         if dropped {
+            tracing::debug!(from = %self.peer.id, to = %peer, "message dropped by fault injection");
             return Ok(());
         }
         let latency = self.hub.latency();
@@ -137,9 +138,11 @@ pub(super) async fn deliver<B>(
             return;
         };
         if !hub.connected(&envelope.from, &peer.id) {
+            tracing::debug!(from = %envelope.from, to = %peer.id, "message lost in a partition");
             continue;
         }
         let Some(receiver) = peer.receiver.get().cloned() else {
+            tracing::debug!(from = %envelope.from, to = %peer.id, "message before a receiver");
             continue;
         };
         match decode(&envelope.bytes) {

@@ -655,7 +655,7 @@ pub async fn disconnect_is_reported<F: Factory>(factory: &F) -> Result<(), Failu
 /// The receiver pauses at block 5 and reopens the channel skipping 5 blocks: the new exchange
 /// reports blocks 1–5 as not unique on the receiver, and also the later repeats of a skipped
 /// block (graphsync counts a skipped load as sent, spec `graphsync.md` §7.5); the sender sends
-/// only the rest, and both complete.
+/// only the rest, and both complete. The replaced exchange ends without reports.
 ///
 /// # Errors
 /// A [`Failure`] naming what differed.
@@ -709,6 +709,16 @@ pub async fn reopen_skips_first_blocks<F: Factory>(factory: &F) -> Result<(), Fa
     setup.expect(
         setup.dag.all_present(&setup.receiver_store).await,
         "the receiver's store holds every block",
+    )?;
+    let replaced_reported = setup.receiver_log.events().iter().any(|e| {
+        matches!(
+            e,
+            Recorded::RequestCancelled(..) | Recorded::Completed(_, Err(_))
+        )
+    });
+    setup.expect(
+        !replaced_reported,
+        "the replaced exchange ends without reports",
     )?;
     setup.check_orders()
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use cid::Cid;
 use datatransfer_fsm::{
     ChannelEvent, ChannelState, ChannelStatus, CommandError, Engine, Event as EngineEvent,
-    EventCode, Transmit, TransportInput, ValidationKind, Verdict,
+    EventCode, ProtocolError, Transmit, TransportInput, ValidationKind, Verdict,
 };
 use datatransfer_message::{ChannelId, Message, PeerId, Request, Response};
 use datatransfer_store::ChannelStore;
@@ -96,6 +96,11 @@ impl Config {
 /// change is in the store before any message that depends on it is sent. Validators,
 /// revalidators and configurers run under that mutex: they must be quick and must not call
 /// the manager.
+///
+/// Finished channels stay in the engine until it holds three quarters of
+/// `engine.max_channels`; then they are released from it and read back from the store
+/// (`status`, `channel_state`, `in_progress_channels`), so a long-running node never runs out
+/// of channel slots. Start loads only the unfinished channels into the engine.
 pub struct Manager<T, N> {
     shared: Arc<Shared<T, N>>,
 }
@@ -227,8 +232,10 @@ where
         if state.phase != Phase::New {
             return Err(Error::AlreadyStarted);
         }
+        // Finished channels stay in the store only; reads find them there.
         let stored = self.shared.store.list()?;
-        state.engine.restore(stored)?;
+        let live = stored.into_iter().filter(|s| !s.status.is_terminal());
+        state.engine.restore(live)?;
         let handler = Arc::new(Handler {
             shared: Arc::downgrade(&self.shared),
         });
@@ -386,6 +393,7 @@ where
     /// [`Error::NotRunning`], [`Error::QueueFull`], [`Error::Command`] (unknown channel, not
     /// the initiator, finished channel, too many vouchers).
     pub fn send_voucher<V: Voucher>(&self, channel: &ChannelId, voucher: &V) -> Result<(), Error> {
+        self.refuse_if_archived(channel)?;
         let voucher = encode_voucher(voucher);
         self.command(|_, state, now| Ok(state.engine.send_voucher(channel, voucher, now)?))
     }
@@ -396,6 +404,9 @@ where
     /// # Errors
     /// [`Error::NotRunning`], [`Error::QueueFull`], [`Error::Command`] (unknown channel).
     pub fn close(&self, channel: &ChannelId) -> Result<(), Error> {
+        if self.shared.archived(channel).is_some() {
+            return Ok(());
+        }
         self.command(|_, state, now| Ok(state.engine.cancel(channel, now)?))
     }
 
@@ -406,6 +417,7 @@ where
     /// [`Error::QueueFull`], [`Error::Command`] (unknown or finished channel).
     pub fn pause(&self, channel: &ChannelId) -> Result<(), Error> {
         self.check_pause(channel)?;
+        self.refuse_if_archived(channel)?;
         self.command(|_, state, now| Ok(state.engine.pause(channel, now)?))
     }
 
@@ -415,6 +427,7 @@ where
     /// As [`pause`](Self::pause).
     pub fn resume(&self, channel: &ChannelId) -> Result<(), Error> {
         self.check_pause(channel)?;
+        self.refuse_if_archived(channel)?;
         self.command(|_, state, now| Ok(state.engine.resume(channel, now)?))
     }
 
@@ -426,6 +439,9 @@ where
     /// # Errors
     /// [`Error::NotRunning`], [`Error::QueueFull`], [`Error::Command`] (unknown channel).
     pub fn restart_channel(&self, channel: &ChannelId) -> Result<(), Error> {
+        if self.shared.archived(channel).is_some() {
+            return Ok(());
+        }
         self.command(|shared, state, now| {
             state.engine.restart(channel, now)?;
             if let Some(restarted) = state.engine.channel(channel)
@@ -444,10 +460,7 @@ where
     /// The channel's status (Go's `TransferChannelStatus`), `ChannelNotFoundError` for an
     /// unknown channel.
     pub fn status(&self, channel: &ChannelId) -> ChannelStatus {
-        self.shared
-            .lock()
-            .engine
-            .channel(channel)
+        self.channel_state(channel)
             .map_or(ChannelStatus::ChannelNotFoundError, |state| state.status)
     }
 
@@ -456,11 +469,8 @@ where
     /// # Errors
     /// [`Error::Command`] with [`CommandError::UnknownChannel`].
     pub fn channel_state(&self, channel: &ChannelId) -> Result<ChannelState, Error> {
-        self.shared
-            .lock()
-            .engine
-            .channel(channel)
-            .cloned()
+        let live = self.shared.lock().engine.channel(channel).cloned();
+        live.or_else(|| self.shared.archived(channel))
             .ok_or_else(|| {
                 Error::Command(CommandError::UnknownChannel {
                     channel: channel.clone(),
@@ -468,15 +478,24 @@ where
             })
     }
 
-    /// Every channel this node knows, finished ones included, as Go's `InProgressChannels`
-    /// returns them.
-    pub fn in_progress_channels(&self) -> BTreeMap<ChannelId, ChannelState> {
-        self.shared
-            .lock()
-            .engine
-            .channels()
-            .map(|state| (state.channel_id.clone(), state.clone()))
-            .collect()
+    /// Every channel this node knows, finished ones included (from the store), as Go's
+    /// `InProgressChannels` returns them.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the store cannot be read.
+    pub fn in_progress_channels(&self) -> Result<BTreeMap<ChannelId, ChannelState>, Error> {
+        let mut all: BTreeMap<ChannelId, ChannelState> = self
+            .shared
+            .store
+            .list()?
+            .into_iter()
+            .map(|state| (state.channel_id.clone(), state))
+            .collect();
+        let state = self.shared.lock();
+        for live in state.engine.channels() {
+            all.insert(live.channel_id.clone(), live.clone());
+        }
+        Ok(all)
     }
 
     /// Subscribes to every event of this node (Go's `SubscribeToEvents`); drop the
@@ -488,6 +507,18 @@ where
     /// Subscribes to the events of one channel.
     pub fn subscribe_channel(&self, channel: ChannelId) -> Subscription {
         Subscription::new(self.shared.events.subscribe(), Some(channel))
+    }
+
+    /// Refuses a command on a finished channel the engine let go of, as the engine refuses it
+    /// on one it still holds.
+    fn refuse_if_archived(&self, channel: &ChannelId) -> Result<(), Error> {
+        match self.shared.archived(channel) {
+            Some(state) => Err(Error::Command(CommandError::Terminated {
+                channel: channel.clone(),
+                status: state.status,
+            })),
+            None => Ok(()),
+        }
     }
 
     fn check_pause(&self, channel: &ChannelId) -> Result<(), Error> {
@@ -515,6 +546,7 @@ where
                 limit: shared.config.max_outbound,
             });
         }
+        shared.evict_finished(&mut state);
         let now = Instant::now();
         let outcome = f(shared, &mut state, now);
         let transmits = shared.drain(&mut state, now);
@@ -534,6 +566,47 @@ where
         // Every critical section leaves the state consistent, so a panic in user code while
         // holding the lock does not leave it half-updated.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A finished channel the engine no longer holds, read from the store.
+    fn archived(&self, channel: &ChannelId) -> Option<ChannelState> {
+        if self.lock().engine.channel(channel).is_some() {
+            return None;
+        }
+        match self.store.get(channel) {
+            Ok(stored) => stored.filter(|state| state.status.is_terminal()),
+            Err(error) => {
+                tracing::warn!(%channel, %error, "store read failed");
+                None
+            }
+        }
+    }
+
+    /// Whether the store holds `channel` as finished (the caller holds the lock and has seen
+    /// that the engine does not).
+    fn is_archived(&self, channel: &ChannelId) -> bool {
+        matches!(self.store.get(channel), Ok(Some(state)) if state.status.is_terminal())
+    }
+
+    /// Once the engine holds three quarters of its channel limit, lets go of its finished
+    /// channels: they stay in the store, where reads find them, and the slots are free for
+    /// new channels.
+    fn evict_finished(&self, state: &mut State) {
+        let limit = self.config.engine.max_channels;
+        if state.engine.channels().count() < limit - limit / 4 {
+            return;
+        }
+        let finished: Vec<ChannelId> = state
+            .engine
+            .channels()
+            .filter(|channel| channel.status.is_terminal())
+            .map(|channel| channel.channel_id.clone())
+            .collect();
+        for channel in finished {
+            if let Err(error) = state.engine.remove(&channel) {
+                tracing::warn!(%channel, %error, "finished channel not released");
+            }
+        }
     }
 
     fn publish(&self, event: Event) {
@@ -641,7 +714,15 @@ where
         let now = Instant::now();
         if let Err(error) = state.engine.handle_message(from.clone(), message, now) {
             tracing::debug!(peer = %from, %error, "message refused");
-            self.publish(Event::ProtocolViolated { peer: from, error });
+            let late = match &error {
+                // A late message for a finished channel the engine let go of is dropped, as
+                // the engine drops messages for the finished channels it holds.
+                ProtocolError::UnknownChannel { channel, .. } => self.is_archived(channel),
+                _ => false,
+            };
+            if !late {
+                self.publish(Event::ProtocolViolated { peer: from, error });
+            }
         }
         self.drain(state, now)
     }
@@ -825,6 +906,7 @@ where
         if state.phase != Phase::Running {
             return None;
         }
+        shared.evict_finished(&mut state);
         let (answer, transmits) = f(&shared, &mut state);
         shared.enqueue(&mut state, transmits);
         drop(state);

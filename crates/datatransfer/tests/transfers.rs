@@ -189,7 +189,7 @@ async fn parallel_channels_between_two_peers_all_complete(backend: Backend) -> a
     }
     let ids: std::collections::BTreeSet<_> = channels.iter().map(|(c, ..)| c.clone()).collect();
     ensure!(ids.len() == channels.len(), "every channel has its own id");
-    ensure!(a.manager.in_progress_channels().len() == channels.len());
+    ensure!(a.manager.in_progress_channels()?.len() == channels.len());
     Ok(())
 }
 
@@ -481,5 +481,57 @@ async fn transport_configurer_gives_a_channel_its_own_block_store(
         "the blocks went to the channel's store"
     );
     ensure!(!dag.is_in(&a.blocks).await?, "not to the default store");
+    Ok(())
+}
+
+over_both_stores!(finished_channels_leave_the_engine_but_stay_readable);
+async fn finished_channels_leave_the_engine_but_stay_readable(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let hub = hub();
+    // An engine of 8 channels serves 12 transfers one after the other.
+    let mut config = datatransfer::Config::default();
+    config.engine.max_channels = 8;
+    let register = |m: &common::Mgr| {
+        m.register_voucher_type(common::AcceptAll)?;
+        Ok(())
+    };
+    let store_a = open_store(backend, &dir, "a")?;
+    let store_b = open_store(backend, &dir, "b")?;
+    let blocks = Arc::new(Blocks::new());
+    let a = common::peer_configured(&hub, 1, store_a, blocks, config.clone(), register).await?;
+    let b = common::peer_configured(&hub, 2, store_b, Arc::new(Blocks::new()), config, register)
+        .await?;
+    let mut channels = Vec::new();
+    for seed in 0..12u8 {
+        let dag = Dag::new(2, 50, 90 + seed)?;
+        dag.load_into(&b.blocks).await?;
+        let voucher = TestVoucher(format!("many {seed}"));
+        let channel = a
+            .manager
+            .open_pull(b.id.clone(), &voucher, dag.root, everything())?;
+        until_status(&a.manager, &channel, ChannelStatus::Completed).await?;
+        until_status(&b.manager, &channel, ChannelStatus::Completed).await?;
+        channels.push(channel);
+    }
+    let all = a.manager.in_progress_channels()?;
+    ensure!(all.len() == 12, "{} channels listed", all.len());
+    let first = &channels[0];
+    ensure!(a.manager.status(first) == ChannelStatus::Completed);
+    ensure!(a.manager.channel_state(first)?.received > 0);
+    // Commands on a released channel behave as on a finished one.
+    a.manager.close(first)?;
+    a.manager.restart_channel(first)?;
+    let refused = a.manager.pause(first);
+    ensure!(
+        matches!(
+            refused,
+            Err(datatransfer::Error::Command(
+                datatransfer_fsm::CommandError::Terminated { .. }
+            ))
+        ),
+        "{refused:?}"
+    );
     Ok(())
 }

@@ -753,6 +753,114 @@ async fn a_block_whose_bytes_do_not_match_is_never_stored_and_its_link_is_missin
 }
 
 // ---------------------------------------------------------------------------------------------
+// Well-formed but meaningless messages: Go ignores them and keeps reading the stream.
+
+#[tokio::test]
+async fn cancel_and_update_for_unknown_ids_get_no_reply_and_the_stream_goes_on() {
+    let _serial = SERIAL.lock().await;
+    let mut world = World::new(Config::default()).await;
+    let leaf = world.leaf.0;
+    let (unknown, a) = (id(7), id(8));
+    let noise = Message::new()
+        .with_request(Request::cancel(unknown))
+        .with_request(Request::update(id(6), Extensions::new()));
+    let mut bytes = frame(&encoded(&noise));
+    bytes.extend_from_slice(&frame(&encoded(&request_message([a], leaf))));
+    let mut stream = world.raw.open(world.target).await;
+    stream
+        .write_all(&bytes)
+        .await
+        .expect("the messages are written");
+
+    // No cancel or update is answered (spec §7.7, §9.3); the request after them on the same
+    // stream is served, so the stream was not dropped.
+    let statuses = world.raw.statuses_until_terminal(&HashSet::from([a])).await;
+    assert_eq!(
+        statuses,
+        HashMap::from([(a, vec![ResponseStatus::RequestCompletedFull])])
+    );
+    world.honest_round_trip().await;
+}
+
+#[tokio::test]
+async fn two_requests_with_one_id_in_a_message_leave_only_the_last() {
+    let _serial = SERIAL.lock().await;
+    let mut world = World::new(Config::default()).await;
+    let leaf = world.leaf.0;
+    let absent = RAW
+        .to_cid(b"a block the target does not have")
+        .expect("sha2-256");
+    let (twice, after) = (id(10), id(11));
+    // Go's decoder keeps the last request entry of an id (spec §2.4): the one for `absent`,
+    // which the target answers 34; the one for `leaf` is never served. Our encoder refuses to
+    // write such a message, so it is built by hand.
+    let twice_bytes = Ipld::Bytes(twice.as_bytes().to_vec());
+    let body = envelope(with_requests(vec![
+        request_map(twice_bytes.clone(), Ipld::text("n"), leaf),
+        request_map(twice_bytes, Ipld::text("n"), absent),
+    ]));
+    let mut bytes = frame(&body);
+    bytes.extend_from_slice(&frame(&encoded(&request_message([after], leaf))));
+    let mut stream = world.raw.open(world.target).await;
+    stream
+        .write_all(&bytes)
+        .await
+        .expect("the messages are written");
+
+    let statuses = world
+        .raw
+        .statuses_until_terminal(&HashSet::from([twice, after]))
+        .await;
+    assert_eq!(
+        statuses[&twice],
+        [ResponseStatus::RequestFailedContentNotFound],
+        "{statuses:?}"
+    );
+    assert_eq!(statuses[&after], [ResponseStatus::RequestCompletedFull]);
+    world.honest_round_trip().await;
+}
+
+#[tokio::test]
+async fn a_response_for_an_unknown_id_is_ignored_and_the_stream_goes_on() {
+    let _serial = SERIAL.lock().await;
+    let mut world = World::new(Config::default()).await;
+    let (handle, cid, data) = target_requests_from_raw(&mut world, 4).await;
+
+    // A response for an id the target never used, naming and carrying a block: ignored (spec
+    // §8.2), nothing stored. The real response follows on the same stream and completes the
+    // request, so the stream was not dropped.
+    let stray = b"a block for a request nobody made".to_vec();
+    let stray_cid = RAW.to_cid(&stray).expect("sha2-256");
+    let mut bytes = frame(&encoded(&full_response(id(12), stray_cid, &stray)));
+    bytes.extend_from_slice(&frame(&encoded(&full_response(handle.id(), cid, &data))));
+    let mut stream = world.raw.open(world.target).await;
+    stream
+        .write_all(&bytes)
+        .await
+        .expect("the responses are written");
+
+    let outcome = tokio::time::timeout(PATIENCE, handle.outcome())
+        .await
+        .expect("the request ends in time")
+        .expect("the target node runs");
+    match outcome {
+        Outcome::Completed(completion) => {
+            assert!(completion.missing.is_empty(), "{completion:?}");
+        }
+        other => panic!("the request did not complete: {other:?}"),
+    }
+    assert!(
+        !world
+            .target_store
+            .has(&stray_cid)
+            .await
+            .expect("in-memory has"),
+        "nothing of the stray response is stored"
+    );
+    world.honest_round_trip().await;
+}
+
+// ---------------------------------------------------------------------------------------------
 // A peer that asks for a lot and never reads.
 
 #[tokio::test]

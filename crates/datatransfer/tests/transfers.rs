@@ -197,8 +197,13 @@ over_both_stores!(subscribers_see_channel_events_in_order);
 async fn subscribers_see_channel_events_in_order(backend: Backend) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let dag = Dag::new(6, 200, 5)?;
-    let (a, b) = pair(backend, &dir, &dag).await?;
+    let hub = hub();
+    let a = peer(&hub, 1, open_store(backend, &dir, "a")?).await?;
+    let b = peer(&hub, 2, open_store(backend, &dir, "b")?).await?;
+    dag.load_into(&b.blocks).await?;
     let mut all = a.manager.subscribe();
+    // No block moves until the second subscriber is in place, so it sees the data events.
+    hub.limit_blocks(Some(0));
     let channel = a.manager.open_pull(
         b.id.clone(),
         &TestVoucher("watch".into()),
@@ -206,6 +211,7 @@ async fn subscribers_see_channel_events_in_order(backend: Backend) -> anyhow::Re
         everything(),
     )?;
     let mut one = a.manager.subscribe_channel(channel.clone());
+    hub.limit_blocks(None);
     let mut seen = Vec::new();
     until_event(&mut all, |event| {
         if let Event::Channel { event, .. } = event

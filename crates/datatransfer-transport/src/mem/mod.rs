@@ -125,7 +125,8 @@ mod transport;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use blockstore::Blockstore;
@@ -134,6 +135,7 @@ use datatransfer_message::{ChannelId, PeerId};
 pub use network::MemNetwork;
 pub use transport::MemTransport;
 
+use crate::{EventsHandler, Receiver, StoreName};
 use exchange::Exchange;
 use network::Envelope;
 
@@ -432,11 +434,11 @@ impl<B> Hub<B> {
 struct Peer<B> {
     id: PeerId,
     store: Arc<B>,
-    stores: Mutex<HashMap<crate::StoreName, Arc<B>>>,
-    handler: std::sync::OnceLock<Arc<dyn crate::EventsHandler>>,
-    receiver: std::sync::OnceLock<Arc<dyn crate::Receiver>>,
+    stores: Mutex<HashMap<StoreName, Arc<B>>>,
+    handler: OnceLock<Arc<dyn EventsHandler>>,
+    receiver: OnceLock<Arc<dyn Receiver>>,
     exchanges: Mutex<HashMap<ChannelId, Arc<Exchange>>>,
-    shut_down: std::sync::atomic::AtomicBool,
+    shut_down: AtomicBool,
     inbox: Mutex<futures::channel::mpsc::Sender<Envelope>>,
     protected: Mutex<HashMap<PeerId, HashSet<String>>>,
 }
@@ -447,20 +449,20 @@ impl<B> Peer<B> {
             id,
             store,
             stores: Mutex::new(HashMap::new()),
-            handler: std::sync::OnceLock::new(),
-            receiver: std::sync::OnceLock::new(),
+            handler: OnceLock::new(),
+            receiver: OnceLock::new(),
             exchanges: Mutex::new(HashMap::new()),
-            shut_down: std::sync::atomic::AtomicBool::new(false),
+            shut_down: AtomicBool::new(false),
             inbox: Mutex::new(inbox),
             protected: Mutex::new(HashMap::new()),
         }
     }
 
     fn is_shut_down(&self) -> bool {
-        self.shut_down.load(std::sync::atomic::Ordering::Acquire)
+        self.shut_down.load(Ordering::Acquire)
     }
 
-    fn handler(&self) -> Option<Arc<dyn crate::EventsHandler>> {
+    fn handler(&self) -> Option<Arc<dyn EventsHandler>> {
         self.handler.get().cloned()
     }
 }
@@ -477,7 +479,5 @@ fn pair(a: &PeerId, b: &PeerId) -> (PeerId, PeerId) {
 /// Locks a mutex, going on with the data if a panicking thread poisoned it (every critical
 /// section leaves the data consistent).
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

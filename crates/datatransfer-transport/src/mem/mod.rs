@@ -7,9 +7,9 @@
 //! spawner given to [`MemHub::new`] (the crate does not pick a runtime): it walks the DAG on
 //! the data sender with the `ipld-selector` traversal (go-ipld-prime's order, so indexes match
 //! what graphsync reports), reads each block from the sender's store, writes it into the
-//! receiver's store, and calls both sides' [`EventsHandler`](crate::EventsHandler)s in
-//! order. Because one task makes every call for an exchange, the calls for one channel never
-//! overlap, and a message attached to the exchange is delivered between two blocks, in order.
+//! receiver's store, and calls both sides' [`EventsHandler`]s in order. Because one task makes
+//! every call for an exchange, the calls for one channel never overlap, and a message attached
+//! to the exchange is delivered between two blocks, in order.
 //!
 //! Faults and knobs, all on the hub: [`MemHub::disconnect`] / [`MemHub::reconnect`] (a
 //! partition: messages are refused, running exchanges fail with `Disconnected` on both sides),

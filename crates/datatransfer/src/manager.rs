@@ -218,6 +218,9 @@ where
     /// [`Error::AlreadyStarted`]; [`Error::Store`] when the store cannot be read;
     /// [`Error::Command`] when a stored channel does not belong to this node;
     /// [`Error::Transport`] or [`Error::Network`] when a handler was set by someone else.
+    ///
+    /// # Panics
+    /// When polled outside a tokio runtime: it spawns the outbound task with `tokio::spawn`.
     pub async fn start(&self) -> Result<(), Error> {
         let outcome = self.start_inner();
         let callbacks = std::mem::take(&mut self.shared.lock().ready);

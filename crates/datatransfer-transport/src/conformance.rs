@@ -98,6 +98,7 @@ pub async fn run_all<F: Factory>(factory: &F) -> Result<(), Failure> {
     hold_then_attach_accept_starts_data(factory).await?;
     hold_then_resume_starts_data(factory).await?;
     reject_fails_without_data(factory).await?;
+    receiver_refusal_fails_the_exchange(factory).await?;
     receiver_pause_and_resume(factory).await?;
     sender_pause_with_message_and_resume(factory).await?;
     attach_from_receiver_reaches_sender(factory).await?;
@@ -306,6 +307,41 @@ pub async fn reject_fails_without_data<F: Factory>(factory: &F) -> Result<(), Fa
             && setup.sender_log.data(Kind::Sent).is_empty(),
         "no data moves",
     )?;
+    setup.check_orders()
+}
+
+/// The receiver's handler answers an error at block 2: the receiver's exchange fails and no
+/// further block arrives (Go: the incoming-block hook's error terminates the request).
+///
+/// # Errors
+/// A [`Failure`] naming what differed.
+pub async fn receiver_refusal_fails_the_exchange<F: Factory>(factory: &F) -> Result<(), Failure> {
+    const CHECK: &str = "receiver_refusal_fails_the_exchange";
+    let script = Script {
+        refuse_received_at: Some(2),
+        ..Script::default()
+    };
+    let setup = Setup::new(factory, CHECK, script).await?;
+    setup.open_pull(None).await?;
+    setup
+        .receiver_log
+        .wait(CHECK, "a failed completion", |events| {
+            events
+                .iter()
+                .any(|e| matches!(e, Recorded::Completed(_, Err(_))))
+        })
+        .await?;
+    Delay::new(QUIET).await;
+    setup.expect(
+        setup
+            .receiver_log
+            .data(Kind::Received)
+            .iter()
+            .all(|b| b.index <= 2),
+        "no block arrives after the refusal",
+    )?;
+    // The sender is not checked: a graphsync responder may have sent every block before the
+    // requester's refusal, and then completes.
     setup.check_orders()
 }
 
@@ -854,6 +890,8 @@ pub struct Script {
     /// Answer a pause with a voucher-result message to the queued block with this index
     /// (once).
     pub pause_queued_at: Option<u64>,
+    /// Answer an error to the unique received block with this index (once).
+    pub refuse_received_at: Option<u64>,
 }
 
 /// An [`EventsHandler`] that records every call and answers from a [`Script`].
@@ -998,6 +1036,10 @@ impl EventsHandler for Recorder {
     ) -> Result<Flow, HandlerError> {
         self.push(Recorded::DataReceived(channel.clone(), block));
         let mut state = self.lock();
+        if block.unique && state.script.refuse_received_at == Some(block.index) {
+            state.script.refuse_received_at = None;
+            return Err(HandlerError::refused("scripted refusal"));
+        }
         if block.unique && state.script.pause_received_at == Some(block.index) {
             state.script.pause_received_at = None;
             return Ok(Flow::Pause);

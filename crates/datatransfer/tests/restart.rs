@@ -1,7 +1,8 @@
 //! Each of the four roles (initiator or responder, of a push or a pull) stopped mid-transfer
 //! and started again from its channel store, then `restart_channel`: the transfer completes
 //! with totals equal to the DAG's size, nothing counted twice. Over `MemStore` and a
-//! `SledStore` reopened from its directory.
+//! `SledStore` reopened from its directory. Also a pull cut by a partition, restarted once the
+//! peers reach each other again.
 
 #[macro_use]
 mod common;
@@ -156,3 +157,55 @@ over_both_stores!(pull_initiator_restarts);
 over_both_stores!(pull_responder_restarts);
 over_both_stores!(push_initiator_restarts);
 over_both_stores!(push_responder_restarts);
+
+over_both_stores!(pull_survives_a_partition_and_restarts);
+/// A partition cuts a running pull: both ends record the error and keep the channel; once
+/// the peers reach each other again, the initiator restarts it and it completes.
+async fn pull_survives_a_partition_and_restarts(backend: Backend) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let dag = Dag::new(24, 300, 58)?;
+    let hub = hub();
+    let a = peer(&hub, 1, open_store(backend, &dir, "a")?).await?;
+    let b = peer(&hub, 2, open_store(backend, &dir, "b")?).await?;
+    dag.load_into(&b.blocks).await?;
+    hub.limit_blocks(Some(BEFORE_STOP));
+    let channel = a.manager.open_pull(
+        b.id.clone(),
+        &TestVoucher("partitioned".into()),
+        dag.root,
+        everything(),
+    )?;
+    until_state(&a.manager, &channel, |s| {
+        s.received_blocks_total >= BEFORE_STOP
+    })
+    .await?;
+    hub.disconnect(&a.id, &b.id);
+    let cut = until_state(&a.manager, &channel, |s| !s.message.is_empty()).await?;
+    ensure!(
+        !cut.status.is_terminal(),
+        "the channel lives on: {}",
+        cut.status
+    );
+    ensure!(cut.message.contains("disconnected"), "{}", cut.message);
+    ensure!(
+        cut.received < dag.total_bytes(),
+        "the partition came mid-transfer"
+    );
+    until_state(&b.manager, &channel, |s| !s.message.is_empty()).await?;
+    ensure!(!b.manager.status(&channel).is_terminal());
+
+    hub.reconnect(&a.id, &b.id);
+    hub.limit_blocks(None);
+    a.manager.restart_channel(&channel)?;
+    let done = until_status(&a.manager, &channel, ChannelStatus::Completed).await?;
+    until_status(&b.manager, &channel, ChannelStatus::Completed).await?;
+    ensure!(
+        done.received == dag.total_bytes(),
+        "{} of {}",
+        done.received,
+        dag.total_bytes()
+    );
+    ensure!(done.received_blocks_total == dag.block_count());
+    ensure!(dag.is_in(&a.blocks).await?);
+    Ok(())
+}

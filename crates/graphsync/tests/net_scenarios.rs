@@ -1173,3 +1173,78 @@ async fn a_terminal_status_that_never_comes_ends_the_request_after_the_timeout()
     }
     assert_stored(&pair.requester_store, &dag.blocks).await;
 }
+
+#[tokio::test]
+async fn cancel_with_puts_waiting_for_a_slot_returns_once_the_running_put_is_done() {
+    let dag = Dag::tree(37);
+    let mut responder_swarm = memory_swarm();
+    let mut requester_swarm = memory_swarm();
+    connect(&mut responder_swarm, &mut requester_swarm, "/memory/0").await;
+    let responder = Node::spawn(
+        responder_swarm.behaviour(),
+        store_with(&dag.blocks).await,
+        Config::default(),
+    )
+    .expect("the responder starts");
+    let _validate = responder.register_incoming_request_hook(|_, _, actions| actions.validate());
+    // Paused after three blocks, so the request is still running when it is cancelled.
+    let _pause = responder.register_outgoing_block_hook(|_, _, record, actions| {
+        if record.index == 3 {
+            actions.pause();
+        }
+    });
+    // One store task: the first put holds it, the other verified blocks wait in the driver.
+    let store = Gated::puts_held();
+    let requester = Node::spawn(
+        requester_swarm.behaviour(),
+        store.clone(),
+        Config {
+            max_store_tasks: 1,
+            ..Config::default()
+        },
+    )
+    .expect("the requester starts");
+    let responder_id = *responder_swarm.local_peer_id();
+    let _responder_swarm = net_support::drive(responder_swarm);
+    let _requester_swarm = net_support::drive(requester_swarm);
+    let mut handle = requester
+        .request(responder_id, dag.root, all(), Extensions::new())
+        .await
+        .expect("the request starts");
+    let mut count = 0;
+    wait_for(&mut handle, |event| {
+        if matches!(event, RequestEvent::BlockReceived { .. }) {
+            count += 1;
+        }
+        count == 3
+    })
+    .await;
+    bounded("the held put", store.waiting.notified()).await;
+    let cancel = {
+        let requester = requester.clone();
+        let id = handle.id();
+        tokio::spawn(async move { requester.cancel(id).await })
+    };
+    // The cancel waits for the running put, not for the ones it withdrew.
+    tokio::task::yield_now().await;
+    store.open();
+    bounded("the cancel", cancel)
+        .await
+        .expect("the cancel task ran")
+        .expect("the request was known");
+    let (_, outcome) = finish(handle).await;
+    assert!(matches!(outcome, Ok(Outcome::Cancelled)), "{outcome:?}");
+    let order = dag.tree_order();
+    assert_eq!(
+        store.inner.get(&order[0]).await.expect("get").as_deref(),
+        Some(dag.data(&order[0])),
+        "the put that was running when the cancel came finished"
+    );
+    for cid in &order[1..] {
+        assert_eq!(
+            store.inner.get(cid).await.expect("get"),
+            None,
+            "withdrawn puts never run"
+        );
+    }
+}

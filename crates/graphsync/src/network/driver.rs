@@ -350,10 +350,20 @@ impl Driver {
             Command::Cancel { request, reply } => {
                 match self.requester.cancel(request) {
                     Ok(()) => {
-                        // Puts not started yet are dropped; running ones finish first.
-                        self.waiting_jobs.retain(
-                            |job| !matches!(job, Job::Put { request: r, .. } if *r == request),
+                        // Puts not started yet are withdrawn; running ones finish first.
+                        let (withdrawn, kept): (VecDeque<Job>, VecDeque<Job>) = std::mem::take(
+                            &mut self.waiting_jobs,
+                        )
+                        .into_iter()
+                        .partition(
+                            |job| matches!(job, Job::Put { request: r, .. } if *r == request),
                         );
+                        self.waiting_jobs = kept;
+                        for job in withdrawn {
+                            if let Job::Put { request, cid, .. } = job {
+                                self.put_finished(request, cid);
+                            }
+                        }
                         if self.puts_in_flight.contains_key(&request) {
                             self.cancel_waiters.entry(request).or_default().push(reply);
                         } else {
@@ -962,21 +972,25 @@ impl Driver {
                     tracing::debug!(%request, %error, "local block refused");
                 }
             }
-            JobDone::Put { request, cid } => {
-                if let Some(entry) = self.pending_puts.get_mut(&cid) {
-                    entry.1 -= 1;
-                    if entry.1 == 0 {
-                        self.pending_puts.remove(&cid);
-                    }
-                }
-                if let Some(count) = self.puts_in_flight.get_mut(&request) {
-                    *count -= 1;
-                    if *count == 0 {
-                        self.puts_in_flight.remove(&request);
-                        for waiter in self.cancel_waiters.remove(&request).unwrap_or_default() {
-                            let _ = waiter.send(Ok(()));
-                        }
-                    }
+            JobDone::Put { request, cid } => self.put_finished(request, cid),
+        }
+    }
+
+    /// A put ran or was withdrawn: its bookkeeping is released, and a cancel waiting for the
+    /// request's puts is answered after the last one.
+    fn put_finished(&mut self, request: RequestId, cid: Cid) {
+        if let Some(entry) = self.pending_puts.get_mut(&cid) {
+            entry.1 -= 1;
+            if entry.1 == 0 {
+                self.pending_puts.remove(&cid);
+            }
+        }
+        if let Some(count) = self.puts_in_flight.get_mut(&request) {
+            *count -= 1;
+            if *count == 0 {
+                self.puts_in_flight.remove(&request);
+                for waiter in self.cancel_waiters.remove(&request).unwrap_or_default() {
+                    let _ = waiter.send(Ok(()));
                 }
             }
         }

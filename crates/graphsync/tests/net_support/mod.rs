@@ -147,6 +147,8 @@ pub(crate) async fn assert_stored(store: &Store, blocks: &[(Cid, Vec<u8>)]) {
 pub(crate) struct Gated {
     pub(crate) inner: Store,
     gated: Mutex<HashSet<Cid>>,
+    /// Puts wait too while this is set.
+    puts_gated: Mutex<bool>,
     gate: Notify,
     pub(crate) waiting: Notify,
 }
@@ -160,14 +162,27 @@ impl Gated {
         Arc::new(Gated {
             inner,
             gated: Mutex::new(gated.iter().copied().collect()),
+            puts_gated: Mutex::new(false),
             gate: Notify::new(),
             waiting: Notify::new(),
         })
     }
 
-    /// Lets every held and later load through.
+    /// An empty store whose puts wait until [`Gated::open`] (a slow disk on the requester side).
+    pub(crate) fn puts_held() -> Arc<Gated> {
+        Arc::new(Gated {
+            inner: Store::new(),
+            gated: Mutex::new(HashSet::new()),
+            puts_gated: Mutex::new(true),
+            gate: Notify::new(),
+            waiting: Notify::new(),
+        })
+    }
+
+    /// Lets every held and later load and put through.
     pub(crate) fn open(&self) {
         self.gated.lock().expect("not poisoned").clear();
+        *self.puts_gated.lock().expect("not poisoned") = false;
         self.gate.notify_waiters();
     }
 
@@ -198,6 +213,14 @@ impl Blockstore for Gated {
         cid: &cid::CidGeneric<S>,
         data: &[u8],
     ) -> blockstore::Result<()> {
+        loop {
+            let opened = self.gate.notified();
+            if !*self.puts_gated.lock().expect("not poisoned") {
+                break;
+            }
+            self.waiting.notify_one();
+            opened.await;
+        }
         self.inner.put_keyed(cid, data).await
     }
 

@@ -1248,3 +1248,80 @@ async fn cancel_with_puts_waiting_for_a_slot_returns_once_the_running_put_is_don
         );
     }
 }
+
+/// A store that panics when asked for one block: at once, or after yielding (inside a task).
+struct Panicky {
+    inner: Store,
+    bad: Cid,
+    yield_first: bool,
+}
+
+impl Blockstore for Panicky {
+    async fn get<const S: usize>(
+        &self,
+        cid: &cid::CidGeneric<S>,
+    ) -> blockstore::Result<Option<Vec<u8>>> {
+        if cid.to_bytes() == self.bad.to_bytes() {
+            if self.yield_first {
+                tokio::task::yield_now().await;
+            }
+            panic!("a broken store");
+        }
+        self.inner.get(cid).await
+    }
+
+    async fn put_keyed<const S: usize>(
+        &self,
+        cid: &cid::CidGeneric<S>,
+        data: &[u8],
+    ) -> blockstore::Result<()> {
+        self.inner.put_keyed(cid, data).await
+    }
+
+    async fn remove<const S: usize>(&self, cid: &cid::CidGeneric<S>) -> blockstore::Result<()> {
+        self.inner.remove(cid).await
+    }
+
+    async fn close(self) -> blockstore::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_store_that_panics_makes_that_block_missing_and_the_node_goes_on() {
+    for yield_first in [false, true] {
+        let dag = Dag::tree(38);
+        let order = dag.tree_order();
+        let bad = order[3];
+        let inner = Store::new();
+        for (cid, data) in &dag.blocks {
+            inner.put_keyed(cid, data).await.expect("in-memory put");
+        }
+        let store = Arc::new(Panicky {
+            inner,
+            bad,
+            yield_first,
+        });
+        let pair = pair_with(store, Config::default(), Config::default()).await;
+        let _validate = pair
+            .responder
+            .register_incoming_request_hook(|_, _, actions| actions.validate());
+        for _ in 0..2 {
+            let handle = pair
+                .requester
+                .request(pair.responder_id, dag.root, all(), Extensions::new())
+                .await
+                .expect("the request starts");
+            let (events, outcome) = finish(handle).await;
+            let expected: Vec<Cid> = order.iter().copied().filter(|c| *c != bad).collect();
+            assert_eq!(received(&events), expected);
+            let completion = completed(outcome);
+            assert_eq!(
+                completion.status,
+                Some(ResponseStatus::RequestCompletedPartial)
+            );
+            let missing: Vec<Cid> = completion.missing.iter().map(|(_, c)| *c).collect();
+            assert_eq!(missing, [bad]);
+        }
+    }
+}

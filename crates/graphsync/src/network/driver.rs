@@ -6,6 +6,7 @@ use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::hash::BuildHasher;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -136,6 +137,31 @@ enum Job {
     },
 }
 
+impl Job {
+    /// What the call reports if its task fails: nothing loaded, the put over.
+    fn failed(&self) -> JobDone {
+        match self {
+            Job::ResponderLoad {
+                peer, request, cid, ..
+            } => JobDone::ResponderLoad {
+                peer: *peer,
+                request: *request,
+                cid: *cid,
+                data: None,
+            },
+            Job::RequesterLoad { request, cid, .. } => JobDone::RequesterLoad {
+                request: *request,
+                cid: *cid,
+                data: None,
+            },
+            Job::Put { request, cid, .. } => JobDone::Put {
+                request: *request,
+                cid: *cid,
+            },
+        }
+    }
+}
+
 /// A finished blockstore call.
 enum JobDone {
     ResponderLoad {
@@ -197,7 +223,7 @@ pub(super) struct Driver {
     disconnects: Arc<Disconnects>,
     counters: Counters,
     /// Store calls running in spawned tasks (at most [`Config::max_store_tasks`]).
-    jobs: FuturesUnordered<JoinHandle<JobDone>>,
+    jobs: FuturesUnordered<BoxFuture<'static, JobDone>>,
     /// Store calls waiting for a slot.
     waiting_jobs: VecDeque<Job>,
     /// Verified blocks whose put has not finished: loads of them are answered from here, so
@@ -306,10 +332,7 @@ impl Driver {
                     self.sent(peer, sent, written);
                 }
                 Some(done) = self.jobs.next(), if !self.jobs.is_empty() => {
-                    match done {
-                        Ok(done) => self.job_done(done),
-                        Err(error) => tracing::warn!(%error, "a blockstore task failed"),
-                    }
+                    self.job_done(done);
                     self.start_jobs();
                 }
             }
@@ -947,11 +970,28 @@ impl Driver {
     }
 
     fn run_job(&mut self, job: Job) {
+        let failed = job.failed();
         let mut future = job_future(job);
         let mut context = Context::from_waker(noop_waker_ref());
-        match future.as_mut().poll(&mut context) {
-            Poll::Ready(done) => self.job_done(done),
-            Poll::Pending => self.jobs.push(tokio::spawn(future)),
+        let first =
+            std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut context)));
+        match first {
+            Ok(Poll::Ready(done)) => self.job_done(done),
+            Err(_) => {
+                // A store that panicked: the future is dropped, the call reads as failed.
+                tracing::warn!("a blockstore call panicked");
+                self.job_done(failed);
+            }
+            Ok(Poll::Pending) => {
+                let task: JoinHandle<JobDone> = tokio::spawn(future);
+                self.jobs.push(Box::pin(async move {
+                    task.await.unwrap_or_else(|error| {
+                        // A store that panicked: the load reads as missing, the put as done.
+                        tracing::warn!(%error, "a blockstore task failed");
+                        failed
+                    })
+                }));
+            }
         }
     }
 

@@ -10,6 +10,9 @@
 //! (a hook that awaits a [`Node`](super::Node) command deadlocks the driver). Hand slow work to
 //! another task and answer later through a [`Node`](super::Node) command (for example pause in
 //! the hook, then `unpause_response` from the other task).
+//!
+//! A hook that holds a clone of its own [`Node`](super::Node) keeps the node's driver running
+//! until the hook is unregistered (the driver stops when the last handle is dropped).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};

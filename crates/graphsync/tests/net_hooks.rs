@@ -419,3 +419,40 @@ async fn responses_that_cannot_be_sent_are_reported_to_network_error_listeners()
         "{failures:?}"
     );
 }
+
+#[tokio::test]
+async fn a_hook_that_panics_terminates_its_request_and_the_node_goes_on() {
+    let dag = Dag::tree(67);
+    let pair = pair(&dag.blocks).await;
+    let panicky = pair
+        .responder
+        .register_incoming_request_hook(|_, _, _| panic!("a broken request hook"));
+    let handle = pair
+        .requester
+        .request(pair.responder_id, dag.root, all(), Extensions::new())
+        .await
+        .expect("the request starts");
+    let (events, outcome) = finish(handle).await;
+    assert!(received(&events).is_empty());
+    assert!(
+        matches!(outcome, Ok(Outcome::Failed(Failure::FailedUnknown))),
+        "the responder answered 32: {outcome:?}"
+    );
+
+    panicky.unregister();
+    let _broken = pair
+        .requester
+        .register_incoming_response_hook(|_, _, _| panic!("a broken response hook"));
+    let handle = pair
+        .requester
+        .request(pair.responder_id, dag.root, all(), Extensions::new())
+        .await
+        .expect("both nodes still run");
+    let (_, outcome) = finish(handle).await;
+    match outcome {
+        Ok(Outcome::Failed(Failure::HookTerminated { reason })) => {
+            assert_eq!(reason, "a hook panicked");
+        }
+        other => panic!("expected the requester's hook to terminate, got {other:?}"),
+    }
+}

@@ -351,7 +351,7 @@ impl Driver {
                     error: Arc::new(error),
                 };
                 for (_, listener) in self.hooks.network_error.snapshot().iter() {
-                    listener(&peer, &failure);
+                    guarded("listener", || listener(&peer, &failure));
                 }
             }
         }
@@ -502,7 +502,7 @@ impl Driver {
                 extensions: &extensions,
             };
             for (_, hook) in self.hooks.outgoing_request.snapshot().iter() {
-                hook(&peer, &info, &mut actions);
+                guarded("outgoing-request hook", || hook(&peer, &info, &mut actions));
             }
         }
         let store = match actions.store {
@@ -634,7 +634,11 @@ impl Driver {
                 let mut actions = OutgoingBlockActions::default();
                 if let Some(served) = self.served.get(&(peer, request)) {
                     for (_, hook) in self.hooks.outgoing_block.snapshot().iter() {
-                        hook(&peer, &served.request, &record, &mut actions);
+                        if !guarded("hook", || {
+                            hook(&peer, &served.request, &record, &mut actions)
+                        }) {
+                            actions.terminated = Some("a hook panicked".to_owned());
+                        }
                         if actions.terminated.is_some() {
                             break;
                         }
@@ -665,7 +669,7 @@ impl Driver {
                     self.counters.bytes_sent += record.sent;
                 }
                 for (_, listener) in self.hooks.block_sent.snapshot().iter() {
-                    listener(&peer, request, &record);
+                    guarded("listener", || listener(&peer, request, &record));
                 }
             }
             responder::Event::Completed {
@@ -675,20 +679,20 @@ impl Driver {
             } => {
                 self.served.remove(&(peer, request));
                 for (_, listener) in self.hooks.completed.snapshot().iter() {
-                    listener(&peer, request, status);
+                    guarded("listener", || listener(&peer, request, status));
                 }
             }
             responder::Event::CancelledByRequester { peer, request } => {
                 self.served.remove(&(peer, request));
                 for (_, listener) in self.hooks.requestor_cancelled.snapshot().iter() {
-                    listener(&peer, request);
+                    guarded("listener", || listener(&peer, request));
                 }
             }
             responder::Event::NetworkError { peer, request } => {
                 self.served.remove(&(peer, request));
                 let failure = NetworkFailure::ResponseNotSent { request };
                 for (_, listener) in self.hooks.network_error.snapshot().iter() {
-                    listener(&peer, &failure);
+                    guarded("listener", || listener(&peer, &failure));
                 }
             }
             responder::Event::Failed {
@@ -707,11 +711,13 @@ impl Driver {
     /// Runs the incoming-request-queued listeners and the incoming-request hooks.
     fn decide_request(&mut self, peer: PeerId, request: Request, default_validated: bool) {
         for (_, listener) in self.hooks.request_queued.snapshot().iter() {
-            listener(&peer, &request);
+            guarded("listener", || listener(&peer, &request));
         }
         let mut actions = IncomingRequestActions::new(default_validated);
         for (_, hook) in self.hooks.incoming_request.snapshot().iter() {
-            hook(&peer, &request, &mut actions);
+            if !guarded("hook", || hook(&peer, &request, &mut actions)) {
+                actions.terminated = Some("a hook panicked".to_owned());
+            }
             if actions.terminated.is_some() {
                 break;
             }
@@ -748,7 +754,11 @@ impl Driver {
             let hooks = self.hooks.request_updated.snapshot();
             'updates: for update in &updates {
                 for (_, hook) in hooks.iter() {
-                    hook(&peer, &served.request, update, &mut actions);
+                    if !guarded("hook", || {
+                        hook(&peer, &served.request, update, &mut actions)
+                    }) {
+                        actions.terminated = Some("a hook panicked".to_owned());
+                    }
                     if actions.terminated.is_some() {
                         break 'updates;
                     }
@@ -855,7 +865,7 @@ impl Driver {
                 self.notify(request, RequestEvent::PeerDisconnected);
                 let failure = NetworkFailure::ResponderDisconnected { request };
                 for (_, listener) in self.hooks.network_error.snapshot().iter() {
-                    listener(&peer, &failure);
+                    guarded("listener", || listener(&peer, &failure));
                 }
             }
             requester::Event::Completed { request, outcome } => {
@@ -882,7 +892,9 @@ impl Driver {
                 extensions,
             };
             for (_, hook) in self.hooks.incoming_response.snapshot().iter() {
-                hook(&peer, &response, &mut actions);
+                if !guarded("hook", || hook(&peer, &response, &mut actions)) {
+                    actions.terminated = Some("a hook panicked".to_owned());
+                }
                 if actions.terminated.is_some() {
                     break;
                 }
@@ -902,7 +914,9 @@ impl Driver {
         let mut actions = IncomingBlockActions::default();
         if let Some(peer) = self.subscribers.get(&request).map(|s| s.peer) {
             for (_, hook) in self.hooks.incoming_block.snapshot().iter() {
-                hook(&peer, block, &mut actions);
+                if !guarded("hook", || hook(&peer, block, &mut actions)) {
+                    actions.terminated = Some("a hook panicked".to_owned());
+                }
                 if actions.terminated.is_some() {
                     break;
                 }
@@ -1072,7 +1086,7 @@ impl Driver {
         }
         let failure = NetworkFailure::RequestNotSent { request };
         for (_, listener) in self.hooks.network_error.snapshot().iter() {
-            listener(&peer, &failure);
+            guarded("listener", || listener(&peer, &failure));
         }
         let _ = subscriber
             .outcome
@@ -1148,6 +1162,18 @@ impl Driver {
             }
         }
         self.overflow.remove(&peer);
+    }
+}
+
+/// Runs a hook or listener; `false` when it panicked (a hook then counts as terminating its
+/// request; a listener's panic is only logged). User code never stops the driver.
+fn guarded(what: &'static str, call: impl FnOnce()) -> bool {
+    match std::panic::catch_unwind(AssertUnwindSafe(call)) {
+        Ok(()) => true,
+        Err(_) => {
+            tracing::warn!(what, "a hook or listener panicked");
+            false
+        }
     }
 }
 

@@ -11,6 +11,9 @@
 //! another task and answer later through a [`Node`](super::Node) command (for example pause in
 //! the hook, then `unpause_response` from the other task).
 //!
+//! A hook that panics counts as terminating its request (the reason reads "a hook panicked");
+//! a listener that panics is only logged. Either way the driver goes on.
+//!
 //! A hook that holds a clone of its own [`Node`](super::Node) keeps the node's driver running
 //! until the hook is unregistered (the driver stops when the last handle is dropped).
 

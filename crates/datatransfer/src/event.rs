@@ -41,7 +41,9 @@ pub enum Event {
         /// Why, as text.
         reason: String,
     },
-    /// A channel snapshot could not be written to the store.
+    /// A channel snapshot could not be written to the store. The channel goes on in memory
+    /// (what followed from that state is still sent); the next snapshot that can be written
+    /// replaces it, and a node restarted before that resumes from the last stored state.
     StoreFailed {
         /// The channel concerned.
         channel: ChannelId,

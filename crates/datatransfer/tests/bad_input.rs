@@ -190,3 +190,86 @@ async fn local_misuse_is_a_typed_command_error(backend: Backend) -> anyhow::Resu
     );
     Ok(())
 }
+
+/// A store whose writes fail while `failing` is set.
+#[derive(Clone, Default)]
+struct FlakyStore {
+    inner: datatransfer_store::MemStore,
+    failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl datatransfer_store::ChannelStore for FlakyStore {
+    fn put(
+        &self,
+        state: &datatransfer_fsm::ChannelState,
+    ) -> Result<(), datatransfer_store::StoreError> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(datatransfer_store::StoreError::Backend {
+                operation: "put",
+                source: "disk full".into(),
+            });
+        }
+        self.inner.put(state)
+    }
+    fn get(
+        &self,
+        channel: &ChannelId,
+    ) -> Result<Option<datatransfer_fsm::ChannelState>, datatransfer_store::StoreError> {
+        self.inner.get(channel)
+    }
+    fn delete(&self, channel: &ChannelId) -> Result<bool, datatransfer_store::StoreError> {
+        self.inner.delete(channel)
+    }
+    fn list(&self) -> Result<Vec<datatransfer_fsm::ChannelState>, datatransfer_store::StoreError> {
+        self.inner.list()
+    }
+    fn flush(&self) -> Result<(), datatransfer_store::StoreError> {
+        self.inner.flush()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_failures_are_reported_and_do_not_panic() -> anyhow::Result<()> {
+    use std::sync::Arc;
+
+    use datatransfer::{Config, Manager};
+
+    let hub = hub();
+    let dag = Dag::new(3, 100, 63)?;
+    let store = FlakyStore::default();
+    store
+        .failing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let (transport, network) = hub.add_peer(common::peer_id(1), Arc::new(common::Blocks::new()))?;
+    let a = Manager::new(transport, network, store.clone(), Config::default());
+    a.register_voucher_type(common::AcceptAll)?;
+    a.start().await?;
+    let dir = tempfile::tempdir()?;
+    let b = peer(&hub, 2, open_store(Backend::Mem, &dir, "b")?).await?;
+    dag.load_into(&b.blocks).await?;
+
+    let mut events = a.subscribe();
+    let channel = a.open_pull(
+        b.id.clone(),
+        &TestVoucher("fragile".into()),
+        dag.root,
+        everything(),
+    )?;
+    let reason = until_event(&mut events, |event| match event {
+        Event::StoreFailed { channel: c, reason } if c == &channel => Some(reason.clone()),
+        _ => None,
+    })
+    .await?;
+    ensure!(reason.contains("put"), "{reason}");
+    // The channel goes on in memory; once the store works again, its state is written.
+    store
+        .failing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let done = common::until_status(&a, &channel, ChannelStatus::Completed).await?;
+    use datatransfer_store::ChannelStore;
+    ensure!(
+        store.get(&channel)? == Some(done),
+        "the final state is stored"
+    );
+    Ok(())
+}

@@ -265,7 +265,7 @@ async fn store_failures_are_reported_and_do_not_panic() -> anyhow::Result<()> {
     store
         .failing
         .store(false, std::sync::atomic::Ordering::SeqCst);
-    let done = common::until_status(&a, &channel, ChannelStatus::Completed).await?;
+    let done = until_status(&a, &channel, ChannelStatus::Completed).await?;
     use datatransfer_store::ChannelStore;
     ensure!(
         store.get(&channel)? == Some(done),

@@ -343,8 +343,28 @@ impl Driver {
         match inbound {
             Inbound::Message(peer, message) => {
                 self.counters.messages_received += 1;
-                self.responder.handle_message(peer, message.clone());
-                self.requester.handle_message(peer, message);
+                // Requests are the responder's business, responses and blocks the requester's:
+                // each core gets its part, nothing is copied.
+                let Message {
+                    requests,
+                    responses,
+                    blocks,
+                } = message;
+                if !requests.is_empty() {
+                    let requests = Message {
+                        requests,
+                        ..Message::default()
+                    };
+                    self.responder.handle_message(peer, requests);
+                }
+                if !(responses.is_empty() && blocks.is_empty()) {
+                    let responses = Message {
+                        responses,
+                        blocks,
+                        ..Message::default()
+                    };
+                    self.requester.handle_message(peer, responses);
+                }
             }
             Inbound::Failed(peer, error) => {
                 let failure = NetworkFailure::Receive {

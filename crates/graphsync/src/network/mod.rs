@@ -1,5 +1,5 @@
-//! The libp2p side of Graphsync 2.0.0: [`Behaviour`], the stream-control behaviour a swarm
-//! carries, and [`Node`], the handle of a tokio driver task that owns one
+//! The libp2p side of Graphsync 2.0.0 and 1.0.0: [`Behaviour`], the stream-control behaviour a
+//! swarm carries, and [`Node`], the handle of a tokio driver task that owns one
 //! [`Responder`](responder::Responder) and one [`Requester`](requester::Requester) and moves
 //! their messages over libp2p streams (spec §1).
 //!
@@ -20,7 +20,8 @@
 //!   (within [`Config::open_timeout`]), reopens it and writes the message once more when a
 //!   write fails, and closes it after [`Config::outbound_idle`] without messages (Go ≥ 0.17
 //!   resets streams idle for 10 s). A New request whose message cannot be written ends with
-//!   [`NodeError::Unreachable`].
+//!   [`NodeError::Unreachable`]. The driver never waits for a writer: messages beyond a full
+//!   writer queue wait in the driver, so two nodes flooding each other cannot stall.
 //!
 //! # Driver
 //!
@@ -39,7 +40,8 @@
 //! go-graphsync calls them (spec §7.9, §8.6): incoming request, outgoing request, incoming
 //! response, incoming block, outgoing block, request updated; listeners for completed
 //! responses, requestor cancels, blocks sent, network errors and incoming requests. They run
-//! synchronously in the driver task and MUST NOT block. Named stores
+//! synchronously in the driver task and MUST NOT block; a hook that panics terminates its
+//! request. Named stores
 //! ([`Node::register_store`]) let hooks choose where a request's blocks are read and written
 //! (go-graphsync's persistence options).
 //!
@@ -58,7 +60,9 @@
 //! Limits of this slice: a peer that speaks both versions to us at once is answered on the
 //! one it used last, so responses to requests it sent on the other version cannot be encoded
 //! (1.0.0 ids do not translate) and fail as network errors; go-graphsync uses one version per
-//! peer, so this does not happen with Go.
+//! peer, so this does not happen with Go. Not offered: go-graphsync's request-processing
+//! listeners, link budgets and node-prototype choosers from outgoing-request hooks, and
+//! connection-manager protection of connections with transfers in progress.
 //!
 //! # Examples
 //!

@@ -58,6 +58,8 @@ mod walk;
 pub use driver::{Load, Outcome, traverse, traverse_async, traverse_with};
 pub use path::{Path, Segment};
 pub use selector::{Condition, ParseError, RecursionLimit, RecursionLimitError, Selector, Subset};
-pub use traversal::{Config, LoadRequest, Step, Traversal, TraversalError, Visit};
+pub use traversal::{
+    Config, GRAPHSYNC_MAX_RECURSION_DEPTH, LoadRequest, Step, Traversal, TraversalError, Visit,
+};
 
 pub use cid::Cid;

@@ -11,16 +11,20 @@ use crate::path::{Path, Segment, parse_go_int};
 use crate::selector::{RecursionLimitError, Selector};
 use crate::walk::{Active, Compiled, Interest, Interests, MatchKind};
 
+/// The recursion depth cap of go-graphsync's default request validator (`maxRecursionDepth`).
+pub const GRAPHSYNC_MAX_RECURSION_DEPTH: u64 = 100;
+
 /// Settings of a [`Traversal`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Config {
-    /// The recursion depth cap of go-graphsync's default request validator. With `Some(max)`,
-    /// [`Traversal::new`] refuses a selector with an ExploreRecursive whose limit is `none` or
-    /// a depth over `max` (see [`Selector::check_recursion_depth`]); a graphsync responder
-    /// answers such a request with status 30. `None` accepts every selector, which is what an
-    /// application that validates requests itself (go-data-transfer) runs with.
+    /// A recursion depth cap. With `Some(max)`, [`Traversal::new`] refuses a selector with an
+    /// ExploreRecursive whose limit is `none` or a depth over `max` (see
+    /// [`Selector::check_recursion_depth`]). `None` accepts every selector, as go-ipld-prime's
+    /// traversal does.
     ///
-    /// Default: `Some(100)`, as a bare go-graphsync node.
+    /// Default: `None`. go-graphsync's default request validator caps at
+    /// [`GRAPHSYNC_MAX_RECURSION_DEPTH`]; a graphsync responder applies that cap itself (status
+    /// 30), so the plain traversal does not.
     pub max_recursion_depth: Option<u64>,
     /// The link budget: the most link loads allowed, the root included. Exceeding it fails the
     /// traversal with [`TraversalError::LinkBudgetExceeded`] before the load. As in Go, the root
@@ -55,16 +59,6 @@ impl Config {
         Config {
             block_limits,
             ..self
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            max_recursion_depth: Some(100),
-            link_budget: None,
-            block_limits: Limits::default(),
         }
     }
 }

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use ipld_dagcbor::{Map, Node, to_vec};
 use ipld_selector::{
-    Cid, Config, RecursionLimitError, Selector, Step, Traversal, TraversalError, codec, traverse,
-    traverse_async, traverse_with,
+    Cid, Config, GRAPHSYNC_MAX_RECURSION_DEPTH, RecursionLimitError, Selector, Step, Traversal,
+    TraversalError, codec, traverse, traverse_async, traverse_with,
 };
 
 struct Dag {
@@ -176,7 +176,9 @@ fn link_budget_counts_the_root_go_style() {
 fn recursion_depth_cap_rejects_like_the_go_validator() {
     let dag = fixture_dag();
     let all = Selector::explore_all_recursively();
-    match Traversal::new(dag.root, &all, Config::default()) {
+    let go_validator =
+        Config::default().with_max_recursion_depth(Some(GRAPHSYNC_MAX_RECURSION_DEPTH));
+    match Traversal::new(dag.root, &all, go_validator.clone()) {
         Err(TraversalError::SelectorRejected {
             source: RecursionLimitError::Unbounded { .. },
         }) => {}
@@ -187,8 +189,8 @@ fn recursion_depth_cap_rejects_like_the_go_validator() {
             r#"{{"R":{{"l":{{"depth":{d}}},":>":{{"a":{{">":{{"@":{{}}}}}}}}}}}}"#
         ))
     };
-    assert!(Traversal::new(dag.root, &depth(100), Config::default()).is_ok());
-    match Traversal::new(dag.root, &depth(101), Config::default()) {
+    assert!(Traversal::new(dag.root, &depth(100), go_validator.clone()).is_ok());
+    match Traversal::new(dag.root, &depth(101), go_validator) {
         Err(TraversalError::SelectorRejected {
             source:
                 RecursionLimitError::TooDeep {
@@ -203,6 +205,14 @@ fn recursion_depth_cap_rejects_like_the_go_validator() {
     assert!(Traversal::new(dag.root, &depth(4), capped.clone()).is_err());
     assert!(Traversal::new(dag.root, &depth(3), capped).is_ok());
     assert!(Traversal::new(dag.root, &all, common::permissive()).is_ok());
+}
+
+#[test]
+fn the_default_config_walks_unbounded_recursion_as_go_ipld_prime() {
+    let dag = fixture_dag();
+    let all = Selector::explore_all_recursively();
+    assert_eq!(Config::default().max_recursion_depth, None);
+    assert!(Traversal::new(dag.root, &all, Config::default()).is_ok());
 }
 
 /// A chain of dag-cbor blocks `{"x": next}`, the last one `{"x": 0}`; returns the root.

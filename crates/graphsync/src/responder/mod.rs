@@ -129,7 +129,7 @@ impl Default for Config {
             max_unsent_messages_per_peer: 64,
             max_pending_updates: 16,
             link_budget: None,
-            default_validator: Some(100),
+            default_validator: Some(ipld_selector::GRAPHSYNC_MAX_RECURSION_DEPTH),
             hooks: Hooks::default(),
             block_limits: BlockLimits::default(),
         }

@@ -15,7 +15,7 @@ const EXAMPLES_DIR: &str = "crates/datatransfer/examples";
 /// # Errors
 /// The first step that fails, named.
 pub(crate) fn run() -> anyhow::Result<()> {
-    let steps: [(&str, &dyn Fn() -> anyhow::Result<()>); 7] = [
+    let steps: [(&str, &dyn Fn() -> anyhow::Result<()>); 8] = [
         ("formatting", &|| {
             cmd::run(cargo().args(["fmt", "--all", "--", "--check"]))
         }),
@@ -51,6 +51,12 @@ pub(crate) fn run() -> anyhow::Result<()> {
             cmd::run(cargo().args(["check", "--manifest-path", "fuzz/Cargo.toml", "--locked"]))
         }),
         ("examples", &run_examples),
+        // Needs `go` on the PATH and the Go module proxy (a cold module cache is filled by the
+        // first build); a scenario that fails fails the step, "not run" cells do not.
+        ("interop with the Go peer", &|| {
+            println!("$ cargo xtask interop");
+            crate::interop::run(false)
+        }),
     ];
     let count = steps.len();
     for (index, (name, step)) in steps.iter().enumerate() {

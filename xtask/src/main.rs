@@ -25,7 +25,8 @@ USAGE:
 
 SUBCOMMANDS:
     ci                        run every check CI runs, in order, stopping at the first failure:
-                              fmt --check, clippy, test, doc, deps, fuzz type-check, examples
+                              fmt --check, clippy, test, doc, deps, fuzz type-check, examples,
+                              interop (needs go and the Go module proxy)
     deps                      check the dependency rules between the workspace crates
                               (layers and forbidden packages, see ARCHITECTURE.md)
     fuzz <TARGET> [SECONDS]   run a cargo-fuzz target on the stable toolchain (default 60 s),

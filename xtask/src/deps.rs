@@ -109,10 +109,12 @@ pub(crate) const RULES: &[CrateRule] = &[
         internal: &[MESSAGE, FSM, DAGCBOR],
         never: &["tokio*", "libp2p*", TRANSPORT],
     },
+    // datatransfer-graphsync parses `OpenChannel`'s selector node into the `Selector` that
+    // `graphsync::Node::request` takes.
     CrateRule {
         name: DT_GRAPHSYNC,
         layer: 2,
-        internal: &[MESSAGE, TRANSPORT, GRAPHSYNC, DAGCBOR],
+        internal: &[MESSAGE, SELECTOR, TRANSPORT, GRAPHSYNC, DAGCBOR],
         never: &[FSM, STORE, "sled"],
     },
     CrateRule {

@@ -72,10 +72,19 @@ pub fn to_vec(message: &Message) -> Result<Vec<u8>, EncodeError> {
 
 /// Decodes one 2.0.0 body (without the length prefix).
 ///
+/// Block bytes are copied once, by the DAG-CBOR decoder into its tree; each block then takes
+/// over that tree's byte vector (no second copy).
+///
 /// # Errors
 /// The [`DecodeError`] for the first problem found; any error means Go would reset the stream.
 pub fn decode(body: &[u8]) -> Result<Message, DecodeError> {
     let root = ipld_dagcbor::decode(body).map_err(|source| DecodeError::Cbor { source })?;
+    decode_node(root)
+}
+
+/// Decodes a message from its DAG-CBOR tree, consuming the tree so that block bytes move into
+/// the message instead of being copied.
+fn decode_node(root: Node) -> Result<Message, DecodeError> {
     let envelope = expect_map(&root, "envelope")?;
     let [gs2] = fields(envelope, "envelope", ["gs2"])?;
     let gs2 = gs2.ok_or_else(|| missing("envelope", "gs2"))?;
@@ -101,10 +110,12 @@ pub fn decode(body: &[u8]) -> Result<Message, DecodeError> {
             .collect::<Result<Vec<_>, _>>()?;
         decoded.responses = keep_last(responses, |response| response.id);
     }
-    if let Some(blocks) = blocks {
-        let list = expect_list(blocks, "gs2.blk")?;
+    if blocks.is_some() {
+        // The shape up to `gs2.blk` was checked above; take that node out of the tree by value.
+        let blocks = take_field(take_field(root, "gs2"), "blk");
+        let list = expect_list_owned(blocks, "gs2.blk")?;
         decoded.blocks = list
-            .iter()
+            .into_iter()
             .enumerate()
             .map(|(index, node)| decode_block(node, &format!("gs2.blk[{index}]")))
             .collect::<Result<Vec<_>, _>>()?;
@@ -375,20 +386,21 @@ fn decode_metadatum(node: &Node, at: &str) -> Result<Metadatum, DecodeError> {
     Ok(Metadatum { link, action })
 }
 
-fn decode_block(node: &Node, at: &str) -> Result<Block, DecodeError> {
-    let [prefix, data] = expect_pair(node, at)?;
+fn decode_block(node: Node, at: &str) -> Result<Block, DecodeError> {
+    let [prefix, data] = expect_pair_owned(node, at)?;
     let prefix_at = format!("{at}[0]");
     let prefix = prefix
         .as_bytes()
-        .ok_or_else(|| wrong_kind(&prefix_at, "bytes", prefix))?;
+        .ok_or_else(|| wrong_kind(&prefix_at, "bytes", &prefix))?;
     let prefix = CidPrefix::from_bytes(prefix).map_err(|source| DecodeError::BadPrefix {
         at: prefix_at,
         source,
     })?;
-    let data = data
-        .as_bytes()
-        .ok_or_else(|| wrong_kind(&format!("{at}[1]"), "bytes", data))?;
-    Ok(Block::new(prefix, data.to_vec()))
+    match data {
+        // `Bytes::from` takes the vector over: no copy.
+        Node::Bytes(data) => Ok(Block::new(prefix, data)),
+        other => Err(wrong_kind(&format!("{at}[1]"), "bytes", &other)),
+    }
 }
 
 /// Reads an `ext` map: text names to any value, `null` meaning no value.
@@ -450,6 +462,34 @@ fn expect_pair<'a>(node: &'a Node, at: &str) -> Result<[&'a Node; 2], DecodeErro
     }
 }
 
+/// The value under `key` of a map node, by value; `Node::Null` when `node` is not a map or has
+/// no such key (callers check the shape by reference first).
+fn take_field(node: Node, key: &str) -> Node {
+    match node {
+        Node::Map(map) => map
+            .into_iter()
+            .find(|(name, _)| name == key)
+            .map_or(Node::Null, |(_, value)| value),
+        _ => Node::Null,
+    }
+}
+
+fn expect_list_owned(node: Node, at: &str) -> Result<Vec<Node>, DecodeError> {
+    match node {
+        Node::List(list) => Ok(list),
+        other => Err(wrong_kind(at, "list", &other)),
+    }
+}
+
+fn expect_pair_owned(node: Node, at: &str) -> Result<[Node; 2], DecodeError> {
+    let list = expect_list_owned(node, at)?;
+    <[Node; 2]>::try_from(list).map_err(|list| DecodeError::WrongArity {
+        at: at.to_owned(),
+        expected: 2,
+        found: list.len(),
+    })
+}
+
 fn expect_text<'a>(node: &'a Node, at: &str) -> Result<&'a [u8], DecodeError> {
     node.as_text()
         .map(|text| text.as_bytes())
@@ -497,5 +537,46 @@ mod tests {
             Err(EncodeError::Cbor { .. })
         ));
         assert_eq!(&out[..], b"keep");
+    }
+
+    #[test]
+    fn decoded_blocks_take_over_the_tree_bytes_without_copying() {
+        let data: Vec<u8> = (0..64 * 1024u32).map(|i| (i % 251) as u8).collect();
+        let mut message = Message::new();
+        message
+            .blocks
+            .push(Block::new(CidPrefix::v1(0x55, 0x12, 32), data.clone()));
+        message.blocks.push(Block::new(
+            CidPrefix::v1(0x55, 0x12, 32),
+            data[..1000].to_vec(),
+        ));
+        let body = to_vec(&message).expect("encodes");
+        let root = ipld_dagcbor::decode(&body).expect("dag-cbor");
+        let in_tree: Vec<*const u8> = root
+            .as_map()
+            .and_then(|envelope| envelope.get("gs2"))
+            .and_then(Node::as_map)
+            .and_then(|gs2| gs2.get("blk"))
+            .and_then(Node::as_list)
+            .expect("a block list")
+            .iter()
+            .map(|pair| {
+                pair.as_list().expect("a pair")[1]
+                    .as_bytes()
+                    .expect("block bytes")
+                    .as_ptr()
+            })
+            .collect();
+        let decoded = decode_node(root).expect("decodes");
+        assert_eq!(decoded, message);
+        let in_message: Vec<*const u8> = decoded
+            .blocks
+            .iter()
+            .map(|block| block.data.as_ptr())
+            .collect();
+        assert_eq!(
+            in_message, in_tree,
+            "block bytes were copied out of the tree"
+        );
     }
 }

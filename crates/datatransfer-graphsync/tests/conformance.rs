@@ -58,6 +58,7 @@ conformance_tests!(
     hold_then_attach_accept_starts_data,
     hold_then_resume_starts_data,
     reject_fails_without_data,
+    receiver_refusal_fails_the_exchange,
     receiver_pause_and_resume,
     sender_pause_with_message_and_resume,
     attach_from_receiver_reaches_sender,

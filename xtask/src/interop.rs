@@ -1,7 +1,8 @@
 //! `cargo xtask interop [--report]`: the Graphsync scenarios of issue 5 between our Rust node and
 //! the Go reference peer, in both directions, and the UnixFS CID comparison.
 //!
-//! Builds the Go peer (`interop/go-peer`, go-graphsync v0.18.x) and the Rust example
+//! Builds the Go peers (`interop/go-peer` on go-graphsync v0.18.1, `interop/go-peer-v013` on
+//! v0.13.2) and the Rust example
 //! `interop_peer` (graphsync's `examples/interop_peer.rs`, on `graphsync::network::Node` over
 //! TCP + noise + yamux). Every scenario first runs Go requester → Go responder as the reference
 //! (its expectations are checked too: the Go stack must behave as the scenario says), then Rust
@@ -10,11 +11,11 @@
 //! blocks it loaded are the reference's one by one (CID, and whether it came over the network),
 //! the CAR of the blocks that arrived is byte-identical to the reference's (and, for full
 //! transfers of a fixture, to the fixture), plus scenario-specific checks (cancel, parallel).
-//! A direction the Rust node cannot run yet (no API for it) is reported as `not run: <why>`,
-//! never as a pass, and does not fail the run.
+//! A scenario a Go build cannot run (Graphsync 1.0.0 against go-graphsync v0.18) is reported as
+//! `not run: <why>`, never as a pass, and does not fail the run.
 //!
-//! The UnixFS part imports the same seeded pseudo-random files (0 B to 50 MiB, `go-peer
-//! genfile`) with boxo's importer (`go-peer import`) and with dag-io (`interop_peer import`),
+//! The UnixFS part imports the same seeded pseudo-random files (0 B to 50 MiB and the 64 MiB
+//! transfer file, `go-peer genfile`) with boxo's importer (`go-peer import`) and with dag-io (`interop_peer import`),
 //! CIDv1 and CIDv0 settings, and requires identical root CIDs.
 //!
 //! Scenarios run a few at a time (`INTEROP_JOBS`, default 3). Every child process is killed and
@@ -150,8 +151,8 @@ struct Scenario {
     request: Vec<String>,
     root: Root,
     check: Check,
-    /// Why a direction cannot run yet, if it cannot.
-    not_run: Vec<(Direction, String)>,
+    /// Arguments only the Rust peer gets (after `serve` or `request`).
+    rust_args: Vec<String>,
     /// Why the scenario cannot run against a Go build at all, by version label prefix.
     not_run_go: Vec<(&'static str, String)>,
 }
@@ -164,7 +165,7 @@ impl Scenario {
             request: Vec::new(),
             root: Root::Loaded,
             check,
-            not_run: Vec::new(),
+            rust_args: Vec::new(),
             not_run_go: Vec::new(),
         }
     }
@@ -172,11 +173,6 @@ impl Scenario {
     fn request(mut self, args: &[&str]) -> Self {
         self.request
             .extend(args.iter().map(|arg| (*arg).to_owned()));
-        self
-    }
-
-    fn not_run(mut self, direction: Direction, why: &str) -> Self {
-        self.not_run.push((direction, why.to_owned()));
         self
     }
 }
@@ -497,10 +493,6 @@ fn scenarios(fixtures: &Path, big: &Path) -> anyhow::Result<Vec<Scenario>> {
             bail!("fixture missing: {}", car(name).display());
         }
     }
-    let no_rust_pause = "the Rust node has no responder pause/unpause or update hook API yet";
-    let no_rust_update = "the Rust node has no send_update API yet";
-    let no_rust_requester_pause = "the Rust node has no requester pause/unpause API yet";
-    let no_rust_responder_cancel = "the Rust node has no responder cancel API yet";
 
     let mut list = Vec::new();
     // Full traversals of every complete fixture: the CAR that arrives is the fixture.
@@ -617,9 +609,7 @@ fn scenarios(fixtures: &Path, big: &Path) -> anyhow::Result<Vec<Scenario>> {
             .concat(),
             same20.clone(),
         )
-        .request(&["--update-on-pause", "interop/resume=true"])
-        .not_run(Direction::RustToGo, no_rust_update)
-        .not_run(Direction::GoToRust, no_rust_pause),
+        .request(&["--update-on-pause", "interop/resume=true"]),
     );
     list.push(
         Scenario::new(
@@ -627,8 +617,7 @@ fn scenarios(fixtures: &Path, big: &Path) -> anyhow::Result<Vec<Scenario>> {
             path_arg("--car", &simple),
             same20.clone(),
         )
-        .request(&["--pause-after-blocks", "2", "--unpause-after", "300ms"])
-        .not_run(Direction::RustToGo, no_rust_requester_pause),
+        .request(&["--pause-after-blocks", "2", "--unpause-after", "300ms"]),
     );
     // Cancels.
     // Cancels, mid-way through the 64 MiB file.
@@ -643,21 +632,18 @@ fn scenarios(fixtures: &Path, big: &Path) -> anyhow::Result<Vec<Scenario>> {
         )
         .request(&["--cancel-after-blocks", "3"]),
     );
-    list.push(
-        Scenario::new(
-            "responder cancels after 3 blocks of 64 MiB (35)",
-            [
-                path_arg("--car", big),
-                strings(&["--cancel-after-blocks", "3"]),
-            ]
-            .concat(),
-            Check::Cancel {
-                after: 3,
-                by_requester: false,
-            },
-        )
-        .not_run(Direction::GoToRust, no_rust_responder_cancel),
-    );
+    list.push(Scenario::new(
+        "responder cancels after 3 blocks of 64 MiB (35)",
+        [
+            path_arg("--car", big),
+            strings(&["--cancel-after-blocks", "3"]),
+        ]
+        .concat(),
+        Check::Cancel {
+            after: 3,
+            by_requester: false,
+        },
+    ));
     // Many at once, and a refusal.
     list.push(
         Scenario::new(
@@ -681,22 +667,20 @@ fn scenarios(fixtures: &Path, big: &Path) -> anyhow::Result<Vec<Scenario>> {
             car_equals: None,
         },
     ));
-    let mut v1 = Scenario::new("protocol 1.0.0", path_arg("--car", &simple), same20.clone())
-        .not_run(
-            Direction::GoToRust,
-            "the Rust node does not speak /ipfs/graphsync/1.0.0 yet",
-        )
-        .not_run(
-            Direction::RustToGo,
-            "the Rust node does not speak /ipfs/graphsync/1.0.0 yet",
-        );
+    // The Rust side speaks only 1.0.0, so every message of a passing direction went over it;
+    // the Go → Go reference negotiates 2.0.0 (v0.13 prefers it), same behaviour.
+    let mut v1 = Scenario::new(
+        "protocol 1.0.0 (Rust side 1.0.0 only)",
+        path_arg("--car", &car("dir-with-files.car")),
+        Check::Same {
+            status: 20,
+            car_equals: Some(car("dir-with-files.car")),
+        },
+    );
+    v1.rust_args = strings(&["--protocol", "1.0.0"]);
     v1.not_run_go.push((
         "v0.18",
         "go-graphsync v0.14+ speaks /ipfs/graphsync/2.0.0 only".to_owned(),
-    ));
-    v1.not_run_go.push((
-        "v0.13",
-        "the Rust node does not speak /ipfs/graphsync/1.0.0 yet".to_owned(),
     ));
     list.push(v1);
     Ok(list)
@@ -734,10 +718,6 @@ fn run_scenario(go_label: &str, go: &Path, rust: &Path, work: &Path, scenario: &
             Ok(run)
         });
     for direction in Direction::BOTH {
-        if let Some((_, why)) = scenario.not_run.iter().find(|(d, _)| *d == direction) {
-            row.cells.push((direction, Cell::NotRun(why.clone())));
-            continue;
-        }
         let cell = match &reference {
             Err(error) => Cell::Fail(format!("{error:#}")),
             Ok(reference) => {
@@ -966,10 +946,18 @@ fn run_pair(
     if out.exists() {
         std::fs::remove_file(out).with_context(|| format!("removing {}", out.display()))?;
     }
+    let rust_args = |binary: &Path| {
+        if binary == rust {
+            scenario.rust_args.clone()
+        } else {
+            Vec::new()
+        }
+    };
     let mut server = Guard(
         Command::new(responder)
             .arg("serve")
             .args(&scenario.serve)
+            .args(rust_args(responder))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -1020,6 +1008,7 @@ fn run_pair(
     let mut client = Guard(
         Command::new(requester)
             .args(&args)
+            .args(rust_args(requester))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

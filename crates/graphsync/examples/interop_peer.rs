@@ -33,20 +33,20 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Read as _;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use blockstore::{Blockstore, InMemoryBlockstore};
 use cid::Cid;
 use futures::StreamExt;
-use graphsync::network::{Behaviour, Config, Node, RequestEvent, RequestHook};
+use graphsync::network::{Behaviour, Config, Node, RequestEvent, RequestHook, Version};
 use graphsync::requester::{Failure, Outcome};
 use graphsync::responder::RequestDecision;
-use graphsync::{Extensions, ResponseStatus};
+use graphsync::{Extensions, RequestId, ResponseStatus};
 use ipld_selector::Selector;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
@@ -108,6 +108,21 @@ impl<'a> Flags<'a> {
         })
     }
 
+    /// A duration flag (`250ms`, `2s`) with a default.
+    fn duration(&self, name: &str, default: Duration) -> anyhow::Result<Duration> {
+        let Some(value) = self.get(name) else {
+            return Ok(default);
+        };
+        let parsed = if let Some(ms) = value.strip_suffix("ms") {
+            ms.parse().map(Duration::from_millis)
+        } else if let Some(s) = value.strip_suffix('s') {
+            s.parse().map(Duration::from_secs)
+        } else {
+            bail!("{name} {value:?} is not a duration like 250ms or 2s")
+        };
+        parsed.with_context(|| format!("{name} {value:?} is not a duration like 250ms or 2s"))
+    }
+
     /// Whether the switch `--name` is present.
     fn switch(&self, name: &str) -> bool {
         self.args.iter().any(|arg| arg == name)
@@ -123,11 +138,26 @@ impl<'a> Flags<'a> {
 }
 
 fn is_switch(flag: &str) -> bool {
-    matches!(flag, "--reject" | "--dedup-key-per-request")
+    matches!(
+        flag,
+        "--reject" | "--dedup-key-per-request" | "--unpause-on-update"
+    )
 }
 
 fn emit(value: &serde_json::Value) {
     println!("{value}");
+}
+
+/// The node settings: `--protocol 1.0.0|2.0.0` speaks only that version (default: both, 2.0.0
+/// first).
+fn node_config(flags: &Flags<'_>) -> anyhow::Result<Config> {
+    let config = Config::default();
+    Ok(match flags.get("--protocol") {
+        None => config,
+        Some("2.0.0") => config.with_protocols(vec![Version::V2]),
+        Some("1.0.0") => config.with_protocols(vec![Version::V1]),
+        Some(other) => bail!("--protocol must be 1.0.0 or 2.0.0, got {other:?}"),
+    })
 }
 
 /// kubo's import settings for a CID version.
@@ -167,8 +197,11 @@ async fn serve(flags: &Flags<'_>) -> anyhow::Result<()> {
         }));
     }
     let reject = flags.switch("--reject");
+    let pause_after = flags.number("--pause-after-blocks", 0)?;
+    let cancel_after = flags.number("--cancel-after-blocks", 0)?;
+    let unpause_on_update = flags.switch("--unpause-on-update");
     let mut swarm = new_swarm()?;
-    let config = Config::default().with_request_hook(RequestHook::new(move |peer, request, _| {
+    let config = node_config(flags)?.with_request_hook(RequestHook::new(move |peer, request, _| {
         emit(&json!({
             "event": "request_received",
             "request": request.id.to_string(),
@@ -182,7 +215,52 @@ async fn serve(flags: &Flags<'_>) -> anyhow::Result<()> {
             RequestDecision::validate()
         }
     }));
-    let _node = Node::spawn(swarm.behaviour(), store, config).context("starting the node")?;
+    let node = Node::spawn(swarm.behaviour(), store, config).context("starting the node")?;
+    // Hooks run in the driver and must not block: a cancel goes through a task.
+    let (cancels_tx, mut cancels) = tokio::sync::mpsc::channel::<(PeerId, RequestId)>(64);
+    let canceller = node.clone();
+    tokio::spawn(async move {
+        while let Some((peer, request)) = cancels.recv().await {
+            let result = canceller.cancel_response(peer, request).await;
+            emit(&json!({
+                "event": "cancelled_response",
+                "request": request.to_string(),
+                "blocks": cancel_after,
+                "error": result.err().map(|error| error.to_string()),
+            }));
+        }
+    });
+    let counts: Mutex<HashMap<RequestId, u64>> = Mutex::new(HashMap::new());
+    let _block_hook = node.register_outgoing_block_hook(move |peer, request, _, actions| {
+        let mut counts = counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = counts.entry(request.id).or_insert(0);
+        *n += 1;
+        if *n == pause_after {
+            actions.pause();
+            emit(&json!({"event": "paused", "request": request.id.to_string(), "blocks": *n}));
+        }
+        if *n == cancel_after {
+            // A hook must not block: a full queue (64 cancels waiting) loses the cue, said so.
+            if cancels_tx.try_send((*peer, request.id)).is_err() {
+                emit(&json!({"event": "error", "error": "cancel cue lost", "request": request.id.to_string()}));
+            }
+        }
+    });
+    let _updated_hook = node.register_request_updated_hook(move |_, request, _, actions| {
+        emit(&json!({"event": "request_updated", "request": request.id.to_string()}));
+        if unpause_on_update {
+            actions.unpause();
+        }
+    });
+    let _completed = node.register_completed_response_listener(|_, request, status| {
+        emit(&json!({
+            "event": "completed", "request": request.to_string(),
+            "status": status.code(), "status_name": status.to_string(),
+        }));
+    });
+    let _cancelled = node.register_requestor_cancelled_listener(|_, request| {
+        emit(&json!({"event": "cancelled_by_requester", "request": request.to_string()}));
+    });
     swarm
         .listen_on("/ip4/127.0.0.1/tcp/0".parse::<Multiaddr>()?)
         .context("listening")?;
@@ -213,10 +291,10 @@ async fn serve(flags: &Flags<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Parses `NAME=DAGJSON` extension flags.
-fn extensions(flags: &Flags<'_>) -> anyhow::Result<Extensions> {
+/// Parses the `NAME=DAGJSON` values of the extension flag `name`.
+fn parse_extensions(flags: &Flags<'_>, name: &str) -> anyhow::Result<Extensions> {
     let mut extensions = Extensions::new();
-    for flag in flags.all("--ext") {
+    for flag in flags.all(name) {
         let (name, value) = flag
             .split_once('=')
             .with_context(|| format!("--ext {flag:?} is not NAME=DAGJSON"))?;
@@ -247,6 +325,15 @@ struct Ended {
     arrived: Vec<Cid>,
 }
 
+/// What a request does on its own, on cue.
+#[derive(Clone)]
+struct Cues {
+    cancel_after: u64,
+    pause_after: u64,
+    unpause_after: Duration,
+    update_on_pause: Extensions,
+}
+
 /// Runs one request to its end, printing its events.
 async fn run_one(
     node: Node,
@@ -255,7 +342,7 @@ async fn run_one(
     root: Cid,
     selector: Selector,
     extensions: Extensions,
-    cancel_after: u64,
+    cues: Cues,
 ) -> anyhow::Result<Ended> {
     let mut handle = node
         .request(peer, root, selector, extensions)
@@ -284,7 +371,24 @@ async fn run_one(
                     "event": "block", "request": id.to_string(), "index": index,
                     "cid": cid.to_string(), "size": size, "on_wire": wire_size, "blocks": blocks,
                 }));
-                if blocks == cancel_after && !cancelled {
+                if blocks == cues.pause_after {
+                    let result = node.pause(id).await;
+                    emit(&json!({
+                        "event": if result.is_ok() { "paused" } else { "command_failed" },
+                        "cmd": "pause", "request": id.to_string(), "index": index, "blocks": blocks,
+                    }));
+                    let node = node.clone();
+                    let wait = cues.unpause_after;
+                    tokio::spawn(async move {
+                        tokio::time::sleep(wait).await;
+                        let result = node.unpause(id, Extensions::new()).await;
+                        emit(&json!({
+                            "event": if result.is_ok() { "command_done" } else { "command_failed" },
+                            "cmd": "unpause", "request": id.to_string(), "index": index,
+                        }));
+                    });
+                }
+                if blocks == cues.cancel_after && !cancelled {
                     cancelled = true;
                     let result = node.cancel(id).await;
                     emit(&json!({
@@ -298,10 +402,22 @@ async fn run_one(
                     "event": "response", "request": id.to_string(), "index": index,
                     "status": status.code(), "status_name": status.to_string(),
                 }));
+                if status == ResponseStatus::RequestPaused && !cues.update_on_pause.is_empty() {
+                    let result = node.send_update(id, cues.update_on_pause.clone()).await;
+                    emit(&json!({
+                        "event": if result.is_ok() { "update_sent" } else { "command_failed" },
+                        "cmd": "update", "request": id.to_string(), "index": index,
+                    }));
+                }
             }
             RequestEvent::BlockMissing { cid } => {
                 emit(
                     &json!({"event": "missing", "request": id.to_string(), "index": index, "cid": cid.to_string()}),
+                );
+            }
+            RequestEvent::Paused => {
+                emit(
+                    &json!({"event": "pause_effective", "request": id.to_string(), "index": index}),
                 );
             }
             RequestEvent::PeerDisconnected => {
@@ -359,9 +475,14 @@ async fn request(flags: &Flags<'_>) -> anyhow::Result<bool> {
         Some(text) => Selector::from_dag_json(text.as_bytes()).context("parsing --selector")?,
         None => Selector::explore_all_recursively(),
     };
-    let extensions = extensions(flags)?;
+    let extensions = parse_extensions(flags, "--ext")?;
     let parallel = flags.number("--parallel", 1)?.max(1);
-    let cancel_after = flags.number("--cancel-after-blocks", 0)?;
+    let cues = Cues {
+        cancel_after: flags.number("--cancel-after-blocks", 0)?,
+        pause_after: flags.number("--pause-after-blocks", 0)?,
+        unpause_after: flags.duration("--unpause-after", Duration::from_millis(200))?,
+        update_on_pause: parse_extensions(flags, "--update-on-pause")?,
+    };
     let dedup_per_request = flags.switch("--dedup-key-per-request");
     let Some(Protocol::P2p(peer)) = peer_addr.pop() else {
         bail!("--peer must end in /p2p/ID");
@@ -388,7 +509,7 @@ async fn request(flags: &Flags<'_>) -> anyhow::Result<bool> {
         emit(&json!({"event": "have", "blocks": count, "car": have}));
     }
     let mut swarm = new_swarm()?;
-    let node = Node::spawn(swarm.behaviour(), store.clone(), Config::default())
+    let node = Node::spawn(swarm.behaviour(), store.clone(), node_config(flags)?)
         .context("starting the node")?;
     swarm
         .dial(peer_addr.with(Protocol::P2p(peer)))
@@ -423,7 +544,7 @@ async fn request(flags: &Flags<'_>) -> anyhow::Result<bool> {
             root,
             selector.clone(),
             extensions,
-            cancel_after,
+            cues.clone(),
         )));
     }
     let mut ok = true;

@@ -31,7 +31,9 @@
 //!
 //! # Decisions
 //!
-//! - Requests are sent at once (go-graphsync v0.14+), not "local first" as v0.13.1 did. The
+//! - Requests are sent at once, not "local first". go-graphsync is local first in v0.13.x and,
+//!   contrary to spec §8.1, also in v0.18.1 (its executor loads locally until the first miss,
+//!   then sends the request with do-not-send-first-blocks; `docs/interop.md`). The
 //!   verification still reads local blocks wherever the responder sends `"p"` without bytes,
 //!   `"d"`, `"m"` or `"s"`, or the remote has finished.
 //! - Remote items already received are consumed before local-only loading starts, even after

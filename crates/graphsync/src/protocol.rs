@@ -10,12 +10,18 @@
 //! [`write_body`] one encoded body. All use the framing of
 //! [`codec::frame`](crate::codec::frame), so the 4 MiB limit is checked before anything is
 //! allocated for the body.
+//!
+//! Neither direction copies the bytes of a body: [`MessageReader`] has the stream write into
+//! the very buffer the body is then split off, and the writers hand the body's own bytes to
+//! the stream (see each item for how).
 
 use bytes::{Bytes, BytesMut};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 
-use crate::codec::frame::{FrameConfig, FrameDecoder, FrameError, write_frame};
+use crate::codec::frame::{
+    Frame, FrameConfig, FrameError, MAX_VARINT_LEN, decode_frame, length_prefix,
+};
 use crate::codec::{DecodeError, EncodeError, v2};
 use crate::message::Message;
 
@@ -25,8 +31,13 @@ pub const PROTOCOL_V2: StreamProtocol = StreamProtocol::new("/ipfs/graphsync/2.0
 /// The protocol id of Graphsync 1.0.0 (protobuf messages, [`codec::v1`](crate::codec::v1)).
 pub const PROTOCOL_V1: StreamProtocol = StreamProtocol::new("/ipfs/graphsync/1.0.0");
 
-/// Bytes asked of the stream per read call.
-const READ_CHUNK: usize = 16 * 1024;
+/// The most bytes a read call is given room for. The room is zeroed before the read (the
+/// stream API takes initialised memory), so this bounds the memory touched ahead of what has
+/// arrived: a peer announcing a 4 MiB frame and sending nothing costs at most this much.
+const READ_STEP: usize = 64 * 1024;
+
+/// Room kept in front of an encoded body for its length prefix (the longest `u64` varint).
+const PREFIX_ROOM: usize = 10;
 
 /// Why reading or writing one message on a stream failed.
 #[derive(Debug, thiserror::Error)]
@@ -69,18 +80,29 @@ pub enum ProtocolError {
 }
 
 /// Reads length-prefixed 2.0.0 messages from one stream, one at a time.
+///
+/// The stream reads straight into the frame buffer, and each body is split off that buffer:
+/// no byte of a body is copied between the stream and the returned [`Bytes`]. Once a frame's
+/// length is known its whole size is reserved (within the frame limit) and reads stop at its
+/// end; while the length prefix is incomplete a read asks for at most the longest prefix, so
+/// at most a prefix's worth of the next frame (never block bytes) is moved when the buffer is
+/// reallocated for that frame.
 #[derive(Debug)]
 pub struct MessageReader {
-    decoder: FrameDecoder,
+    config: FrameConfig,
+    /// Bytes `..filled` arrived from the stream; any bytes after them are zeroed room for the
+    /// next read.
     buffer: BytesMut,
+    filled: usize,
 }
 
 impl MessageReader {
     /// A reader enforcing the frame limits of `config`.
     pub fn new(config: FrameConfig) -> Self {
         MessageReader {
-            decoder: FrameDecoder::new(config),
+            config,
             buffer: BytesMut::new(),
+            filled: 0,
         }
     }
 
@@ -112,29 +134,47 @@ impl MessageReader {
     where
         S: AsyncRead + Unpin,
     {
-        let mut chunk = vec![0u8; READ_CHUNK];
         loop {
-            if let Some(body) = self
-                .decoder
-                .decode(&mut self.buffer)
+            let needed = match decode_frame(&self.buffer[..self.filled], &self.config)
                 .map_err(|source| ProtocolError::Frame { source })?
             {
-                return Ok(Some(body));
+                Frame::Complete { body, consumed } => {
+                    let prefix_len = consumed - body.len();
+                    let mut frame = self.buffer.split_to(consumed);
+                    self.filled -= consumed;
+                    return Ok(Some(frame.split_off(prefix_len).freeze()));
+                }
+                Frame::Incomplete { needed } => needed,
+            };
+            // Up to the frame's end once its length is known, else up to the longest prefix
+            // (which may run past a frame smaller than a prefix, by less than a prefix).
+            let want = needed
+                .max(MAX_VARINT_LEN.saturating_sub(self.filled))
+                .min(READ_STEP);
+            let end = self.filled + want;
+            if self.buffer.len() < end {
+                if self.buffer.capacity() < self.filled + needed.max(want) {
+                    // Room for the whole frame at once (`needed` is within the frame limit), so
+                    // that it never moves while it arrives; only what arrived is carried over.
+                    self.buffer.truncate(self.filled);
+                    self.buffer.reserve(needed.max(want));
+                }
+                self.buffer.resize(end, 0);
             }
             let read = io
-                .read(&mut chunk)
+                .read(&mut self.buffer[self.filled..end])
                 .await
                 .map_err(|source| ProtocolError::Io { source })?;
             if read == 0 {
-                return if self.buffer.is_empty() {
+                return if self.filled == 0 {
                     Ok(None)
                 } else {
                     Err(ProtocolError::Truncated {
-                        buffered: self.buffer.len(),
+                        buffered: self.filled,
                     })
                 };
             }
-            self.buffer.extend_from_slice(&chunk[..read]);
+            self.filled += read;
         }
     }
 }
@@ -147,9 +187,13 @@ impl Default for MessageReader {
 
 /// Writes an already encoded body with its length prefix and flushes the stream.
 ///
+/// The prefix and the body go to the stream as two writes, so the body is not copied; `io` is
+/// borrowed exclusively for the whole frame, so nothing else can be written between them. As
+/// with any write, a call cancelled part way leaves the stream unusable.
+///
 /// # Errors
-/// [`ProtocolError::Frame`] when it is over the limit of `config`, [`ProtocolError::Io`] when
-/// writing fails.
+/// [`ProtocolError::Frame`] when it is over the limit of `config` (nothing is written),
+/// [`ProtocolError::Io`] when writing fails.
 pub async fn write_body<S>(
     io: &mut S,
     body: &[u8],
@@ -158,9 +202,13 @@ pub async fn write_body<S>(
 where
     S: AsyncWrite + Unpin,
 {
-    let mut framed = BytesMut::with_capacity(body.len() + 10);
-    write_frame(body, config, &mut framed).map_err(|source| ProtocolError::Frame { source })?;
-    io.write_all(&framed)
+    let mut prefix = unsigned_varint::encode::u64_buffer();
+    let prefix = length_prefix(body.len(), config, &mut prefix)
+        .map_err(|source| ProtocolError::Frame { source })?;
+    io.write_all(prefix)
+        .await
+        .map_err(|source| ProtocolError::Io { source })?;
+    io.write_all(body)
         .await
         .map_err(|source| ProtocolError::Io { source })?;
     io.flush()
@@ -170,9 +218,13 @@ where
 
 /// Encodes `message` as 2.0.0, writes it with its length prefix and flushes the stream.
 ///
+/// The body is encoded behind room left for the prefix, which is then filled in, so the frame
+/// is one write and the body is not copied.
+///
 /// # Errors
 /// [`ProtocolError::Encode`] when the message cannot be encoded, [`ProtocolError::Frame`] when
-/// it is over the limit of `config`, [`ProtocolError::Io`] when writing fails.
+/// it is over the limit of `config` (nothing is written in either case), [`ProtocolError::Io`]
+/// when writing fails.
 pub async fn write_message<S>(
     io: &mut S,
     message: &Message,
@@ -181,11 +233,14 @@ pub async fn write_message<S>(
 where
     S: AsyncWrite + Unpin,
 {
-    let mut body = BytesMut::new();
-    v2::encode(message, &mut body).map_err(|source| ProtocolError::Encode { source })?;
-    let mut framed = BytesMut::with_capacity(body.len() + 10);
-    write_frame(&body, config, &mut framed).map_err(|source| ProtocolError::Frame { source })?;
-    io.write_all(&framed)
+    let mut frame = BytesMut::zeroed(PREFIX_ROOM);
+    v2::encode(message, &mut frame).map_err(|source| ProtocolError::Encode { source })?;
+    let mut prefix = unsigned_varint::encode::u64_buffer();
+    let prefix = length_prefix(frame.len() - PREFIX_ROOM, config, &mut prefix)
+        .map_err(|source| ProtocolError::Frame { source })?;
+    let start = PREFIX_ROOM - prefix.len();
+    frame[start..PREFIX_ROOM].copy_from_slice(prefix);
+    io.write_all(&frame[start..])
         .await
         .map_err(|source| ProtocolError::Io { source })?;
     io.flush()
@@ -303,6 +358,182 @@ mod tests {
         let mut reader = MessageReader::default();
         let err = block_on(reader.read(&mut Cursor::new(vec![1u8, 0x01]))).expect_err("invalid");
         assert!(matches!(err, ProtocolError::Decode { .. }), "{err:?}");
+    }
+
+    /// A message carrying one 256 KiB block and a small one.
+    fn with_blocks() -> Message {
+        let mut message = sample(3);
+        let data: Vec<u8> = (0..256 * 1024u32).map(|i| (i % 253) as u8).collect();
+        let prefix = crate::CidPrefix::v1(0x55, 0x12, 32);
+        message.blocks.push(crate::Block::new(prefix, data));
+        message
+            .blocks
+            .push(crate::Block::new(prefix, b"a small block".to_vec()));
+        message
+    }
+
+    /// Whether the address ranges `(start, len)` cover every byte of `target`.
+    fn covered(ranges: &[(usize, usize)], target: &[u8]) -> bool {
+        let mut ranges = ranges.to_vec();
+        ranges.sort_unstable();
+        let mut next = target.as_ptr() as usize;
+        let end = next + target.len();
+        for (start, len) in ranges {
+            if start <= next && next < start + len {
+                next = start + len;
+            }
+        }
+        next >= end
+    }
+
+    /// A stream that hands out at most `step` bytes per read and records where it wrote them.
+    struct RecordingReader {
+        inner: Cursor<Vec<u8>>,
+        step: usize,
+        writes: Vec<(usize, usize)>,
+    }
+
+    impl AsyncRead for RecordingReader {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut [u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            let len = buf.len().min(self.step);
+            let target = &mut buf[..len];
+            let poll = std::pin::Pin::new(&mut self.inner).poll_read(cx, target);
+            if let std::task::Poll::Ready(Ok(read)) = poll {
+                self.writes.push((target.as_ptr() as usize, read));
+            }
+            poll
+        }
+    }
+
+    #[test]
+    fn the_stream_reads_straight_into_the_returned_bodies() {
+        let config = FrameConfig::default();
+        let mut wire = Cursor::new(Vec::new());
+        let bodies = [
+            v2::to_vec(&with_blocks()).expect("encodes"),
+            v2::to_vec(&sample(1)).expect("encodes"),
+            v2::to_vec(&with_blocks()).expect("encodes"),
+        ];
+        for body in &bodies {
+            block_on(write_body(&mut wire, body, &config)).expect("writes");
+        }
+        for step in [1000, 100_000] {
+            let mut io = RecordingReader {
+                inner: Cursor::new(wire.get_ref().clone()),
+                step,
+                writes: Vec::new(),
+            };
+            let mut reader = MessageReader::default();
+            let mut received = Vec::new();
+            while let Some(body) = block_on(reader.read_body(&mut io)).expect("reads") {
+                received.push(body);
+            }
+            assert_eq!(received, bodies, "step {step}");
+            for body in &received {
+                // The reader asks for at most a prefix's worth of bytes before it knows a
+                // frame's length, and moves them once when it makes room for the frame: up to
+                // the first `MAX_VARINT_LEN - prefix` bytes of a body (its envelope header,
+                // never block bytes). Every later byte must lie where the stream wrote it.
+                let mut varint = unsigned_varint::encode::usize_buffer();
+                let prefix = unsigned_varint::encode::usize(body.len(), &mut varint).len();
+                let moved = MAX_VARINT_LEN - prefix;
+                assert!(
+                    covered(&io.writes, &body[moved..]),
+                    "step {step}: a body of {} bytes was copied after the stream wrote it",
+                    body.len()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_frame_announced_but_not_sent_touches_at_most_one_read_step() {
+        // A 4 MiB length prefix and 3 bytes of body: the reader may reserve the frame but
+        // zeroes room only one read step ahead of what arrived.
+        let mut varint = unsigned_varint::encode::usize_buffer();
+        let mut bytes =
+            unsigned_varint::encode::usize(crate::codec::frame::MAX_MESSAGE_SIZE, &mut varint)
+                .to_vec();
+        bytes.extend_from_slice(b"abc");
+        let arrived = bytes.len();
+        let mut reader = MessageReader::default();
+        let err = block_on(reader.read_body(&mut Cursor::new(bytes))).expect_err("truncated");
+        assert!(
+            matches!(err, ProtocolError::Truncated { buffered } if buffered == arrived),
+            "{err:?}"
+        );
+        assert!(reader.buffer.len() <= arrived + READ_STEP);
+    }
+
+    /// A stream that records where the bytes it was given lay, and keeps them.
+    #[derive(Default)]
+    struct RecordingWriter {
+        written: Vec<u8>,
+        sources: Vec<(usize, usize)>,
+    }
+
+    impl AsyncWrite for RecordingWriter {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            // At most 10 000 bytes per call, as a transport with small frames would take.
+            let taken = &buf[..buf.len().min(10_000)];
+            self.sources.push((taken.as_ptr() as usize, taken.len()));
+            self.written.extend_from_slice(taken);
+            std::task::Poll::Ready(Ok(taken.len()))
+        }
+
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn poll_close(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn write_body_hands_the_body_itself_to_the_stream() {
+        let body = v2::to_vec(&with_blocks()).expect("encodes");
+        let mut io = RecordingWriter::default();
+        block_on(write_body(&mut io, &body, &FrameConfig::default())).expect("writes");
+        let mut expected = BytesMut::new();
+        crate::codec::frame::write_frame(&body, &FrameConfig::default(), &mut expected)
+            .expect("frames");
+        assert_eq!(io.written, expected);
+        assert!(
+            covered(&io.sources, &body),
+            "the body was copied before it reached the stream"
+        );
+    }
+
+    #[test]
+    fn write_message_writes_one_frame_of_the_v2_body() {
+        let config = FrameConfig::default();
+        for message in [with_blocks(), sample(4), Message::new()] {
+            let mut io = RecordingWriter::default();
+            block_on(write_message(&mut io, &message, &config)).expect("writes");
+            let mut expected = BytesMut::new();
+            crate::codec::frame::write_frame(
+                &v2::to_vec(&message).expect("encodes"),
+                &config,
+                &mut expected,
+            )
+            .expect("frames");
+            assert_eq!(io.written, expected);
+        }
     }
 
     #[test]

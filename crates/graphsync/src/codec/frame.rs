@@ -13,7 +13,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 pub const MAX_MESSAGE_SIZE: usize = 1 << 22;
 
 /// The longest varint that can hold a length: Go's reader accepts at most 9 bytes.
-const MAX_VARINT_LEN: usize = 9;
+pub(crate) const MAX_VARINT_LEN: usize = 9;
 
 /// Limits of the framing layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,21 +133,35 @@ pub fn write_frame(
     config: &FrameConfig,
     out: &mut BytesMut,
 ) -> Result<(), FrameError> {
-    if body.is_empty() {
-        return Err(FrameError::Empty);
-    }
-    if body.len() > config.max_message_size {
-        return Err(FrameError::TooLarge {
-            len: u64::try_from(body.len()).expect("a length in memory fits in u64"),
-            limit: config.max_message_size,
-        });
-    }
-    let mut prefix = unsigned_varint::encode::usize_buffer();
-    let prefix = unsigned_varint::encode::usize(body.len(), &mut prefix);
+    let mut prefix = unsigned_varint::encode::u64_buffer();
+    let prefix = length_prefix(body.len(), config, &mut prefix)?;
     out.reserve(prefix.len() + body.len());
     out.put_slice(prefix);
     out.put_slice(body);
     Ok(())
+}
+
+/// The length prefix of a body of `len` bytes, encoded into `buf`, for writers that send the
+/// prefix and the body without joining them.
+///
+/// # Errors
+/// As [`write_frame`]: [`FrameError::Empty`] for 0, [`FrameError::TooLarge`] over the limit.
+pub(crate) fn length_prefix<'a>(
+    len: usize,
+    config: &FrameConfig,
+    buf: &'a mut [u8; 10],
+) -> Result<&'a [u8], FrameError> {
+    if len == 0 {
+        return Err(FrameError::Empty);
+    }
+    let wide = u64::try_from(len).expect("a length in memory fits in u64");
+    if len > config.max_message_size {
+        return Err(FrameError::TooLarge {
+            len: wide,
+            limit: config.max_message_size,
+        });
+    }
+    Ok(unsigned_varint::encode::u64(wide, buf))
 }
 
 /// An incremental frame reader over a growing buffer, for a stream reader that appends what

@@ -5,6 +5,8 @@ use datatransfer_fsm::{ChannelEvent, ChannelState, ProtocolError};
 use datatransfer_message::{ChannelId, PeerId};
 use tokio::sync::broadcast;
 
+use crate::monitor::MonitorEvent;
+
 /// One thing that happened on a manager, in the order it happened.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -50,6 +52,14 @@ pub enum Event {
         /// Why, as text.
         reason: String,
     },
+    /// A decision of the channel monitor ([`Config::monitor`](crate::Config::monitor)): a
+    /// stall, a restart and its outcome, or the failure of the channel.
+    Monitor {
+        /// The channel concerned.
+        channel: ChannelId,
+        /// The decision.
+        event: MonitorEvent,
+    },
 }
 
 impl Event {
@@ -59,7 +69,8 @@ impl Event {
             Event::Channel { event, .. } => Some(&event.channel),
             Event::Rejected { channel, .. }
             | Event::TransmitFailed { channel, .. }
-            | Event::StoreFailed { channel, .. } => Some(channel),
+            | Event::StoreFailed { channel, .. }
+            | Event::Monitor { channel, .. } => Some(channel),
             Event::ProtocolViolated { error, .. } => protocol_error_channel(error),
         }
     }

@@ -18,6 +18,10 @@
 //!   [`Decision`] (accept, pause as Go's `ErrPause`, resume as `ErrResume`, reject);
 //! - [`Registry`]: the registered types, and how the state machine's validation questions are
 //!   answered from them (an unknown voucher type is rejected with Go's reason);
+//! - [`MonitorConfig`]: the channel monitor (off by default, as in Go): accept and complete
+//!   timeouts, automatic restarts after transport errors (debounced, backed off, capped) and a
+//!   no-progress window; its decisions reach subscribers as [`Event::Monitor`] with a
+//!   [`MonitorEvent`], and a channel it fails carries a [`MonitorFailure`] as its message;
 //! - [`Error`]: what an operation fails with. Local misuse is a
 //!   [`CommandError`] inside it; a peer's illegal message
 //!   is an [`Event::ProtocolViolated`] and fails only its channel.
@@ -96,6 +100,7 @@
 mod error;
 mod event;
 mod manager;
+mod monitor;
 mod registry;
 mod voucher;
 
@@ -113,6 +118,7 @@ pub use ipld_dagcbor::Node;
 pub use error::Error;
 pub use event::{Event, Subscription, SubscriptionError};
 pub use manager::{Config, Manager};
+pub use monitor::{MonitorConfig, MonitorEvent, MonitorFailure};
 pub use registry::{Hook, Registry, RegistryError};
 pub use voucher::{
     Decision, Request, RequestValidator, Revalidator, TransportConfigurer, Voucher, VoucherError,

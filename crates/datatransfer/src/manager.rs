@@ -12,7 +12,9 @@ use datatransfer_fsm::{
     ChannelEvent, ChannelState, ChannelStatus, CommandError, Engine, Event as EngineEvent,
     EventCode, ProtocolError, Transmit, TransportInput, ValidationKind, Verdict,
 };
-use datatransfer_message::{ChannelId, Message, PeerId, Request, Response};
+use datatransfer_message::{
+    ChannelId, Message, PeerId, Request, Response, cancel_request, cancel_response,
+};
 use datatransfer_store::ChannelStore;
 use datatransfer_transport::{
     BlockInfo, DataError, EventsHandler, Flow, HandlerError, Network, NetworkError, OpenChannel,
@@ -24,6 +26,7 @@ use tokio::task::JoinHandle;
 
 use crate::error::Error;
 use crate::event::{Event, Subscription};
+use crate::monitor::{Action, Monitor, MonitorConfig, MonitorEvent, MonitorFailure};
 use crate::registry::Registry;
 use crate::voucher::{
     RequestValidator, Revalidator, TransportConfigurer, Voucher, VoucherResult, encode_voucher,
@@ -51,6 +54,11 @@ pub struct Config {
     /// never dropped, so what they queue (at most 32 transmits each) can pass the bound while
     /// the outbound task catches up. Default 1024.
     pub max_outbound: usize,
+    /// The channel monitor (spec §7.4): accept and complete timeouts, automatic restarts
+    /// after transport errors, the no-progress window. Default `None`: off, as Go's monitor
+    /// is without `ChannelRestartConfig`; [`MonitorConfig::default`] holds the suggested
+    /// production values.
+    pub monitor: Option<MonitorConfig>,
 }
 
 impl Default for Config {
@@ -65,6 +73,7 @@ impl Default for Config {
                 .with_revalidation(true),
             subscriber_capacity: 1024,
             max_outbound: 1024,
+            monitor: None,
         }
     }
 }
@@ -73,6 +82,12 @@ impl Config {
     /// This configuration with another subscriber queue capacity.
     pub fn with_subscriber_capacity(mut self, capacity: usize) -> Self {
         self.subscriber_capacity = capacity;
+        self
+    }
+
+    /// This configuration with the channel monitor on (`Some`) or off.
+    pub fn with_monitor(mut self, monitor: Option<MonitorConfig>) -> Self {
+        self.monitor = monitor;
         self
     }
 
@@ -114,6 +129,8 @@ struct Shared<T, N> {
     state: Mutex<State>,
     events: broadcast::Sender<Event>,
     wake: Notify,
+    /// Wakes the timer task: an earlier deadline was set, or the manager stops.
+    timer_wake: Notify,
 }
 
 struct State {
@@ -125,6 +142,12 @@ struct State {
     phase: Phase,
     ready: Vec<ReadyCallback>,
     task: Option<JoinHandle<()>>,
+    /// The timer task (engine timeouts and the monitor).
+    timer: Option<JoinHandle<()>>,
+    /// The channel monitor, when configured.
+    monitor: Option<Monitor>,
+    /// The deadline the timer task sleeps until.
+    armed: Option<Instant>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,6 +155,12 @@ enum Phase {
     New,
     Running,
     Stopped,
+}
+
+/// The manager's clock: tokio's, so that a runtime with paused time (tests) moves the
+/// engine's and the monitor's deadlines with it; the system's monotonic clock otherwise.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 /// A callback for [`Manager::on_ready`].
@@ -178,6 +207,9 @@ where
             phase: Phase::New,
             ready: Vec::new(),
             task: None,
+            timer: None,
+            monitor: config.monitor.clone().map(Monitor::new),
+            armed: None,
         };
         Manager {
             shared: Arc::new(Shared {
@@ -189,6 +221,7 @@ where
                 state: Mutex::new(state),
                 events,
                 wake: Notify::new(),
+                timer_wake: Notify::new(),
             }),
         }
     }
@@ -248,8 +281,16 @@ where
         self.shared
             .network
             .set_receiver(handler as Arc<dyn Receiver>)?;
+        let now = now();
+        let restored = &mut *state;
+        if let Some(monitor) = restored.monitor.as_mut() {
+            for channel in restored.engine.channels() {
+                monitor.watch(channel, now);
+            }
+        }
         let shared = Arc::clone(&self.shared);
         state.task = Some(tokio::spawn(outbound(shared)));
+        state.timer = Some(tokio::spawn(timer(Arc::clone(&self.shared))));
         state.phase = Phase::Running;
         Ok(())
     }
@@ -266,21 +307,26 @@ where
         }
     }
 
-    /// Stops the node (Go's `Stop`): shuts the transport down, ends the outbound task and
-    /// refuses later commands. Channel snapshots stay in the store for the next start.
+    /// Stops the node (Go's `Stop`): shuts the transport down, ends the outbound and timer
+    /// tasks (and with them the channel monitor) and refuses later commands. Channel
+    /// snapshots stay in the store for the next start.
     ///
     /// # Errors
     /// [`Error::Transport`] when the transport does not shut down cleanly.
     pub async fn stop(&self) -> Result<(), Error> {
-        let task = {
+        let (task, timer) = {
             let mut state = self.shared.lock();
             state.phase = Phase::Stopped;
-            state.task.take()
+            (state.task.take(), state.timer.take())
         };
         self.shared.wake.notify_one();
+        self.shared.timer_wake.notify_one();
+        // The tasks end at their next wake-up; a panic inside one is not ours to re-raise.
         if let Some(task) = task {
-            // The task ends at its next wake-up; a panic inside it is not ours to re-raise.
             let _ = task.await;
+        }
+        if let Some(timer) = timer {
+            let _ = timer.await;
         }
         self.shared.transport.shutdown().await?;
         Ok(())
@@ -550,7 +596,7 @@ where
             });
         }
         shared.evict_finished(&mut state);
-        let now = Instant::now();
+        let now = now();
         let outcome = f(shared, &mut state, now);
         let transmits = shared.drain(&mut state, now);
         shared.enqueue(&mut state, transmits);
@@ -679,11 +725,17 @@ where
                             continue;
                         };
                         self.protection(&event, channel_state);
+                        if let Some(monitor) = state.monitor.as_mut() {
+                            monitor.observe(&event, channel_state, now);
+                        }
                         if event.status.is_terminal() {
                             state.stores.remove(&event.channel);
                         }
-                        let state = Box::new(channel_state.clone());
-                        self.publish(Event::Channel { event, state });
+                        let channel_state = Box::new(channel_state.clone());
+                        self.publish(Event::Channel {
+                            event,
+                            state: channel_state,
+                        });
                     }
                 }
             }
@@ -692,6 +744,7 @@ where
                 transmits.push(transmit);
             }
             if !moved {
+                self.rearm(state);
                 return transmits;
             }
         }
@@ -708,13 +761,69 @@ where
         }
     }
 
+    /// Wakes the timer task when a deadline earlier than the one it sleeps until was set.
+    fn rearm(&self, state: &mut State) {
+        let monitor = state.monitor.as_mut().and_then(Monitor::take_new_deadline);
+        let engine = state.engine.poll_timeout();
+        let Some(earliest) = monitor.into_iter().chain(engine).min() else {
+            return;
+        };
+        if state.armed.is_none_or(|armed| earliest < armed) {
+            state.armed = Some(earliest);
+            self.timer_wake.notify_one();
+        }
+    }
+
+    /// Tells the monitor that the transport lost `channel`'s connection.
+    fn connection_lost(&self, state: &mut State, channel: &ChannelId, reason: String) {
+        if let Some(monitor) = state.monitor.as_mut() {
+            monitor.transport_error(channel, reason, now());
+            self.rearm(state);
+        }
+    }
+
+    /// Fails `channel` for the monitor (Go's `CloseDataTransferChannelWithError`): closes
+    /// its transport, tells the peer (Cancel; a failure to send it is only reported) and
+    /// applies `Error` with the failure as the channel's message.
+    fn fail_channel(
+        &self,
+        state: &mut State,
+        channel: &ChannelId,
+        failure: &MonitorFailure,
+    ) -> Vec<Transmit> {
+        let Some(current) = state.engine.channel(channel) else {
+            return Vec::new();
+        };
+        if current.status.is_terminal() {
+            return Vec::new();
+        }
+        let message = if current.is_initiator() {
+            Message::from(cancel_request(channel.id))
+        } else {
+            Message::from(cancel_response(channel.id))
+        };
+        let mut transmits = vec![
+            Transmit::CloseChannel {
+                channel: channel.clone(),
+            },
+            Transmit::Message {
+                peer: current.other_peer().clone(),
+                channel: channel.clone(),
+                message,
+            },
+        ];
+        let input = TransportInput::Completed(Err(failure.to_string()));
+        transmits.extend(self.input_transport(state, channel, input));
+        transmits
+    }
+
     fn enqueue(&self, state: &mut State, transmits: Vec<Transmit>) {
         state.outbound.extend(transmits);
     }
 
     /// Feeds a peer's message to the engine.
     fn input_message(&self, state: &mut State, from: PeerId, message: Message) -> Vec<Transmit> {
-        let now = Instant::now();
+        let now = now();
         if let Err(error) = state.engine.handle_message(from.clone(), message, now) {
             tracing::debug!(peer = %from, %error, "message refused");
             let late = match &error {
@@ -737,7 +846,7 @@ where
         channel: &ChannelId,
         input: TransportInput,
     ) -> Vec<Transmit> {
-        let now = Instant::now();
+        let now = now();
         if let Err(error) = state.engine.handle_transport_event(channel, input, now) {
             tracing::debug!(%channel, %error, "transport report refused");
         }
@@ -859,12 +968,128 @@ where
         }
     }
 
+    /// Carries out one decision of the monitor.
+    fn carry_out(self: &Arc<Self>, action: Action) {
+        match action {
+            Action::Publish(channel, event) => {
+                tracing::debug!(%channel, ?event, "channel monitor");
+                self.publish(Event::Monitor { channel, event });
+            }
+            Action::Fail { channel, failure } => {
+                tracing::warn!(%channel, %failure, "channel monitor fails the channel");
+                self.publish(Event::Monitor {
+                    channel: channel.clone(),
+                    event: MonitorEvent::Failed {
+                        failure: failure.clone(),
+                    },
+                });
+                self.with_running(|shared, state| shared.fail_channel(state, &channel, &failure));
+            }
+            Action::Restart { channel, peer } => {
+                let shared = Arc::clone(self);
+                tokio::spawn(async move { shared.restart(channel, peer).await });
+            }
+        }
+    }
+
+    /// A restart the monitor decided: connect to the peer, then restart the channel as
+    /// [`Manager::restart_channel`] does; the outcome goes back to the monitor.
+    async fn restart(self: Arc<Self>, channel: ChannelId, peer: PeerId) {
+        let outcome = match self.network.connect(peer).await {
+            Ok(()) => Manager {
+                shared: Arc::clone(&self),
+            }
+            .restart_channel(&channel)
+            .map_err(|error| error_chain(&error)),
+            Err(error) => Err(error_chain(&error)),
+        };
+        let publications = {
+            let mut state = self.lock();
+            if state.phase != Phase::Running {
+                return;
+            }
+            let now = now();
+            let actions = state
+                .monitor
+                .as_mut()
+                .map(|monitor| monitor.restart_outcome(&channel, outcome, now))
+                .unwrap_or_default();
+            self.rearm(&mut state);
+            actions
+        };
+        for action in publications {
+            if let Action::Publish(channel, event) = action {
+                self.publish(Event::Monitor { channel, event });
+            }
+        }
+    }
+
     fn transmit_failed(&self, channel: &ChannelId, error: &dyn std::error::Error) {
         tracing::warn!(%channel, %error, "transmit failed");
         self.publish(Event::TransmitFailed {
             channel: channel.clone(),
             reason: error.to_string(),
         });
+    }
+}
+
+/// The timer task: answers the engine's expired validation questions
+/// ([`Engine::handle_timeout`]) and carries out the monitor's decisions when their time comes,
+/// until the manager stops.
+async fn timer<T, N>(strong: Arc<Shared<T, N>>)
+where
+    T: Transport + 'static,
+    N: Network + 'static,
+{
+    loop {
+        let deadline = {
+            let mut state = strong.lock();
+            if state.phase == Phase::Stopped {
+                return;
+            }
+            let monitor = state.monitor.as_ref().and_then(Monitor::next_deadline);
+            let engine = state.engine.poll_timeout();
+            let next = monitor.into_iter().chain(engine).min();
+            // Deadlines set from here on wake the task only when earlier than this one.
+            let _ = state.monitor.as_mut().map(Monitor::take_new_deadline);
+            state.armed = next;
+            next
+        };
+        let wake = strong.timer_wake.notified();
+        let due = match deadline {
+            Some(at) => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => true,
+                    () = wake => false,
+                }
+            }
+            None => {
+                wake.await;
+                false
+            }
+        };
+        if !due {
+            continue;
+        }
+        let actions = {
+            let mut state = strong.lock();
+            if state.phase != Phase::Running {
+                continue;
+            }
+            let now = now();
+            state.engine.handle_timeout(now);
+            let transmits = strong.drain(&mut state, now);
+            strong.enqueue(&mut state, transmits);
+            state
+                .monitor
+                .as_mut()
+                .map(|monitor| monitor.poll(now))
+                .unwrap_or_default()
+        };
+        strong.wake.notify_one();
+        for action in actions {
+            strong.carry_out(action);
+        }
     }
 }
 
@@ -925,6 +1150,18 @@ where
         let shared = self.shared.upgrade()?;
         Some(channel.other_party(&shared.self_peer).clone())
     }
+}
+
+/// An error and its sources, as one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Takes the first `Attach` of `channel` out of `transmits`.
@@ -1101,8 +1338,13 @@ where
         // reported just before it is recorded (status unchanged), and the channel can be
         // restarted once the peer is back, as Go's channel monitor does. Every other failure
         // fails the channel.
-        if let Err(DataError::Disconnected { peer }) = &result {
+        if let Err(error @ DataError::Disconnected { peer }) = &result {
             tracing::debug!(%channel, %peer, "exchange lost with the connection");
+            let reason = data_text(error);
+            self.run(|shared, state| {
+                shared.connection_lost(state, channel, reason);
+                ((), Vec::new())
+            });
             return;
         }
         let input = TransportInput::Completed(result.map_err(|error| data_text(&error)));
@@ -1119,6 +1361,11 @@ where
         if let Some(shared) = self.shared.upgrade() {
             shared.transmit_failed(channel, &error);
         }
+        let reason = data_text(&error);
+        self.run(|shared, state| {
+            shared.connection_lost(state, channel, reason);
+            ((), Vec::new())
+        });
     }
 
     fn on_send_data_error(&self, channel: &ChannelId, error: DataError) {

@@ -8,13 +8,15 @@
 mod common;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 use common::{Blocks, Dag, Mgr, Peer, TestStore, TestVoucher, everything, hub, peer_configured};
 use datatransfer::{
-    ChannelId, ChannelState, ChannelStatus, Config, Event, MemStore, MonitorConfig, MonitorEvent,
-    MonitorFailure, Subscription, SubscriptionError,
+    ChannelId, ChannelState, ChannelStatus, Config, Decision, Event, MemStore, MonitorConfig,
+    MonitorEvent, MonitorFailure, Node, Revalidator, Subscription, SubscriptionError, Voucher,
+    VoucherError,
 };
 use datatransfer_transport::mem::MemHub;
 
@@ -448,5 +450,174 @@ async fn cancel_while_the_peer_is_gone() -> anyhow::Result<()> {
     );
     ensure!(a.manager.status(&channel) == ChannelStatus::Cancelled);
     ensure!(b.manager.status(&channel) == ChannelStatus::Cancelled);
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn complete_timeout_fails_a_channel_whose_completion_never_comes() -> anyhow::Result<()> {
+    let hub = hub();
+    let a = node(&hub, 1, monitored()).await?;
+    let b = node(&hub, 2, Config::default()).await?;
+    let dag = Dag::new(6, 100, 77)?;
+    dag.load_into(&a.blocks).await?;
+    // The responder's network messages (its Complete among them) are lost.
+    hub.drop_messages(&b.id, &a.id, true);
+    let mut events = a.manager.subscribe();
+    let channel = a.manager.open_push(
+        b.id.clone(),
+        &TestVoucher("unfinished".into()),
+        dag.root,
+        everything(),
+    )?;
+    until(&a.manager, &channel, |s| {
+        s.status == ChannelStatus::TransferFinished
+    })
+    .await?;
+    let finished = tokio::time::Instant::now();
+    let seen = until_monitor(&mut events, |e| matches!(e, MonitorEvent::Failed { .. })).await?;
+    let timeout = Duration::from_secs(60);
+    ensure!(
+        seen == vec![MonitorEvent::Failed {
+            failure: MonitorFailure::CompleteTimeout { timeout }
+        }],
+        "{seen:?}"
+    );
+    ensure!(finished.elapsed() >= timeout, "{:?}", finished.elapsed());
+    let failed = until_status(&a.manager, &channel, ChannelStatus::Failed).await?;
+    ensure!(
+        failed.message == "channel did not complete within 60s of its transfer finishing",
+        "{:?}",
+        failed.message
+    );
+    Ok(())
+}
+
+/// A payment voucher with no content.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Payment;
+
+impl Voucher for Payment {
+    const TYPE: &'static str = "test/payment";
+    fn to_node(&self) -> Node {
+        Node::Null
+    }
+    fn from_node(_: &Node) -> Result<Self, VoucherError> {
+        Ok(Payment)
+    }
+}
+
+/// A provider that pauses its pull once, after the first block it sends, until it is paid.
+#[derive(Default)]
+struct PayOnce {
+    asked: AtomicBool,
+}
+
+impl Revalidator<Payment> for PayOnce {
+    fn revalidate(&self, _: &ChannelId, _: &Payment) -> Decision {
+        Decision::resume()
+    }
+
+    fn on_pull_data_sent(&self, _: &ChannelId, _: u64) -> Option<Decision> {
+        (!self.asked.swap(true, Ordering::SeqCst)).then(Decision::pause)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiting_for_payment_is_not_a_stall() -> anyhow::Result<()> {
+    let hub = hub();
+    let a = node(&hub, 1, monitored()).await?;
+    let b = peer_configured(
+        &hub,
+        2,
+        TestStore::Mem(MemStore::new()),
+        Arc::new(Blocks::new()),
+        monitored(),
+        |m| {
+            m.register_voucher_type(common::AcceptAll)?;
+            m.register_revalidator(PayOnce::default())?;
+            Ok(())
+        },
+    )
+    .await?;
+    let dag = Dag::new(24, 300, 78)?;
+    dag.load_into(&b.blocks).await?;
+    let mut at_a = a.manager.subscribe();
+    let mut at_b = b.manager.subscribe();
+    let channel = a.manager.open_pull(
+        b.id.clone(),
+        &TestVoucher("pay later".into()),
+        dag.root,
+        everything(),
+    )?;
+    until_status(&a.manager, &channel, ChannelStatus::ResponderPaused).await?;
+    until_status(&b.manager, &channel, ChannelStatus::ResponderPaused).await?;
+    // Ten windows without payment: the provider waits, nobody restarts or fails.
+    tokio::time::sleep(WINDOW * 10).await;
+    ensure!(a.manager.status(&channel) == ChannelStatus::ResponderPaused);
+    ensure!(b.manager.status(&channel) == ChannelStatus::ResponderPaused);
+    let from_a = queued_monitor_events(&mut at_a)?;
+    let from_b = queued_monitor_events(&mut at_b)?;
+    ensure!(
+        from_a.is_empty() && from_b.is_empty(),
+        "{from_a:?} {from_b:?}"
+    );
+
+    a.manager.send_voucher(&channel, &Payment)?;
+    completed_exactly(&a, &b, &channel, &dag).await?;
+    ensure!(queued_monitor_events(&mut at_a)?.is_empty());
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restored_initiator_is_restarted_by_its_monitor() -> anyhow::Result<()> {
+    let hub = hub();
+    let store = MemStore::new();
+    let a = peer_configured(
+        &hub,
+        1,
+        TestStore::Mem(store.clone()),
+        Arc::new(Blocks::new()),
+        monitored(),
+        |m| {
+            m.register_voucher_type(common::AcceptAll)?;
+            Ok(())
+        },
+    )
+    .await?;
+    let b = node(&hub, 2, Config::default()).await?;
+    let dag = Dag::new(24, 300, 79)?;
+    let channel = pull_first_blocks(&hub, &a, &b, &dag).await?;
+    until(&b.manager, &channel, |s| {
+        s.sent_blocks_total >= FIRST_BLOCKS
+    })
+    .await?;
+
+    // The initiator's process stops and starts again from its store, blocks kept.
+    a.manager.stop().await?;
+    let Peer { id, blocks, .. } = a;
+    ensure!(hub.remove_peer(&id), "the stopped peer leaves the hub");
+    hub.limit_blocks(None);
+    let a = peer_configured(&hub, 1, TestStore::Mem(store), blocks, monitored(), |m| {
+        m.register_voucher_type(common::AcceptAll)?;
+        Ok(())
+    })
+    .await?;
+    let mut at_a = a.manager.subscribe();
+    let restored = tokio::time::Instant::now();
+    // Nobody calls restart_channel: the monitor does, a window after the start.
+    let seen = until_monitor(&mut at_a, |e| matches!(e, MonitorEvent::Restarted { .. })).await?;
+    ensure!(restored.elapsed() >= WINDOW, "{:?}", restored.elapsed());
+    ensure!(
+        matches!(
+            seen.as_slice(),
+            [
+                MonitorEvent::Stalled { .. },
+                MonitorEvent::Restarting { attempt: 1, .. },
+                MonitorEvent::Restarted { attempt: 1 }
+            ]
+        ),
+        "{seen:?}"
+    );
+    completed_exactly(&a, &b, &channel, &dag).await?;
     Ok(())
 }

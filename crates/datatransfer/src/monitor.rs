@@ -621,6 +621,58 @@ mod tests {
     }
 
     #[test]
+    fn defaults_are_the_documented_ones() {
+        let suggested = MonitorConfig::default();
+        assert_eq!(suggested.accept_timeout, Some(Duration::from_secs(300)));
+        assert_eq!(suggested.complete_timeout, Some(Duration::from_secs(300)));
+        assert_eq!(suggested.restart_debounce, Duration::from_secs(10));
+        assert_eq!(suggested.restart_backoff, Duration::from_secs(60));
+        assert_eq!(suggested.max_consecutive_restarts, 3);
+        assert_eq!(suggested.no_progress_window, Some(Duration::from_secs(300)));
+        let lotus = MonitorConfig::lotus();
+        assert_eq!(lotus.accept_timeout, None);
+        assert_eq!(lotus.complete_timeout, None);
+        assert_eq!(lotus.no_progress_window, None);
+        assert_eq!(
+            (
+                lotus.restart_debounce,
+                lotus.restart_backoff,
+                lotus.max_consecutive_restarts
+            ),
+            (Duration::from_secs(10), Duration::from_secs(60), 3)
+        );
+        assert_eq!(
+            crate::Config::default().monitor,
+            None,
+            "off by default, as Go's"
+        );
+    }
+
+    #[test]
+    fn an_accepted_or_restarted_channel_has_no_accept_timer() {
+        let start = Instant::now();
+        let mut monitor = Monitor::new(config().with_no_progress_window(None));
+        let requested = state(true, ChannelStatus::Requested);
+        monitor.watch(&requested, start);
+        assert_eq!(
+            monitor.next_deadline(),
+            Some(start + Duration::from_secs(300)),
+            "the accept timer runs"
+        );
+        // Go stops the timer on `Accept` only; a restart response leaves the channel
+        // `Ongoing` and must stop it too.
+        let mut restarted = requested.clone();
+        restarted.status = ChannelStatus::Ongoing;
+        monitor.observe(
+            &event(&restarted, EventCode::Restart, start),
+            &restarted,
+            start,
+        );
+        assert_eq!(monitor.next_deadline(), None);
+        assert!(monitor.poll(start + Duration::from_secs(3600)).is_empty());
+    }
+
+    #[test]
     fn a_paused_channel_never_stalls() {
         let start = Instant::now();
         let mut monitor = Monitor::new(config());

@@ -43,7 +43,7 @@
 //! | 4 completed response | `register_completed_response_listener` | sender | 20 → `on_channel_completed(Ok)`; 35 ignored; others → `Err` |
 //! | 5 incoming block | `register_incoming_block_hook` | receiver | `on_data_received` with index = load index + 1 and `unique = wire size != 0`; `Pause` pauses (graphsync cancels the remote response), `Err` terminates |
 //! | 6 outgoing block | `register_outgoing_block_hook` | sender | blocks with bytes on the wire only: `on_data_queued`; its message joins the block under the outgoing-block names, `Pause` pauses after it, `Err` terminates |
-//! | 7 block sent | `register_block_sent_listener` | sender | blocks with bytes on the wire only: `on_data_sent` |
+//! | 7 block sent | `register_block_sent_listener` | sender | blocks with bytes on the wire only: `on_data_sent`. Hooks 6 and 7 report each index once per exchange: blocks a paused requester dropped and the responder sends again after the re-issued request are not reported twice (Go's manager drops them by index, spec §5.6) |
 //! | 8 incoming response | `register_incoming_response_hook` | receiver | requests → `on_request_received` (reply in an update), responses → `on_response_received` (a non-accepting New/Restart response marks the channel rejected); a message naming another channel terminates |
 //! | 9 request updated | `register_request_updated_hook` | sender | as 8, reply in the response; `Hold` and `Pause` ignored as Go ignores `ErrPause` here |
 //! | 10 requestor cancelled | `register_requestor_cancelled_listener` | sender | the channel remembers it: later pauses leave graphsync alone, resumes and attaches are queued for the next request |

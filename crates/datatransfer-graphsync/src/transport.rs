@@ -124,6 +124,14 @@ struct Channel {
     rejected: bool,
     /// The graphsync store name registered for this channel.
     store: Option<String>,
+    /// The handler refused `on_channel_opened` for the request being opened.
+    refused: bool,
+    /// The sender's highest queued and sent indexes reported in this exchange. A requester
+    /// that paused re-issues its request (graphsync's cancel-and-request-again), and the
+    /// responder then sends again the blocks the requester dropped while pausing; they were
+    /// reported already (Go's manager drops them by index, spec §5.6).
+    queued_max: u64,
+    sent_max: u64,
 }
 
 impl Channel {
@@ -346,6 +354,10 @@ impl Inner {
         if role == Role::Receiver
             && let Some((to, channel)) = state.opening.clone()
             && to == *peer
+            && !state
+                .channels
+                .get(&channel)
+                .is_some_and(|chan| chan.refused)
         {
             state
                 .requests
@@ -470,6 +482,7 @@ impl Transport for GraphsyncTransport {
                 chan.held = false;
                 chan.rejected = false;
                 chan.requester_cancelled = false;
+                chan.refused = false;
             }
         }
         let result = self
@@ -477,24 +490,11 @@ impl Transport for GraphsyncTransport {
             .node
             .request(peer, open.root, selector, extensions)
             .await;
-        let handle = {
+        let (handle, refused) = {
             let mut state = self.inner.lock();
             state.opening = None;
-            match result {
-                Ok(handle) => {
-                    let id = handle.id();
-                    state
-                        .requests
-                        .insert((Role::Receiver, peer, id), channel.clone());
-                    if let Some(chan) = state.channels.get_mut(&channel) {
-                        chan.exchange = Some(Exchange {
-                            role: Role::Receiver,
-                            peer,
-                            request: id,
-                        });
-                    }
-                    handle
-                }
+            let handle = match result {
+                Ok(handle) => handle,
                 Err(NodeError::UnknownStore { .. }) => {
                     let store = open
                         .store
@@ -504,8 +504,39 @@ impl Transport for GraphsyncTransport {
                 }
                 Err(NodeError::Stopped) => return Err(TransportError::ShutDown),
                 Err(error) => return Err(backend(Some(channel), error)),
+            };
+            let id = handle.id();
+            let refused = state
+                .channels
+                .get(&channel)
+                .is_some_and(|chan| chan.refused);
+            if refused {
+                // Nothing more is reported for this request.
+                state.requests.remove(&(Role::Receiver, peer, id));
+                if let Some(chan) = state.channels.get_mut(&channel) {
+                    chan.exchange = None;
+                    chan.finished = true;
+                    chan.generation += 1;
+                }
+            } else {
+                state
+                    .requests
+                    .insert((Role::Receiver, peer, id), channel.clone());
+                if let Some(chan) = state.channels.get_mut(&channel) {
+                    chan.exchange = Some(Exchange {
+                        role: Role::Receiver,
+                        peer,
+                        request: id,
+                    });
+                }
             }
+            (handle, refused)
         };
+        if refused {
+            // The handler refused the channel: Go cleans up and stops.
+            let _ = self.inner.node.cancel(handle.id()).await;
+            return Ok(());
+        }
         let inner = Arc::downgrade(&self.inner);
         tokio::spawn(watch(inner, channel, generation, peer, handle));
         Ok(())
@@ -928,7 +959,10 @@ fn register_hooks(inner: &Arc<Inner>) {
             if let Some(handler) = inner.handler()
                 && let Err(error) = handler.on_channel_opened(&channel)
             {
-                tracing::warn!(%channel, %error, "handler refused the opened channel");
+                // Go cleans up and stops: `open_channel` cancels the request once its id
+                // is known (this hook cannot).
+                tracing::debug!(%channel, %error, "handler refused the opened channel");
+                inner.with(&channel, |chan| chan.refused = true);
             }
         }),
     );
@@ -1047,7 +1081,19 @@ fn register_hooks(inner: &Arc<Inner>) {
                 return;
             };
             let info = BlockInfo::new(record.cid, record.size, record.index, true);
-            inner.with(&channel, Channel::enter);
+            let fresh = inner
+                .with(&channel, |chan| {
+                    let fresh = record.index > chan.queued_max;
+                    if fresh {
+                        chan.queued_max = record.index;
+                        chan.enter();
+                    }
+                    fresh
+                })
+                .unwrap_or(false);
+            if !fresh {
+                return;
+            }
             let answer = handler.on_data_queued(&channel, info);
             let resumed = inner.with(&channel, Channel::leave).flatten();
             match answer {
@@ -1086,7 +1132,16 @@ fn register_hooks(inner: &Arc<Inner>) {
             let Some(channel) = inner.channel_of(Role::Sender, peer, request) else {
                 return;
             };
-            if let Some(handler) = inner.handler() {
+            let fresh = inner
+                .with(&channel, |chan| {
+                    let fresh = record.index > chan.sent_max;
+                    if fresh {
+                        chan.sent_max = record.index;
+                    }
+                    fresh
+                })
+                .unwrap_or(false);
+            if fresh && let Some(handler) = inner.handler() {
                 let info = BlockInfo::new(record.cid, record.size, record.index, true);
                 handler.on_data_sent(&channel, info);
             }
@@ -1364,6 +1419,11 @@ fn incoming_request(
         }
         let chan = state.channels.entry(channel.clone()).or_default();
         let had_request = chan.exchange.is_some();
+        if message.is_new() || message.is_restart() {
+            // A new exchange: indexes start again from the traversal's start.
+            chan.queued_max = 0;
+            chan.sent_max = 0;
+        }
         let old = chan.exchange.replace(exchange);
         chan.finished = false;
         chan.paused = false;

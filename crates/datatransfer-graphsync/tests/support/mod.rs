@@ -3,9 +3,12 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::io;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use blockstore::{Blockstore, InMemoryBlockstore};
@@ -14,7 +17,7 @@ use datatransfer_graphsync::{Config as TransportConfig, GraphsyncTransport};
 use graphsync::network::{Behaviour, Config, Node};
 use libp2p::core::transport::MemoryTransport;
 use libp2p::core::upgrade::Version;
-use libp2p::futures::StreamExt;
+use libp2p::futures::{AsyncRead, AsyncWrite, StreamExt};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, Swarm, Transport as _, identity, noise, yamux};
 use tokio::task::JoinHandle;
@@ -30,12 +33,109 @@ pub async fn bounded<T>(what: &str, future: impl Future<Output = T>) -> T {
     }
 }
 
+/// The one-way latency of the memory links of these tests. A block's sender hears that the
+/// block was written (the block-sent listener) before its receiver hears the block, as on a
+/// real network; without it, both happen within microseconds and a check that marks its logs
+/// right after the receiver's block (the conformance suite's reopen check) can see the
+/// sender's report of that block after the mark. It is kept well under [`READ_DELAY`], so
+/// that a pause still lands before the sender has read its next block.
+pub const LINK_DELAY: Duration = Duration::from_millis(3);
+
+/// A connection whose reads see each chunk of bytes `delay` after it arrived.
+pub struct Delayed<C> {
+    inner: C,
+    delay: Duration,
+    queue: VecDeque<(tokio::time::Instant, Vec<u8>)>,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    eof: bool,
+}
+
+impl<C> Delayed<C> {
+    pub fn new(inner: C, delay: Duration) -> Self {
+        Delayed {
+            inner,
+            delay,
+            queue: VecDeque::new(),
+            timer: None,
+            eof: false,
+        }
+    }
+}
+
+impl<C: AsyncRead + Unpin> AsyncRead for Delayed<C> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        // Take in everything that arrived, stamped with when it may be read.
+        while !this.eof {
+            let mut chunk = vec![0u8; 64 * 1024];
+            match Pin::new(&mut this.inner).poll_read(cx, &mut chunk) {
+                Poll::Ready(Ok(0)) => this.eof = true,
+                Poll::Ready(Ok(n)) => {
+                    chunk.truncate(n);
+                    let due = tokio::time::Instant::now() + this.delay;
+                    this.queue.push_back((due, chunk));
+                }
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                Poll::Pending => break,
+            }
+        }
+        let Some((due, _)) = this.queue.front() else {
+            return if this.eof {
+                Poll::Ready(Ok(0))
+            } else {
+                Poll::Pending
+            };
+        };
+        let due = *due;
+        if tokio::time::Instant::now() < due {
+            let timer = this
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+            timer.as_mut().reset(due);
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+        let (due, mut chunk) = this.queue.pop_front().expect("the front was just seen");
+        let n = chunk.len().min(buf.len());
+        buf[..n].copy_from_slice(&chunk[..n]);
+        if n < chunk.len() {
+            chunk.drain(..n);
+            this.queue.push_front((due, chunk));
+        }
+        Poll::Ready(Ok(n))
+    }
+}
+
+impl<C: AsyncWrite + Unpin> AsyncWrite for Delayed<C> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_close(cx)
+    }
+}
+
 /// A swarm with a graphsync behaviour on the memory transport.
 pub fn memory_swarm() -> Swarm<Behaviour> {
     libp2p::SwarmBuilder::with_existing_identity(identity::Keypair::generate_ed25519())
         .with_tokio()
         .with_other_transport(|key| {
             MemoryTransport::default()
+                .map(|connection, _| Delayed::new(connection, LINK_DELAY))
                 .upgrade(Version::V1)
                 .authenticate(noise::Config::new(key).expect("noise keys from ed25519"))
                 .multiplex(yamux::Config::default())
@@ -131,7 +231,7 @@ impl<B: Blockstore> Blockstore for Slow<B> {
 }
 
 /// The per-block read delay of the data sender's store in these tests.
-pub const READ_DELAY: Duration = Duration::from_millis(10);
+pub const READ_DELAY: Duration = Duration::from_millis(30);
 
 /// One side: its transport, node, libp2p id and swarm task.
 pub struct Side {
@@ -147,13 +247,26 @@ pub async fn sides(
     sender_store: Arc<InMemoryBlockstore<64>>,
     receiver_store: Arc<InMemoryBlockstore<64>>,
 ) -> (Side, Side) {
+    sides_with(sender_store, receiver_store, TransportConfig::default()).await
+}
+
+/// [`sides`] with transports configured by `config`.
+pub async fn sides_with(
+    sender_store: Arc<InMemoryBlockstore<64>>,
+    receiver_store: Arc<InMemoryBlockstore<64>>,
+    config: TransportConfig,
+) -> (Side, Side) {
     let mut sender_swarm = memory_swarm();
     let mut receiver_swarm = memory_swarm();
     connect(&mut sender_swarm, &mut receiver_swarm).await;
-    fn side<B: Blockstore + 'static>(swarm: Swarm<Behaviour>, store: Arc<B>) -> Side {
+    fn side<B: Blockstore + 'static>(
+        swarm: Swarm<Behaviour>,
+        store: Arc<B>,
+        config: TransportConfig,
+    ) -> Side {
         let node = Node::spawn(swarm.behaviour(), store, node_config()).expect("the node starts");
         let peer = *swarm.local_peer_id();
-        let transport = GraphsyncTransport::new(node.clone(), peer, TransportConfig::default());
+        let transport = GraphsyncTransport::new(node.clone(), peer, config);
         Side {
             transport,
             node,
@@ -162,8 +275,12 @@ pub async fn sides(
         }
     }
     (
-        side(sender_swarm, Arc::new(Slow::new(sender_store, READ_DELAY))),
-        side(receiver_swarm, receiver_store),
+        side(
+            sender_swarm,
+            Arc::new(Slow::new(sender_store, READ_DELAY)),
+            config.clone(),
+        ),
+        side(receiver_swarm, receiver_store, config),
     )
 }
 

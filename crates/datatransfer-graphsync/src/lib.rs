@@ -44,7 +44,7 @@
 //! | 5 incoming block | `register_incoming_block_hook` | receiver | `on_data_received` with index = load index + 1 and `unique = wire size != 0`; `Pause` pauses (graphsync cancels the remote response), `Err` terminates |
 //! | 6 outgoing block | `register_outgoing_block_hook` | sender | blocks with bytes on the wire only: `on_data_queued`; its message joins the block under the outgoing-block names, `Pause` pauses after it, `Err` terminates |
 //! | 7 block sent | `register_block_sent_listener` | sender | blocks with bytes on the wire only: `on_data_sent`. Hooks 6 and 7 report each index once per exchange: blocks a paused requester dropped and the responder sends again after the re-issued request are not reported twice (Go's manager drops them by index, spec §5.6) |
-//! | 8 incoming response | `register_incoming_response_hook` | receiver | requests → `on_request_received` (reply in an update), responses → `on_response_received` (a non-accepting New/Restart response marks the channel rejected); a message naming another channel terminates |
+//! | 8 incoming response | `register_incoming_response_hook` | receiver | requests → `on_request_received` (reply in an update), responses → `on_response_received`; a non-accepting New/Restart response terminates the request, which then completes with `DataError::Rejected`; a message naming another channel terminates |
 //! | 9 request updated | `register_request_updated_hook` | sender | as 8, reply in the response; `Hold` and `Pause` ignored as Go ignores `ErrPause` here |
 //! | 10 requestor cancelled | `register_requestor_cancelled_listener` | sender | the channel remembers it: later pauses leave graphsync alone, resumes and attaches are queued for the next request |
 //! | 11 network error (send) | `register_network_error_listener` (`ResponseNotSent`) | sender | `on_send_data_error` |
@@ -77,8 +77,12 @@
 //!   says, where Go terminates it (a Go quirk, spec §4.6).
 //! - A held request answered with a rejecting `attach` is sent the rejection in a 14 response
 //!   and then cancelled (35), since `graphsync::Node` has no command to terminate a response
-//!   with 32; the receiver reports it as [`DataError::Rejected`](datatransfer_transport::DataError::Rejected).
-//! - `on_channel_opened` refusing is logged only: the outgoing-request hook cannot cancel.
+//!   with 32. The receiver ends its request as soon as it reads a rejection (Go waits for the
+//!   32 that follows it) and reports
+//!   [`DataError::Rejected`](datatransfer_transport::DataError::Rejected) either way.
+//! - `on_channel_opened` refusing cancels the request once `open_channel` knows its id (the
+//!   outgoing-request hook cannot); `open_channel` still returns `Ok`, and nothing more is
+//!   reported for that request.
 //! - `on_transfer_queued` is reported for a new pull too (Go's fails silently there because
 //!   the responder has no channel yet).
 //!

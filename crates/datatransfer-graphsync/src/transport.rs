@@ -1166,7 +1166,16 @@ fn register_hooks(inner: &Arc<Inner>) {
                         return;
                     }
                 };
+                let rejecting = message
+                    .as_response()
+                    .is_some_and(|r| (r.is_new() || r.is_restart()) && !r.accepted());
                 let verdict = in_exchange(&inner, peer, &channel, Role::Receiver, message);
+                if rejecting {
+                    // The data sender refused: no data follows, whatever status closes its
+                    // response (32 from a hook, 35 after a rejecting `attach`).
+                    actions.terminate("request rejected by the data sender");
+                    return;
+                }
                 match verdict {
                     Verdict::Reply(reply) => {
                         add(&mut |n, v| actions.add_extension(n, v), &reply, SUPPORTED);

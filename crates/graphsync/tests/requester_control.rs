@@ -436,8 +436,12 @@ fn adl_selectors_are_refused_and_depth_cap_is_configurable() {
         .request(PEER, fixture.root.0, &unbounded, Extensions::new())
         .expect("accepted");
     // ... and refused when the traversal config caps the depth.
-    let mut capped =
-        Harness::new(Config::default().with_traversal(ipld_selector::Config::default()));
+    let mut capped = Harness::new(
+        Config::default().with_traversal(
+            ipld_selector::Config::default()
+                .with_max_recursion_depth(Some(ipld_selector::GRAPHSYNC_MAX_RECURSION_DEPTH)),
+        ),
+    );
     assert!(matches!(
         capped
             .requester

@@ -15,8 +15,8 @@
 //! `not run: <why>`, never as a pass, and does not fail the run.
 //!
 //! The UnixFS part imports the same seeded pseudo-random files (0 B to 50 MiB and the 64 MiB
-//! transfer file, `go-peer genfile`) with boxo's importer (`go-peer import`) and with dag-io (`interop_peer import`),
-//! CIDv1 and CIDv0 settings, and requires identical root CIDs.
+//! transfer file, `go-peer genfile`) with boxo's importer (`go-peer import`) and with dag-io
+//! (`interop_peer import`), CIDv1 and CIDv0 settings, and requires identical root CIDs.
 //!
 //! Scenarios run a few at a time (`INTEROP_JOBS`, default 3). Every child process is killed and
 //! reaped on every path, and every wait is bounded. `--report` rewrites the matrix in
@@ -412,20 +412,25 @@ pub(crate) fn run(report: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds the Go peer(s) and the Rust example.
+/// Builds the Go peers and the Rust example, all at once: with a cold Go module cache the Go
+/// builds spend much of their time downloading, which the Rust build overlaps.
 fn build(root: &Path, target: &Path, work: &Path) -> anyhow::Result<Peers> {
-    let mut go = Vec::new();
+    let mut go_builds = Vec::new();
     for &(label, dir) in GO_BUILDS {
         let binary = work.join(dir.replace('/', "-"));
-        cmd::run(
-            Command::new("go")
-                .arg("build")
-                .arg("-o")
-                .arg(&binary)
-                .arg(".")
-                .current_dir(root.join(dir)),
-        )?;
-        go.push((label.to_owned(), binary));
+        let mut command = Command::new("go");
+        command
+            .arg("build")
+            .arg("-o")
+            .arg(&binary)
+            .arg(".")
+            .current_dir(root.join(dir));
+        let line = cmd::render(&command);
+        println!("$ {line} &");
+        let child = command
+            .spawn()
+            .with_context(|| format!("cannot start `{line}` (is go installed?)"))?;
+        go_builds.push((label, dir, binary, Guard(child)));
     }
     cmd::run(cmd::cargo().args([
         "build",
@@ -438,6 +443,17 @@ fn build(root: &Path, target: &Path, work: &Path) -> anyhow::Result<Peers> {
     let rust = target.join("debug/examples/interop_peer");
     if !rust.is_file() {
         bail!("the Rust interop peer was not built at {}", rust.display());
+    }
+    let mut go = Vec::new();
+    for (label, dir, binary, mut child) in go_builds {
+        let status = child
+            .0
+            .wait()
+            .with_context(|| format!("waiting for go build in {dir}"))?;
+        if !status.success() {
+            bail!("go build in {dir} failed ({status})");
+        }
+        go.push((label.to_owned(), binary));
     }
     Ok(Peers { go, rust })
 }

@@ -4,9 +4,13 @@
 //!
 //! ```text
 //! interop_peer serve [--car FILE]... [--file FILE]... [--cid-version 0|1] [--reject]
+//!     [--pause-after-blocks N] [--unpause-on-update] [--cancel-after-blocks N]
+//!     [--protocol 1.0.0|2.0.0]
 //! interop_peer request --peer MULTIADDR/p2p/ID --root CID [--selector DAGJSON]
 //!     [--ext NAME=DAGJSON]... [--have CAR [--have-first N]] [--parallel N]
-//!     [--cancel-after-blocks N] [--dedup-key-per-request] [--out OUT.car]
+//!     [--cancel-after-blocks N] [--pause-after-blocks N [--unpause-after 200ms]]
+//!     [--update-on-pause NAME=DAGJSON]... [--dedup-key-per-request]
+//!     [--protocol 1.0.0|2.0.0] [--out OUT.car]
 //! interop_peer import [--cid-version 0|1] FILE
 //! interop_peer car-cids FILE
 //! ```
@@ -17,17 +21,25 @@
 //!   importer (kubo defaults for the CID version, default 1), prints `loaded` per root and
 //!   `listening`, answers every request with validate (explore-all included) or, with
 //!   `--reject`, with reject (status 30), prints `request_received`, and runs until its
-//!   standard input closes.
+//!   standard input closes. On cue, through the node's hooks: `--pause-after-blocks N` pauses
+//!   each response after N blocks (`paused`), `--unpause-on-update` unpauses it when the
+//!   requester sends an update (`request_updated`), `--cancel-after-blocks N` cancels it after
+//!   N blocks (status 35, `cancelled_response`). It prints `completed` (status) and
+//!   `cancelled_by_requester` from the node's listeners.
 //! - `request` dials the peer and sends `--parallel` identical requests (default 1). Per request
 //!   it prints `response` (status), `block` (`index`, `cid`, `size`, `on_wire`, `blocks`),
 //!   `missing`, and at the end `done` with `status` (the terminal status the responder sent,
 //!   or the one a failure stands for; null when none), `outcome` (`completed`,
 //!   `no_terminal_status`, `failed`, `cancelled`), `blocks`, `missing` and `cancelled`. With
 //!   `--cancel-after-blocks N` each request cancels itself once N blocks arrived; with
-//!   `--dedup-key-per-request` request i carries `graphsync/dedup-by-key` = `interop-i`. `--out`
-//!   writes the blocks that arrived over the network as a CARv1 (root = `--root`, each block
-//!   once, in arrival order), as the Go peer does. Exits 0 only if every request completed
-//!   with status 20.
+//!   `--pause-after-blocks N` it pauses after N blocks and unpauses `--unpause-after` later;
+//!   with `--update-on-pause` it sends those extensions as an update when a response says 15;
+//!   with `--dedup-key-per-request` request i carries `graphsync/dedup-by-key` = `interop-i`.
+//!   `--out` writes the blocks that arrived over the network as a CARv1 (root = `--root`,
+//!   each block once, in arrival order), as the Go peer does. Exits 0 only if every request
+//!   completed with status 20.
+//! - `--protocol` makes the node speak only that Graphsync version (default: both, 2.0.0
+//!   first).
 //! - `import` prints `{"root":..,"blocks":..}` like `go-peer import`.
 //! - `car-cids` prints `{"roots":[..],"cids":[..]}`: the CIDs of a CAR's sections in order.
 

@@ -66,7 +66,9 @@
 //!   its id is known, so hooks of a request whose id is not mapped yet belong to that open.
 //! - A `resume_channel` that comes while a pausing handler of the channel runs voids that
 //!   handler's pause and sends its message in the same graphsync message (the trait's rule).
-//! - Per-channel state is bounded: [`Config::max_channels`] channels, one pending message each.
+//! - Per-channel state is bounded: [`Config::max_channels`] channels, one pending message each;
+//!   a new channel whose opening request is refused or terminated leaves nothing behind, so a
+//!   peer's refused requests cannot fill the table.
 //! - Hooks hold the transport weakly and never block; [`Transport::shutdown`] unregisters them.
 //!
 //! [`Transport::open_channel`]: datatransfer_transport::Transport::open_channel

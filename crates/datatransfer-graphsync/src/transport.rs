@@ -1418,10 +1418,11 @@ fn incoming_request(
         request: request.id,
     };
     // Track the channel and this request.
-    let (had_request, pending, store) = {
+    let (created, had_request, pending, store) = {
         let mut state = inner.lock();
         let limit = inner.config.max_channels;
-        if !state.channels.contains_key(&channel) && state.channels.len() >= limit {
+        let created = !state.channels.contains_key(&channel);
+        if created && state.channels.len() >= limit {
             drop(state);
             actions.terminate(format!("too many channels (limit {limit})"));
             return;
@@ -1451,7 +1452,7 @@ fn incoming_request(
         state
             .requests
             .insert((Role::Sender, *peer, request.id), channel.clone());
-        (had_request, pending, store)
+        (created, had_request, pending, store)
     };
     if let Some(store) = store {
         actions.use_store(store);
@@ -1486,7 +1487,20 @@ fn incoming_request(
         );
     }
     if let Some(reason) = terminate {
-        inner.with(&channel, |chan| chan.finished = true);
+        let mut state = inner.lock();
+        if created
+            && state
+                .channels
+                .get(&channel)
+                .is_none_or(|c| c.store.is_none())
+        {
+            // A refused new channel leaves nothing behind: refusals cannot fill the table.
+            state.channels.remove(&channel);
+            state.requests.remove(&(Role::Sender, *peer, request.id));
+        } else if let Some(chan) = state.channels.get_mut(&channel) {
+            chan.finished = true;
+        }
+        drop(state);
         actions.terminate(reason);
         return;
     }

@@ -458,3 +458,55 @@ async fn a_resume_while_the_pausing_handler_runs_voids_its_pause() {
         "the resume's message reached the receiver"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_channels_do_not_fill_the_senders_table() {
+    let (root, store) = one_block().await;
+    let config = Config::default().with_max_channels(1);
+    let (sender, receiver) = sides_with(store, Arc::new(InMemoryBlockstore::new()), config).await;
+    let reject = Script {
+        opening: Opening::Reject,
+        ..Script::default()
+    };
+    let sender_log = Arc::new(Recorder::new(reject));
+    let receiver_log = Arc::new(Recorder::new(Script::default()));
+    sender
+        .transport
+        .set_events_handler(sender_log.clone() as Arc<dyn EventsHandler>)
+        .expect("first");
+    receiver
+        .transport
+        .set_events_handler(receiver_log.clone() as Arc<dyn EventsHandler>)
+        .expect("first");
+    for id in 1..=3u64 {
+        let open = pull(&receiver.peer, &sender.peer, id, root);
+        receiver
+            .transport
+            .open_channel(open.clone())
+            .await
+            .expect("the request goes out");
+        let channel = open.channel.clone();
+        bounded(
+            "the rejection",
+            receiver_log.wait("bounds", "a rejected completion", move |events| {
+                events.iter().any(|e| {
+                    matches!(e, Recorded::Completed(c, Err(reason))
+                        if *c == channel && *reason == DataError::Rejected.to_string())
+                })
+            }),
+        )
+        .await
+        .expect("each channel is rejected by the handler, not by the limit");
+        receiver
+            .transport
+            .cleanup_channel(open.channel.clone())
+            .await;
+        assert!(
+            sender_log
+                .events()
+                .iter()
+                .any(|e| matches!(e, Recorded::RequestReceived(c, _) if *c == open.channel)),
+            "the sender's handler decided channel {id}"
+        );
+    }
+}

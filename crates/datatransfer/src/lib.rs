@@ -34,7 +34,9 @@
 //! errors the API wraps, the stores ([`MemStore`], [`SledStore`]), the [`Transport`] and
 //! [`Network`] traits, [`Cid`] and [`Node`].
 //!
-//! Feature flags: none.
+//! Feature flags: `libp2p` (on by default): the [`libp2p`] module, the
+//! `/fil/datatransfer/1.2.0` network over rust-libp2p (`Libp2pNetwork`) and a ready-made swarm
+//! for a node (`build_swarm`).
 //!
 //! # Examples
 //! A pull between two nodes on the in-memory transport (`datatransfer-transport`'s `mem`):
@@ -99,6 +101,8 @@
 
 mod error;
 mod event;
+#[cfg(feature = "libp2p")]
+pub mod libp2p;
 mod manager;
 mod monitor;
 mod registry;

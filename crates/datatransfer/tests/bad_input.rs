@@ -191,11 +191,11 @@ async fn local_misuse_is_a_typed_command_error(backend: Backend) -> anyhow::Resu
     Ok(())
 }
 
-/// A store whose writes fail while `failing` is set.
+/// A store whose next `failures_left` writes fail.
 #[derive(Clone, Default)]
 struct FlakyStore {
     inner: datatransfer_store::MemStore,
-    failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    failures_left: std::sync::Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl datatransfer_store::ChannelStore for FlakyStore {
@@ -203,7 +203,15 @@ impl datatransfer_store::ChannelStore for FlakyStore {
         &self,
         state: &datatransfer_fsm::ChannelState,
     ) -> Result<(), datatransfer_store::StoreError> {
-        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+        let failing = self
+            .failures_left
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |left| left.checked_sub(1),
+            )
+            .is_ok();
+        if failing {
             return Err(datatransfer_store::StoreError::Backend {
                 operation: "put",
                 source: "disk full".into(),
@@ -237,9 +245,11 @@ async fn store_failures_are_reported_and_do_not_panic() -> anyhow::Result<()> {
     let hub = hub();
     let dag = Dag::new(3, 100, 63)?;
     let store = FlakyStore::default();
+    // The first write (the new channel) fails; the later ones work. (Re-enabling the store
+    // from the test instead raced with the channel's completion.)
     store
-        .failing
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+        .failures_left
+        .store(1, std::sync::atomic::Ordering::SeqCst);
     let (transport, network) = hub.add_peer(common::peer_id(1), Arc::new(common::Blocks::new()))?;
     let a = Manager::new(transport, network, store.clone(), Config::default());
     a.register_voucher_type(common::AcceptAll)?;
@@ -262,9 +272,6 @@ async fn store_failures_are_reported_and_do_not_panic() -> anyhow::Result<()> {
     .await?;
     ensure!(reason.contains("put"), "{reason}");
     // The channel goes on in memory; once the store works again, its state is written.
-    store
-        .failing
-        .store(false, std::sync::atomic::Ordering::SeqCst);
     let done = until_status(&a, &channel, ChannelStatus::Completed).await?;
     use datatransfer_store::ChannelStore;
     ensure!(

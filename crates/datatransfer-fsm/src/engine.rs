@@ -15,7 +15,10 @@ use ipld_dagcbor::Node;
 
 use crate::error::{CommandError, ProtocolError};
 use crate::event_code::EventCode;
-use crate::state::{BlockCache, ChannelState, DataKind, Step, Voucher, VoucherResult, block_steps};
+use crate::state::{
+    BlockCache, ChannelStages, ChannelState, DataKind, Step, UnixNanos, Voucher, VoucherResult,
+    block_steps,
+};
 use crate::status::ChannelStatus;
 use crate::transition::IllegalTransition;
 
@@ -59,6 +62,14 @@ pub struct Config {
     /// [`ValidationKind::PushDataReceived`]. When false nothing is asked, as Go does with no
     /// revalidator. Default false.
     pub revalidate_data: bool,
+    /// The most stages one channel's trace ([`ChannelState::stages`]) keeps; past it the oldest
+    /// stage is dropped. Stages are named after statuses, so the engine itself makes at most
+    /// 16. Go has no bound. Default 32.
+    pub max_stages: usize,
+    /// The most log lines one stage of the trace keeps; past it the stage's oldest line is
+    /// dropped. Go has no bound (a paid retrieval alternating vouchers and results grows its
+    /// trace with every payment). Default 64.
+    pub max_stage_logs: usize,
 }
 
 impl Default for Config {
@@ -73,6 +84,8 @@ impl Default for Config {
             max_vouchers: 1024,
             validate_completion: false,
             revalidate_data: false,
+            max_stages: 32,
+            max_stage_logs: 64,
         }
     }
 }
@@ -99,6 +112,14 @@ impl Config {
     /// This configuration with the per-block data questions on or off.
     pub fn with_revalidate_data(mut self, on: bool) -> Self {
         self.revalidate_data = on;
+        self
+    }
+
+    /// This configuration with other bounds on each channel's trace: at most `max_stages`
+    /// stages of at most `max_logs` lines each.
+    pub fn with_stage_limits(mut self, max_stages: usize, max_logs: usize) -> Self {
+        self.max_stages = max_stages;
+        self.max_stage_logs = max_logs;
         self
     }
 
@@ -384,6 +405,8 @@ pub struct Engine {
     pending_count: usize,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
+    /// The driver's last wall-clock reading: at this instant, this Unix time.
+    wall_clock: Option<(Instant, UnixNanos)>,
 }
 
 #[derive(Clone, Debug)]
@@ -406,6 +429,45 @@ impl Engine {
             pending_count: 0,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            wall_clock: None,
+        }
+    }
+
+    /// The wall clock read `unix_time` at `now`: the anchor the engine converts its `now`
+    /// arguments with to stamp the channels' traces ([`ChannelState::stages`]), since it reads
+    /// no clock itself. A driver calls it once at start, and again whenever it wants to correct
+    /// drift between the monotonic and the wall clock; later calls replace the anchor.
+    ///
+    /// Until it is called, trace times are `UnixNanos(0)` (unknown).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::{Duration, Instant};
+    ///
+    /// use datatransfer_fsm::{Config, Engine, UnixNanos};
+    /// use datatransfer_message::PeerId;
+    ///
+    /// let mut engine = Engine::new(PeerId::from_bytes(vec![1]), Config::default());
+    /// let start = Instant::now();
+    /// assert_eq!(engine.unix_time(start), UnixNanos(0));
+    /// engine.handle_wall_clock(start, UnixNanos(1_700_000_000_000_000_000));
+    /// let later = start + Duration::from_millis(5);
+    /// assert_eq!(engine.unix_time(later), UnixNanos(1_700_000_000_005_000_000));
+    /// ```
+    pub fn handle_wall_clock(&mut self, now: Instant, unix_time: UnixNanos) {
+        self.wall_clock = Some((now, unix_time));
+    }
+
+    /// The Unix time of `now` by the anchor of [`Engine::handle_wall_clock`], saturating at the
+    /// ends of `i64`; `UnixNanos(0)` when no anchor was given.
+    pub fn unix_time(&self, now: Instant) -> UnixNanos {
+        let Some((anchor, unix)) = self.wall_clock else {
+            return UnixNanos(0);
+        };
+        let nanos = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+        match now.checked_duration_since(anchor) {
+            Some(after) => UnixNanos(unix.0.saturating_add(nanos(after))),
+            None => UnixNanos(unix.0.saturating_sub(nanos(anchor.duration_since(now)))),
         }
     }
 
@@ -1221,6 +1283,7 @@ impl Engine {
             base_cid,
             selector.clone(),
         );
+        self.trace(channel, ChannelStatus::Requested, "", now);
         self.notify(channel, EventCode::Open, now);
         if let Some(result) = validation.result {
             let _ = self.apply(channel, Step::NewVoucherResult(result), now);
@@ -1581,6 +1644,7 @@ impl Engine {
             base_cid,
             selector.clone(),
         );
+        self.trace(&channel, ChannelStatus::Requested, "", now);
         self.notify(&channel, EventCode::Open, now);
         self.snapshot(&channel);
         Ok(channel)
@@ -1624,6 +1688,7 @@ impl Engine {
             received_blocks_total: 0,
             queued_blocks_total: 0,
             sent_blocks_total: 0,
+            stages: ChannelStages::default(),
         };
         let cache = BlockCache::from_state(&state);
         self.channels.insert(
@@ -1873,9 +1938,24 @@ impl Engine {
                 status: ChannelStatus::ChannelNotFoundError,
                 event: code,
             })?;
+        let before = entry.state.status;
         let status = entry.state.apply(&step)?;
+        self.trace(channel, before, &step.log_text(), now);
         self.notify(channel, code, now);
         Ok(status)
+    }
+
+    /// Appends a trace entry to the channel's stages, under the stage named after `stage`
+    /// (the status before the event, as Go's actions write it, §5.3).
+    fn trace(&mut self, channel: &ChannelId, stage: ChannelStatus, message: &str, now: Instant) {
+        let at = self.unix_time(now);
+        let (max_stages, max_logs) = (self.config.max_stages, self.config.max_stage_logs);
+        if let Some(entry) = self.channels.get_mut(channel) {
+            entry
+                .state
+                .stages
+                .add_log(stage.name(), message, at, max_stages, max_logs);
+        }
     }
 
     fn drop_pending(&mut self, channel: &ChannelId) {

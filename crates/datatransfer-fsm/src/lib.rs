@@ -14,7 +14,9 @@
 //! - [`transition`], the whole transition table of the spec (§5.4, with the pause mapping of
 //!   §5.7) as one function; illegal pairs give [`IllegalTransition`], terminal statuses absorb
 //!   every event;
-//! - [`ChannelState`]: every persisted field of Go's channel record, and the snapshot type;
+//! - [`ChannelState`]: every persisted field of Go's channel record, and the snapshot type,
+//!   with the experimental trace [`ChannelStages`] (stamped with the wall-clock anchor the
+//!   driver gives [`Engine::handle_wall_clock`]: the engine itself reads no clock);
 //! - [`Engine`] with [`Config`]: commands (`open_push`, `open_pull`, `send_voucher`, `pause`,
 //!   `resume`, `cancel`, `restart`), inputs (`handle_message`, `handle_transport_event`,
 //!   `handle_validation`, `handle_timeout`), outputs (`poll_transmit`, `poll_event`,
@@ -122,6 +124,9 @@ pub use engine::{
 };
 pub use error::{CommandError, ProtocolError};
 pub use event_code::EventCode;
-pub use state::{ChannelState, DataKind, Voucher, VoucherResult};
+pub use state::{
+    ChannelStage, ChannelStages, ChannelState, DataKind, StageLog, UnixNanos, Voucher,
+    VoucherResult,
+};
 pub use status::ChannelStatus;
 pub use transition::{IllegalTransition, transition};

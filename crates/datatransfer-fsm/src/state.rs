@@ -48,9 +48,124 @@ impl VoucherResult {
     }
 }
 
+/// A wall-clock time: nanoseconds since the Unix epoch, as Go's `cbg.CborTime` stores it
+/// (negative before 1970). The engine never reads a clock: it converts its `now: Instant` with
+/// the anchor the driver gives it ([`Engine::handle_wall_clock`](crate::Engine::handle_wall_clock)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UnixNanos(pub i64);
+
+/// One line of a stage's trace (Go's `Log`): a human-readable text and when it was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StageLog {
+    /// The text (Go's `Log`).
+    pub log: String,
+    /// When it was written (Go's `UpdatedTime`).
+    pub updated_time: UnixNanos,
+}
+
+/// One stage of a channel's trace (Go's `ChannelStage`): the events applied while the channel
+/// was in one status, named after that status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelStage {
+    /// The stage's name: Go's name of the status the events were applied in.
+    pub name: String,
+    /// A description; Go never sets it, and neither does the engine (always empty).
+    pub description: String,
+    /// When the first event of the stage was applied.
+    pub created_time: UnixNanos,
+    /// When the latest event of the stage was applied.
+    pub updated_time: UnixNanos,
+    /// The stage's non-empty log lines, oldest first, without consecutive repeats.
+    pub logs: Vec<StageLog>,
+}
+
+/// A channel's experimental trace (Go's `ChannelStages`): one [`ChannelStage`] per status the
+/// channel applied events in, in the order each was first entered.
+///
+/// Go's [`add_log`](ChannelStages::add_log) finds a stage by name, so a status visited twice
+/// (Ongoing, paused, Ongoing again) has one stage whose logs span both visits. Unlike Go, the
+/// trace is bounded: past `max_stages` stages the oldest stage is dropped, past
+/// `max_logs` lines in a stage its oldest line is dropped
+/// ([`Config::max_stages`](crate::Config::max_stages),
+/// [`Config::max_stage_logs`](crate::Config::max_stage_logs)).
+///
+/// # Examples
+/// ```
+/// use datatransfer_fsm::{ChannelStages, UnixNanos};
+///
+/// let mut stages = ChannelStages::default();
+/// stages.add_log("Ongoing", "received data", UnixNanos(10), 32, 64);
+/// stages.add_log("Ongoing", "received data", UnixNanos(20), 32, 64);
+/// stages.add_log("TransferFinished", "", UnixNanos(30), 32, 64);
+/// let names: Vec<&str> = stages.names().collect();
+/// assert_eq!(names, ["Ongoing", "TransferFinished"]);
+/// let ongoing = stages.stage("Ongoing").expect("recorded");
+/// assert_eq!((ongoing.created_time, ongoing.updated_time), (UnixNanos(10), UnixNanos(20)));
+/// assert_eq!(ongoing.logs.len(), 1, "a repeated line is written once");
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChannelStages {
+    /// Every stage, in the order each was first entered.
+    pub stages: Vec<ChannelStage>,
+}
+
+impl ChannelStages {
+    /// The stage named `name` (Go's `GetStage`).
+    pub fn stage(&self, name: &str) -> Option<&ChannelStage> {
+        self.stages.iter().find(|stage| stage.name == name)
+    }
+
+    /// The stages' names, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.stages.iter().map(|stage| stage.name.as_str())
+    }
+
+    /// Records an event under the stage `stage` at `at` (Go's `AddLog`): creates the stage if
+    /// it is new, sets its updated time, and appends `message` unless it is empty or repeats
+    /// the stage's last line. Then drops the oldest stages beyond `max_stages` and the oldest
+    /// lines of the stage beyond `max_logs`.
+    pub fn add_log(
+        &mut self,
+        stage: &str,
+        message: &str,
+        at: UnixNanos,
+        max_stages: usize,
+        max_logs: usize,
+    ) {
+        let index = match self.stages.iter().position(|s| s.name == stage) {
+            Some(index) => index,
+            None => {
+                self.stages.push(ChannelStage {
+                    name: stage.to_owned(),
+                    description: String::new(),
+                    created_time: at,
+                    updated_time: at,
+                    logs: Vec::new(),
+                });
+                self.stages.len() - 1
+            }
+        };
+        let entry = &mut self.stages[index];
+        entry.updated_time = at;
+        if !message.is_empty() && entry.logs.last().is_none_or(|last| last.log != message) {
+            entry.logs.push(StageLog {
+                log: message.to_owned(),
+                updated_time: at,
+            });
+        }
+        if entry.logs.len() > max_logs {
+            let excess = entry.logs.len() - max_logs;
+            entry.logs.drain(..excess);
+        }
+        if self.stages.len() > max_stages {
+            let excess = self.stages.len() - max_stages;
+            self.stages.drain(..excess);
+        }
+    }
+}
+
 /// The state of one channel as one node sees it: every field of Go's `ChannelState` record
-/// (§8) except the experimental `Stages` trace, which needs wall-clock times this crate never
-/// reads.
+/// (§8), the experimental `Stages` trace included.
 ///
 /// It is also the snapshot the engine emits for persistence and takes back in
 /// [`Engine::restore`](crate::Engine::restore).
@@ -91,6 +206,9 @@ pub struct ChannelState {
     pub queued_blocks_total: u64,
     /// The highest block index sent (Go's `SentCidsTotal`).
     pub sent_blocks_total: u64,
+    /// The experimental trace of the events applied, grouped by the status they were applied
+    /// in (Go's `Stages`, §5.3).
+    pub stages: ChannelStages,
 }
 
 impl ChannelState {
@@ -222,6 +340,28 @@ pub(crate) enum Step {
 }
 
 impl Step {
+    /// The line Go's action writes to the channel's trace for this event (go-data-transfer
+    /// v1.15.1 `channels_fsm.go`); empty for events that write none.
+    pub(crate) fn log_text(&self) -> String {
+        match self {
+            Step::Plain(_) | Step::Block(..) | Step::Progress(DataKind::Queued, _) => String::new(),
+            Step::Progress(DataKind::Received, _) => "received data".to_owned(),
+            Step::Progress(DataKind::Sent, _) => "sending data".to_owned(),
+            Step::WithMessage(code, text) => match code {
+                EventCode::Disconnected => format!("data transfer disconnected: {text}"),
+                EventCode::SendDataError => format!("data transfer send error: {text}"),
+                EventCode::ReceiveDataError => format!("data transfer receive error: {text}"),
+                EventCode::RequestCancelled => {
+                    format!("data transfer request cancelled: {text}")
+                }
+                EventCode::Error => format!("data transfer erred: {text}"),
+                _ => String::new(),
+            },
+            Step::NewVoucher(_) => "got new voucher".to_owned(),
+            Step::NewVoucherResult(_) => "got new voucher result".to_owned(),
+        }
+    }
+
     /// The event code.
     pub(crate) fn code(&self) -> EventCode {
         match self {
@@ -314,6 +454,7 @@ mod tests {
             received_blocks_total: 0,
             queued_blocks_total: 0,
             sent_blocks_total: 0,
+            stages: ChannelStages::default(),
         }
     }
 
@@ -487,6 +628,105 @@ mod tests {
         let step = Step::NewVoucher(Voucher::new("T", Node::Null));
         assert!(channel.apply(&step).is_err());
         assert_eq!(channel, before);
+    }
+
+    #[test]
+    fn add_log_reuses_a_stage_by_name_and_skips_empty_and_repeated_lines() {
+        let mut stages = ChannelStages::default();
+        stages.add_log("Ongoing", "", UnixNanos(1), 8, 8);
+        stages.add_log("Ongoing", "received data", UnixNanos(2), 8, 8);
+        stages.add_log("Ongoing", "received data", UnixNanos(3), 8, 8);
+        stages.add_log("ResponderPaused", "got new voucher", UnixNanos(4), 8, 8);
+        stages.add_log("Ongoing", "got new voucher result", UnixNanos(5), 8, 8);
+        stages.add_log("Ongoing", "received data", UnixNanos(6), 8, 8);
+        assert_eq!(
+            stages.names().collect::<Vec<_>>(),
+            ["Ongoing", "ResponderPaused"]
+        );
+        let ongoing = stages.stage("Ongoing").expect("recorded");
+        assert_eq!(
+            (ongoing.created_time, ongoing.updated_time),
+            (UnixNanos(1), UnixNanos(6))
+        );
+        let lines: Vec<(&str, i64)> = ongoing
+            .logs
+            .iter()
+            .map(|l| (l.log.as_str(), l.updated_time.0))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                ("received data", 2),
+                ("got new voucher result", 5),
+                ("received data", 6)
+            ],
+            "only a consecutive repeat is skipped"
+        );
+        assert!(stages.stage("Completed").is_none());
+    }
+
+    #[test]
+    fn add_log_drops_the_oldest_stages_and_lines_past_the_bounds() {
+        let mut stages = ChannelStages::default();
+        for (i, name) in ["A", "B", "C"].into_iter().enumerate() {
+            let at = UnixNanos(i64::try_from(i).expect("small"));
+            stages.add_log(name, "x", at, 2, 2);
+        }
+        assert_eq!(stages.names().collect::<Vec<_>>(), ["B", "C"]);
+        for text in ["1", "2", "3"] {
+            stages.add_log("C", text, UnixNanos(9), 2, 2);
+        }
+        let lines: Vec<&str> = stages
+            .stage("C")
+            .expect("kept")
+            .logs
+            .iter()
+            .map(|l| l.log.as_str())
+            .collect();
+        assert_eq!(lines, ["2", "3"]);
+        // A restored trace over the bounds is trimmed by the next entry.
+        stages.add_log("B", "", UnixNanos(10), 1, 0);
+        assert_eq!(stages.names().collect::<Vec<_>>(), ["C"]);
+        stages.add_log("C", "", UnixNanos(11), 1, 0);
+        assert!(stages.stages[0].logs.is_empty());
+    }
+
+    #[test]
+    fn each_event_writes_the_line_gos_action_writes() {
+        let voucher = Voucher::new("T", Node::Null);
+        let result = VoucherResult::new("R", Node::Null);
+        let cases = [
+            (Step::Plain(EventCode::Accept), ""),
+            (Step::Block(DataKind::Received, 1), ""),
+            (Step::Progress(DataKind::Received, 1), "received data"),
+            (Step::Progress(DataKind::Sent, 1), "sending data"),
+            (Step::Progress(DataKind::Queued, 1), ""),
+            (
+                Step::WithMessage(EventCode::Disconnected, "e".into()),
+                "data transfer disconnected: e",
+            ),
+            (
+                Step::WithMessage(EventCode::SendDataError, "e".into()),
+                "data transfer send error: e",
+            ),
+            (
+                Step::WithMessage(EventCode::ReceiveDataError, "e".into()),
+                "data transfer receive error: e",
+            ),
+            (
+                Step::WithMessage(EventCode::RequestCancelled, "e".into()),
+                "data transfer request cancelled: e",
+            ),
+            (
+                Step::WithMessage(EventCode::Error, "e".into()),
+                "data transfer erred: e",
+            ),
+            (Step::NewVoucher(voucher), "got new voucher"),
+            (Step::NewVoucherResult(result), "got new voucher result"),
+        ];
+        for (step, line) in cases {
+            assert_eq!(step.log_text(), line, "{step:?}");
+        }
     }
 
     #[test]

@@ -18,8 +18,13 @@ use crate::engine::{
     ValidationRequest, Verdict,
 };
 use crate::error::{CommandError, ProtocolError};
-use crate::state::{ChannelState, DataKind, Voucher, VoucherResult};
+use crate::state::{ChannelState, DataKind, UnixNanos, Voucher, VoucherResult};
 use crate::status::ChannelStatus;
+
+/// The Unix time of a [`SimNet`]'s start (2023-11-14 22:13:20 UTC): every engine of the net
+/// gets it as its wall-clock anchor at the start instant, so trace times are
+/// `SIM_UNIX_START` plus the virtual time elapsed.
+pub const SIM_UNIX_START: UnixNanos = UnixNanos(1_700_000_000_000_000_000);
 
 /// The knobs of a [`SimNet`]: delays and fault probabilities of network messages.
 #[derive(Clone, Debug, PartialEq)]
@@ -99,7 +104,8 @@ pub type Client = Box<dyn FnMut(&ChannelEvent, &ChannelState) -> Option<Voucher>
 
 /// A deterministic network of `N` engines (STYLE §6).
 ///
-/// It holds the engines, a virtual clock starting at the `Instant` given to [`SimNet::new`],
+/// It holds the engines, a virtual clock starting at the `Instant` given to [`SimNet::new`]
+/// (and at [`SIM_UNIX_START`] on the engines' wall clocks),
 /// and an in-flight queue ordered by delivery time. All randomness (jitter, drops, duplicates)
 /// comes from one `u64` seed, printed when a test panics while the net is alive.
 ///
@@ -182,8 +188,10 @@ impl SimNet {
                     .engine
                     .clone()
                     .with_transfer_id_seed((i as u64 + 1) * 1_000_000);
+                let mut engine = Engine::new(peer.clone(), engine_config);
+                engine.handle_wall_clock(start, SIM_UNIX_START);
                 SimNode {
-                    engine: Engine::new(peer.clone(), engine_config),
+                    engine,
                     peer,
                     validator: Box::new(|_| Validation::new(Verdict::Accept)),
                     client: None,
@@ -315,6 +323,7 @@ impl SimNet {
         let node = &mut self.nodes[i];
         let config = node.engine.config().clone();
         let mut engine = Engine::new(node.peer.clone(), config);
+        engine.handle_wall_clock(self.start, SIM_UNIX_START);
         engine
             .restore(node.snapshots.values().cloned())
             .expect("a node's own snapshots restore");

@@ -11,24 +11,24 @@
 //!   `flush`), keyed by [`ChannelId`](datatransfer_message::ChannelId).
 //! - [`MemStore`]: in memory. [`SledStore`] with its [`Config`]: on disk, each `put` flushed
 //!   before it returns unless configured otherwise.
-//! - [`record`]: the versioned DAG-CBOR record format (current version 2, version 1 still
-//!   read), keyed by Go's `ChannelID.String()`.
+//! - [`record`]: the versioned DAG-CBOR record format (current version 3, with the channel's
+//!   stages; versions 1 and 2 still read), keyed by Go's `ChannelID.String()`.
 //! - [`StoreError`] for store operations, [`RecordError`] for the record format.
 //!
 //! Feature flags:
-//! - `test-util`: the [`testing`] module: `arb_channel_state()`, hand-built version 1 records,
-//!   raw record access and `suite`, the behaviour every `ChannelStore` must have.
+//! - `test-util`: the [`testing`] module: `arb_channel_state()`, hand-built version 1 and 2
+//!   records, raw record access and `suite`, the behaviour every `ChannelStore` must have.
 //!
 //! # Examples
 //! ```
-//! use datatransfer_fsm::{ChannelState, ChannelStatus};
+//! use datatransfer_fsm::{ChannelStages, ChannelState, ChannelStatus, UnixNanos};
 //! use datatransfer_message::{ChannelId, PeerId, TransferId};
 //! use datatransfer_store::{ChannelStore, MemStore};
 //! use ipld_dagcbor::Node;
 //!
 //! let (me, other) = (PeerId::from_bytes(vec![1]), PeerId::from_bytes(vec![2]));
 //! let id = ChannelId::new(me.clone(), other.clone(), TransferId(1));
-//! let state = ChannelState {
+//! let mut state = ChannelState {
 //!     self_peer: me.clone(),
 //!     channel_id: id.clone(),
 //!     base_cid: "QmTTA2daxGqo5denp6SwLzzkLJm3fuisYEi9CoWsuHpzfb".parse()?,
@@ -46,7 +46,9 @@
 //!     received_blocks_total: 2,
 //!     queued_blocks_total: 0,
 //!     sent_blocks_total: 0,
+//!     stages: ChannelStages::default(),
 //! };
+//! state.stages.add_log("Ongoing", "received data", UnixNanos(1_700_000_000_000_000_000), 32, 64);
 //!
 //! let store = MemStore::new();
 //! store.put(&state)?;

@@ -3,38 +3,43 @@
 //!
 //! Field names follow Go's cbor-gen `ChannelState` (`spec/data-transfer.md` §8), so a record is
 //! easy to compare with a Go datastore by eye; the bytes are not Go's (Go keeps the version
-//! in a separate `/versions/current` key and writes fields in struct order, and the experimental
-//! `Stages` trace is not kept).
+//! in a separate `/versions/current` key and writes fields in struct order). The `Stages`
+//! value has Go's cbor-gen tuple layout exactly.
 //!
 //! | key | kind | version |
 //! | --- | --- | --- |
-//! | `Version` | integer: 1 or 2 | 1, 2 |
-//! | `SelfPeer`, `Initiator`, `Responder`, `Sender`, `Recipient` | text (raw peer-id bytes) | 1, 2 |
-//! | `TransferID`, `TotalSize`, `Status` (Go code), `Queued`, `Sent`, `Received` | integer ≥ 0 | 1, 2 |
-//! | `BaseCid` | link | 1, 2 |
-//! | `Selector` | any value | 1, 2 |
-//! | `Message` | UTF-8 text | 1, 2 |
-//! | `Vouchers` | list of `{Type: text, Voucher: any}` | 1, 2 |
-//! | `VoucherResults` | list of `{Type: text, VoucherResult: any}` | 1, 2 |
-//! | `ReceivedBlocksTotal`, `QueuedBlocksTotal`, `SentBlocksTotal` | integer ≥ 0 | 2 |
+//! | `Version` | integer: 1, 2 or 3 | 1, 2, 3 |
+//! | `SelfPeer`, `Initiator`, `Responder`, `Sender`, `Recipient` | text (raw peer-id bytes) | 1, 2, 3 |
+//! | `TransferID`, `TotalSize`, `Status` (Go code), `Queued`, `Sent`, `Received` | integer ≥ 0 | 1, 2, 3 |
+//! | `BaseCid` | link | 1, 2, 3 |
+//! | `Selector` | any value | 1, 2, 3 |
+//! | `Message` | UTF-8 text | 1, 2, 3 |
+//! | `Vouchers` | list of `{Type: text, Voucher: any}` | 1, 2, 3 |
+//! | `VoucherResults` | list of `{Type: text, VoucherResult: any}` | 1, 2, 3 |
+//! | `ReceivedBlocksTotal`, `QueuedBlocksTotal`, `SentBlocksTotal` | integer ≥ 0 | 2, 3 |
+//! | `Stages` | `[[stage…]]`; stage = `[Name, Description, CreatedTime, UpdatedTime, [log…]]`; log = `[Log, UpdatedTime]`; names and lines UTF-8 text, times integers (Unix nanoseconds, `i64`) | 3 |
 //!
 //! Version 1 lacks the three block totals (as Go's records before v1.13.0 lacked two of
 //! them); decoding it sets them to 0, so a restart after reading a version 1 record asks the
-//! sender for the whole DAG again. [`encode`] always writes [`CURRENT_VERSION`]. Decoding is
+//! sender for the whole DAG again. Versions 1 and 2 lack the trace; decoding them gives an
+//! empty [`ChannelStages`]. [`encode`] always writes [`CURRENT_VERSION`]. Decoding is
 //! strict: a missing field, a field of the wrong kind or a field the version does not define
 //! is an error, never a default.
 
-use datatransfer_fsm::{ChannelState, ChannelStatus, Voucher, VoucherResult};
+use datatransfer_fsm::{
+    ChannelStage, ChannelStages, ChannelState, ChannelStatus, StageLog, UnixNanos, Voucher,
+    VoucherResult,
+};
 use datatransfer_message::{ChannelId, PeerId, TransferId, TypeIdentifier};
 use ipld_dagcbor::{Limits, Map, Node, Text};
 
 use crate::error::RecordError;
 
 /// The version [`encode`] writes.
-pub const CURRENT_VERSION: u64 = 2;
+pub const CURRENT_VERSION: u64 = 3;
 
 /// Every version [`decode`] reads, oldest first.
-pub const SUPPORTED_VERSIONS: [u64; 2] = [1, 2];
+pub const SUPPORTED_VERSIONS: [u64; 3] = [1, 2, 3];
 
 const VERSION: &str = "Version";
 const SELF_PEER: &str = "SelfPeer";
@@ -56,6 +61,7 @@ const VOUCHER_RESULTS: &str = "VoucherResults";
 const RECEIVED_BLOCKS_TOTAL: &str = "ReceivedBlocksTotal";
 const QUEUED_BLOCKS_TOTAL: &str = "QueuedBlocksTotal";
 const SENT_BLOCKS_TOTAL: &str = "SentBlocksTotal";
+const STAGES: &str = "Stages";
 const TYPE: &str = "Type";
 const VOUCHER: &str = "Voucher";
 const VOUCHER_RESULT: &str = "VoucherResult";
@@ -87,6 +93,9 @@ const V2_EXTRA_FIELDS: &[&str] = &[
     QUEUED_BLOCKS_TOTAL,
     SENT_BLOCKS_TOTAL,
 ];
+
+/// The field version 3 adds to version 2.
+const V3_EXTRA_FIELDS: &[&str] = &[STAGES];
 
 /// The key a channel's record is stored under: Go's `ChannelID.String()`,
 /// `"<initiator base58>-<responder base58>-<transfer id>"`.
@@ -156,7 +165,8 @@ pub fn encode(state: &ChannelState) -> Result<Vec<u8>, RecordError> {
         .with(VOUCHER_RESULTS, results)
         .with(RECEIVED_BLOCKS_TOTAL, state.received_blocks_total)
         .with(QUEUED_BLOCKS_TOTAL, state.queued_blocks_total)
-        .with(SENT_BLOCKS_TOTAL, state.sent_blocks_total);
+        .with(SENT_BLOCKS_TOTAL, state.sent_blocks_total)
+        .with(STAGES, stages_node(&state.stages));
     ipld_dagcbor::to_vec(&Node::Map(map)).map_err(RecordError::Encode)
 }
 
@@ -169,7 +179,7 @@ pub fn encode(state: &ChannelState) -> Result<Vec<u8>, RecordError> {
 ///
 /// # Examples
 /// ```
-/// use datatransfer_fsm::{ChannelState, ChannelStatus};
+/// use datatransfer_fsm::{ChannelStages, ChannelState, ChannelStatus};
 /// use datatransfer_message::{ChannelId, PeerId, TransferId};
 /// use datatransfer_store::record;
 /// use ipld_dagcbor::Node;
@@ -193,6 +203,7 @@ pub fn encode(state: &ChannelState) -> Result<Vec<u8>, RecordError> {
 ///     received_blocks_total: 3,
 ///     queued_blocks_total: 0,
 ///     sent_blocks_total: 0,
+///     stages: ChannelStages::default(),
 /// };
 /// let bytes = record::encode(&state)?;
 /// assert_eq!(record::decode(&bytes)?, state);
@@ -214,17 +225,18 @@ pub fn decode_with(bytes: &[u8], limits: &Limits) -> Result<ChannelState, Record
         .and_then(Node::as_integer)
         .and_then(|v| u64::try_from(v).ok())
         .ok_or(RecordError::MissingVersion)?;
-    let with_totals = match version {
-        1 => false,
-        2 => true,
+    let (with_totals, with_stages) = match version {
+        1 => (false, false),
+        2 => (true, false),
+        3 => (true, true),
         found => return Err(RecordError::UnsupportedVersion { found }),
     };
+    let defines =
+        |fields: &[&str], key: &Text| fields.iter().any(|f| f.as_bytes() == key.as_bytes());
     for key in map.keys() {
-        let known = V1_FIELDS.iter().any(|f| f.as_bytes() == key.as_bytes())
-            || (with_totals
-                && V2_EXTRA_FIELDS
-                    .iter()
-                    .any(|f| f.as_bytes() == key.as_bytes()));
+        let known = defines(V1_FIELDS, key)
+            || (with_totals && defines(V2_EXTRA_FIELDS, key))
+            || (with_stages && defines(V3_EXTRA_FIELDS, key));
         if !known {
             return Err(RecordError::UnknownField {
                 field: String::from_utf8_lossy(key.as_bytes()).into_owned(),
@@ -240,6 +252,11 @@ pub fn decode_with(bytes: &[u8], limits: &Limits) -> Result<ChannelState, Record
         )
     } else {
         (0, 0, 0)
+    };
+    let stages = if with_stages {
+        decode_stages(field(map, STAGES)?).ok_or(RecordError::InvalidField { field: STAGES })?
+    } else {
+        ChannelStages::default()
     };
     let status = ChannelStatus::from_code(uint(map, STATUS)?)
         .ok_or(RecordError::InvalidField { field: STATUS })?;
@@ -286,7 +303,77 @@ pub fn decode_with(bytes: &[u8], limits: &Limits) -> Result<ChannelState, Record
         received_blocks_total,
         queued_blocks_total,
         sent_blocks_total,
+        stages,
     })
+}
+
+/// Go's cbor-gen tuple layout of `ChannelStages`: `[[stage…]]`.
+fn stages_node(stages: &ChannelStages) -> Node {
+    let text = |value: &str| Node::String(Text::from(value));
+    let list = stages
+        .stages
+        .iter()
+        .map(|stage| {
+            let logs = stage
+                .logs
+                .iter()
+                .map(|line| Node::List(vec![text(&line.log), Node::from(line.updated_time.0)]))
+                .collect::<Vec<_>>();
+            Node::List(vec![
+                text(&stage.name),
+                text(&stage.description),
+                Node::from(stage.created_time.0),
+                Node::from(stage.updated_time.0),
+                Node::List(logs),
+            ])
+        })
+        .collect::<Vec<_>>();
+    Node::List(vec![Node::List(list)])
+}
+
+/// The trace in `node`, or `None` when it does not have the layout of [`stages_node`].
+fn decode_stages(node: &Node) -> Option<ChannelStages> {
+    let [stages] = node.as_list()? else {
+        return None;
+    };
+    let stages = stages
+        .as_list()?
+        .iter()
+        .map(|stage| {
+            let [name, description, created, updated, logs] = stage.as_list()? else {
+                return None;
+            };
+            let logs = logs
+                .as_list()?
+                .iter()
+                .map(|line| {
+                    let [log, at] = line.as_list()? else {
+                        return None;
+                    };
+                    Some(StageLog {
+                        log: utf8(log)?,
+                        updated_time: time(at)?,
+                    })
+                })
+                .collect::<Option<Vec<_>>>()?;
+            Some(ChannelStage {
+                name: utf8(name)?,
+                description: utf8(description)?,
+                created_time: time(created)?,
+                updated_time: time(updated)?,
+                logs,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(ChannelStages { stages })
+}
+
+fn utf8(node: &Node) -> Option<String> {
+    node.as_text()?.as_str().map(str::to_owned)
+}
+
+fn time(node: &Node) -> Option<UnixNanos> {
+    i64::try_from(node.as_integer()?).ok().map(UnixNanos)
 }
 
 fn peer_node(peer: &PeerId) -> Node {
@@ -347,13 +434,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn version_1_fields_are_the_version_2_fields_without_the_block_totals() {
-        for extra in V2_EXTRA_FIELDS {
-            assert!(!V1_FIELDS.contains(extra));
-        }
-        let distinct: std::collections::BTreeSet<_> = V1_FIELDS.iter().collect();
-        assert_eq!(distinct.len(), V1_FIELDS.len());
-        assert_eq!(V1_FIELDS.len() + V2_EXTRA_FIELDS.len(), 20);
+    fn each_version_adds_distinct_fields_and_version_3_has_gos_twenty_plus_version() {
+        let all: Vec<&str> = V1_FIELDS
+            .iter()
+            .chain(V2_EXTRA_FIELDS)
+            .chain(V3_EXTRA_FIELDS)
+            .copied()
+            .collect();
+        let distinct: std::collections::BTreeSet<_> = all.iter().collect();
+        assert_eq!(distinct.len(), all.len());
+        assert_eq!(all.len(), 21, "Go's 20 record keys and Version");
     }
 
     #[test]
@@ -370,11 +460,11 @@ mod tests {
 
     #[test]
     fn unknown_versions_are_reported_with_the_version_found() {
-        let bytes = ipld_dagcbor::to_vec(&Node::Map(Map::new().with(VERSION, 3u64)))
+        let bytes = ipld_dagcbor::to_vec(&Node::Map(Map::new().with(VERSION, 4u64)))
             .expect("small map encodes");
         assert!(matches!(
             decode(&bytes),
-            Err(RecordError::UnsupportedVersion { found: 3 })
+            Err(RecordError::UnsupportedVersion { found: 4 })
         ));
     }
 }

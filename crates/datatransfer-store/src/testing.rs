@@ -1,8 +1,11 @@
 //! Test helpers (feature `test-util`): [`arb_channel_state`], hand-built
-//! [version 1 records](v1_record), raw record access ([`RawRecords`]) and [`suite`], the
-//! behaviour every [`ChannelStore`] must have.
+//! [version 1](v1_record) and [version 2](v2_record) records, raw record access
+//! ([`RawRecords`]) and [`suite`], the behaviour every [`ChannelStore`] must have.
 
-use datatransfer_fsm::{ChannelState, ChannelStatus, Voucher, VoucherResult};
+use datatransfer_fsm::{
+    ChannelStage, ChannelStages, ChannelState, ChannelStatus, StageLog, UnixNanos, Voucher,
+    VoucherResult,
+};
 use datatransfer_message::testing::{
     arb_channel_id, arb_embedded, arb_peer_id, arb_type_identifier,
 };
@@ -16,9 +19,33 @@ use crate::mem::MemStore;
 use crate::sled_store::SledStore;
 use crate::store::ChannelStore;
 
+/// Any trace: up to 4 stages of up to 3 lines, with any UTF-8 texts and any `i64` times (the
+/// engine's invariants, such as unique names, are not required by the record format).
+pub fn arb_channel_stages() -> impl Strategy<Value = ChannelStages> {
+    let line = (any::<String>(), any::<i64>()).prop_map(|(log, at)| StageLog {
+        log,
+        updated_time: UnixNanos(at),
+    });
+    let stage = (
+        any::<String>(),
+        any::<String>(),
+        any::<i64>(),
+        any::<i64>(),
+        prop::collection::vec(line, 0..3),
+    )
+        .prop_map(|(name, description, created, updated, logs)| ChannelStage {
+            name,
+            description,
+            created_time: UnixNanos(created),
+            updated_time: UnixNanos(updated),
+            logs,
+        });
+    prop::collection::vec(stage, 0..4).prop_map(|stages| ChannelStages { stages })
+}
+
 /// Any channel state: arbitrary peers and ids, any status, any counters, any UTF-8 message,
-/// and selectors, vouchers and results whose maps are in canonical key order (the order a
-/// decoded record holds them; node equality is order-sensitive).
+/// any trace, and selectors, vouchers and results whose maps are in canonical key order (the
+/// order a decoded record holds them; node equality is order-sensitive).
 pub fn arb_channel_state() -> impl Strategy<Value = ChannelState> {
     let value = || arb_embedded().prop_map(|node| node.unwrap_or(Node::Null));
     let vouchers = prop::collection::vec(
@@ -47,11 +74,12 @@ pub fn arb_channel_state() -> impl Strategy<Value = ChannelState> {
         any::<u64>(),
         any::<u64>(),
     );
-    (ids, counters, any::<String>(), vouchers, results).prop_map(
+    let texts = (any::<String>(), arb_channel_stages());
+    (ids, counters, texts, vouchers, results).prop_map(
         |(
             (self_peer, channel_id, base_cid, selector, sender, recipient),
             (total_size, status, queued, sent, received, rbt, qbt, sbt),
-            message,
+            (message, stages),
             vouchers,
             voucher_results,
         )| ChannelState {
@@ -72,15 +100,22 @@ pub fn arb_channel_state() -> impl Strategy<Value = ChannelState> {
             received_blocks_total: rbt,
             queued_blocks_total: qbt,
             sent_blocks_total: sbt,
+            stages,
         },
     )
 }
 
 /// A small, valid channel state whose transfer id and counters all derive from `n`: a pull
-/// from peer `[2, …]` by the local peer `[1, …]`, with one voucher.
+/// from peer `[2, …]` by the local peer `[1, …]`, with one voucher and a two-stage trace.
 pub fn sample_state(n: u64) -> ChannelState {
     let me = PeerId::from_bytes(vec![0x00, 0x01, 0x01]);
     let other = PeerId::from_bytes(vec![0x00, 0x01, 0x02]);
+    let at = |offset: i64| UnixNanos(1_700_000_000_000_000_000 + offset);
+    let mut stages = ChannelStages::default();
+    stages.add_log("Requested", "", at(0), 32, 64);
+    stages.add_log("Requested", "", at(10), 32, 64);
+    stages.add_log("Ongoing", "received data", at(20), 32, 64);
+    stages.add_log("Ongoing", &format!("sample {n}"), at(30), 32, 64);
     ChannelState {
         self_peer: me.clone(),
         channel_id: ChannelId::new(me.clone(), other.clone(), TransferId(n)),
@@ -101,16 +136,45 @@ pub fn sample_state(n: u64) -> ChannelState {
         received_blocks_total: n,
         queued_blocks_total: n / 2,
         sent_blocks_total: n / 3,
+        stages,
     }
 }
 
 /// The version 1 record of `state`, built field by field without the crate's encoder: the
-/// version 2 fields minus `ReceivedBlocksTotal`, `QueuedBlocksTotal` and `SentBlocksTotal`.
-/// Decoding it gives `state` with those three totals at 0.
+/// version 3 fields minus `ReceivedBlocksTotal`, `QueuedBlocksTotal`, `SentBlocksTotal` and
+/// `Stages`. Decoding it gives `state` with those three totals at 0 and an empty trace.
 ///
 /// # Panics
 /// If `state`'s selector or vouchers hold an integer DAG-CBOR cannot carry.
 pub fn v1_record(state: &ChannelState) -> Vec<u8> {
+    ipld_dagcbor::to_vec(&Node::Map(v1_map(state))).expect("the state holds only encodable values")
+}
+
+/// The version 2 record of `state`, built field by field without the crate's encoder: the
+/// version 1 fields with `Version` 2 and the three block totals, without `Stages`. Decoding it
+/// gives `state` with an empty trace.
+///
+/// # Panics
+/// If `state`'s selector or vouchers hold an integer DAG-CBOR cannot carry.
+pub fn v2_record(state: &ChannelState) -> Vec<u8> {
+    let mut map = Map::new();
+    for (key, value) in v1_map(state).iter() {
+        if key.as_bytes() == b"Version" {
+            map.insert("Version", Node::from(2u64));
+        } else {
+            map.insert(key.clone(), value.clone());
+        }
+    }
+    map.insert(
+        "ReceivedBlocksTotal",
+        Node::from(state.received_blocks_total),
+    );
+    map.insert("QueuedBlocksTotal", Node::from(state.queued_blocks_total));
+    map.insert("SentBlocksTotal", Node::from(state.sent_blocks_total));
+    ipld_dagcbor::to_vec(&Node::Map(map)).expect("the state holds only encodable values")
+}
+
+fn v1_map(state: &ChannelState) -> Map {
     let text = |bytes: &[u8]| Node::String(Text::from_bytes(bytes));
     let typed = |kind: &TypeIdentifier, key: &str, node: &Node| {
         Node::Map(
@@ -119,7 +183,7 @@ pub fn v1_record(state: &ChannelState) -> Vec<u8> {
                 .with(key, node.clone()),
         )
     };
-    let map = Map::new()
+    Map::new()
         .with("Version", 1u64)
         .with("SelfPeer", text(state.self_peer.as_bytes()))
         .with("TransferID", state.channel_id.id.value())
@@ -150,8 +214,7 @@ pub fn v1_record(state: &ChannelState) -> Vec<u8> {
                 .iter()
                 .map(|r| typed(&r.result_type, "VoucherResult", &r.node))
                 .collect::<Vec<_>>(),
-        );
-    ipld_dagcbor::to_vec(&Node::Map(map)).expect("the state holds only encodable values")
+        )
 }
 
 /// Stores that can take raw bytes under a raw key, bypassing the record encoder, so a test
@@ -181,9 +244,9 @@ impl RawRecords for SledStore {
 /// `open` is called again after the previous handle is dropped, and must give the same data
 /// back (reopen the database; for [`MemStore`], return a clone of one store).
 ///
-/// Checks, in order: an empty store; write and read; list in key order; overwrite; delete
-/// (twice); flush; drop, reopen and read back; reading a hand-built version 1 record and a
-/// current one; a corrupt record is [`StoreError::Corrupt`] with its key, for `get` and
+/// Checks, in order: an empty store; write and read (stages included); list in key order;
+/// overwrite (with a longer trace); delete (twice); flush; drop, reopen and read back; reading
+/// hand-built version 1 and version 2 records (no stages) and a current one; a corrupt record is [`StoreError::Corrupt`] with its key, for `get` and
 /// `list`; a record of version 99 is [`StoreError::UnsupportedVersion`] with its version; a
 /// record under another channel's key is corrupt; and deleting bad records repairs the store.
 ///
@@ -224,6 +287,13 @@ where
     a2.received = 99_999;
     a2.voucher_results
         .push(VoucherResult::new("FakeDTType", Node::Bool(true)));
+    a2.stages.add_log(
+        "Completing",
+        "",
+        UnixNanos(1_700_000_000_000_000_100),
+        32,
+        64,
+    );
     store.put(&a2).expect("overwrite");
     assert_eq!(store.get(&a.channel_id).expect("get"), Some(a2.clone()));
     assert_eq!(store.list().expect("list").len(), 3);
@@ -255,20 +325,34 @@ where
         old_read.queued_blocks_total,
         old_read.sent_blocks_total,
     ) = (0, 0, 0);
+    old_read.stages = ChannelStages::default();
     assert_eq!(
         store.get(&old.channel_id).expect("get v1"),
         Some(old_read.clone())
     );
+    let v2 = sample_state(9);
+    store
+        .insert_raw(
+            crate::record::key(&v2.channel_id).as_bytes(),
+            &v2_record(&v2),
+        )
+        .expect("insert v2");
+    let mut v2_read = v2.clone();
+    v2_read.stages = ChannelStages::default();
+    assert_eq!(store.get(&v2.channel_id).expect("get v2"), Some(v2_read));
+    assert!(store.delete(&v2.channel_id).expect("delete v2"));
     let current = sample_state(5);
+    assert!(!current.stages.stages.is_empty());
     store
         .insert_raw(
             crate::record::key(&current.channel_id).as_bytes(),
-            &crate::record::encode(&current).expect("encode v2"),
+            &crate::record::encode(&current).expect("encode v3"),
         )
-        .expect("insert v2");
+        .expect("insert v3");
     assert_eq!(
-        store.get(&current.channel_id).expect("get v2"),
-        Some(current.clone())
+        store.get(&current.channel_id).expect("get v3"),
+        Some(current.clone()),
+        "the current version keeps the stages"
     );
     // A put rewrites an old record in the current version.
     store.put(&old).expect("put over v1");

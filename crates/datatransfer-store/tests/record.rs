@@ -1,10 +1,12 @@
-//! The record format: every field round-trips, version 1 still reads, arbitrary bytes never
-//! panic the decoder, and the decoder is bounded.
+//! The record format: every field round-trips (the stages trace included), versions 1 and 2
+//! still read, the trace has Go's tuple layout, arbitrary bytes never panic the decoder, and
+//! the decoder is bounded.
 
+use datatransfer_fsm::{ChannelStage, ChannelStages, StageLog, UnixNanos};
 use datatransfer_message::{ChannelId, PeerId, TransferId};
 use datatransfer_store::RecordError;
 use datatransfer_store::record::{self, CURRENT_VERSION, SUPPORTED_VERSIONS};
-use datatransfer_store::testing::{arb_channel_state, sample_state, v1_record};
+use datatransfer_store::testing::{arb_channel_state, sample_state, v1_record, v2_record};
 use ipld_dagcbor::{Limits, Map, Node};
 use proptest::prelude::*;
 
@@ -21,7 +23,15 @@ proptest! {
         expected.received_blocks_total = 0;
         expected.queued_blocks_total = 0;
         expected.sent_blocks_total = 0;
+        expected.stages = ChannelStages::default();
         prop_assert_eq!(record::decode(&v1_record(&state)).expect("v1 decodes"), expected);
+    }
+
+    #[test]
+    fn version_2_reads_with_an_empty_trace(state in arb_channel_state()) {
+        let mut expected = state.clone();
+        expected.stages = ChannelStages::default();
+        prop_assert_eq!(record::decode(&v2_record(&state)).expect("v2 decodes"), expected);
     }
 
     #[test]
@@ -46,14 +56,63 @@ proptest! {
 }
 
 #[test]
-fn the_current_version_is_2_and_1_is_still_supported() {
-    assert_eq!(CURRENT_VERSION, 2);
-    assert_eq!(SUPPORTED_VERSIONS, [1, 2]);
+fn the_current_version_is_3_and_1_and_2_are_still_supported() {
+    assert_eq!(CURRENT_VERSION, 3);
+    assert_eq!(SUPPORTED_VERSIONS, [1, 2, 3]);
     let bytes = record::encode(&sample_state(1)).expect("encode");
     let node = ipld_dagcbor::decode(&bytes).expect("a record is dag-cbor");
     let map = node.as_map().expect("a record is a map");
-    assert_eq!(map.get("Version"), Some(&Node::from(2u64)));
-    assert_eq!(map.len(), 20, "version, 16 state fields, 3 block totals");
+    assert_eq!(map.get("Version"), Some(&Node::from(3u64)));
+    assert_eq!(
+        map.len(),
+        21,
+        "version, 16 state fields, 3 block totals, stages"
+    );
+}
+
+/// The `Stages` value written out byte by byte in Go's cbor-gen tuple layout
+/// (`spec/data-transfer.md` §8): `[[ [Name, Description, CreatedTime, UpdatedTime, Logs] ]]`,
+/// `Log = [Log, UpdatedTime]`, times as CBOR integers (a negative one included).
+#[test]
+fn the_stages_field_has_gos_tuple_layout() {
+    let mut state = sample_state(1);
+    state.stages = ChannelStages {
+        stages: vec![ChannelStage {
+            name: "Ongoing".into(),
+            description: String::new(),
+            created_time: UnixNanos(-1),
+            updated_time: UnixNanos(2),
+            logs: vec![StageLog {
+                log: "received data".into(),
+                updated_time: UnixNanos(2),
+            }],
+        }],
+    };
+    let mut hand = vec![
+        0x81, // ChannelStages: a tuple of one field
+        0x81, // Stages: a list of one stage
+        0x85, // ChannelStage: a tuple of five fields
+        0x67, b'O', b'n', b'g', b'o', b'i', b'n', b'g', // Name
+        0x60, // Description: ""
+        0x20, // CreatedTime: -1
+        0x02, // UpdatedTime: 2
+        0x81, // Logs: one line
+        0x82, // Log: a tuple of two fields
+        0x6d, // Log: a text of 13 bytes
+    ];
+    hand.extend_from_slice(b"received data");
+    hand.push(0x02); // UpdatedTime: 2
+
+    let bytes = record::encode(&state).expect("encode");
+    let node = ipld_dagcbor::decode(&bytes).expect("dag-cbor");
+    let stages = node.as_map().and_then(|m| m.get("Stages")).expect("stages");
+    assert_eq!(ipld_dagcbor::to_vec(stages).expect("encodes"), hand);
+
+    // The hand-written bytes in a record read back as the trace.
+    let mut map = node.as_map().expect("map").clone();
+    map.insert("Stages", ipld_dagcbor::decode(&hand).expect("hand bytes"));
+    let spliced = ipld_dagcbor::to_vec(&Node::Map(map)).expect("encodes");
+    assert_eq!(record::decode(&spliced).expect("decodes"), state);
 }
 
 /// A version 1 record written out byte by byte, independent of every encoder in the
@@ -120,6 +179,7 @@ fn a_hand_written_version_1_record_reads() {
     expected.received_blocks_total = 0;
     expected.queued_blocks_total = 0;
     expected.sent_blocks_total = 0;
+    expected.stages = ChannelStages::default();
     assert_eq!(state, expected);
     // The same bytes as the testing helper builds.
     assert_eq!(record_bytes, v1_record(&expected));
@@ -193,11 +253,80 @@ fn missing_unknown_and_ill_typed_fields_are_errors() {
         record::decode(&bad_status),
         Err(RecordError::InvalidField { field: "Status" })
     ));
-    let extra = rebuild(&|_, v| Some(v.clone()), Some(("Stages", Node::Null)));
+    let extra = rebuild(&|_, v| Some(v.clone()), Some(("Future", Node::Null)));
     assert!(matches!(
         record::decode(&extra),
+        Err(RecordError::UnknownField { version: 3, .. })
+    ));
+    // A version 2 record may not carry the version 3 stages.
+    let v2_with_stages = rebuild(
+        &|k, v| {
+            Some(if k == "Version" {
+                Node::from(2u64)
+            } else {
+                v.clone()
+            })
+        },
+        None,
+    );
+    assert!(matches!(
+        record::decode(&v2_with_stages),
         Err(RecordError::UnknownField { version: 2, .. })
     ));
+    let without_stages = rebuild(&|k, v| (k != "Stages").then(|| v.clone()), None);
+    assert!(matches!(
+        record::decode(&without_stages),
+        Err(RecordError::MissingField { field: "Stages" })
+    ));
+    let stage = |fields: Vec<Node>| Node::List(vec![Node::List(vec![Node::List(fields)])]);
+    let ill_shaped = [
+        Node::Null,
+        Node::List(Vec::new()),
+        stage(vec![Node::from("Ongoing")]),
+        // A time beyond i64.
+        stage(vec![
+            Node::from("Ongoing"),
+            Node::from(""),
+            Node::from(u64::MAX),
+            Node::from(0u64),
+            Node::List(Vec::new()),
+        ]),
+        // A name that is not UTF-8.
+        stage(vec![
+            Node::String(ipld_dagcbor::Text::from_bytes(vec![0xff])),
+            Node::from(""),
+            Node::from(0u64),
+            Node::from(0u64),
+            Node::List(Vec::new()),
+        ]),
+        // A log line of one field.
+        stage(vec![
+            Node::from("Ongoing"),
+            Node::from(""),
+            Node::from(0u64),
+            Node::from(0u64),
+            Node::List(vec![Node::List(vec![Node::from("x")])]),
+        ]),
+    ];
+    for bad in ill_shaped {
+        let record_bytes = rebuild(
+            &|k, v| {
+                Some(if k == "Stages" {
+                    bad.clone()
+                } else {
+                    v.clone()
+                })
+            },
+            None,
+        );
+        assert!(
+            matches!(
+                record::decode(&record_bytes),
+                Err(RecordError::InvalidField { field: "Stages" })
+            ),
+            "{bad:?}"
+        );
+    }
     // A version 1 record may not carry the version 2 totals.
     let v1_with_totals = rebuild(
         &|k, v| {

@@ -104,6 +104,23 @@ impl NetworkConfig {
         }
     }
 
+    /// This config with another read timeout for inbound streams.
+    pub fn with_read_timeout(self, read_timeout: Duration) -> Self {
+        NetworkConfig {
+            read_timeout,
+            ..self
+        }
+    }
+
+    /// This config with other inbound bounds: peers read at once, and streams queued per peer.
+    pub fn with_inbound_limits(self, max_peers: usize, streams_per_peer: usize) -> Self {
+        NetworkConfig {
+            max_inbound_peers: max_peers,
+            inbound_streams_per_peer: streams_per_peer,
+            ..self
+        }
+    }
+
     /// The number of open attempts, at least one.
     pub(super) fn attempts(&self) -> u32 {
         self.max_attempts.max(1)

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use datatransfer_message::{DecodeError, Limits, PeerId, decode_prefix};
 use datatransfer_transport::{NetworkError, Receiver};
-use futures::{AsyncReadExt, StreamExt};
+use futures::AsyncReadExt;
 use libp2p::Stream;
 use tokio::sync::{mpsc, oneshot};
 
@@ -17,7 +17,7 @@ type SharedReceiver = Arc<OnceLock<Arc<dyn Receiver>>>;
 /// Accepts streams until `stop` fires or the behaviour is gone, handing each to its peer's
 /// reader task.
 pub(super) async fn run(
-    mut incoming: libp2p_stream::IncomingStreams,
+    mut incoming: mpsc::Receiver<(libp2p::PeerId, Stream)>,
     receiver: SharedReceiver,
     config: NetworkConfig,
     mut stop: oneshot::Receiver<()>,
@@ -26,7 +26,7 @@ pub(super) async fn run(
     loop {
         let (peer, stream) = tokio::select! {
             _ = &mut stop => return,
-            next = incoming.next() => match next {
+            next = incoming.recv() => match next {
                 Some(accepted) => accepted,
                 None => return,
             },

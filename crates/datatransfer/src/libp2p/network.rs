@@ -85,14 +85,12 @@ impl Libp2pNetwork {
     }
 
     fn with_parts(
-        mut control: libp2p_stream::Control,
+        control: libp2p_stream::Control,
         peers: Arc<PeerShared>,
         local: libp2p::PeerId,
         config: NetworkConfig,
     ) -> Result<Self, NetError> {
-        let incoming = control
-            .accept(PROTOCOL)
-            .map_err(|_| NetError::AlreadyRegistered)?;
+        let incoming = peers.take_inbound().ok_or(NetError::AlreadyRegistered)?;
         let receiver = Arc::new(OnceLock::new());
         let (stop, stopped) = oneshot::channel();
         tokio::spawn(inbound::run(

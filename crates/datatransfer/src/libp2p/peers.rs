@@ -6,11 +6,14 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-use libp2p::PeerId;
+use libp2p::{PeerId, Stream};
+use tokio::sync::mpsc;
+
+use super::PROTOCOL;
 use libp2p::core::transport::PortUse;
-use libp2p::core::upgrade::DeniedUpgrade;
+use libp2p::core::upgrade::{DeniedUpgrade, ReadyUpgrade};
 use libp2p::core::{Endpoint, Multiaddr};
-use libp2p::swarm::handler::ConnectionEvent;
+use libp2p::swarm::handler::{ConnectionEvent, FullyNegotiatedInbound};
 use libp2p::swarm::{
     ConnectionClosed, ConnectionDenied, ConnectionHandler, ConnectionHandlerEvent, ConnectionId,
     FromSwarm, NetworkBehaviour, NewExternalAddrOfPeer, SubstreamProtocol, THandler,
@@ -21,6 +24,8 @@ use libp2p::swarm::{
 const ADDRESSES_PER_PEER: usize = 8;
 /// Peers whose addresses are kept; the peer added longest ago is forgotten first.
 const PEERS_WITH_ADDRESSES: usize = 1024;
+/// Inbound data-transfer streams waiting for the network's acceptor; more are dropped.
+const INBOUND_QUEUE: usize = 64;
 
 /// The swarm behaviour that keeps connections to protected peers open and remembers peer
 /// addresses for dials by peer id.
@@ -36,6 +41,11 @@ const PEERS_WITH_ADDRESSES: usize = 1024;
 /// [`Libp2pNetwork::add_address`](super::Libp2pNetwork::add_address), bounded to 8 per peer
 /// and 1 024 peers; they are offered whenever the swarm dials a peer by id (as opening a
 /// stream to an unconnected peer does).
+///
+/// Its handler also accepts the inbound `/fil/datatransfer/1.2.0` streams and queues them (64
+/// at most; more are dropped) for the [`Libp2pNetwork`](super::Libp2pNetwork): libp2p-stream's
+/// own acceptor holds a single stream and drops the next one until its reader has taken it,
+/// which loses messages a peer sends in a quick burst.
 pub struct PeerBook {
     pub(super) shared: Arc<Shared>,
 }
@@ -43,8 +53,13 @@ pub struct PeerBook {
 impl PeerBook {
     /// A behaviour with no tags and no addresses.
     pub fn new() -> Self {
+        let (inbound, accepted) = mpsc::channel(INBOUND_QUEUE);
         PeerBook {
-            shared: Arc::new(Shared::default()),
+            shared: Arc::new(Shared {
+                state: Mutex::default(),
+                inbound,
+                accepted: Mutex::new(Some(accepted)),
+            }),
         }
     }
 }
@@ -56,9 +71,12 @@ impl Default for PeerBook {
 }
 
 /// The state the behaviour, its handlers and the network handles share.
-#[derive(Default)]
 pub(super) struct Shared {
     state: Mutex<State>,
+    /// Where handlers queue inbound data-transfer streams.
+    inbound: mpsc::Sender<(PeerId, Stream)>,
+    /// The other end, taken once by the network.
+    accepted: Mutex<Option<mpsc::Receiver<(PeerId, Stream)>>>,
 }
 
 #[derive(Default)]
@@ -72,6 +90,14 @@ struct State {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The queue of inbound data-transfer streams; `None` once taken.
+    pub(super) fn take_inbound(&self) -> Option<mpsc::Receiver<(PeerId, Stream)>> {
+        self.accepted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     /// Adds `tag` for `peer`.
@@ -225,8 +251,8 @@ impl NetworkBehaviour for PeerBook {
     }
 }
 
-/// The connection handler of [`PeerBook`]: no protocol, keeps the connection alive while its
-/// peer is protected.
+/// The connection handler of [`PeerBook`]: accepts inbound data-transfer streams, and keeps
+/// the connection alive while its peer is protected.
 pub struct KeepAlive {
     shared: Arc<Shared>,
     peer: PeerId,
@@ -246,13 +272,13 @@ impl KeepAlive {
 impl ConnectionHandler for KeepAlive {
     type FromBehaviour = Infallible;
     type ToBehaviour = Infallible;
-    type InboundProtocol = DeniedUpgrade;
+    type InboundProtocol = ReadyUpgrade<libp2p::StreamProtocol>;
     type OutboundProtocol = DeniedUpgrade;
     type InboundOpenInfo = ();
     type OutboundOpenInfo = ();
 
     fn listen_protocol(&self) -> SubstreamProtocol<Self::InboundProtocol> {
-        SubstreamProtocol::new(DeniedUpgrade, ())
+        SubstreamProtocol::new(ReadyUpgrade::new(PROTOCOL), ())
     }
 
     fn connection_keep_alive(&self) -> bool {
@@ -275,7 +301,15 @@ impl ConnectionHandler for KeepAlive {
 
     fn on_connection_event(
         &mut self,
-        _event: ConnectionEvent<Self::InboundProtocol, Self::OutboundProtocol>,
+        event: ConnectionEvent<Self::InboundProtocol, Self::OutboundProtocol>,
     ) {
+        if let ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound {
+            protocol: stream,
+            ..
+        }) = event
+            && self.shared.inbound.try_send((self.peer, stream)).is_err()
+        {
+            tracing::debug!(peer = %self.peer, "inbound data-transfer queue full; stream dropped");
+        }
     }
 }

@@ -24,7 +24,8 @@ use super::PeerBook;
 pub struct NodeBehaviour {
     /// Graphsync (`/ipfs/graphsync/2.0.0` and `/1.0.0`), for the data.
     pub graphsync: graphsync::network::Behaviour,
-    /// The stream control of `/fil/datatransfer/1.2.0`.
+    /// The stream control through which `/fil/datatransfer/1.2.0` streams are opened (inbound
+    /// ones are accepted by the [`PeerBook`]'s handler).
     pub datatransfer: libp2p_stream::Behaviour,
     /// Connection protection and peer addresses.
     pub peer_book: PeerBook,

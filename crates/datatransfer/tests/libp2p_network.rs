@@ -483,7 +483,7 @@ async fn a_flood_of_open_streams_is_bounded_per_peer() -> anyhow::Result<()> {
     let mut b = swarm_with(SwarmConfig::default())?;
     let address = listen(&mut b, "/memory/0").await?;
     let config = NetworkConfig::default()
-        .with_read_timeout(Duration::from_millis(500))
+        .with_read_timeout(Duration::from_secs(2))
         .with_inbound_limits(256, 1);
     let mut b = start(b, config)?;
     let (mut raw, raw_id, raw_swarm) = raw_peer(&b, address).await?;

@@ -17,7 +17,9 @@
 //! every message in it. Bounds: [`NetworkConfig::max_message_size`] (10 MiB, Go's decoder
 //! budget) for a message sent and for the bytes read from one stream,
 //! [`NetworkConfig::read_timeout`] per inbound stream, [`NetworkConfig::max_inbound_peers`]
-//! peers read at once with [`NetworkConfig::inbound_streams_per_peer`] queued streams each.
+//! peers read at once with [`NetworkConfig::inbound_streams_per_peer`] queued streams each,
+//! and 64 accepted streams waiting for the acceptor ([`PeerBook`]). Outbound there is no queue:
+//! each send holds its own stream for at most the open attempts and the send timeout.
 //!
 //! # Examples
 //! Two nodes on the memory transport; one sends a message to the other:
@@ -94,7 +96,7 @@ pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/fil/datatransfer/1.2.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum NetError {
-    /// A network already accepts data-transfer streams on this behaviour.
+    /// A network was already made on this behaviour.
     #[error("data-transfer streams are already accepted on this behaviour")]
     AlreadyRegistered,
     /// The wire peer id is not a libp2p peer id (not a valid multihash of a key).

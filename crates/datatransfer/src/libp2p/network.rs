@@ -52,8 +52,9 @@ impl Libp2pNetwork {
     /// [`build_swarm`](super::build_swarm)), whose local peer is `local`.
     ///
     /// # Errors
-    /// [`NetError::AlreadyRegistered`] when a network already accepts [`PROTOCOL`] streams on
-    /// this behaviour.
+    /// [`NetError::AlreadyRegistered`] when a network was already made on this behaviour (its
+    /// [`PeerBook`](super::PeerBook) hands its inbound [`PROTOCOL`] streams to one network only,
+    /// for the swarm's lifetime).
     ///
     /// # Panics
     /// When called outside a tokio runtime (the inbound task is spawned on it).

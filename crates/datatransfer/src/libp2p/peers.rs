@@ -313,3 +313,59 @@ impl ConnectionHandler for KeepAlive {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn address(n: u64) -> Multiaddr {
+        format!("/memory/{n}").parse().expect("a memory address")
+    }
+
+    #[test]
+    fn a_peer_stays_protected_until_its_last_tag_goes() {
+        let book = PeerBook::new();
+        let peer = PeerId::random();
+        assert!(!book.shared.is_protected(&peer));
+        book.shared.protect(peer, "a");
+        book.shared.protect(peer, "b");
+        book.shared.protect(peer, "b");
+        assert!(book.shared.unprotect(peer, "a"));
+        assert!(book.shared.is_protected(&peer));
+        assert!(!book.shared.unprotect(peer, "b"));
+        assert!(!book.shared.is_protected(&peer));
+        assert!(!book.shared.unprotect(peer, "b"));
+    }
+
+    #[test]
+    fn addresses_are_bounded_per_peer_and_in_peers() {
+        let book = PeerBook::new();
+        let peer = PeerId::random();
+        for n in 0..12 {
+            book.shared.add_address(peer, address(n));
+        }
+        book.shared.add_address(peer, address(11));
+        let kept = book.shared.addresses(&peer);
+        assert_eq!(kept, (4..12).map(address).collect::<Vec<_>>());
+
+        let others: Vec<PeerId> = (0..PEERS_WITH_ADDRESSES)
+            .map(|_| PeerId::random())
+            .collect();
+        for other in &others {
+            book.shared.add_address(*other, address(1));
+        }
+        assert!(
+            book.shared.addresses(&peer).is_empty(),
+            "the oldest peer is forgotten"
+        );
+        assert_eq!(book.shared.addresses(&others[0]), vec![address(1)]);
+        assert_eq!(book.shared.lock().addresses.len(), PEERS_WITH_ADDRESSES);
+    }
+
+    #[test]
+    fn the_inbound_queue_is_taken_once() {
+        let book = PeerBook::new();
+        assert!(book.shared.take_inbound().is_some());
+        assert!(book.shared.take_inbound().is_none());
+    }
+}

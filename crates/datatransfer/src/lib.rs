@@ -112,7 +112,8 @@ mod voucher;
 // crate alone (ARCHITECTURE.md, "Boundaries").
 pub use cid::Cid;
 pub use datatransfer_fsm::{
-    ChannelEvent, ChannelState, ChannelStatus, CommandError, EventCode, ProtocolError,
+    ChannelEvent, ChannelStage, ChannelStages, ChannelState, ChannelStatus, CommandError,
+    EventCode, ProtocolError, StageLog, UnixNanos,
 };
 pub use datatransfer_message::{ChannelId, PeerId, TransferId, TypeIdentifier};
 pub use datatransfer_store::{ChannelStore, MemStore, SledStore, StoreError};

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use cid::Cid;
 use datatransfer_fsm::{
     ChannelEvent, ChannelState, ChannelStatus, CommandError, Engine, Event as EngineEvent,
-    EventCode, ProtocolError, Transmit, TransportInput, ValidationKind, Verdict,
+    EventCode, ProtocolError, Transmit, TransportInput, UnixNanos, ValidationKind, Verdict,
 };
 use datatransfer_message::{
     ChannelId, Message, PeerId, Request, Response, cancel_request, cancel_response,
@@ -163,6 +163,15 @@ fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
+/// The wall clock for the engine's stage trace (Go's Unix-nanosecond times); a clock before
+/// 1970 reads as 0, one past 2262 as the largest time.
+fn unix_now() -> UnixNanos {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    UnixNanos(i64::try_from(since_epoch.as_nanos()).unwrap_or(i64::MAX))
+}
+
 /// A callback for [`Manager::on_ready`].
 type ReadyCallback = Box<dyn FnOnce(Result<(), &Error>) + Send>;
 
@@ -197,7 +206,8 @@ where
         config: Config,
     ) -> Self {
         let self_peer = network.self_peer();
-        let engine = Engine::new(self_peer.clone(), config.engine.clone());
+        let mut engine = Engine::new(self_peer.clone(), config.engine.clone());
+        engine.handle_wall_clock(now(), unix_now());
         let (events, _) = broadcast::channel(config.subscriber_capacity.max(1));
         let state = State {
             engine,

@@ -60,6 +60,20 @@ async fn pull_moves_the_whole_dag(backend: Backend) -> anyhow::Result<()> {
         at_b.vouchers.len() == 1
             && at_b.vouchers[0].node == ipld_dagcbor::Node::text("pull please")
     );
+    // Go's stage trace, stamped with the wall clock.
+    let names: Vec<_> = at_b.stages.names().collect();
+    ensure!(names.first() == Some(&"Requested"), "stages {names:?}");
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos()
+        - 60_000_000_000;
+    ensure!(
+        at_b.stages
+            .stage("Requested")
+            .is_some_and(|stage| u128::try_from(stage.created_time.0).unwrap_or(0) > started),
+        "the trace carries the wall clock: {:?}",
+        at_b.stages
+    );
     // The store holds the final state of both ends.
     use datatransfer_store::ChannelStore;
     ensure!(a.store.get(&channel)?.map(|s| s.status) == Some(ChannelStatus::Completed));

@@ -163,6 +163,16 @@ fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
+/// The engine input for a block the transport reports.
+fn data_input(kind: datatransfer_fsm::DataKind, block: &BlockInfo) -> TransportInput {
+    TransportInput::Data {
+        kind,
+        index: block.index,
+        size: block.size,
+        unique: block.unique,
+    }
+}
+
 /// The wall clock for the engine's stage trace (Go's Unix-nanosecond times); a clock before
 /// 1970 reads as 0, one past 2262 as the largest time.
 fn unix_now() -> UnixNanos {
@@ -1275,12 +1285,7 @@ where
         channel: &ChannelId,
         block: BlockInfo,
     ) -> Result<Flow, HandlerError> {
-        let input = TransportInput::Data {
-            kind: datatransfer_fsm::DataKind::Received,
-            index: block.index,
-            size: block.size,
-            unique: block.unique,
-        };
+        let input = data_input(datatransfer_fsm::DataKind::Received, &block);
         let flow = self.run(|shared, state| {
             let mut transmits = shared.input_transport(state, channel, input);
             let flow = if take_pause(&mut transmits, channel) {
@@ -1298,12 +1303,7 @@ where
         channel: &ChannelId,
         block: BlockInfo,
     ) -> Result<QueuedAnswer, HandlerError> {
-        let input = TransportInput::Data {
-            kind: datatransfer_fsm::DataKind::Queued,
-            index: block.index,
-            size: block.size,
-            unique: block.unique,
-        };
+        let input = data_input(datatransfer_fsm::DataKind::Queued, &block);
         let answer = self.run(|shared, state| {
             let mut transmits = shared.input_transport(state, channel, input);
             let mut answer = QueuedAnswer::proceed();
@@ -1322,12 +1322,7 @@ where
     }
 
     fn on_data_sent(&self, channel: &ChannelId, block: BlockInfo) {
-        let input = TransportInput::Data {
-            kind: datatransfer_fsm::DataKind::Sent,
-            index: block.index,
-            size: block.size,
-            unique: block.unique,
-        };
+        let input = data_input(datatransfer_fsm::DataKind::Sent, &block);
         self.report(channel, input);
     }
 

@@ -1,14 +1,19 @@
 //! The whole stack end to end: two Managers, each on its own swarm from `build_swarm` (libp2p's
 //! memory transport), with their messages on `/fil/datatransfer/1.2.0` (`Libp2pNetwork`) and
-//! their data over graphsync (`GraphsyncTransport` on the swarm's graphsync node).
+//! their data over graphsync (`GraphsyncTransport` on the swarm's graphsync node): a pull and a
+//! push of a multi-block DAG, a pull paused and resumed by its responder, and a pull and a push
+//! cancelled by their initiator.
 
 // The managers here are over graphsync and libp2p, so the hub-backed scenarios do not apply.
 #[allow(unused_macros)]
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, ensure};
+use blockstore::Blockstore;
+use cid::CidGeneric;
 use common::{AcceptAll, Blocks, Dag, PATIENCE, TestVoucher, everything};
 use datatransfer::libp2p::{Libp2pNetwork, NetworkConfig, NodeBehaviour, SwarmConfig, build_swarm};
 use datatransfer::{ChannelId, ChannelState, ChannelStatus, Config, Manager, SubscriptionError};
@@ -54,8 +59,47 @@ async fn listen(swarm: &mut Swarm<NodeBehaviour>) -> anyhow::Result<libp2p::Mult
     .context("no listen address")
 }
 
-/// Two started managers over graphsync and libp2p, `AcceptAll` registered on both.
+/// A block store whose reads take `delay`, as a disk's would: a graphsync responder serving it
+/// sends about one block per `delay`, so a pause or cancel lands mid-transfer.
+struct Slow {
+    inner: Arc<Blocks>,
+    delay: Duration,
+}
+
+impl Blockstore for Slow {
+    async fn get<const S: usize>(
+        &self,
+        cid: &CidGeneric<S>,
+    ) -> blockstore::Result<Option<Vec<u8>>> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.get(cid).await
+    }
+
+    async fn put_keyed<const S: usize>(
+        &self,
+        cid: &CidGeneric<S>,
+        data: &[u8],
+    ) -> blockstore::Result<()> {
+        self.inner.put_keyed(cid, data).await
+    }
+
+    async fn remove<const S: usize>(&self, cid: &CidGeneric<S>) -> blockstore::Result<()> {
+        self.inner.remove(cid).await
+    }
+
+    async fn close(self) -> blockstore::Result<()> {
+        Ok(())
+    }
+}
+
+/// Two started managers over graphsync and libp2p, `AcceptAll` registered on both, whose
+/// graphsync nodes read their blocks at full speed.
 async fn pair() -> anyhow::Result<Pair> {
+    pair_reading_in(Duration::ZERO).await
+}
+
+/// As [`pair`], with graphsync nodes whose every block read takes `read_delay`.
+async fn pair_reading_in(read_delay: Duration) -> anyhow::Result<Pair> {
     let mut swarms = Vec::new();
     let mut addresses = Vec::new();
     for _ in 0..2 {
@@ -73,7 +117,10 @@ async fn pair() -> anyhow::Result<Pair> {
         let blocks = Arc::new(Blocks::new());
         let node = graphsync::network::Node::spawn(
             &swarm.behaviour().graphsync,
-            Arc::clone(&blocks),
+            Arc::new(Slow {
+                inner: Arc::clone(&blocks),
+                delay: read_delay,
+            }),
             graphsync::network::Config::default(),
         )?;
         let transport = GraphsyncTransport::new(
@@ -182,5 +229,135 @@ async fn push_of_a_dag_over_graphsync_and_libp2p_completes_on_both_ends() -> any
     assert_eq!(received.received_blocks_total, dag.block_count());
     assert_eq!(sent.sent, dag.total_bytes());
     assert_eq!(sent.sent_blocks_total, dag.block_count());
+    Ok(())
+}
+
+/// The per-block read delay of the pause and cancel tests: the DAG of [`long_dag`] takes
+/// about 20 × 30 ms to send.
+const READ_DELAY: Duration = Duration::from_millis(30);
+
+/// A DAG long enough, read at [`READ_DELAY`], for commands to land mid-transfer.
+fn long_dag() -> anyhow::Result<Dag> {
+    Dag::new(20, 1024, 9)
+}
+
+/// Waits, at most [`PATIENCE`], until some data of `channel` has reached `manager`.
+async fn until_some_received(manager: &Mgr, channel: &ChannelId) -> anyhow::Result<()> {
+    let mut events = manager.subscribe_channel(channel.clone());
+    let wait = async {
+        while manager.channel_state(channel)?.received == 0 {
+            match events.recv().await {
+                Ok(_) | Err(SubscriptionError::Lagged { .. }) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok::<_, anyhow::Error>(())
+    };
+    tokio::time::timeout(PATIENCE, wait)
+        .await
+        .with_context(|| format!("waiting for data of {channel}"))?
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responder_pauses_and_resumes_a_pull_over_graphsync_and_libp2p() -> anyhow::Result<()> {
+    let pair = pair_reading_in(READ_DELAY).await?;
+    let (client, provider) = (&pair.sides[0], &pair.sides[1]);
+    let dag = long_dag()?;
+    dag.load_into(&provider.blocks).await?;
+
+    let channel = client.manager.open_pull(
+        provider.manager.self_peer().clone(),
+        &TestVoucher("pause".into()),
+        dag.root,
+        everything(),
+    )?;
+    until_status(&provider.manager, &channel, ChannelStatus::Ongoing).await?;
+    until_some_received(&client.manager, &channel).await?;
+
+    provider.manager.pause(&channel)?;
+    until_status(&provider.manager, &channel, ChannelStatus::ResponderPaused).await?;
+    until_status(&client.manager, &channel, ChannelStatus::ResponderPaused).await?;
+    // A block already on its way when the pause was asked for may still land; after that,
+    // nothing moves (about ten blocks' worth of reads).
+    tokio::time::sleep(10 * READ_DELAY).await;
+    let before = client.manager.channel_state(&channel)?.received;
+    tokio::time::sleep(10 * READ_DELAY).await;
+    let after = client.manager.channel_state(&channel)?.received;
+    ensure!(before == after, "data while paused: {before} then {after}");
+    ensure!(
+        before < dag.total_bytes(),
+        "the pause landed after the whole DAG ({before} bytes)"
+    );
+
+    provider.manager.resume(&channel)?;
+    let received = until_status(&client.manager, &channel, ChannelStatus::Completed).await?;
+    let sent = until_status(&provider.manager, &channel, ChannelStatus::Completed).await?;
+    assert!(dag.is_in(&client.blocks).await?, "a block is missing");
+    assert_eq!(received.received, dag.total_bytes());
+    assert_eq!(received.received_blocks_total, dag.block_count());
+    assert_eq!(sent.sent, dag.total_bytes());
+    assert_eq!(sent.sent_blocks_total, dag.block_count());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initiator_cancels_a_pull_over_graphsync_and_libp2p() -> anyhow::Result<()> {
+    let pair = pair_reading_in(READ_DELAY).await?;
+    let (client, provider) = (&pair.sides[0], &pair.sides[1]);
+    let dag = long_dag()?;
+    dag.load_into(&provider.blocks).await?;
+
+    let channel = client.manager.open_pull(
+        provider.manager.self_peer().clone(),
+        &TestVoucher("cancel".into()),
+        dag.root,
+        everything(),
+    )?;
+    until_status(&provider.manager, &channel, ChannelStatus::Ongoing).await?;
+    until_some_received(&client.manager, &channel).await?;
+
+    client.manager.close(&channel)?;
+    until_status(&client.manager, &channel, ChannelStatus::Cancelled).await?;
+    until_status(&provider.manager, &channel, ChannelStatus::Cancelled).await?;
+    let received = client.manager.channel_state(&channel)?.received;
+    ensure!(
+        received < dag.total_bytes(),
+        "the cancel landed after the whole DAG ({received} bytes)"
+    );
+    ensure!(
+        !dag.is_in(&client.blocks).await?,
+        "the transfer stopped early"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initiator_cancels_a_push_over_graphsync_and_libp2p() -> anyhow::Result<()> {
+    let pair = pair_reading_in(READ_DELAY).await?;
+    let (client, provider) = (&pair.sides[0], &pair.sides[1]);
+    let dag = long_dag()?;
+    dag.load_into(&client.blocks).await?;
+
+    let channel = client.manager.open_push(
+        provider.manager.self_peer().clone(),
+        &TestVoucher("cancel".into()),
+        dag.root,
+        everything(),
+    )?;
+    until_status(&client.manager, &channel, ChannelStatus::Ongoing).await?;
+    until_some_received(&provider.manager, &channel).await?;
+
+    client.manager.close(&channel)?;
+    until_status(&client.manager, &channel, ChannelStatus::Cancelled).await?;
+    until_status(&provider.manager, &channel, ChannelStatus::Cancelled).await?;
+    let received = provider.manager.channel_state(&channel)?.received;
+    ensure!(
+        received < dag.total_bytes(),
+        "the cancel landed after the whole DAG ({received} bytes)"
+    );
+    ensure!(
+        !dag.is_in(&provider.blocks).await?,
+        "the transfer stopped early"
+    );
     Ok(())
 }

@@ -1,8 +1,8 @@
 //! The whole stack end to end: two Managers, each on its own swarm from `build_swarm` (libp2p's
 //! memory transport), with their messages on `/fil/datatransfer/1.2.0` (`Libp2pNetwork`) and
 //! their data over graphsync (`GraphsyncTransport` on the swarm's graphsync node): a pull and a
-//! push of a multi-block DAG, a pull paused and resumed by its responder, and a pull and a push
-//! cancelled by their initiator.
+//! push of a multi-block DAG, a pull and a push paused and resumed by their responder, and a pull
+//! and a push cancelled by their initiator.
 
 // The managers here are over graphsync and libp2p, so the hub-backed scenarios do not apply.
 #[allow(unused_macros)]
@@ -359,5 +359,46 @@ async fn initiator_cancels_a_push_over_graphsync_and_libp2p() -> anyhow::Result<
         !dag.is_in(&provider.blocks).await?,
         "the transfer stopped early"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responder_pauses_and_resumes_a_push_over_graphsync_and_libp2p() -> anyhow::Result<()> {
+    let pair = pair_reading_in(READ_DELAY).await?;
+    let (client, provider) = (&pair.sides[0], &pair.sides[1]);
+    let dag = long_dag()?;
+    dag.load_into(&client.blocks).await?;
+
+    let channel = client.manager.open_push(
+        provider.manager.self_peer().clone(),
+        &TestVoucher("pause".into()),
+        dag.root,
+        everything(),
+    )?;
+    until_status(&client.manager, &channel, ChannelStatus::Ongoing).await?;
+    until_some_received(&provider.manager, &channel).await?;
+
+    // In a push the responder receives the data: its pause stops its own graphsync request.
+    provider.manager.pause(&channel)?;
+    until_status(&provider.manager, &channel, ChannelStatus::ResponderPaused).await?;
+    until_status(&client.manager, &channel, ChannelStatus::ResponderPaused).await?;
+    tokio::time::sleep(10 * READ_DELAY).await;
+    let before = provider.manager.channel_state(&channel)?.received;
+    tokio::time::sleep(10 * READ_DELAY).await;
+    let after = provider.manager.channel_state(&channel)?.received;
+    ensure!(before == after, "data while paused: {before} then {after}");
+    ensure!(
+        before < dag.total_bytes(),
+        "the pause landed after the whole DAG ({before} bytes)"
+    );
+
+    provider.manager.resume(&channel)?;
+    let sent = until_status(&client.manager, &channel, ChannelStatus::Completed).await?;
+    let received = until_status(&provider.manager, &channel, ChannelStatus::Completed).await?;
+    assert!(dag.is_in(&provider.blocks).await?, "a block is missing");
+    assert_eq!(received.received, dag.total_bytes());
+    assert_eq!(received.received_blocks_total, dag.block_count());
+    assert_eq!(sent.sent, dag.total_bytes());
+    assert_eq!(sent.sent_blocks_total, dag.block_count());
     Ok(())
 }

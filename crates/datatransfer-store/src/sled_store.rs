@@ -1,6 +1,7 @@
 //! [`SledStore`]: channel snapshots in a sled database, and its [`Config`].
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use datatransfer_fsm::ChannelState;
 use datatransfer_message::ChannelId;
@@ -25,12 +26,27 @@ pub struct Config {
     /// so a crash can lose the writes of the last moments, and a restarted node may resume a
     /// channel from an older snapshot.
     pub flush_every_write: bool,
+    /// How long [`SledStore::open`] keeps retrying while another handle holds the directory's
+    /// lock. Default: 2 s.
+    ///
+    /// A handle dropped by another task of this process (a manager's last task ending after
+    /// `stop`) releases the lock moments later; a lock held by a live process or a handle that
+    /// stays open still fails the open once this has passed.
+    pub lock_wait: Duration,
 }
 
 impl Config {
     /// This configuration with [`Config::flush_every_write`] set.
     pub fn with_flush_every_write(self, flush_every_write: bool) -> Self {
-        Config { flush_every_write }
+        Config {
+            flush_every_write,
+            ..self
+        }
+    }
+
+    /// This configuration with [`Config::lock_wait`] set.
+    pub fn with_lock_wait(self, lock_wait: Duration) -> Self {
+        Config { lock_wait, ..self }
     }
 }
 
@@ -38,9 +54,13 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             flush_every_write: true,
+            lock_wait: Duration::from_secs(2),
         }
     }
 }
+
+/// How often [`SledStore::open`] tries again while the directory is locked.
+const LOCK_RETRY: Duration = Duration::from_millis(10);
 
 /// A [`ChannelStore`] in a sled database on disk.
 ///
@@ -73,9 +93,19 @@ impl SledStore {
     ///
     /// # Errors
     /// [`StoreError::Backend`] when sled cannot open the directory (missing permissions,
-    /// another process holds it, damaged files).
+    /// another process or handle holds it for longer than [`Config::lock_wait`], damaged
+    /// files).
     pub fn open(path: impl AsRef<Path>, config: Config) -> Result<Self, StoreError> {
-        let db = sled::open(path).map_err(backend("open"))?;
+        let path = path.as_ref();
+        let deadline = Instant::now() + config.lock_wait;
+        let db = loop {
+            match sled::open(path) {
+                Err(error) if is_locked(&error) && Instant::now() < deadline => {
+                    std::thread::sleep(LOCK_RETRY);
+                }
+                opened => break opened.map_err(backend("open"))?,
+            }
+        };
         let channels = db.open_tree(CHANNELS_TREE).map_err(backend("open"))?;
         Ok(SledStore {
             db,
@@ -153,4 +183,13 @@ fn backend(operation: &'static str) -> impl FnOnce(sled::Error) -> StoreError {
         operation,
         source: Box::new(error),
     }
+}
+
+/// Whether sled failed because another handle holds the directory's lock. sled 0.34 reports
+/// it as an `Other` I/O error whose text names the lock (the `WouldBlock` of `flock` is only
+/// in that text).
+fn is_locked(error: &sled::Error) -> bool {
+    matches!(error, sled::Error::Io(io)
+        if io.kind() == std::io::ErrorKind::WouldBlock
+            || io.to_string().contains("could not acquire lock"))
 }

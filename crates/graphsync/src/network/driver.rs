@@ -15,15 +15,14 @@ use bytes::Bytes;
 use cid::Cid;
 use futures::StreamExt;
 use futures::future::BoxFuture;
-use futures::stream::BoxStream;
 use futures::stream::FuturesUnordered;
 use futures::task::noop_waker_ref;
 use ipld_selector::Selector;
-use libp2p::{PeerId, Stream};
+use libp2p::PeerId;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::behaviour::Disconnects;
+use super::behaviour::{Accepted, Disconnects};
 use super::hooks::{
     IncomingBlock, IncomingBlockActions, IncomingRequestActions, IncomingResponse,
     IncomingResponseActions, NetworkFailure, OutgoingBlockActions, OutgoingRequest,
@@ -31,7 +30,7 @@ use super::hooks::{
 };
 use super::store::{DynBlockstore, Stores};
 use super::streams::{Inbound, Outbound, PeerWire, read_stream, spawn_writer};
-use super::{Config, NodeError, RequestEvent, RequestHandle, RequestStats, Stats, Version};
+use super::{Config, NodeError, RequestEvent, RequestHandle, RequestStats, Stats};
 use crate::extension::{self, Extensions};
 use crate::message::{Message, Request, RequestId, RequestKind};
 use crate::requester::{self, Outcome, Requester};
@@ -293,7 +292,7 @@ impl Driver {
     pub(super) async fn run(
         mut self,
         mut commands: mpsc::Receiver<Command>,
-        mut incoming: futures::stream::SelectAll<BoxStream<'static, (PeerId, Stream, Version)>>,
+        mut incoming: mpsc::Receiver<Accepted>,
     ) {
         loop {
             self.drain();
@@ -303,7 +302,7 @@ impl Driver {
                     None => break,
                 },
                 Some(inbound) = self.inbound_rx.recv() => self.inbound(inbound),
-                Some((peer, stream, version)) = incoming.next() => {
+                Some((peer, stream, version)) = incoming.recv() => {
                     tokio::spawn(read_stream(
                         peer,
                         stream,

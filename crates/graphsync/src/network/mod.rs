@@ -10,6 +10,11 @@
 //!   otherwise streams are opened with 2.0.0 first and 1.0.0 when the peer does not support
 //!   it. 1.0.0 integer request ids are mapped per peer (both directions) for the node's
 //!   lifetime, as go-graphsync keeps them.
+//! - Accepting: the [`Behaviour`]'s connection handlers put every negotiated inbound stream
+//!   straight into a bounded queue ([`Config::accept_capacity`], default 256) that the driver
+//!   drains, so a burst of streams is not lost while the driver is busy (libp2p-stream's own
+//!   acceptor holds one stream and drops the next). A stream arriving while the queue is full
+//!   is dropped (logged at debug level; the peer sees its stream reset).
 //! - Inbound: every stream a peer opens gets a reader task that reads
 //!   length-prefixed messages until the peer closes it and hands each one to the driver. A
 //!   stream whose framing or body is invalid is dropped (network-error listeners hear of it);
@@ -106,12 +111,11 @@ use std::time::Duration;
 
 use blockstore::Blockstore;
 use cid::Cid;
-use futures::StreamExt;
 use ipld_selector::Selector;
 use libp2p::{PeerId, StreamProtocol};
 use tokio::sync::{mpsc, oneshot};
 
-pub use self::behaviour::Behaviour;
+pub use self::behaviour::{AcceptHandler, AcceptUpgrade, Behaviour};
 use self::driver::{Command, Driver};
 use self::hooks::Registry;
 pub use self::hooks::{
@@ -183,6 +187,10 @@ pub struct Config {
     pub command_capacity: usize,
     /// Inbound messages, from all streams, waiting for the driver. Default: 64.
     pub inbound_capacity: usize,
+    /// Accepted inbound streams waiting for the driver to start their reader tasks (the
+    /// connection handlers queue them without waiting on the driver). A stream arriving while
+    /// this many wait is dropped, and its peer sees it reset. Default: 256. 0 means 1.
+    pub accept_capacity: usize,
     /// Messages waiting in one peer's writer queue. Default: 128. The driver never waits on a
     /// full queue: further messages wait in the driver, in order, until the writer frees room,
     /// so a slow peer (or two nodes flooding each other) cannot stall the driver. How many
@@ -218,6 +226,7 @@ impl Default for Config {
             protocols: vec![Version::V2, Version::V1],
             command_capacity: 64,
             inbound_capacity: 64,
+            accept_capacity: 256,
             outbound_capacity: 128,
             event_capacity: 1024,
             outbound_idle: Duration::from_secs(5),
@@ -439,19 +448,11 @@ impl Node {
             seen.push(*version);
             first
         });
-        let mut control = behaviour.inner.new_control();
-        let mut incoming = Vec::new();
-        for version in config.protocols.clone() {
-            let streams = control
-                .accept(version.protocol())
-                .map_err(|_| SpawnError::AlreadyRegistered)?;
-            incoming.push(
-                streams
-                    .map(move |(peer, stream)| (peer, stream, version))
-                    .boxed(),
-            );
-        }
-        let incoming = futures::stream::select_all(incoming);
+        let control = behaviour.inner.new_control();
+        let incoming = behaviour
+            .acceptor
+            .register(config.protocols.clone(), config.accept_capacity)
+            .ok_or(SpawnError::AlreadyRegistered)?;
         let (commands, command_rx) = mpsc::channel(config.command_capacity.max(1));
         let hooks = Arc::new(Registry::default());
         let stores = Arc::new(Stores::default());

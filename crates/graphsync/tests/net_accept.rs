@@ -66,10 +66,21 @@ fn explore_all(n: u8, root: Cid) -> Message {
     Message::new().with_request(Request::new(RequestId::new([n; 16]), root, selector))
 }
 
-/// The requests a responder answered in full: request 0 first (its hook keeps the driver busy
-/// for [`BUSY`]), then, while the driver is busy, `BURST` more streams opened at once with one
-/// request each. Runs the network on its own thread; `node_runtime` runs the node.
-async fn network_side(node_runtime: tokio::runtime::Handle) -> BTreeSet<u8> {
+/// What a burst got: the requests answered in full within `patience`, and whether one more
+/// request sent on a new stream afterwards was answered.
+struct Outcome {
+    answered: BTreeSet<u8>,
+    late_answered: bool,
+}
+
+/// Request 0 first (its hook keeps the driver busy for [`BUSY`]), then, while the driver is
+/// busy, `BURST` more streams opened at once with one request each, then one late request.
+/// Runs the network on its own thread; `node_runtime` runs the node.
+async fn network_side(
+    node_runtime: tokio::runtime::Handle,
+    config: Config,
+    patience: Duration,
+) -> Outcome {
     let data = b"a leaf asked for by a burst of streams".to_vec();
     let root = CidPrefix::v1(0x55, 0x12, 32)
         .to_cid(&data)
@@ -111,7 +122,7 @@ async fn network_side(node_runtime: tokio::runtime::Handle) -> BTreeSet<u8> {
         Node::spawn(
             responder.behaviour(),
             store,
-            Config::default().with_request_hook(busy_then_validate),
+            config.with_request_hook(busy_then_validate),
         )
         .expect("the responder node starts")
     };
@@ -160,7 +171,7 @@ async fn network_side(node_runtime: tokio::runtime::Handle) -> BTreeSet<u8> {
     let opened = futures::future::join_all((1..=BURST).map(send)).await;
 
     let mut answered = BTreeSet::new();
-    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let deadline = tokio::time::Instant::now() + patience;
     while answered.len() <= usize::from(BURST) {
         match tokio::time::timeout_at(deadline, answers.recv()).await {
             Ok(Some(id)) => {
@@ -171,13 +182,31 @@ async fn network_side(node_runtime: tokio::runtime::Handle) -> BTreeSet<u8> {
             Ok(None) | Err(_) => break,
         }
     }
+
+    // The node still accepts and answers once the burst is over.
+    let late = BURST + 1;
+    let late_stream = send(late).await;
+    let late_id = RequestId::new([late; 16]);
+    let late_answered = tokio::time::timeout(PATIENCE, async {
+        while let Some(id) = answers.recv().await {
+            if id == late_id {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
     // The streams stay open until every answer is in.
-    drop((first, opened, node));
-    answered
+    drop((first, opened, late_stream, node));
+    Outcome {
+        answered,
+        late_answered,
+    }
 }
 
-#[tokio::test]
-async fn a_burst_of_streams_while_the_driver_is_busy_is_accepted_and_answered() {
+/// Runs [`network_side`] on its own thread and runtime; the node runs on the test's runtime.
+async fn burst(config: Config, patience: Duration) -> Outcome {
     let node_runtime = tokio::runtime::Handle::current();
     let (done, result) = oneshot::channel();
     let network = std::thread::spawn(move || {
@@ -185,11 +214,41 @@ async fn a_burst_of_streams_while_the_driver_is_busy_is_accepted_and_answered() 
             .enable_all()
             .build()
             .expect("the network runtime builds");
-        let answered = runtime.block_on(network_side(node_runtime));
-        let _ = done.send(answered);
+        let outcome = runtime.block_on(network_side(node_runtime, config, patience));
+        let _ = done.send(outcome);
     });
-    let answered = result.await.expect("the network thread reports");
+    let outcome = result.await.expect("the network thread reports");
     network.join().expect("the network thread ends");
-    let missing: Vec<u8> = (0..=BURST).filter(|n| !answered.contains(n)).collect();
+    outcome
+}
+
+#[tokio::test]
+async fn a_burst_of_streams_while_the_driver_is_busy_is_accepted_and_answered() {
+    let outcome = burst(Config::default(), PATIENCE).await;
+    let missing: Vec<u8> = (0..=BURST)
+        .filter(|n| !outcome.answered.contains(n))
+        .collect();
     assert!(missing.is_empty(), "requests never answered: {missing:?}");
+    assert!(outcome.late_answered, "the late request was not answered");
+}
+
+#[tokio::test]
+async fn streams_past_the_accept_capacity_are_dropped_and_later_ones_are_served() {
+    let config = Config {
+        accept_capacity: 4,
+        ..Config::default()
+    };
+    // Dropped streams are never answered: wait a fixed time, not for all of them.
+    let outcome = burst(config, Duration::from_secs(2)).await;
+    assert!(
+        outcome.answered.contains(&0),
+        "the request before the burst is answered: {:?}",
+        outcome.answered
+    );
+    assert!(
+        outcome.answered.len() < usize::from(BURST) + 1,
+        "a queue of 4 cannot hold a burst of {BURST} while the driver is busy: {:?}",
+        outcome.answered
+    );
+    assert!(outcome.late_answered, "the late request was not answered");
 }

@@ -510,12 +510,7 @@ pub async fn attach_from_receiver_reaches_sender<F: Factory>(factory: &F) -> Res
                 .any(|e| matches!(e, Recorded::RequestReceived(_, r) if r.is_update()))
         })
         .await?;
-    setup
-        .pair
-        .receiver
-        .close_channel(setup.channel.clone())
-        .await
-        .map_err(|e| setup.fail(format!("close failed: {e}")))?;
+    setup.close(&setup.pair.receiver).await?;
     setup.check_orders()
 }
 
@@ -535,12 +530,7 @@ pub async fn close_from_receiver_reports_cancelled<F: Factory>(factory: &F) -> R
     setup
         .wait_block(&setup.receiver_log, Kind::Received, 2)
         .await?;
-    setup
-        .pair
-        .receiver
-        .close_channel(setup.channel.clone())
-        .await
-        .map_err(|e| setup.fail(format!("close failed: {e}")))?;
+    setup.close(&setup.pair.receiver).await?;
     setup
         .receiver_log
         .wait(CHECK, "on_request_cancelled", |events| {
@@ -579,12 +569,7 @@ pub async fn close_from_sender_stops_data<F: Factory>(factory: &F) -> Result<(),
     setup
         .wait_block(&setup.receiver_log, Kind::Received, 2)
         .await?;
-    setup
-        .pair
-        .sender
-        .close_channel(setup.channel.clone())
-        .await
-        .map_err(|e| setup.fail(format!("close failed: {e}")))?;
+    setup.close(&setup.pair.sender).await?;
     Delay::new(QUIET).await;
     setup.expect(
         setup
@@ -1114,6 +1099,13 @@ struct Setup<T> {
 }
 
 impl<T: Transport + 'static> Setup<T> {
+    /// Closes the channel on `side` (one of the pair), failing the check if it is refused.
+    async fn close(&self, side: &T) -> Result<(), Failure> {
+        side.close_channel(self.channel.clone())
+            .await
+            .map_err(|e| self.fail(format!("close failed: {e}")))
+    }
+
     async fn new<F: Factory<Transport = T>>(
         factory: &F,
         check: &'static str,

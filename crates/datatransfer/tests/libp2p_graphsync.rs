@@ -258,6 +258,26 @@ async fn until_some_received(manager: &Mgr, channel: &ChannelId) -> anyhow::Resu
         .with_context(|| format!("waiting for data of {channel}"))?
 }
 
+/// Checks that the data receiver `receiver` gets nothing more while `channel` is paused, and
+/// that the pause landed before the whole `dag`. A block already on its way when the pause was
+/// asked for may still land, so the check starts after about ten blocks' worth of reads.
+async fn ensure_no_data_while_paused(
+    receiver: &Mgr,
+    channel: &ChannelId,
+    dag: &Dag,
+) -> anyhow::Result<()> {
+    tokio::time::sleep(10 * READ_DELAY).await;
+    let before = receiver.channel_state(channel)?.received;
+    tokio::time::sleep(10 * READ_DELAY).await;
+    let after = receiver.channel_state(channel)?.received;
+    ensure!(before == after, "data while paused: {before} then {after}");
+    ensure!(
+        before < dag.total_bytes(),
+        "the pause landed after the whole DAG ({before} bytes)"
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn responder_pauses_and_resumes_a_pull_over_graphsync_and_libp2p() -> anyhow::Result<()> {
     let pair = pair_reading_in(READ_DELAY).await?;
@@ -277,17 +297,7 @@ async fn responder_pauses_and_resumes_a_pull_over_graphsync_and_libp2p() -> anyh
     provider.manager.pause(&channel)?;
     until_status(&provider.manager, &channel, ChannelStatus::ResponderPaused).await?;
     until_status(&client.manager, &channel, ChannelStatus::ResponderPaused).await?;
-    // A block already on its way when the pause was asked for may still land; after that,
-    // nothing moves (about ten blocks' worth of reads).
-    tokio::time::sleep(10 * READ_DELAY).await;
-    let before = client.manager.channel_state(&channel)?.received;
-    tokio::time::sleep(10 * READ_DELAY).await;
-    let after = client.manager.channel_state(&channel)?.received;
-    ensure!(before == after, "data while paused: {before} then {after}");
-    ensure!(
-        before < dag.total_bytes(),
-        "the pause landed after the whole DAG ({before} bytes)"
-    );
+    ensure_no_data_while_paused(&client.manager, &channel, &dag).await?;
 
     provider.manager.resume(&channel)?;
     let received = until_status(&client.manager, &channel, ChannelStatus::Completed).await?;
@@ -382,15 +392,7 @@ async fn responder_pauses_and_resumes_a_push_over_graphsync_and_libp2p() -> anyh
     provider.manager.pause(&channel)?;
     until_status(&provider.manager, &channel, ChannelStatus::ResponderPaused).await?;
     until_status(&client.manager, &channel, ChannelStatus::ResponderPaused).await?;
-    tokio::time::sleep(10 * READ_DELAY).await;
-    let before = provider.manager.channel_state(&channel)?.received;
-    tokio::time::sleep(10 * READ_DELAY).await;
-    let after = provider.manager.channel_state(&channel)?.received;
-    ensure!(before == after, "data while paused: {before} then {after}");
-    ensure!(
-        before < dag.total_bytes(),
-        "the pause landed after the whole DAG ({before} bytes)"
-    );
+    ensure_no_data_while_paused(&provider.manager, &channel, &dag).await?;
 
     provider.manager.resume(&channel)?;
     let sent = until_status(&client.manager, &channel, ChannelStatus::Completed).await?;

@@ -12,11 +12,19 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
+	"github.com/ipld/go-ipld-prime/datamodel"
+	"github.com/ipld/go-ipld-prime/fluent/qp"
+	"github.com/ipld/go-ipld-prime/linking"
+	cidlink "github.com/ipld/go-ipld-prime/linking/cid"
+	"github.com/ipld/go-ipld-prime/node/basicnode"
 )
 
 // fixtureDir is ../shared/fixtures/car beside the repository; a missing folder fails.
@@ -61,6 +69,15 @@ func startDt(t *testing.T, name string, args ...string) *dtPeer {
 	p := &dtPeer{t: t, name: name, stdin: w, done: make(chan error, 1), cancel: cancel}
 	go func() { p.done <- dtMain(ctx, args, r, NewEmitter(p)) }()
 	t.Cleanup(p.stop)
+	t.Cleanup(func() {
+		if t.Failed() {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			for _, ev := range p.events {
+				t.Logf("%s: %v %v %v sent=%v received=%v %v %v %v", name, ev["event"], ev["name"], ev["status"], ev["sent"], ev["received"], ev["voucher_result"], ev["message"], ev["error"])
+			}
+		}
+	})
 	l := p.wait("listening", func(map[string]any) bool { return true })
 	addrs, ok := l["addrs"].([]any)
 	if !ok || len(addrs) == 0 {
@@ -118,10 +135,7 @@ func (p *dtPeer) wait(name string, match func(map[string]any) bool) map[string]a
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	p.mu.Lock()
-	seen := fmt.Sprint(p.events)
-	p.mu.Unlock()
-	p.t.Fatalf("%s: no matching %q event within %s; events: %s", p.name, name, waitLimit, seen)
+	p.t.Fatalf("%s: no matching %q event within %s", p.name, name, waitLimit)
 	return nil
 }
 
@@ -197,6 +211,55 @@ func loadFixture(t *testing.T, name string) fixture {
 	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("fixture %s (the shared folder must be beside the repository): %v", path, err)
 	}
+	return readFixture(t, path)
+}
+
+// genFixture writes a CAR of n raw blocks of size bytes (distinct pseudo-random data) under a
+// dag-cbor root listing their links.
+func genFixture(t *testing.T, n, size int) fixture {
+	t.Helper()
+	bs := NewBlockstore()
+	ctx := context.Background()
+	data := PseudoRandom(n * size)
+	var links []cid.Cid
+	for i := 0; i < n; i++ {
+		c, err := cid.Prefix{Version: 1, Codec: cid.Raw, MhType: 0x12, MhLength: -1}.Sum(data[i*size : (i+1)*size])
+		if err != nil {
+			t.Fatal(err)
+		}
+		blk, err := blocks.NewBlockWithCid(data[i*size:(i+1)*size], c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := bs.Put(ctx, blk); err != nil {
+			t.Fatal(err)
+		}
+		links = append(links, c)
+	}
+	root, err := qp.BuildList(basicnode.Prototype.Any, int64(n), func(la datamodel.ListAssembler) {
+		for _, c := range links {
+			qp.ListEntry(la, qp.Link(cidlink.Link{Cid: c}))
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lsys := LinkSystem(bs, nil)
+	lp := cidlink.LinkPrototype{Prefix: cid.Prefix{Version: 1, Codec: cid.DagCBOR, MhType: 0x12, MhLength: -1}}
+	lnk, err := lsys.Store(linking.LinkContext{Ctx: ctx}, lp, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "gen.car")
+	if _, err := WriteCarFile(ctx, path, bs, lnk.(cidlink.Link).Cid, nil); err != nil {
+		t.Fatal(err)
+	}
+	return readFixture(t, path)
+}
+
+// readFixture loads the CAR at path.
+func readFixture(t *testing.T, path string) fixture {
+	t.Helper()
 	bs := NewBlockstore()
 	roots, _, err := ReadCarFile(context.Background(), path, bs)
 	if err != nil || len(roots) != 1 {
@@ -258,6 +321,192 @@ func TestPullAndPushFixtures(t *testing.T) {
 			checkTotals(t, "initiator", init.finished(ch), "Completed", f.bytes, 0)
 			checkTotals(t, "responder", resp.finished(ch), "Completed", 0, f.bytes)
 			resp.exportMatches(f)
+		})
+	}
+}
+
+// numField reads an event's integer member.
+func numField(t *testing.T, ev map[string]any, key string) uint64 {
+	t.Helper()
+	n, ok := ev[key].(json.Number)
+	if !ok {
+		t.Fatalf("%s of %v is not a number", key, ev)
+	}
+	v, err := strconv.ParseUint(string(n), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// outcomes lists the Outcome of every voucher result the peer's dt events carried on ch.
+func (p *dtPeer) outcomes(ch map[string]any) []string {
+	var out []string
+	for _, ev := range p.all("dt", sameChannel(ch)) {
+		if vr, ok := ev["voucher_result"].(map[string]any); ok {
+			out = append(out, fmt.Sprint(vr["Outcome"]))
+		}
+	}
+	return out
+}
+
+func TestRefusingValidator(t *testing.T) {
+	f := loadFixture(t, "dag-pb.car")
+	resp := startDt(t, "responder", "--car", f.path, "--refuse")
+	puller := startDt(t, "puller")
+	pusher := startDt(t, "pusher", "--car", f.path)
+	for _, cmd := range []string{"pull", "push"} {
+		// A puller holding the DAG would never ask: go-graphsync's requester is local first.
+		init := puller
+		if cmd == "push" {
+			init = pusher
+		}
+		ch := init.open(cmd, resp, f.root, nil)
+		fin := init.finished(ch)
+		if fin["status"] != "Failed" || fin["sent"] != num(0) || fin["received"] != num(0) {
+			t.Errorf("%s: initiator finished %v, want Failed with nothing moved", cmd, fin)
+		}
+		if got := init.outcomes(ch); fmt.Sprint(got) != "[refused]" {
+			t.Errorf("%s: initiator saw voucher results %v, want [refused]", cmd, got)
+		}
+	}
+}
+
+func TestPushRefusedWithAcceptPushFalse(t *testing.T) {
+	f := loadFixture(t, "dag-pb.car")
+	resp := startDt(t, "responder", "--accept-push=false")
+	init := startDt(t, "initiator", "--car", f.path)
+	ch := init.open("push", resp, f.root, nil)
+	if fin := init.finished(ch); fin["status"] != "Failed" {
+		t.Errorf("initiator finished %v, want Failed", fin)
+	}
+	if got := init.outcomes(ch); fmt.Sprint(got) != "[refused]" {
+		t.Errorf("initiator saw voucher results %v, want [refused]", got)
+	}
+}
+
+func TestUnregisteredVoucherIsRejected(t *testing.T) {
+	f := loadFixture(t, "dag-pb.car")
+	resp := startDt(t, "responder", "--car", f.path)
+	init := startDt(t, "initiator")
+	ch := init.open("pull", resp, f.root, map[string]any{"voucher_type": "UnknownVoucher"})
+	fin := init.finished(ch)
+	if fin["status"] != "Failed" || fin["received"] != num(0) {
+		t.Errorf("initiator finished %v, want Failed with nothing received", fin)
+	}
+}
+
+func TestPaidRetrievalWithFinalization(t *testing.T) {
+	f := genFixture(t, 10, 10000)
+	resp := startDt(t, "responder", "--car", f.path, "--pay-every", "25000", "--finalize")
+	init := startDt(t, "initiator")
+	ch := init.open("pull", resp, f.root, map[string]any{"voucher": map[string]any{"ID": "deal-7", "Amount": 0}})
+	checkTotals(t, "initiator", init.finished(ch), "Completed", 0, f.bytes)
+	checkTotals(t, "responder", resp.finished(ch), "Completed", f.bytes, 0)
+	init.exportMatches(f)
+	// Every payment-required result was paid with its Owed amount, the last one in
+	// finalization; the responder answered paid to each but the last, which it settled.
+	outcomes := init.outcomes(ch)
+	paid := init.all("paid", sameChannel(ch))
+	var required []uint64
+	for _, ev := range init.all("dt", sameChannel(ch)) {
+		if vr, ok := ev["voucher_result"].(map[string]any); ok && vr["Outcome"] == "payment-required" {
+			required = append(required, numField(t, vr, "Owed"))
+		}
+	}
+	if len(required) < 2 || len(paid) != len(required) {
+		t.Fatalf("payment requests %v and payments %v: want at least two, each paid", required, paid)
+	}
+	var total uint64
+	for i, ev := range paid {
+		if numField(t, ev, "amount") != required[i] || ev["error"] != nil {
+			t.Errorf("payment %d is %v, want %d", i, ev, required[i])
+		}
+		total += required[i]
+	}
+	for _, owed := range required[:len(required)-1] {
+		if owed != 25000 {
+			t.Errorf("payment requests %v: every one before finalization must be 25000", required)
+		}
+	}
+	if total < f.bytes {
+		t.Errorf("paid %d in all for %d bytes", total, f.bytes)
+	}
+	// The accepting result rides on graphsync and a payment request on the data-transfer
+	// network: the two may arrive in either order.
+	if !slices.Contains(outcomes, "accepted") || outcomes[len(outcomes)-1] != "settled" {
+		t.Errorf("voucher results %v: want accepted, and settled last", outcomes)
+	}
+	if len(resp.all("dt", func(ev map[string]any) bool { return ev["name"] == "BeginFinalizing" })) != 1 {
+		t.Error("the responder never began finalizing")
+	}
+	state := resp.command(map[string]any{"cmd": "state", "channel": ch})
+	if state["event"] != "state" || state["status"] != "Completed" || state["is_pull"] != true || state["base_cid"] != f.root {
+		t.Errorf("responder state %v", state)
+	}
+}
+
+// received is the initiator's received counter from a state command.
+func (p *dtPeer) received(ch map[string]any) uint64 {
+	p.t.Helper()
+	st := p.command(map[string]any{"cmd": "state", "channel": ch})
+	if st["event"] != "state" {
+		p.t.Fatalf("%s: state answered %v", p.name, st)
+	}
+	return numField(p.t, st, "received")
+}
+
+func TestPauseAndResumeFromEachSide(t *testing.T) {
+	f := genFixture(t, 30, 8000)
+	for _, side := range []string{"initiator", "responder"} {
+		t.Run(side, func(t *testing.T) {
+			resp := startDt(t, "responder", "--car", f.path, "--read-delay-after", "2:40")
+			init := startDt(t, "initiator")
+			ch := init.open("pull", resp, f.root, nil)
+			init.wait("dt", func(ev map[string]any) bool { return sameChannel(ch)(ev) && ev["name"] == "DataReceived" })
+			pauser := init
+			if side == "responder" {
+				pauser = resp
+			}
+			pauser.mustDo(map[string]any{"cmd": "pause", "channel": ch})
+			// What was in flight arrives; after that, nothing while paused.
+			time.Sleep(300 * time.Millisecond)
+			before := init.received(ch)
+			time.Sleep(600 * time.Millisecond)
+			after := init.received(ch)
+			if after != before || after >= f.bytes {
+				t.Errorf("received %d then %d of %d while paused", before, after, f.bytes)
+			}
+			pauser.mustDo(map[string]any{"cmd": "resume", "channel": ch})
+			checkTotals(t, "initiator", init.finished(ch), "Completed", 0, f.bytes)
+			checkTotals(t, "responder", resp.finished(ch), "Completed", f.bytes, 0)
+			init.exportMatches(f)
+		})
+	}
+}
+
+func TestCancelFromEachSide(t *testing.T) {
+	f := genFixture(t, 30, 8000)
+	for _, side := range []string{"initiator", "responder"} {
+		t.Run(side, func(t *testing.T) {
+			resp := startDt(t, "responder", "--car", f.path, "--read-delay-after", "2:40")
+			init := startDt(t, "initiator")
+			ch := init.open("pull", resp, f.root, nil)
+			init.wait("dt", func(ev map[string]any) bool { return sameChannel(ch)(ev) && ev["name"] == "DataReceived" })
+			canceller := init
+			if side == "responder" {
+				canceller = resp
+			}
+			canceller.mustDo(map[string]any{"cmd": "cancel", "channel": ch})
+			for _, p := range []*dtPeer{init, resp} {
+				fin := p.finished(ch)
+				if fin["status"] != "Cancelled" {
+					t.Errorf("%s finished %v, want Cancelled", p.name, fin)
+				}
+			}
+			if got := numField(t, init.finished(ch), "received"); got >= f.bytes {
+				t.Errorf("the cancelled pull received all %d bytes", got)
+			}
 		})
 	}
 }

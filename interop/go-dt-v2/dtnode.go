@@ -9,11 +9,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	datatransfer "github.com/filecoin-project/go-data-transfer/v2"
 	"github.com/filecoin-project/go-data-transfer/v2/channelmonitor"
 	dtimpl "github.com/filecoin-project/go-data-transfer/v2/impl"
+	"github.com/filecoin-project/go-data-transfer/v2/message"
+	"github.com/filecoin-project/go-data-transfer/v2/message/types"
 	dtnet "github.com/filecoin-project/go-data-transfer/v2/network"
 	gstransport "github.com/filecoin-project/go-data-transfer/v2/transport/graphsync"
 	"github.com/ipfs/go-cid"
@@ -35,6 +38,7 @@ type dtNode struct {
 	out  *Emitter
 	self peer.ID
 	mgr  datatransfer.Manager
+	tp   *gstransport.Transport
 	ctx  context.Context
 }
 
@@ -52,7 +56,7 @@ func newDtNode(ctx context.Context, cfg DtConfig, st *Stack, ev *events, out *Em
 	if err != nil {
 		return nil, err
 	}
-	n := &dtNode{cfg: cfg, ev: ev, out: out, self: st.Host.ID(), mgr: mgr, ctx: ctx}
+	n := &dtNode{cfg: cfg, ev: ev, out: out, self: st.Host.ID(), mgr: mgr, tp: tp, ctx: ctx}
 	if err := mgr.RegisterVoucherType(VoucherType, n); err != nil {
 		return nil, err
 	}
@@ -304,6 +308,13 @@ func (n *dtNode) onEvent(event datatransfer.Event, chst datatransfer.ChannelStat
 
 func (n *dtNode) pay(chid datatransfer.ChannelID, v Voucher) {
 	err := n.mgr.SendVoucher(n.ctx, chid, datatransfer.TypedVoucher{Voucher: voucherNode(v), Type: VoucherType})
+	if err != nil {
+		// SendVoucher sends, then records the voucher on the channel: a final payment can
+		// complete the channel (and shut its state machine down) before it is recorded.
+		if chst, serr := n.mgr.ChannelState(n.ctx, chid); serr == nil && chst.Status() == datatransfer.Completed {
+			err = nil
+		}
+	}
 	f := Fields{"channel": ref(chid), "amount": v.Amount}
 	if err != nil {
 		f["error"] = err.Error()
@@ -318,8 +329,32 @@ func (n *dtNode) sendResult(chid datatransfer.ChannelID, res *datatransfer.Typed
 }
 
 func (n *dtNode) update(chid datatransfer.ChannelID, res datatransfer.ValidationResult) {
-	if err := n.mgr.UpdateValidationStatus(n.ctx, chid, res); err != nil {
+	err := n.mgr.UpdateValidationStatus(n.ctx, chid, res)
+	if err != nil && strings.Contains(err.Error(), "request is not paused") {
+		err = n.retryResume(chid, res)
+	}
+	if err != nil {
 		n.out.Emit("error", Fields{"channel": ref(chid), "error": "update validation status: " + err.Error()})
+	}
+}
+
+// retryResume works around a race in go-data-transfer v2: a payment that arrives before
+// graphsync has applied the data-limit pause (the pause is applied after the outgoing-block
+// hook returns) makes the manager record the resume, but graphsync's Unpause fails, and its
+// message (the voucher result) is dropped; graphsync then pauses for good. Unpause again,
+// with the same message, until graphsync is paused.
+func (n *dtNode) retryResume(chid datatransfer.ChannelID, res datatransfer.ValidationResult) error {
+	msg, err := message.ValidationResultResponse(types.VoucherResultMessage, chid.ID, res, nil, false)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := n.tp.ResumeChannel(n.ctx, msg, chid)
+		if err == nil || !strings.Contains(err.Error(), "request is not paused") || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

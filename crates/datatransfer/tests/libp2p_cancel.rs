@@ -1,0 +1,425 @@
+//! Cancel during an in-flight block, over real swarms (issue 7 §4): two Managers on
+//! `build_swarm` swarms (memory transport) with `GraphsyncTransport` and `Libp2pNetwork`; the
+//! data receiver closes a pull and a push while one block's put is held in its block store and
+//! two more verified blocks wait for a store slot. After `close` returns no put starts, the
+//! waiting blocks are never stored, and blocks the sender offers later are never stored either.
+//!
+//! Determinism: nothing here depends on timing. The sender's block store holds its reads from
+//! a fixed index (a gated sender), so exactly the blocks before it are on the wire; the
+//! receiver's store holds its puts from a fixed index (a gated store) and its graphsync node
+//! runs one store call at a time, so the later blocks' puts wait in the node. The test opens
+//! the gates only after observing the state it needs.
+
+#![cfg(feature = "libp2p")]
+// The managers here are over graphsync and libp2p, so the hub-backed scenarios do not apply.
+#[allow(unused_macros)]
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use blockstore::Blockstore;
+use cid::CidGeneric;
+use common::{AcceptAll, Blocks, Dag, PATIENCE, TestVoucher, everything};
+use datatransfer::libp2p::{Libp2pNetwork, NetworkConfig, NodeBehaviour, SwarmConfig, build_swarm};
+use datatransfer::{ChannelId, ChannelState, ChannelStatus, Config, Manager, SubscriptionError};
+use datatransfer_graphsync::GraphsyncTransport;
+use datatransfer_store::MemStore;
+use futures::StreamExt;
+use libp2p::Swarm;
+use libp2p::identity::Keypair;
+use libp2p::swarm::SwarmEvent;
+use tokio::sync::watch;
+
+type Mgr = Manager<GraphsyncTransport, Libp2pNetwork>;
+
+/// Waits, at most [`PATIENCE`], until the state of `channel` at `manager` satisfies `test`.
+async fn until_state(
+    manager: &Mgr,
+    channel: &ChannelId,
+    mut test: impl FnMut(&ChannelState) -> bool,
+) -> anyhow::Result<ChannelState> {
+    let mut events = manager.subscribe_channel(channel.clone());
+    let wait = async {
+        loop {
+            if let Ok(state) = manager.channel_state(channel)
+                && test(&state)
+            {
+                return Ok(state);
+            }
+            match events.recv().await {
+                Ok(_) | Err(SubscriptionError::Lagged { .. }) => {}
+                Err(error) => return Err(anyhow::Error::from(error)),
+            }
+        }
+    };
+    tokio::time::timeout(PATIENCE, wait)
+        .await
+        .with_context(|| {
+            format!(
+                "waiting on the state of {channel}: {}",
+                manager.status(channel)
+            )
+        })?
+}
+
+/// Index of the first put the receiver's store holds: the root and two leaves are stored, the
+/// third leaf's put is the in-flight one.
+const HOLD_PUT_FROM: u64 = 3;
+
+/// Index of the first read the sender's store holds: the root and five leaves go out, so two
+/// verified leaves (4 and 5) wait behind the held put.
+const HOLD_READ_FROM: u64 = 6;
+
+/// How long the test watches for late puts after it has opened every gate.
+const QUIET: Duration = Duration::from_millis(400);
+
+/// A gate on one kind of block-store call: calls before `hold_from` pass, later ones wait
+/// until the gate opens. It counts the calls that entered, and those that entered after the
+/// test marked the close as returned.
+struct Valve {
+    hold_from: u64,
+    entered: watch::Sender<u64>,
+    open: watch::Sender<bool>,
+    closed: AtomicBool,
+    late: AtomicU64,
+}
+
+impl Valve {
+    fn new(hold_from: u64) -> Arc<Self> {
+        Arc::new(Valve {
+            hold_from,
+            entered: watch::channel(0).0,
+            open: watch::channel(false).0,
+            closed: AtomicBool::new(false),
+            late: AtomicU64::new(0),
+        })
+    }
+
+    async fn pass(&self) {
+        if self.closed.load(Ordering::SeqCst) {
+            self.late.fetch_add(1, Ordering::SeqCst);
+        }
+        let mut index = 0;
+        self.entered.send_modify(|entered| {
+            index = *entered;
+            *entered += 1;
+        });
+        if index >= self.hold_from {
+            let mut open = self.open.subscribe();
+            // The sender lives in the valve, which outlives this call.
+            let _ = open.wait_for(|open| *open).await;
+        }
+    }
+
+    /// Waits, at most [`PATIENCE`], until `count` calls have entered.
+    async fn until_entered(&self, count: u64, what: &str) -> anyhow::Result<()> {
+        let mut entered = self.entered.subscribe();
+        tokio::time::timeout(PATIENCE, entered.wait_for(|n| *n >= count))
+            .await
+            .with_context(|| format!("waiting for {count} {what}"))??;
+        Ok(())
+    }
+
+    fn mark_closed(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    fn release(&self) {
+        self.open.send_replace(true);
+    }
+
+    fn entered(&self) -> u64 {
+        *self.entered.borrow()
+    }
+
+    fn late(&self) -> u64 {
+        self.late.load(Ordering::SeqCst)
+    }
+}
+
+/// A block store whose reads and puts may pass through a [`Valve`].
+struct Gated {
+    inner: Arc<Blocks>,
+    reads: Option<Arc<Valve>>,
+    puts: Option<Arc<Valve>>,
+}
+
+impl Blockstore for Gated {
+    async fn get<const S: usize>(
+        &self,
+        cid: &CidGeneric<S>,
+    ) -> blockstore::Result<Option<Vec<u8>>> {
+        if let Some(valve) = &self.reads {
+            valve.pass().await;
+        }
+        self.inner.get(cid).await
+    }
+
+    async fn put_keyed<const S: usize>(
+        &self,
+        cid: &CidGeneric<S>,
+        data: &[u8],
+    ) -> blockstore::Result<()> {
+        if let Some(valve) = &self.puts {
+            valve.pass().await;
+        }
+        self.inner.put_keyed(cid, data).await
+    }
+
+    async fn remove<const S: usize>(&self, cid: &CidGeneric<S>) -> blockstore::Result<()> {
+        self.inner.remove(cid).await
+    }
+
+    async fn close(self) -> blockstore::Result<()> {
+        Ok(())
+    }
+}
+
+/// One node: its manager and the plain store under its gated one.
+struct Side {
+    manager: Mgr,
+    blocks: Arc<Blocks>,
+}
+
+/// Two started managers (client first, provider second); dropping it stops their swarms.
+struct Pair {
+    sides: Vec<Side>,
+    swarms: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        for swarm in &self.swarms {
+            swarm.abort();
+        }
+    }
+}
+
+/// How one side's graphsync node stores blocks.
+struct Storage {
+    reads: Option<Arc<Valve>>,
+    puts: Option<Arc<Valve>>,
+    /// Graphsync's store calls at once (`max_store_tasks`).
+    store_tasks: usize,
+}
+
+async fn listen(swarm: &mut Swarm<NodeBehaviour>) -> anyhow::Result<libp2p::Multiaddr> {
+    swarm.listen_on("/memory/0".parse()?)?;
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+                return address;
+            }
+        }
+    })
+    .await
+    .context("no listen address")
+}
+
+async fn pair(storage: [Storage; 2]) -> anyhow::Result<Pair> {
+    let mut swarms = Vec::new();
+    let mut addresses = Vec::new();
+    for _ in 0..2 {
+        let mut swarm = build_swarm(Keypair::generate_ed25519(), SwarmConfig::default())?;
+        addresses.push((*swarm.local_peer_id(), listen(&mut swarm).await?));
+        swarms.push(swarm);
+    }
+    let mut pair = Pair {
+        sides: Vec::new(),
+        swarms: Vec::new(),
+    };
+    for (n, (mut swarm, storage)) in swarms.into_iter().zip(storage).enumerate() {
+        let (peer, address) = addresses[1 - n].clone();
+        swarm.add_peer_address(peer, address);
+        let blocks = Arc::new(Blocks::new());
+        // The configuration is `#[non_exhaustive]`: no struct update syntax outside its crate.
+        #[allow(clippy::field_reassign_with_default)]
+        let graphsync_config = {
+            let mut config = graphsync::network::Config::default();
+            config.max_store_tasks = storage.store_tasks;
+            config
+        };
+        let node = graphsync::network::Node::spawn(
+            &swarm.behaviour().graphsync,
+            Arc::new(Gated {
+                inner: Arc::clone(&blocks),
+                reads: storage.reads,
+                puts: storage.puts,
+            }),
+            graphsync_config,
+        )?;
+        let transport = GraphsyncTransport::new(
+            node,
+            *swarm.local_peer_id(),
+            datatransfer_graphsync::Config::default(),
+        );
+        let network = Libp2pNetwork::for_swarm(&swarm, NetworkConfig::default())?;
+        let manager = Manager::new(transport, network, MemStore::new(), Config::default());
+        manager.register_voucher_type(AcceptAll)?;
+        manager.start().await?;
+        pair.sides.push(Side { manager, blocks });
+        pair.swarms.push(tokio::spawn(async move {
+            loop {
+                swarm.select_next_some().await;
+            }
+        }));
+    }
+    Ok(pair)
+}
+
+/// The DAG of these tests: a root and twelve leaves of 1 KiB.
+fn dag() -> anyhow::Result<Dag> {
+    Dag::new(12, 1024, 23)
+}
+
+/// Waits, at most [`PATIENCE`], until the graphsync node under `manager` runs no request of
+/// its own: a cancel has reached its driver, and every put of the request not yet started was
+/// withdrawn.
+async fn until_no_outgoing_request(manager: &Mgr) -> anyhow::Result<()> {
+    let node = manager.transport().node();
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let stats = node.stats().await?;
+            if stats.outgoing_requests.active == 0 && stats.outgoing_requests.pending == 0 {
+                return Ok::<(), anyhow::Error>(());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .context("waiting for the graphsync request to end")?
+}
+
+/// Which blocks of `dag` are in `blocks`, by index.
+async fn stored(dag: &Dag, blocks: &Blocks) -> anyhow::Result<Vec<usize>> {
+    let mut present = Vec::new();
+    for (index, (cid, _)) in dag.blocks.iter().enumerate() {
+        if blocks.get(cid).await?.is_some() {
+            present.push(index);
+        }
+    }
+    Ok(present)
+}
+
+/// The scenario for a data receiver `receiver` and a data sender `sender` of `channel`: waits
+/// for the held put and the held read, closes at the receiver, opens the gates in order and
+/// checks that no put started after `close` returned.
+async fn close_during_a_held_put(
+    receiver: &Side,
+    sender: &Side,
+    channel: &ChannelId,
+    puts: &Valve,
+    reads: &Valve,
+    dag: &Dag,
+) -> anyhow::Result<()> {
+    // The sender has read the root and five leaves and waits on the sixth; the receiver has
+    // stored two leaves, holds the third's put, and has verified the fourth and fifth, whose
+    // puts wait for the node's one store slot.
+    reads
+        .until_entered(HOLD_READ_FROM + 1, "block reads")
+        .await?;
+    puts.until_entered(HOLD_PUT_FROM + 1, "block puts").await?;
+    until_state(&receiver.manager, channel, |state| {
+        state.received_blocks_total >= HOLD_READ_FROM
+    })
+    .await
+    .context("the receiver did not see the blocks on the wire")?;
+    ensure!(
+        puts.entered() == HOLD_PUT_FROM + 1,
+        "{} puts entered before the close",
+        puts.entered()
+    );
+
+    receiver.manager.close(channel)?;
+    puts.mark_closed();
+    ensure!(receiver.manager.status(channel) == ChannelStatus::Cancelled);
+
+    // The cancel reaches the receiver's graphsync node; only then does the held put finish.
+    until_no_outgoing_request(&receiver.manager).await?;
+    puts.release();
+    until_state(&sender.manager, channel, |state| {
+        state.status == ChannelStatus::Cancelled
+    })
+    .await
+    .context("the sender never learned of the cancel")?;
+    // Whatever the sender would still send is offered now, and must not be stored.
+    reads.release();
+    tokio::time::sleep(QUIET).await;
+
+    ensure!(puts.late() == 0, "{} puts started after close", puts.late());
+    ensure!(
+        puts.entered() == HOLD_PUT_FROM + 1,
+        "{} puts in all",
+        puts.entered()
+    );
+    let present = stored(dag, &receiver.blocks).await?;
+    let expected: Vec<usize> = (0..=HOLD_PUT_FROM as usize).collect();
+    ensure!(
+        present == expected,
+        "the receiver holds blocks {present:?}; only {expected:?} (the last one in flight at \
+         the close) may be there"
+    );
+    ensure!(receiver.manager.status(channel) == ChannelStatus::Cancelled);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_block_is_stored_after_the_receiver_of_a_pull_closes_it() -> anyhow::Result<()> {
+    let (puts, reads) = (Valve::new(HOLD_PUT_FROM), Valve::new(HOLD_READ_FROM));
+    let pair = pair([
+        Storage {
+            reads: None,
+            puts: Some(Arc::clone(&puts)),
+            store_tasks: 1,
+        },
+        Storage {
+            reads: Some(Arc::clone(&reads)),
+            puts: None,
+            store_tasks: 32,
+        },
+    ])
+    .await?;
+    let (client, provider) = (&pair.sides[0], &pair.sides[1]);
+    let dag = dag()?;
+    dag.load_into(&provider.blocks).await?;
+
+    let channel = client.manager.open_pull(
+        provider.manager.self_peer().clone(),
+        &TestVoucher("cancel mid-block".into()),
+        dag.root,
+        everything(),
+    )?;
+    close_during_a_held_put(client, provider, &channel, &puts, &reads, &dag).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_block_is_stored_after_the_receiver_of_a_push_closes_it() -> anyhow::Result<()> {
+    let (puts, reads) = (Valve::new(HOLD_PUT_FROM), Valve::new(HOLD_READ_FROM));
+    let pair = pair([
+        Storage {
+            reads: Some(Arc::clone(&reads)),
+            puts: None,
+            store_tasks: 32,
+        },
+        Storage {
+            reads: None,
+            puts: Some(Arc::clone(&puts)),
+            store_tasks: 1,
+        },
+    ])
+    .await?;
+    let (client, provider) = (&pair.sides[0], &pair.sides[1]);
+    let dag = dag()?;
+    dag.load_into(&client.blocks).await?;
+
+    let channel = client.manager.open_push(
+        provider.manager.self_peer().clone(),
+        &TestVoucher("cancel mid-block".into()),
+        dag.root,
+        everything(),
+    )?;
+    close_during_a_held_put(provider, client, &channel, &puts, &reads, &dag).await
+}

@@ -39,6 +39,8 @@ type dtNode struct {
 	self peer.ID
 	mgr  datatransfer.Manager
 	tp   *gstransport.Transport
+	// payq runs the initiator's payments one at a time, in the order they were asked for.
+	payq chan func()
 	ctx  context.Context
 }
 
@@ -56,7 +58,18 @@ func newDtNode(ctx context.Context, cfg DtConfig, st *Stack, ev *events, out *Em
 	if err != nil {
 		return nil, err
 	}
-	n := &dtNode{cfg: cfg, ev: ev, out: out, self: st.Host.ID(), mgr: mgr, tp: tp, ctx: ctx}
+	n := &dtNode{cfg: cfg, ev: ev, out: out, self: st.Host.ID(), mgr: mgr, tp: tp, ctx: ctx,
+		payq: make(chan func(), 1024)}
+	go func() {
+		for {
+			select {
+			case f := <-n.payq:
+				f()
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	if err := mgr.RegisterVoucherType(VoucherType, n); err != nil {
 		return nil, err
 	}
@@ -266,7 +279,8 @@ func (n *dtNode) onEvent(event datatransfer.Event, chst datatransfer.ChannelStat
 		if err != nil {
 			return
 		}
-		go n.pay(chid, Voucher{ID: first.ID, Amount: res.Owed})
+		v := Voucher{ID: first.ID, Amount: res.Owed}
+		n.payq <- func() { n.pay(chid, v) }
 		return
 	}
 	if !chst.IsPull() || (n.cfg.PayEvery == 0 && !n.cfg.Finalize) {

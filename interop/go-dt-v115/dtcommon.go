@@ -1,0 +1,1 @@
+../go-dt-v2/dtcommon.go

@@ -1,0 +1,1 @@
+../go-peer-v013/unixfs.go

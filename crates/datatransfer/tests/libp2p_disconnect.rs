@@ -25,15 +25,15 @@ use net::{Net, Node, Spec, accept_all, ensure_whole, until_state, until_status};
 const FIRST: u64 = 4;
 
 /// The monitor of these tests: restarts 100 ms after the last error, at most three in a row,
-/// 500 ms apart; a no-progress window of 1 s; accept and complete timeouts beyond the tests'
-/// run time.
+/// 500 ms apart; a no-progress window of 3 s (long enough that a loaded machine does not
+/// stall a transfer before the cut); accept and complete timeouts beyond the tests' run time.
 fn monitor() -> MonitorConfig {
     MonitorConfig::default()
         .with_restart_timing(Duration::from_millis(100), Duration::from_millis(500))
         .with_max_consecutive_restarts(3)
         .with_accept_timeout(Some(Duration::from_secs(10)))
         .with_complete_timeout(Some(Duration::from_secs(10)))
-        .with_no_progress_window(Some(Duration::from_secs(1)))
+        .with_no_progress_window(Some(Duration::from_secs(3)))
 }
 
 /// A node on `net` with the monitor on and short network retries (an unreachable peer is
@@ -65,7 +65,6 @@ async fn disconnect_and_restart(
     let (sender, receiver) = if pull { (&b, &a) } else { (&a, &b) };
     dag.load_into(&sender.blocks).await?;
     sender.gate.hold_after(FIRST);
-    let mut a_events = a.manager.subscribe();
     let channel = if pull {
         a.manager
             .open_pull(b.id(), &TestVoucher("cut".into()), dag.root, everything())?
@@ -81,6 +80,8 @@ async fn disconnect_and_restart(
     .await?;
     until_state(&sender.manager, &channel, |s| s.sent_blocks_total >= FIRST).await?;
     let (a_dialed, b_dialed) = (a.connections().dialed, b.connections().dialed);
+    // Only what the monitor does after the cut counts.
+    let mut a_events = a.manager.subscribe();
 
     if initiator_closes {
         a.disconnect(&b).await?;

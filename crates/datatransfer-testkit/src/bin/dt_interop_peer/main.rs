@@ -1,0 +1,609 @@
+//! The Rust data-transfer peer of `cargo xtask interop`: a [`Manager`] with a
+//! [`GraphsyncTransport`] and a [`Libp2pNetwork`] on `build_swarm` over TCP + noise + yamux,
+//! driven exactly as `interop/dt-protocol.md` says (the Go peers implement the same page).
+//!
+//! ```text
+//! dt_interop_peer dt [--listen MULTIADDR] [--store DIR] [--car FILE]... [--file FILE]...
+//!     [--refuse] [--pay-every BYTES] [--finalize] [--accept-push=true|false]
+//!     [--read-delay-after N:MS] [--monitor]
+//! ```
+//!
+//! Commands arrive on stdin, one JSON object a line; events leave on stdout, one JSON object a
+//! line (see the protocol page for both). With `--store DIR` the node key (`DIR/key`), the
+//! blocks (`DIR/blocks`, a file per block), the channels (`DIR/channels`, `SledStore`) and the addresses
+//! of the peers it opened channels to (`DIR/peers`) survive the process, so that a process
+//! started again on DIR can `restart` its channels.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod blocks;
+mod types;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use blockstore::InMemoryBlockstore;
+use cid::Cid;
+use datatransfer::libp2p::{
+    Libp2pNetwork, NetworkConfig, NodeBehaviour, SwarmConfig, build_swarm, from_libp2p,
+};
+use datatransfer::{
+    ChannelId, ChannelState, Config, Event, EventCode, Manager, MemStore, MonitorConfig, SledStore,
+    SubscriptionError, Voucher, decode_result, decode_voucher,
+};
+use datatransfer_graphsync::GraphsyncTransport;
+use futures::StreamExt;
+use ipld_selector::Selector;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, Swarm, identity};
+use serde_json::{Value, json};
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::{mpsc, oneshot};
+
+use blocks::{Backend, Blocks};
+use types::{
+    InteropResult, InteropVoucher, Pricing, UnknownVoucher, Validator, channel_from_json,
+    channel_json,
+};
+
+type Mgr = Manager<GraphsyncTransport, Libp2pNetwork>;
+
+/// How long the swarm may take to report its listening address.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long `quit` waits for the manager to stop.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) != Some("dt") {
+        eprintln!("usage: dt_interop_peer dt [flags] (see interop/dt-protocol.md)");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            emit(&json!({"event": "fatal", "error": format!("starting tokio: {error}")}));
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = match runtime.block_on(run(&args[1..])) {
+        Ok(()) => 0,
+        Err(error) => {
+            emit(&json!({"event": "fatal", "error": format!("{error:#}")}));
+            1
+        }
+    };
+    // The stdin reader may still sit in a blocking read: leave without waiting for it.
+    let _ = std::io::stdout().flush();
+    std::process::exit(code)
+}
+
+fn emit(value: &Value) {
+    println!("{value}");
+}
+
+/// Command-line flags: `--name value` pairs, `--name=value` and `--name` switches.
+struct Flags<'a> {
+    args: &'a [String],
+}
+
+impl<'a> Flags<'a> {
+    fn all(&self, name: &str) -> Vec<&'a str> {
+        self.args
+            .windows(2)
+            .filter(|pair| pair[0] == name)
+            .map(|pair| pair[1].as_str())
+            .collect()
+    }
+
+    fn get(&self, name: &str) -> Option<&'a str> {
+        let prefix = format!("{name}=");
+        let equals = self
+            .args
+            .iter()
+            .rev()
+            .find_map(|arg| arg.strip_prefix(prefix.as_str()));
+        equals.or_else(|| self.all(name).pop())
+    }
+
+    fn switch(&self, name: &str) -> bool {
+        self.args.iter().any(|arg| arg == name)
+    }
+}
+
+/// A command to the task that drives the swarm.
+enum SwarmCommand {
+    Disconnect(libp2p::PeerId, oneshot::Sender<bool>),
+}
+
+/// Everything the command loop needs.
+struct Peer {
+    manager: Mgr,
+    blocks: Arc<Blocks>,
+    swarm: mpsc::Sender<SwarmCommand>,
+    /// `DIR/peers` under `--store`.
+    peers_file: Option<PathBuf>,
+}
+
+async fn run(args: &[String]) -> anyhow::Result<()> {
+    let flags = Flags { args };
+    let store_dir = flags.get("--store").map(PathBuf::from);
+    if let Some(dir) = &store_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let keypair = match &store_dir {
+        Some(dir) => load_or_make_key(&dir.join("key"))?,
+        None => identity::Keypair::generate_ed25519(),
+    };
+    let delay = flags
+        .get("--read-delay-after")
+        .map(Blocks::parse_delay)
+        .transpose()?;
+    let backend = match &store_dir {
+        Some(dir) => Backend::files(dir.join("blocks")).context("opening the block files")?,
+        None => Backend::Memory(InMemoryBlockstore::new()),
+    };
+    let blocks = Arc::new(Blocks::new(backend, delay));
+    load(&flags, &blocks).await?;
+
+    let mut swarm = build_swarm(keypair, SwarmConfig::default())?;
+    let listen: Multiaddr = flags
+        .get("--listen")
+        .unwrap_or("/ip4/127.0.0.1/tcp/0")
+        .parse()
+        .context("parsing --listen")?;
+    swarm.listen_on(listen).context("listening")?;
+    let addrs = listen_addresses(&mut swarm).await?;
+
+    let node = graphsync::network::Node::spawn(
+        &swarm.behaviour().graphsync,
+        Arc::clone(&blocks),
+        graphsync::network::Config::default(),
+    )?;
+    let transport = GraphsyncTransport::new(
+        node,
+        *swarm.local_peer_id(),
+        datatransfer_graphsync::Config::default(),
+    );
+    let network = Libp2pNetwork::for_swarm(&swarm, NetworkConfig::default())?;
+    let mut config = Config::default().with_subscriber_capacity(1 << 16);
+    if flags.switch("--monitor") {
+        config = config.with_monitor(Some(
+            MonitorConfig::default()
+                .with_accept_timeout(Some(Duration::from_secs(10)))
+                .with_complete_timeout(Some(Duration::from_secs(30)))
+                .with_restart_timing(Duration::from_secs(1), Duration::from_millis(500))
+                .with_max_consecutive_restarts(5)
+                .with_no_progress_window(None),
+        ));
+    }
+    let manager = match &store_dir {
+        Some(dir) => {
+            let channels = SledStore::open(dir.join("channels"), Default::default())
+                .context("opening the channel store")?;
+            Manager::new(transport, network, channels, config)
+        }
+        None => Manager::new(transport, network, MemStore::new(), config),
+    };
+    let accept_push = match flags.get("--accept-push") {
+        None | Some("true") => true,
+        Some("false") => false,
+        Some(other) => bail!("--accept-push must be true or false, got {other:?}"),
+    };
+    manager.register_voucher_type(Validator {
+        refuse: flags.switch("--refuse"),
+        accept_push,
+    })?;
+    let pay_every = match flags.get("--pay-every") {
+        None => 0,
+        Some(text) => text.parse().context("--pay-every is not a whole number")?,
+    };
+    manager.register_revalidator(Pricing::new(pay_every, flags.switch("--finalize")))?;
+    manager.register_voucher_result_type::<InteropResult>()?;
+    let events = manager.subscribe();
+    manager.start().await?;
+
+    let peers_file = store_dir.as_ref().map(|dir| dir.join("peers"));
+    if let Some(file) = &peers_file {
+        for (peer, address) in read_peers(file)? {
+            manager.network().add_address(peer, address);
+        }
+    }
+
+    let (swarm_tx, swarm_rx) = mpsc::channel(16);
+    emit(&json!({
+        "event": "listening",
+        "peer_id": swarm.local_peer_id().to_string(),
+        "addrs": addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    }));
+    tokio::spawn(drive_swarm(swarm, swarm_rx));
+    tokio::spawn(report(manager.clone(), events));
+
+    let peer = Peer {
+        manager,
+        blocks,
+        swarm: swarm_tx,
+        peers_file,
+    };
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    while let Some(line) = lines.next_line().await.context("reading stdin")? {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let command: Value = match serde_json::from_str(&line) {
+            Ok(command) => command,
+            Err(error) => {
+                emit(&json!({"event": "command_failed", "cmd": null, "tag": null,
+                    "error": format!("not JSON: {error}")}));
+                continue;
+            }
+        };
+        if command["cmd"] == "quit" {
+            break;
+        }
+        peer.handle(&command).await;
+    }
+    // Whatever the stop says, the process ends: stores are flushed on every write.
+    let _ = tokio::time::timeout(STOP_TIMEOUT, peer.manager.stop()).await;
+    emit(&json!({"event": "stopped"}));
+    Ok(())
+}
+
+/// The node key of `--store`: read back, or made and written.
+fn load_or_make_key(path: &Path) -> anyhow::Result<identity::Keypair> {
+    if path.exists() {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        return identity::Keypair::from_protobuf_encoding(&bytes)
+            .with_context(|| format!("decoding the key in {}", path.display()));
+    }
+    let keypair = identity::Keypair::generate_ed25519();
+    let bytes = keypair.to_protobuf_encoding()?;
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    Ok(keypair)
+}
+
+/// The `PEER_ID MULTIADDR` lines of `DIR/peers`.
+fn read_peers(path: &Path) -> anyhow::Result<Vec<(libp2p::PeerId, Multiaddr)>> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut peers = Vec::new();
+    for line in text.lines().filter(|line| !line.trim().is_empty()) {
+        let (peer, address) = line
+            .split_once(' ')
+            .with_context(|| format!("bad line in {}: {line}", path.display()))?;
+        peers.push((peer.parse()?, address.parse()?));
+    }
+    Ok(peers)
+}
+
+/// Imports `--car` and `--file` into the store, printing `loaded` per root.
+async fn load(flags: &Flags<'_>, blocks: &Blocks) -> anyhow::Result<()> {
+    for car in flags.all("--car") {
+        let file = std::fs::File::open(car).with_context(|| format!("opening {car}"))?;
+        let summary = dag_io::car::import(std::io::BufReader::new(file), blocks.backend())
+            .await
+            .with_context(|| format!("importing {car}"))?;
+        for root in &summary.header.roots {
+            emit(&json!({"event": "loaded", "root": root.to_string(),
+                "blocks": summary.blocks, "car": car}));
+        }
+    }
+    let options = dag_io::unixfs::ImportOptions::default();
+    for path in flags.all("--file") {
+        let file = std::fs::File::open(path).with_context(|| format!("opening {path}"))?;
+        let imported =
+            dag_io::unixfs::import_file(std::io::BufReader::new(file), blocks.backend(), &options)
+                .await
+                .with_context(|| format!("importing {path}"))?;
+        emit(
+            &json!({"event": "loaded", "root": imported.root.to_string(),
+            "blocks": imported.blocks, "file": path}),
+        );
+    }
+    Ok(())
+}
+
+/// Drives the swarm until its first listening address, which it returns (with any other that
+/// comes at once).
+async fn listen_addresses(swarm: &mut Swarm<NodeBehaviour>) -> anyhow::Result<Vec<Multiaddr>> {
+    let first = tokio::time::timeout(LISTEN_TIMEOUT, async {
+        loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+                return address;
+            }
+        }
+    })
+    .await
+    .context("no listening address")?;
+    Ok(vec![first])
+}
+
+async fn drive_swarm(mut swarm: Swarm<NodeBehaviour>, mut commands: mpsc::Receiver<SwarmCommand>) {
+    loop {
+        tokio::select! {
+            _ = swarm.select_next_some() => {}
+            command = commands.recv() => match command {
+                Some(SwarmCommand::Disconnect(peer, done)) => {
+                    let was = swarm.disconnect_peer_id(peer).is_ok();
+                    let _ = done.send(was);
+                }
+                None => return,
+            },
+        }
+    }
+}
+
+/// Prints a `dt` line per data-transfer event and `finished` once per channel, and pays what
+/// responders ask for on the channels this node opened.
+async fn report(manager: Mgr, mut events: datatransfer::Subscription) {
+    let mut finished = BTreeSet::new();
+    let mut answered: BTreeMap<ChannelId, usize> = BTreeMap::new();
+    loop {
+        let (event, state) = match events.recv().await {
+            Ok(Event::Channel { event, state }) => (event, state),
+            Ok(_) | Err(SubscriptionError::Lagged { .. }) => continue,
+            Err(_) => return,
+        };
+        let voucher_result = if event.code == EventCode::NewVoucherResult {
+            state
+                .last_voucher_result()
+                .and_then(|result| decode_result::<InteropResult>(result).ok())
+                .map(|result| result.to_json())
+        } else {
+            None
+        };
+        emit(&json!({
+            "event": "dt",
+            "channel": channel_json(&event.channel),
+            "name": event.code.name(),
+            "status": event.status.name(),
+            "sent": state.sent,
+            "received": state.received,
+            "message": event.message,
+            "voucher_result": voucher_result,
+        }));
+        if event.status.is_terminal() && finished.insert(event.channel.clone()) {
+            emit(&json!({
+                "event": "finished",
+                "channel": channel_json(&event.channel),
+                "status": event.status.name(),
+                "sent": state.sent,
+                "received": state.received,
+                "message": event.message,
+            }));
+        }
+        if state.is_initiator() && !event.status.is_terminal() {
+            pay(&manager, &state, &mut answered);
+        }
+    }
+}
+
+/// Pays every payment request among the channel's voucher results not answered yet.
+fn pay(manager: &Mgr, state: &ChannelState, answered: &mut BTreeMap<ChannelId, usize>) {
+    let seen = answered.entry(state.channel_id.clone()).or_insert(0);
+    if state.voucher_results.len() <= *seen {
+        return;
+    }
+    let fresh = &state.voucher_results[*seen..];
+    *seen = state.voucher_results.len();
+    let id = state
+        .voucher()
+        .and_then(|voucher| decode_voucher::<InteropVoucher>(voucher).ok())
+        .map(|voucher| voucher.id)
+        .unwrap_or_default();
+    for result in fresh {
+        let Ok(result) = decode_result::<InteropResult>(result) else {
+            continue;
+        };
+        if result.outcome != "payment-required" || result.owed == 0 {
+            continue;
+        }
+        let payment = InteropVoucher {
+            id: id.clone(),
+            amount: result.owed,
+        };
+        match manager.send_voucher(&state.channel_id, &payment) {
+            Ok(()) => emit(&json!({"event": "paid",
+                "channel": channel_json(&state.channel_id), "amount": result.owed})),
+            Err(error) => emit(
+                &json!({"event": "command_failed", "cmd": "pay", "tag": null,
+                "error": error.to_string()}),
+            ),
+        }
+    }
+}
+
+impl Peer {
+    async fn handle(&self, command: &Value) {
+        let cmd = command["cmd"].as_str().unwrap_or_default();
+        let tag = command["tag"].clone();
+        match self.execute(cmd, command).await {
+            Ok(Some(mut answer)) => {
+                answer["tag"] = tag;
+                emit(&answer);
+            }
+            Ok(None) => emit(&json!({"event": "command_done", "cmd": cmd, "tag": tag})),
+            Err(error) => emit(&json!({"event": "command_failed", "cmd": cmd, "tag": tag,
+                "error": format!("{error:#}")})),
+        }
+    }
+
+    /// Runs one command: `Some(answer)` for commands with their own answer, `None` for
+    /// `command_done`.
+    async fn execute(&self, cmd: &str, command: &Value) -> anyhow::Result<Option<Value>> {
+        match cmd {
+            "pull" | "push" => self.open(cmd == "pull", command).map(Some),
+            "pause" => {
+                self.manager
+                    .pause(&channel_from_json(&command["channel"])?)?;
+                Ok(None)
+            }
+            "resume" => {
+                self.manager
+                    .resume(&channel_from_json(&command["channel"])?)?;
+                Ok(None)
+            }
+            "cancel" => {
+                self.manager
+                    .close(&channel_from_json(&command["channel"])?)?;
+                Ok(None)
+            }
+            "restart" => {
+                self.manager
+                    .restart_channel(&channel_from_json(&command["channel"])?)?;
+                Ok(None)
+            }
+            "send_voucher" => {
+                let channel = channel_from_json(&command["channel"])?;
+                let voucher = InteropVoucher::from_json(&command["voucher"])?;
+                self.manager.send_voucher(&channel, &voucher)?;
+                Ok(None)
+            }
+            "disconnect" => {
+                let peer: libp2p::PeerId = command["peer"]
+                    .as_str()
+                    .context("peer is not a string")?
+                    .parse()
+                    .context("peer is not a peer id")?;
+                let (done, was) = oneshot::channel();
+                self.swarm
+                    .send(SwarmCommand::Disconnect(peer, done))
+                    .await
+                    .ok()
+                    .context("the swarm is gone")?;
+                was.await.ok().context("the swarm is gone")?;
+                Ok(None)
+            }
+            "state" => {
+                let channel = channel_from_json(&command["channel"])?;
+                let state = self.manager.channel_state(&channel)?;
+                Ok(Some(state_json(&state)))
+            }
+            "export" => self.export(command).await.map(Some),
+            other => bail!("unknown command {other:?}"),
+        }
+    }
+
+    fn open(&self, pull: bool, command: &Value) -> anyhow::Result<Value> {
+        let mut address: Multiaddr = command["peer"]
+            .as_str()
+            .context("peer is not a string")?
+            .parse()
+            .context("peer is not a multiaddr")?;
+        let Some(Protocol::P2p(remote)) = address.pop() else {
+            bail!("peer must end with /p2p/PEER_ID");
+        };
+        self.manager.network().add_address(remote, address.clone());
+        if let Some(file) = &self.peers_file {
+            let mut peers = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(file)
+                .with_context(|| format!("opening {}", file.display()))?;
+            writeln!(peers, "{remote} {address}")?;
+        }
+        let root: Cid = command["root"]
+            .as_str()
+            .context("root is not a string")?
+            .parse()
+            .context("root is not a CID")?;
+        let selector = selector(&command["selector"])?.to_node();
+        let voucher = InteropVoucher::from_json(&command["voucher"])?;
+        let to = from_libp2p(&remote);
+        let voucher_type = command["voucher_type"]
+            .as_str()
+            .unwrap_or(InteropVoucher::TYPE);
+        let channel = match (voucher_type, pull) {
+            (InteropVoucher::TYPE, true) => self.manager.open_pull(to, &voucher, root, selector),
+            (InteropVoucher::TYPE, false) => self.manager.open_push(to, &voucher, root, selector),
+            (UnknownVoucher::TYPE, true) => {
+                let voucher = UnknownVoucher(voucher);
+                self.manager.open_pull(to, &voucher, root, selector)
+            }
+            (UnknownVoucher::TYPE, false) => {
+                let voucher = UnknownVoucher(voucher);
+                self.manager.open_push(to, &voucher, root, selector)
+            }
+            (other, _) => bail!(
+                "voucher_type {other:?}: this peer sends only {} and {}",
+                InteropVoucher::TYPE,
+                UnknownVoucher::TYPE
+            ),
+        }?;
+        Ok(json!({"event": "opened", "channel": channel_json(&channel)}))
+    }
+
+    async fn export(&self, command: &Value) -> anyhow::Result<Value> {
+        let root: Cid = command["root"]
+            .as_str()
+            .context("root is not a string")?
+            .parse()
+            .context("root is not a CID")?;
+        let selector = selector(&command["selector"])?;
+        let out = command["out"].as_str().context("out is not a string")?;
+        let file = std::fs::File::create(out).with_context(|| format!("creating {out}"))?;
+        let config = ipld_selector::Config::default().with_max_recursion_depth(None);
+        let (writer, summary) = dag_io::car::export(
+            self.blocks.backend(),
+            &root,
+            &selector,
+            config,
+            std::io::BufWriter::new(file),
+        )
+        .await?;
+        writer
+            .into_inner()
+            .map_err(|error| error.into_error())
+            .and_then(|file| file.sync_all())
+            .with_context(|| format!("writing {out}"))?;
+        Ok(json!({"event": "exported", "blocks": summary.blocks,
+            "bytes": summary.block_bytes, "out": out}))
+    }
+}
+
+/// A command's selector: absent or null for explore-all, DAG-JSON as a string or as JSON.
+fn selector(value: &Value) -> anyhow::Result<Selector> {
+    match value {
+        Value::Null => Ok(Selector::explore_all_recursively()),
+        Value::String(text) => {
+            Selector::from_dag_json(text.as_bytes()).context("parsing the selector")
+        }
+        other => {
+            Selector::from_dag_json(other.to_string().as_bytes()).context("parsing the selector")
+        }
+    }
+}
+
+fn state_json(state: &ChannelState) -> Value {
+    let results: Vec<Value> = state
+        .voucher_results
+        .iter()
+        .map(|result| {
+            decode_result::<InteropResult>(result).map_or(Value::Null, |result| result.to_json())
+        })
+        .collect();
+    json!({
+        "event": "state",
+        "channel": channel_json(&state.channel_id),
+        "status": state.status.name(),
+        "sent": state.sent,
+        "received": state.received,
+        "message": state.message,
+        "is_pull": state.is_pull(),
+        "base_cid": state.base_cid.to_string(),
+        "voucher_results": results,
+    })
+}

@@ -839,6 +839,7 @@ fn command(target: &dyn ControlTarget, op: Op, name: &str) -> Answer {
             };
         }
     };
+    tracing::info!(channel = %channel, %op, "control command");
     if let Err(error) = target.apply(op, &channel) {
         return Answer::Error {
             message: format!("cannot {op} {channel}: {}", chain(&error)),

@@ -9,8 +9,9 @@
 //!   [`control::ControlTarget`], implemented for [`datatransfer::Manager`]), and the client side
 //!   of `dtx channels [--watch]` ([`control::channels`]) and `dtx cancel|pause|resume|restart
 //!   <CHANNEL>` ([`control::channel_command`]);
-//! - [`metrics`]: the metrics of `--metrics ADDR` ([`metrics::Metrics`], fed by
-//!   [`metrics::spawn_recorder`]) and the HTTP endpoint ([`metrics::serve_metrics`]).
+//! - [`metrics`]: the metrics of `--metrics ADDR`, all started for a node by
+//!   [`metrics::start`]: [`metrics::Metrics`], fed by [`metrics::spawn_recorder`], and the HTTP
+//!   endpoint ([`metrics::serve_metrics`]).
 //!
 //! Feature flags: none.
 //!

@@ -1,10 +1,11 @@
 //! The Prometheus endpoint of `--metrics ADDR`: per-peer and per-channel bytes and blocks,
 //! channels by status, restarts and errors, fed from a [`datatransfer::Manager`]'s events.
 //!
-//! [`Metrics::new`] registers the metrics in a `prometheus-client` [`Registry`];
-//! [`spawn_recorder`] feeds them from a [`Subscription`]; [`serve_metrics`] answers `GET
-//! /metrics` over HTTP/1 (hyper, see `docs/decisions/0007-dtx-metrics-http.md`) with the
-//! OpenMetrics text of the registry.
+//! [`start`] does it all for a node (a [`ControlTarget`], such as a
+//! [`datatransfer::Manager`]). Its parts: [`Metrics::new`] registers the metrics in a
+//! `prometheus-client` [`Registry`]; [`spawn_recorder`] feeds them from a [`Subscription`];
+//! [`serve_metrics`] answers `GET /metrics` over HTTP/1 (hyper, see
+//! `docs/decisions/0007-dtx-metrics-http.md`) with the OpenMetrics text of the registry.
 //!
 //! The metrics (`peer` is the other peer in base58, `channel` the full channel id):
 //!
@@ -62,6 +63,8 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
+
+use crate::control::ControlTarget;
 
 /// The content type of the OpenMetrics text that `prometheus-client` writes.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -537,6 +540,61 @@ pub fn spawn_recorder(mut events: Subscription, metrics: Arc<Metrics>) -> JoinHa
                 Err(_) => return,
             }
         }
+    })
+}
+
+/// The whole `--metrics ADDR` endpoint of a node: its metrics, their recorder and the HTTP
+/// server; dropping it stops them.
+#[derive(Debug)]
+pub struct MetricsEndpoint {
+    metrics: Arc<Metrics>,
+    server: MetricsServer,
+    recorder: JoinHandle<()>,
+}
+
+impl MetricsEndpoint {
+    /// The address the endpoint listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+}
+
+impl Drop for MetricsEndpoint {
+    fn drop(&mut self) {
+        self.recorder.abort();
+    }
+}
+
+/// Starts the metrics of `node` on `addr`: registers [`Metrics`] in a new registry, subscribes
+/// to the node's events, seeds the metrics with the channels it already has, spawns the
+/// recorder and serves `GET /metrics` (in tasks of the current runtime).
+///
+/// # Errors
+/// [`MetricsError::Bind`] when `addr` cannot be bound.
+pub async fn start(
+    addr: SocketAddr,
+    node: &dyn ControlTarget,
+    config: Config,
+) -> Result<MetricsEndpoint, MetricsError> {
+    let mut registry = Registry::default();
+    let metrics = Arc::new(Metrics::new(config, &mut registry));
+    let server = serve_metrics(addr, Arc::new(registry)).await?;
+    // Subscribe before listing, so that no event falls between the two.
+    let events = node.subscribe();
+    match node.channels() {
+        Ok(states) => metrics.seed(&states),
+        Err(error) => tracing::warn!(%error, "metrics start without the existing channels"),
+    }
+    let recorder = spawn_recorder(events, Arc::clone(&metrics));
+    Ok(MetricsEndpoint {
+        metrics,
+        server,
+        recorder,
     })
 }
 

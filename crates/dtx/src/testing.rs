@@ -163,7 +163,11 @@ pub(crate) async fn until_status(
                     return Ok(state);
                 }
                 if state.status.is_terminal() {
-                    bail!("{channel} ended {}, not {status}", state.status);
+                    bail!(
+                        "{channel} ended {} ({:?}), not {status}",
+                        state.status,
+                        state.message
+                    );
                 }
             }
             match events.recv().await {

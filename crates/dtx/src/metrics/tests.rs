@@ -68,9 +68,12 @@ fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<u64> {
 }
 
 /// Scrapes `recorded` over HTTP until `done` holds (the recorder runs behind the manager).
-async fn scrape_once(recorded: &Recorded, done: impl Fn(&str) -> bool) -> anyhow::Result<String> {
-    let addr = recorded.server.local_addr();
-    let mut changes = recorded.metrics.recorded();
+async fn scrape_once(
+    addr: SocketAddr,
+    metrics: &Metrics,
+    done: impl Fn(&str) -> bool,
+) -> anyhow::Result<String> {
+    let mut changes = metrics.recorded();
     tokio::time::timeout(PATIENCE, async {
         loop {
             changes.borrow_and_update();
@@ -113,7 +116,12 @@ async fn a_pull_gives_exact_byte_block_and_status_values_over_http() -> anyhow::
     let id = channel.to_string();
     let (a, b) = (client.id.to_string(), provider.id.to_string());
 
-    let text = scrape_once(&client_metrics, completed(1)).await?;
+    let text = scrape_once(
+        client_metrics.server.local_addr(),
+        &client_metrics.metrics,
+        completed(1),
+    )
+    .await?;
     let peer = [("peer", b.as_str())];
     let series = [("channel", id.as_str()), ("peer", b.as_str())];
     ensure!(
@@ -144,7 +152,12 @@ async fn a_pull_gives_exact_byte_block_and_status_values_over_http() -> anyhow::
         ensure!(line.ends_with(expected), "{line}");
     }
 
-    let text = scrape_once(&provider_metrics, completed(1)).await?;
+    let text = scrape_once(
+        provider_metrics.server.local_addr(),
+        &provider_metrics.metrics,
+        completed(1),
+    )
+    .await?;
     let peer = [("peer", a.as_str())];
     let series = [("channel", id.as_str()), ("peer", a.as_str())];
     ensure!(
@@ -182,7 +195,12 @@ async fn finished_channels_beyond_the_bound_lose_their_series() -> anyhow::Resul
         until_status(&client.manager, &channel, ChannelStatus::Completed).await?;
         channels.push(channel.to_string());
     }
-    let text = scrape_once(&recorded, completed(4)).await?;
+    let text = scrape_once(
+        recorded.server.local_addr(),
+        &recorded.metrics,
+        completed(4),
+    )
+    .await?;
     ensure!(recorded.metrics.tracked_channels() == 2);
     let kept: Vec<&str> = text
         .lines()
@@ -223,10 +241,30 @@ async fn restarts_and_rejections_are_counted() -> anyhow::Result<()> {
         everything()?,
     )?;
     until_status(&client.manager, &channel, ChannelStatus::Ongoing).await?;
+    let mut events = client.manager.subscribe_channel(channel.clone());
     client.manager.restart_channel(&channel)?;
+    // The initiator's Restart event comes with the responder's answer; lifting the limit
+    // before it would let the first request finish the transfer and the answer find the
+    // channel completed.
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let Ok(Event::Channel { event, .. }) = events.recv().await
+                && event.code == EventCode::Restart
+            {
+                return;
+            }
+        }
+    })
+    .await
+    .context("a Restart event")?;
     hub.limit_blocks(None);
     until_status(&client.manager, &channel, ChannelStatus::Completed).await?;
-    let text = scrape_once(&client_metrics, completed(1)).await?;
+    let text = scrape_once(
+        client_metrics.server.local_addr(),
+        &client_metrics.metrics,
+        completed(1),
+    )
+    .await?;
     let id = channel.to_string();
     let b = provider.id.to_string();
     ensure!(
@@ -257,14 +295,18 @@ async fn restarts_and_rejections_are_counted() -> anyhow::Result<()> {
         everything()?,
     )?;
     let a = client.id.to_string();
-    let text = scrape_once(&provider_metrics, |text| {
-        value(
-            text,
-            "dtx_peer_errors_total",
-            &[("peer", a.as_str()), ("kind", "rejected")],
-        )
-        .is_some()
-    })
+    let text = scrape_once(
+        provider_metrics.server.local_addr(),
+        &provider_metrics.metrics,
+        |text| {
+            value(
+                text,
+                "dtx_peer_errors_total",
+                &[("peer", a.as_str()), ("kind", "rejected")],
+            )
+            .is_some()
+        },
+    )
     .await?;
     ensure!(
         value(
@@ -343,5 +385,55 @@ async fn the_endpoint_answers_metrics_only_at_get_metrics() -> anyhow::Result<()
     let taken = serve_metrics(addr, Arc::new(Registry::default())).await;
     let error = taken.err().context("the port is taken")?;
     ensure!(error.to_string() == format!("cannot listen for metrics on {addr}"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_seeds_the_existing_channels_and_records_new_ones() -> anyhow::Result<()> {
+    let before = Dag::new(3, 100, 40)?;
+    let after = Dag::new(5, 100, 41)?;
+    let hub = hub();
+    let client = node(&hub, 1).await?;
+    let provider = node(&hub, 2).await?;
+    before.load_into(&provider.blocks).await?;
+    after.load_into(&provider.blocks).await?;
+    let first = client.manager.open_pull(
+        provider.id.clone(),
+        &Ticket("yes".into()),
+        before.root,
+        everything()?,
+    )?;
+    until_status(&client.manager, &first, ChannelStatus::Completed).await?;
+    let mut channels = vec![first];
+    let endpoint = start(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        &client.manager,
+        Config::default(),
+    )
+    .await?;
+    let channel = client.manager.open_pull(
+        provider.id.clone(),
+        &Ticket("yes".into()),
+        after.root,
+        everything()?,
+    )?;
+    until_status(&client.manager, &channel, ChannelStatus::Completed).await?;
+    channels.push(channel);
+    let text = scrape_once(endpoint.local_addr(), endpoint.metrics(), completed(2)).await?;
+    let b = provider.id.to_string();
+    for (channel, dag) in channels.iter().zip([&before, &after]) {
+        let id = channel.to_string();
+        let series = [("channel", id.as_str()), ("peer", b.as_str())];
+        ensure!(value(&text, "dtx_channel_received_bytes", &series) == Some(dag.total_bytes()));
+    }
+    // Only what moved while the endpoint ran counts for the peer.
+    ensure!(
+        value(
+            &text,
+            "dtx_peer_received_bytes_total",
+            &[("peer", b.as_str())]
+        ) == Some(after.total_bytes()),
+        "{text}"
+    );
     Ok(())
 }

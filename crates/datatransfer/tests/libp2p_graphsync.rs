@@ -7,176 +7,43 @@
 // The managers here are over graphsync and libp2p, so the hub-backed scenarios do not apply.
 #[allow(unused_macros)]
 mod common;
+#[path = "common/libp2p.rs"]
+mod net;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use blockstore::Blockstore;
-use cid::CidGeneric;
-use common::{AcceptAll, Blocks, Dag, PATIENCE, TestVoucher, everything};
-use datatransfer::libp2p::{Libp2pNetwork, NetworkConfig, NodeBehaviour, SwarmConfig, build_swarm};
-use datatransfer::{ChannelId, ChannelState, ChannelStatus, Config, Manager, SubscriptionError};
-use datatransfer_graphsync::GraphsyncTransport;
-use datatransfer_store::MemStore;
-use futures::StreamExt;
-use libp2p::Swarm;
-use libp2p::identity::Keypair;
-use libp2p::swarm::SwarmEvent;
+use common::{Dag, PATIENCE, TestVoucher, everything};
+use datatransfer::{ChannelId, ChannelStatus, SubscriptionError};
+use net::{Mgr, Net, Node, Spec, accept_all, until_status};
 
-type Mgr = Manager<GraphsyncTransport, Libp2pNetwork>;
-
-/// One node: its manager and the block store its graphsync node serves and writes.
-struct Side {
-    manager: Mgr,
-    blocks: Arc<Blocks>,
-}
-
-/// Two nodes that know each other's addresses; dropping it stops their swarms.
-struct Pair {
-    sides: Vec<Side>,
-    swarms: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Drop for Pair {
-    fn drop(&mut self) {
-        for swarm in &self.swarms {
-            swarm.abort();
-        }
-    }
-}
-
-async fn listen(swarm: &mut Swarm<NodeBehaviour>) -> anyhow::Result<libp2p::Multiaddr> {
-    swarm.listen_on("/memory/0".parse()?)?;
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
-                return address;
-            }
-        }
-    })
-    .await
-    .context("no listen address")
-}
-
-/// A block store whose reads take `delay`, as a disk's would: a graphsync responder serving it
-/// sends about one block per `delay`, so a pause or cancel lands mid-transfer.
-struct Slow {
-    inner: Arc<Blocks>,
-    delay: Duration,
-}
-
-impl Blockstore for Slow {
-    async fn get<const S: usize>(
-        &self,
-        cid: &CidGeneric<S>,
-    ) -> blockstore::Result<Option<Vec<u8>>> {
-        tokio::time::sleep(self.delay).await;
-        self.inner.get(cid).await
-    }
-
-    async fn put_keyed<const S: usize>(
-        &self,
-        cid: &CidGeneric<S>,
-        data: &[u8],
-    ) -> blockstore::Result<()> {
-        self.inner.put_keyed(cid, data).await
-    }
-
-    async fn remove<const S: usize>(&self, cid: &CidGeneric<S>) -> blockstore::Result<()> {
-        self.inner.remove(cid).await
-    }
-
-    async fn close(self) -> blockstore::Result<()> {
-        Ok(())
-    }
-}
-
-/// Two started managers over graphsync and libp2p, `AcceptAll` registered on both, whose
-/// graphsync nodes read their blocks at full speed.
-async fn pair() -> anyhow::Result<Pair> {
-    pair_reading_in(Duration::ZERO).await
+/// Two started nodes on the memory transport that know each other, `AcceptAll` registered on
+/// both, whose graphsync nodes read their blocks at full speed.
+async fn pair() -> anyhow::Result<(Node, Node)> {
+    net::pair(Net::Memory).await
 }
 
 /// As [`pair`], with graphsync nodes whose every block read takes `read_delay`.
-async fn pair_reading_in(read_delay: Duration) -> anyhow::Result<Pair> {
-    let mut swarms = Vec::new();
-    let mut addresses = Vec::new();
-    for _ in 0..2 {
-        let mut swarm = build_swarm(Keypair::generate_ed25519(), SwarmConfig::default())?;
-        addresses.push((*swarm.local_peer_id(), listen(&mut swarm).await?));
-        swarms.push(swarm);
-    }
-    let mut pair = Pair {
-        sides: Vec::new(),
-        swarms: Vec::new(),
-    };
-    for (n, mut swarm) in swarms.into_iter().enumerate() {
-        let (peer, address) = addresses[1 - n].clone();
-        swarm.add_peer_address(peer, address);
-        let blocks = Arc::new(Blocks::new());
-        let node = graphsync::network::Node::spawn(
-            &swarm.behaviour().graphsync,
-            Arc::new(Slow {
-                inner: Arc::clone(&blocks),
-                delay: read_delay,
-            }),
-            graphsync::network::Config::default(),
-        )?;
-        let transport = GraphsyncTransport::new(
-            node,
-            *swarm.local_peer_id(),
-            datatransfer_graphsync::Config::default(),
-        );
-        let network = Libp2pNetwork::for_swarm(&swarm, NetworkConfig::default())?;
-        let manager = Manager::new(transport, network, MemStore::new(), Config::default());
-        manager.register_voucher_type(AcceptAll)?;
-        manager.start().await?;
-        pair.sides.push(Side { manager, blocks });
-        pair.swarms.push(tokio::spawn(async move {
-            loop {
-                swarm.select_next_some().await;
-            }
-        }));
-    }
-    Ok(pair)
-}
-
-/// Waits, at most [`PATIENCE`], until `channel` has `status` at `manager`; fails early when it
-/// ends otherwise.
-async fn until_status(
-    manager: &Mgr,
-    channel: &ChannelId,
-    status: ChannelStatus,
-) -> anyhow::Result<ChannelState> {
-    let mut events = manager.subscribe_channel(channel.clone());
-    let wait = async {
-        loop {
-            if let Ok(state) = manager.channel_state(channel) {
-                if state.status == status {
-                    return Ok(state);
-                }
-                anyhow::ensure!(
-                    !state.status.is_terminal(),
-                    "{channel} ended {} ({:?}), not {status}",
-                    state.status,
-                    state.message
-                );
-            }
-            match events.recv().await {
-                Ok(_) | Err(SubscriptionError::Lagged { .. }) => {}
-                Err(error) => return Err(error.into()),
-            }
-        }
-    };
-    tokio::time::timeout(PATIENCE, wait)
-        .await
-        .with_context(|| {
-            format!(
-                "waiting for {channel} to be {status}; it is {}",
-                manager.status(channel)
-            )
-        })?
+async fn pair_reading_in(read_delay: Duration) -> anyhow::Result<(Node, Node)> {
+    let a = Node::start(
+        Spec {
+            read_delay,
+            ..Spec::new(Net::Memory)
+        },
+        accept_all,
+    )
+    .await?;
+    let b = Node::start(
+        Spec {
+            read_delay,
+            ..Spec::new(Net::Memory)
+        },
+        accept_all,
+    )
+    .await?;
+    a.learn(&b);
+    b.learn(&a);
+    Ok((a, b))
 }
 
 /// The multi-block DAG of these tests: a root and eight leaves of 4 KiB.
@@ -186,8 +53,7 @@ fn dag() -> anyhow::Result<Dag> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_of_a_dag_over_graphsync_and_libp2p_completes_on_both_ends() -> anyhow::Result<()> {
-    let pair = pair().await?;
-    let (client, provider) = (&pair.sides[0], &pair.sides[1]);
+    let (client, provider) = pair().await?;
     let dag = dag()?;
     dag.load_into(&provider.blocks).await?;
 
@@ -210,8 +76,7 @@ async fn pull_of_a_dag_over_graphsync_and_libp2p_completes_on_both_ends() -> any
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_of_a_dag_over_graphsync_and_libp2p_completes_on_both_ends() -> anyhow::Result<()> {
-    let pair = pair().await?;
-    let (client, provider) = (&pair.sides[0], &pair.sides[1]);
+    let (client, provider) = pair().await?;
     let dag = dag()?;
     dag.load_into(&client.blocks).await?;
 
@@ -280,8 +145,7 @@ async fn ensure_no_data_while_paused(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn responder_pauses_and_resumes_a_pull_over_graphsync_and_libp2p() -> anyhow::Result<()> {
-    let pair = pair_reading_in(READ_DELAY).await?;
-    let (client, provider) = (&pair.sides[0], &pair.sides[1]);
+    let (client, provider) = pair_reading_in(READ_DELAY).await?;
     let dag = long_dag()?;
     dag.load_into(&provider.blocks).await?;
 
@@ -312,8 +176,7 @@ async fn responder_pauses_and_resumes_a_pull_over_graphsync_and_libp2p() -> anyh
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn initiator_cancels_a_pull_over_graphsync_and_libp2p() -> anyhow::Result<()> {
-    let pair = pair_reading_in(READ_DELAY).await?;
-    let (client, provider) = (&pair.sides[0], &pair.sides[1]);
+    let (client, provider) = pair_reading_in(READ_DELAY).await?;
     let dag = long_dag()?;
     dag.load_into(&provider.blocks).await?;
 
@@ -343,8 +206,7 @@ async fn initiator_cancels_a_pull_over_graphsync_and_libp2p() -> anyhow::Result<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn initiator_cancels_a_push_over_graphsync_and_libp2p() -> anyhow::Result<()> {
-    let pair = pair_reading_in(READ_DELAY).await?;
-    let (client, provider) = (&pair.sides[0], &pair.sides[1]);
+    let (client, provider) = pair_reading_in(READ_DELAY).await?;
     let dag = long_dag()?;
     dag.load_into(&client.blocks).await?;
 
@@ -374,8 +236,7 @@ async fn initiator_cancels_a_push_over_graphsync_and_libp2p() -> anyhow::Result<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn responder_pauses_and_resumes_a_push_over_graphsync_and_libp2p() -> anyhow::Result<()> {
-    let pair = pair_reading_in(READ_DELAY).await?;
-    let (client, provider) = (&pair.sides[0], &pair.sides[1]);
+    let (client, provider) = pair_reading_in(READ_DELAY).await?;
     let dag = long_dag()?;
     dag.load_into(&client.blocks).await?;
 

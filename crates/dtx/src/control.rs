@@ -463,6 +463,13 @@ pub async fn serve(
 /// Prints the channels of the serve on `data_dir` to standard output: a table, or one JSON
 /// object per line with `json`; with `watch`, then every change until Ctrl-C.
 ///
+/// The table has the columns ID, DIRECTION (`pull in`, `pull out`, `push in`, `push out`),
+/// PEER, STATUS, BYTES (moved in this node's direction) and PROGRESS (a percentage when the
+/// DAG's size is known, else the block count); "no channels" when there are none. A JSON line
+/// is a [`ChannelView`] with `"event":"channel"` for the listed channels and
+/// `"event":"update"` for a watch's changes. A watch's changes are printed as table rows
+/// without a header; after the serve fell behind, the whole list again.
+///
 /// # Errors
 /// [`ControlError::NoServe`] (in the `anyhow` error) when no serve runs on `data_dir`; I/O
 /// and protocol errors.

@@ -18,12 +18,14 @@ use libp2p::swarm::{
     THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
 };
 use libp2p::{PeerId, Stream, StreamProtocol};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 
 use super::Version;
 
-/// An accepted inbound stream: its peer, the stream and the version it negotiated.
-pub(super) type Accepted = (PeerId, Stream, Version);
+/// An accepted inbound stream: its peer, the stream, the version it negotiated, and a signal
+/// of its connection's end (the sender lives in the connection's handler, so `changed()`
+/// fails once the connection is gone).
+pub(super) type Accepted = (PeerId, Stream, Version, watch::Receiver<()>);
 
 /// The swarm's Graphsync behaviour: a stream-control behaviour (libp2p-stream) through which a
 /// [`Node`](super::Node) opens Graphsync streams, and whose connection handlers accept the
@@ -192,8 +194,15 @@ impl Acceptor {
         }
     }
 
-    /// Queues a negotiated stream; drops it when the queue is full or no node reads it.
-    fn push(&self, peer: PeerId, stream: Stream, protocol: &StreamProtocol) {
+    /// Queues a negotiated stream with its connection's end signal; drops it when the queue
+    /// is full or no node reads it.
+    fn push(
+        &self,
+        peer: PeerId,
+        stream: Stream,
+        protocol: &StreamProtocol,
+        closed: watch::Receiver<()>,
+    ) {
         let slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(open) = slot.as_ref() else {
             tracing::debug!(%peer, %protocol, "no graphsync node; inbound stream dropped");
@@ -208,7 +217,7 @@ impl Acceptor {
             tracing::debug!(%peer, %protocol, "protocol no longer accepted; stream dropped");
             return;
         };
-        if let Err(error) = open.queue.try_send((peer, stream, version)) {
+        if let Err(error) = open.queue.try_send((peer, stream, version, closed)) {
             tracing::debug!(%peer, %protocol, %error, "graphsync accept queue: stream dropped");
         }
     }
@@ -219,6 +228,9 @@ impl Acceptor {
 pub struct AcceptHandler {
     peer: PeerId,
     acceptor: Arc<Acceptor>,
+    /// Dropped with the handler, that is when the connection closes: the reader tasks of the
+    /// streams it accepted end then, even if their streams never report an end.
+    closed: watch::Sender<()>,
 }
 
 impl AcceptHandler {
@@ -226,6 +238,7 @@ impl AcceptHandler {
         AcceptHandler {
             peer,
             acceptor: Arc::clone(acceptor),
+            closed: watch::channel(()).0,
         }
     }
 }
@@ -267,7 +280,8 @@ impl ConnectionHandler for AcceptHandler {
             ..
         }) = event
         {
-            self.acceptor.push(self.peer, stream, &protocol);
+            self.acceptor
+                .push(self.peer, stream, &protocol, self.closed.subscribe());
         }
     }
 }

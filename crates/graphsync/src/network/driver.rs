@@ -302,11 +302,12 @@ impl Driver {
                     None => break,
                 },
                 Some(inbound) = self.inbound_rx.recv() => self.inbound(inbound),
-                Some((peer, stream, version)) = incoming.recv() => {
+                Some((peer, stream, version, closed)) = incoming.recv() => {
                     tokio::spawn(read_stream(
                         peer,
                         stream,
                         version,
+                        closed,
                         self.wire(peer),
                         self.inbound_tx.clone(),
                         self.config.frame,

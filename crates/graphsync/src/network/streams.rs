@@ -10,7 +10,7 @@ use bytes::BytesMut;
 use futures::AsyncWriteExt;
 use libp2p::{PeerId, Stream};
 use libp2p_stream::OpenStreamError;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{Config, Version};
 use crate::codec::frame::FrameConfig;
@@ -224,12 +224,15 @@ impl Writer {
     }
 }
 
-/// The reader task of one inbound stream: hands each message to the driver until EOF. A peer
-/// that opens a stream of some version is answered on that version from then on.
+/// The reader task of one inbound stream: hands each message to the driver until EOF, or
+/// until the stream's connection is gone (`closed` fails: a stream of a closed connection does
+/// not always report its end, and its reader would wait forever). A peer that opens a stream
+/// of some version is answered on that version from then on.
 pub(super) async fn read_stream(
     peer: PeerId,
     mut stream: Stream,
     version: Version,
+    mut closed: watch::Receiver<()>,
     wire: Arc<PeerWire>,
     driver: mpsc::Sender<Inbound>,
     frame: FrameConfig,
@@ -237,7 +240,16 @@ pub(super) async fn read_stream(
     wire.prefer(version);
     let mut reader = MessageReader::new(frame);
     loop {
-        let result = match reader.read_body(&mut stream).await {
+        let read = tokio::select! {
+            read = reader.read_body(&mut stream) => read,
+            // Nothing is ever sent: `changed` returns only when the connection's handler is
+            // dropped.
+            _ = closed.changed() => {
+                tracing::debug!(%peer, "connection closed; inbound stream reader ends");
+                return;
+            }
+        };
+        let result = match read {
             Ok(Some(body)) => wire.decode(&body, version).map(Some),
             Ok(None) => Ok(None),
             Err(error) => Err(error),

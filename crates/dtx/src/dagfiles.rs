@@ -1,0 +1,315 @@
+//! Getting DAGs in and out of the block store: importing paths (UnixFS, or CAR for `.car`),
+//! checking that a DAG is complete and verified, and writing one out (UnixFS or CAR) through a
+//! temporary name that is renamed only once the whole output is written.
+
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+
+use blockstore::Blockstore;
+use dag_io::{car, unixfs};
+use datatransfer::Cid;
+use ipld_selector::Selector;
+
+use crate::error::{CliError, chain};
+
+/// What importing one path gave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Imported {
+    /// The roots (one for UnixFS; a CAR's header roots).
+    pub(crate) roots: Vec<Cid>,
+    /// Blocks written.
+    pub(crate) blocks: u64,
+    /// Block bytes written (what a pull of the DAG transfers).
+    pub(crate) bytes: u64,
+}
+
+impl Imported {
+    /// The first root, the one printed.
+    pub(crate) fn root(&self) -> Cid {
+        self.roots[0]
+    }
+}
+
+/// Whether `path` names a CAR file (by its extension).
+pub(crate) fn is_car(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|ext| ext.eq_ignore_ascii_case("car"))
+}
+
+/// Imports `path` into `blocks`: a `.car` file as CAR (its header must name a root), anything
+/// else as UnixFS with kubo's CIDv1 defaults.
+pub(crate) async fn import<B: Blockstore>(path: &Path, blocks: &B) -> Result<Imported, CliError> {
+    let fail = |reason: String| CliError::Import {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if is_car(path) && path.is_file() {
+        let file = std::fs::File::open(path).map_err(|error| fail(chain(&error)))?;
+        let summary = car::import(BufReader::new(file), blocks)
+            .await
+            .map_err(|error| fail(chain(&error)))?;
+        if summary.header.roots.is_empty() {
+            return Err(fail("the CAR names no root".into()));
+        }
+        return Ok(Imported {
+            roots: summary.header.roots.clone(),
+            blocks: summary.blocks,
+            bytes: summary.block_bytes,
+        });
+    }
+    let imported = unixfs::import_path(path, blocks, &unixfs::ImportOptions::default())
+        .await
+        .map_err(|error| fail(chain(&error)))?;
+    Ok(Imported {
+        roots: vec![imported.root],
+        blocks: imported.blocks,
+        bytes: imported.dag_size,
+    })
+}
+
+/// The selector traversal settings: no depth limit (the selector's own recursion limit
+/// applies), as the graphsync responder walks.
+pub(crate) fn traversal_config() -> ipld_selector::Config {
+    ipld_selector::Config::default().with_max_recursion_depth(None)
+}
+
+/// The totals of a verified DAG.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Verified {
+    /// Distinct blocks.
+    pub(crate) blocks: u64,
+    /// Their bytes.
+    pub(crate) bytes: u64,
+}
+
+/// Checks that every block `selector` reaches from `root` is in `blocks` and hashes to its
+/// CID.
+pub(crate) async fn verify<B: Blockstore>(
+    blocks: &B,
+    root: &Cid,
+    selector: &Selector,
+) -> Result<Verified, CliError> {
+    let (_, summary) = car::export(blocks, root, selector, traversal_config(), std::io::sink())
+        .await
+        .map_err(|error| CliError::Incomplete {
+            cid: root.to_string(),
+            reason: chain(&error),
+        })?;
+    Ok(Verified {
+        blocks: summary.blocks,
+        bytes: summary.block_bytes,
+    })
+}
+
+/// Fails when `output` cannot be written: it exists already, or its directory is missing or
+/// not writable (checked by creating and removing the temporary file).
+pub(crate) fn check_output(output: &Path) -> Result<(), CliError> {
+    if std::fs::symlink_metadata(output).is_ok() {
+        return Err(CliError::OutputExists {
+            path: output.to_path_buf(),
+        });
+    }
+    let temp = temp_path(output)?;
+    std::fs::File::create(&temp).map_err(|error| CliError::Output {
+        path: output.to_path_buf(),
+        reason: chain(&error),
+    })?;
+    let _ = std::fs::remove_file(&temp);
+    Ok(())
+}
+
+/// Writes the DAG under `root` to `output`: a CAR of the blocks `selector` reaches when it ends
+/// in `.car`, otherwise the UnixFS file or directory. The output appears under its name only
+/// once complete.
+pub(crate) async fn write_output<B: Blockstore>(
+    blocks: &B,
+    root: &Cid,
+    selector: &Selector,
+    output: &Path,
+) -> Result<(), CliError> {
+    check_output(output)?;
+    let temp = temp_path(output)?;
+    let written = if is_car(output) {
+        write_car(blocks, root, selector, output, &temp).await
+    } else {
+        unixfs::export_path(blocks, root, &temp)
+            .await
+            .map_err(|error| unixfs_error(root, output, &error))
+    };
+    if let Err(error) = written {
+        remove_any(&temp);
+        return Err(error);
+    }
+    std::fs::rename(&temp, output).map_err(|error| {
+        remove_any(&temp);
+        CliError::Output {
+            path: output.to_path_buf(),
+            reason: chain(&error),
+        }
+    })
+}
+
+async fn write_car<B: Blockstore>(
+    blocks: &B,
+    root: &Cid,
+    selector: &Selector,
+    output: &Path,
+    temp: &Path,
+) -> Result<(), CliError> {
+    let io_error = |error: &dyn std::error::Error| CliError::Output {
+        path: output.to_path_buf(),
+        reason: chain(error),
+    };
+    let file = std::fs::File::create(temp).map_err(|error| io_error(&error))?;
+    let (writer, _) = car::export(
+        blocks,
+        root,
+        selector,
+        traversal_config(),
+        BufWriter::new(file),
+    )
+    .await
+    .map_err(|error| match error {
+        car::ExportError::Write(error) => io_error(&error),
+        other => CliError::Incomplete {
+            cid: root.to_string(),
+            reason: chain(&other),
+        },
+    })?;
+    let file = writer
+        .into_inner()
+        .map_err(|error| io_error(error.error()))?;
+    file.sync_all().map_err(|error| io_error(&error))?;
+    Ok(())
+}
+
+fn unixfs_error(root: &Cid, output: &Path, error: &unixfs::UnixfsError) -> CliError {
+    match error {
+        unixfs::UnixfsError::Io { .. } => CliError::Output {
+            path: output.to_path_buf(),
+            reason: chain(error),
+        },
+        unixfs::UnixfsError::MissingBlock { .. } | unixfs::UnixfsError::Block(_) => {
+            CliError::Incomplete {
+                cid: root.to_string(),
+                reason: chain(error),
+            }
+        }
+        _ => CliError::Export {
+            cid: root.to_string(),
+            form: "a UnixFS file or directory",
+            reason: chain(error),
+        },
+    }
+}
+
+/// `.<name>.dtx-partial-<pid>` beside `output`.
+fn temp_path(output: &Path) -> Result<PathBuf, CliError> {
+    let name = output
+        .file_name()
+        .ok_or_else(|| CliError::Output {
+            path: output.to_path_buf(),
+            reason: "the path names no file".into(),
+        })?
+        .to_string_lossy();
+    let temp = format!(".{name}.dtx-partial-{}", std::process::id());
+    Ok(match output.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.join(temp),
+        _ => PathBuf::from(temp),
+    })
+}
+
+fn remove_any(path: &Path) {
+    let _ = std::fs::remove_dir_all(path).or_else(|_| std::fs::remove_file(path));
+}
+
+#[cfg(test)]
+mod tests {
+    use blockstore::InMemoryBlockstore;
+
+    use super::*;
+
+    fn block_on<F: Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(future)
+    }
+
+    #[test]
+    fn import_export_round_trip_as_file_and_car() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let source = dir.path().join("a.txt");
+        let content: Vec<u8> = (0..300_000u32).map(|n| (n % 251) as u8).collect();
+        std::fs::write(&source, &content).expect("write");
+        let store = InMemoryBlockstore::<64>::new();
+        let imported = block_on(import(&source, &store)).expect("imported");
+        assert_eq!(imported.blocks, 3); // two leaves and the root
+        let everything = Selector::explore_all_recursively();
+        let verified = block_on(verify(&store, &imported.root(), &everything)).expect("complete");
+        assert_eq!(verified.bytes, imported.bytes);
+
+        let out = dir.path().join("b.txt");
+        block_on(write_output(&store, &imported.root(), &everything, &out)).expect("written");
+        assert_eq!(std::fs::read(&out).expect("read"), content);
+
+        let car_out = dir.path().join("b.car");
+        block_on(write_output(
+            &store,
+            &imported.root(),
+            &everything,
+            &car_out,
+        ))
+        .expect("car");
+        let other = InMemoryBlockstore::<64>::new();
+        let again = block_on(import(&car_out, &other)).expect("car import");
+        assert_eq!(again.roots, imported.roots);
+        assert_eq!(again.bytes, imported.bytes);
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .filter_map(Result::ok)
+            .filter(|entry| entry.file_name().to_string_lossy().contains("dtx-partial"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn an_incomplete_dag_fails_verification_and_leaves_no_output() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let source = dir.path().join("a.txt");
+        std::fs::write(&source, vec![7u8; 300_000]).expect("write");
+        let store = InMemoryBlockstore::<64>::new();
+        let imported = block_on(import(&source, &store)).expect("imported");
+        // A second store with only the root block.
+        let partial = InMemoryBlockstore::<64>::new();
+        let root_block = block_on(store.get(&imported.root()))
+            .expect("get")
+            .expect("root stored");
+        block_on(partial.put_keyed(&imported.root(), &root_block)).expect("put");
+        let everything = Selector::explore_all_recursively();
+        assert!(matches!(
+            block_on(verify(&partial, &imported.root(), &everything)),
+            Err(CliError::Incomplete { .. })
+        ));
+        let out = dir.path().join("out.bin");
+        assert!(block_on(write_output(&partial, &imported.root(), &everything, &out)).is_err());
+        assert!(!out.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 1);
+    }
+
+    #[test]
+    fn existing_and_unwritable_outputs_are_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let existing = dir.path().join("there");
+        std::fs::write(&existing, b"x").expect("write");
+        assert!(matches!(
+            check_output(&existing),
+            Err(CliError::OutputExists { .. })
+        ));
+        let missing_dir = dir.path().join("no/such/dir/file");
+        assert!(matches!(
+            check_output(&missing_dir),
+            Err(CliError::Output { .. })
+        ));
+    }
+}

@@ -1,0 +1,77 @@
+//! `dtx import` and `dtx export`: the block store and the filesystem, no network.
+
+use ipld_selector::Selector;
+use serde_json::json;
+
+use crate::cli::{ExportArgs, ImportArgs, Settings};
+use crate::dagfiles;
+use crate::error::CliError;
+use crate::node::{DataDir, Roots};
+use crate::output::Output;
+use crate::transfer::parse_cid;
+
+/// `dtx import PATH`: the DAG goes into the block store and its roots are served by later
+/// `dtx serve` runs on the same data directory.
+pub(crate) async fn import(
+    settings: &Settings,
+    out: Output,
+    args: ImportArgs,
+) -> Result<(), CliError> {
+    let data_dir = DataDir::open(&settings.data_dir)?;
+    let roots = Roots::load(&data_dir.path)?;
+    let blocks = data_dir.blocks().await?;
+    let imported = dagfiles::import(&args.path, blocks.as_ref()).await?;
+    for root in &imported.roots {
+        roots.add(*root).map_err(|source| CliError::DataDir {
+            path: data_dir.path.clone(),
+            source,
+        })?;
+    }
+    let root = imported.root();
+    out.event(
+        json!({
+            "event": "imported",
+            "path": args.path.display().to_string(),
+            "root": root.to_string(),
+            "blocks": imported.blocks,
+            "bytes": imported.bytes,
+        }),
+        || root.to_string(),
+    );
+    data_dir.flush().await
+}
+
+/// `dtx export CID -o PATH`: a stored DAG, checked complete, written as UnixFS or CAR.
+pub(crate) async fn export(
+    settings: &Settings,
+    out: Output,
+    args: ExportArgs,
+) -> Result<(), CliError> {
+    let root = parse_cid(&args.cid)?;
+    dagfiles::check_output(&args.output)?;
+    let data_dir = DataDir::open(&settings.data_dir)?;
+    let blocks = data_dir.blocks().await?;
+    let everything = Selector::explore_all_recursively();
+    let has_root = blockstore::Blockstore::has(blocks.as_ref(), &root)
+        .await
+        .map_err(|error| data_dir.corrupt("block store", &error))?;
+    if !has_root {
+        return Err(CliError::NotStored {
+            cid: root.to_string(),
+            data_dir: data_dir.path.clone(),
+        });
+    }
+    let verified = dagfiles::verify(blocks.as_ref(), &root, &everything).await?;
+    dagfiles::write_output(blocks.as_ref(), &root, &everything, &args.output).await?;
+    out.event(
+        json!({
+            "event": "exported",
+            "root": root.to_string(),
+            "output": args.output.display().to_string(),
+            "blocks": verified.blocks,
+            "bytes": verified.bytes,
+        }),
+        || format!("exported {root} to {}", args.output.display()),
+    );
+    Ok(())
+}

@@ -1,0 +1,677 @@
+//! One `dtx` node: the data directory (node key, channel database, block store, served roots),
+//! the libp2p swarm with Graphsync and data-transfer, and the [`Manager`] over them.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use blockstore::SledBlockstore;
+use datatransfer::libp2p::{
+    Libp2pNetwork, NetworkConfig, NodeBehaviour, SwarmConfig, build_swarm, from_libp2p,
+};
+use datatransfer::{
+    Cid, Config, Decision, Manager, Node as Ipld, Request, RequestValidator, SledStore, StoreError,
+    Voucher, VoucherError, VoucherResult,
+};
+use datatransfer_graphsync::GraphsyncTransport;
+use futures::StreamExt;
+use libp2p::identity::Keypair;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::{ConnectionId, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::cli::AcceptPush;
+use crate::error::{CliError, chain};
+
+/// The manager type of a node.
+pub(crate) type Mgr = Manager<GraphsyncTransport, Libp2pNetwork>;
+
+/// How long a dial may take before the peer counts as unreachable.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long to wait for a listener to report its addresses.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The voucher every `dtx` request carries: the command that made it (`pull` or `push`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct DtxVoucher(pub(crate) String);
+
+impl Voucher for DtxVoucher {
+    const TYPE: &'static str = "dtx/request/v1";
+
+    fn to_node(&self) -> Ipld {
+        Ipld::text(self.0.as_str())
+    }
+
+    fn from_node(node: &Ipld) -> Result<Self, VoucherError> {
+        node.as_text()
+            .and_then(|text| text.as_str())
+            .map(|text| DtxVoucher(text.to_owned()))
+            .ok_or_else(|| VoucherError::Invalid {
+                reason: "expected a text string".into(),
+            })
+    }
+}
+
+/// The voucher result a `dtx serve` sends with a refusal: its reason, for the initiator to
+/// print (the wire's `Acpt = false` carries none).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Refusal(pub(crate) String);
+
+impl VoucherResult for Refusal {
+    const TYPE: &'static str = "dtx/refusal/v1";
+
+    fn to_node(&self) -> Ipld {
+        Ipld::text(self.0.as_str())
+    }
+
+    fn from_node(node: &Ipld) -> Result<Self, VoucherError> {
+        DtxVoucher::from_node(node).map(|voucher| Refusal(voucher.0))
+    }
+}
+
+/// The roots a node serves, kept in `<data-dir>/roots` (one CID a line) so that a later
+/// `dtx serve` serves what was imported or pushed before.
+#[derive(Clone, Debug)]
+pub(crate) struct Roots {
+    path: PathBuf,
+    set: Arc<Mutex<BTreeSet<Cid>>>,
+}
+
+impl Roots {
+    /// Reads the roots file of `data_dir` (absent: no roots).
+    pub(crate) fn load(data_dir: &Path) -> Result<Self, CliError> {
+        let path = data_dir.join("roots");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(source) => {
+                return Err(CliError::DataDir {
+                    path: data_dir.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        let mut set = BTreeSet::new();
+        for line in text.lines().filter(|line| !line.trim().is_empty()) {
+            let cid = Cid::try_from(line.trim()).map_err(|_| CliError::DataDirCorrupt {
+                path: data_dir.to_path_buf(),
+                what: "roots file",
+                reason: format!("{line:?} is not a CID"),
+            })?;
+            set.insert(cid);
+        }
+        Ok(Roots {
+            path,
+            set: Arc::new(Mutex::new(set)),
+        })
+    }
+
+    /// Whether `cid` is served.
+    pub(crate) fn contains(&self, cid: &Cid) -> bool {
+        self.lock().contains(cid)
+    }
+
+    /// Serves `cid` from now on (appended to the file when new).
+    pub(crate) fn add(&self, cid: Cid) -> std::io::Result<()> {
+        let mut set = self.lock();
+        if set.insert(cid) {
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?;
+            writeln!(file, "{cid}")?;
+            file.sync_all()?;
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<Cid>> {
+        // A panic while holding the lock leaves a set that is still a valid set.
+        self.set
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// What a node accepts from peers.
+struct Policy {
+    /// Pulls of these roots are served; `None`: no pull is served.
+    roots: Option<Roots>,
+    /// Pushes are accepted.
+    accept_push: bool,
+}
+
+impl RequestValidator<DtxVoucher> for Policy {
+    fn validate_push(&self, _request: &Request<'_, DtxVoucher>) -> Decision {
+        if self.accept_push {
+            Decision::accept()
+        } else {
+            refuse("this peer accepts no pushes (its serve runs with --accept-push none)")
+        }
+    }
+
+    fn validate_pull(&self, request: &Request<'_, DtxVoucher>) -> Decision {
+        match &self.roots {
+            Some(roots) if roots.contains(request.base_cid) => Decision::accept(),
+            Some(_) => refuse(&format!("{} is not served by this peer", request.base_cid)),
+            None => refuse("this peer serves no pulls"),
+        }
+    }
+}
+
+fn refuse(reason: &str) -> Decision {
+    Decision::reject(reason).with_result(&Refusal(reason.to_owned()))
+}
+
+/// The data directory, created on open.
+#[derive(Debug)]
+pub(crate) struct DataDir {
+    /// The directory.
+    pub(crate) path: PathBuf,
+    /// The block store's database once opened, for [`DataDir::flush`].
+    blocks_db: Mutex<Option<sled::Db>>,
+}
+
+impl DataDir {
+    /// Creates `path` if needed.
+    pub(crate) fn open(path: &Path) -> Result<Self, CliError> {
+        std::fs::create_dir_all(path).map_err(|source| CliError::DataDir {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(DataDir {
+            path: path.to_path_buf(),
+            blocks_db: Mutex::new(None),
+        })
+    }
+
+    /// The node key, made and saved on first use.
+    pub(crate) fn keypair(&self) -> Result<Keypair, CliError> {
+        let path = self.path.join("node.key");
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                Keypair::from_protobuf_encoding(&bytes).map_err(|error| CliError::DataDirCorrupt {
+                    path: self.path.clone(),
+                    what: "node key",
+                    reason: error.to_string(),
+                })
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                let keypair = Keypair::generate_ed25519();
+                let bytes = keypair
+                    .to_protobuf_encoding()
+                    .map_err(|error| CliError::internal("encoding the new node key", &error))?;
+                write_private(&path, &bytes).map_err(|source| CliError::DataDir {
+                    path: self.path.clone(),
+                    source,
+                })?;
+                Ok(keypair)
+            }
+            Err(source) => Err(CliError::DataDir {
+                path: self.path.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// The block store (`<data-dir>/blocks`). Its database is opened first, so it is what
+    /// tells that another process uses the directory.
+    pub(crate) async fn blocks(&self) -> Result<Arc<SledBlockstore>, CliError> {
+        let dir = self.path.join("blocks");
+        let opened = tokio::task::spawn_blocking(move || sled::open(dir))
+            .await
+            .map_err(|error| CliError::internal("opening the block store", &error))?;
+        let db = opened.map_err(|error| self.sled_error("block store", &error))?;
+        *self
+            .blocks_db
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(db.clone());
+        let store = SledBlockstore::new(db)
+            .await
+            .map_err(|error| self.corrupt("block store", &error))?;
+        Ok(Arc::new(store))
+    }
+
+    /// Writes the block store's database to disk (sled otherwise flushes on its own timer).
+    pub(crate) async fn flush(&self) -> Result<(), CliError> {
+        let db = self
+            .blocks_db
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(db) = db {
+            db.flush_async()
+                .await
+                .map_err(|error| self.sled_error("block store", &error))?;
+        }
+        Ok(())
+    }
+
+    /// The channel database (`<data-dir>/channels`).
+    pub(crate) fn channels(&self) -> Result<SledStore, CliError> {
+        // The store's default lock wait covers a `dtx` process that is just exiting.
+        SledStore::open(
+            self.path.join("channels"),
+            datatransfer_store::Config::default(),
+        )
+        .map_err(|error| match &error {
+            StoreError::Backend { source, .. } => match source.downcast_ref::<sled::Error>() {
+                Some(sled) => self.sled_error("channel database", sled),
+                None => self.corrupt("channel database", &error),
+            },
+            _ => self.corrupt("channel database", &error),
+        })
+    }
+
+    /// The error of a sled database that does not open.
+    fn sled_error(&self, what: &'static str, error: &sled::Error) -> CliError {
+        match error {
+            sled::Error::Io(io)
+                if io.kind() == std::io::ErrorKind::WouldBlock
+                    || io.to_string().contains("could not acquire lock") =>
+            {
+                CliError::DataDirInUse {
+                    path: self.path.clone(),
+                }
+            }
+            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied => {
+                CliError::DataDir {
+                    path: self.path.clone(),
+                    source: std::io::Error::new(io.kind(), io.to_string()),
+                }
+            }
+            other => self.corrupt(what, other),
+        }
+    }
+
+    /// A damaged part of the directory.
+    pub(crate) fn corrupt(&self, what: &'static str, error: &dyn std::error::Error) -> CliError {
+        CliError::DataDirCorrupt {
+            path: self.path.clone(),
+            what,
+            reason: chain(error),
+        }
+    }
+}
+
+/// Writes `bytes` to a new file readable by the owner only, through a temporary name.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let temp = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&temp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&temp, path)
+}
+
+/// What a node is started for.
+pub(crate) struct NodeOptions {
+    /// Addresses to listen on (none for a client).
+    pub(crate) listen: Vec<Multiaddr>,
+    /// Roots whose pulls are served (`None`: no pull).
+    pub(crate) serve: Option<Roots>,
+    /// Whether pushes are accepted.
+    pub(crate) accept_push: bool,
+}
+
+impl NodeOptions {
+    /// A client: listens nowhere, serves nothing.
+    pub(crate) fn client() -> Self {
+        NodeOptions {
+            listen: Vec::new(),
+            serve: None,
+            accept_push: false,
+        }
+    }
+
+    /// A server of `roots` on `listen`.
+    pub(crate) fn server(listen: Vec<Multiaddr>, roots: Roots, accept_push: AcceptPush) -> Self {
+        NodeOptions {
+            listen,
+            serve: Some(roots),
+            accept_push: accept_push == AcceptPush::All,
+        }
+    }
+}
+
+/// A running node.
+pub(crate) struct Node {
+    /// The manager.
+    pub(crate) manager: Mgr,
+    /// The block store.
+    pub(crate) blocks: Arc<SledBlockstore>,
+    /// The local peer id.
+    pub(crate) peer_id: PeerId,
+    /// The addresses it listens on.
+    pub(crate) listen_addrs: Vec<Multiaddr>,
+    commands: mpsc::Sender<SwarmCommand>,
+    swarm_task: tokio::task::JoinHandle<()>,
+}
+
+enum SwarmCommand {
+    Dial {
+        peer: PeerId,
+        address: Multiaddr,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+}
+
+impl Node {
+    /// Starts a node on `data_dir`: opens its key and databases, builds the swarm, listens,
+    /// and starts the manager (which loads the stored channels).
+    pub(crate) async fn start(
+        data_dir: &DataDir,
+        blocks: Arc<SledBlockstore>,
+        options: NodeOptions,
+    ) -> Result<Self, CliError> {
+        let keypair = data_dir.keypair()?;
+        let channels = data_dir.channels()?;
+        let mut swarm = build_swarm(keypair, SwarmConfig::default())
+            .map_err(|error| CliError::internal("building the libp2p swarm", &error))?;
+        let listen_addrs = listen(&mut swarm, &options.listen).await?;
+        let peer_id = *swarm.local_peer_id();
+
+        let graphsync = graphsync::network::Node::spawn(
+            &swarm.behaviour().graphsync,
+            Arc::clone(&blocks),
+            graphsync::network::Config::default(),
+        )
+        .map_err(|error| CliError::internal("starting graphsync", &error))?;
+        let transport = GraphsyncTransport::new(
+            graphsync,
+            peer_id,
+            datatransfer_graphsync::Config::default(),
+        );
+        // A command-line user waits for the answer: a few quick attempts, not Go's minutes.
+        let network_config = NetworkConfig::default()
+            .with_timeouts(Duration::from_secs(5), Duration::from_secs(10))
+            .with_retries(Duration::from_millis(200), Duration::from_secs(2), 3, 2);
+        let network = Libp2pNetwork::for_swarm(&swarm, network_config)
+            .map_err(|error| CliError::internal("starting the data-transfer network", &error))?;
+        let manager = Manager::new(transport, network, channels, Config::default());
+        manager
+            .register_voucher_type(Policy {
+                roots: options.serve,
+                accept_push: options.accept_push,
+            })
+            .map_err(|error| CliError::internal("registering the voucher type", &error))?;
+        manager
+            .register_voucher_result_type::<Refusal>()
+            .map_err(|error| CliError::internal("registering the voucher result", &error))?;
+
+        let (commands, inbox) = mpsc::channel(16);
+        let swarm_task = tokio::spawn(drive(swarm, inbox));
+        manager.start().await.map_err(|error| match &error {
+            datatransfer::Error::Store(store) => data_dir.corrupt("channel database", store),
+            other => CliError::internal("starting the transfer manager", other),
+        })?;
+        Ok(Node {
+            manager,
+            blocks,
+            peer_id,
+            listen_addrs,
+            commands,
+            swarm_task,
+        })
+    }
+
+    /// The wire peer id.
+    pub(crate) fn wire_peer(peer: &PeerId) -> datatransfer::PeerId {
+        from_libp2p(peer)
+    }
+
+    /// Connects to `peer` at `address`, within [`DIAL_TIMEOUT`]; the address is kept for
+    /// later dials by the data-transfer network.
+    pub(crate) async fn connect(&self, peer: PeerId, address: Multiaddr) -> Result<(), CliError> {
+        let unreachable = |reason: String| CliError::Unreachable {
+            peer: peer.to_string(),
+            address: address.to_string(),
+            reason,
+        };
+        self.manager.network().add_address(peer, address.clone());
+        let (done, answer) = oneshot::channel();
+        self.commands
+            .send(SwarmCommand::Dial {
+                peer,
+                address: address.clone(),
+                done,
+            })
+            .await
+            .map_err(|_| unreachable("the swarm stopped".into()))?;
+        match tokio::time::timeout(DIAL_TIMEOUT, answer).await {
+            Err(_) => Err(unreachable(format!("no answer within {DIAL_TIMEOUT:?}"))),
+            Ok(Err(_)) => Err(unreachable("the swarm stopped".into())),
+            Ok(Ok(Err(reason))) => Err(unreachable(reason)),
+            Ok(Ok(Ok(()))) => Ok(()),
+        }
+    }
+
+    /// Stops the manager and the swarm. Channels stay in the database.
+    pub(crate) async fn stop(self) {
+        if let Err(error) = self.manager.stop().await {
+            tracing::warn!(error = %chain(&error), "the manager did not stop cleanly");
+        }
+        self.swarm_task.abort();
+    }
+}
+
+/// Splits `/…/p2p/<peer>` into the peer id and the address before it.
+pub(crate) fn split_peer(address: &Multiaddr) -> Result<(PeerId, Multiaddr), CliError> {
+    let mut base = address.clone();
+    match base.pop() {
+        Some(Protocol::P2p(peer)) if !base.is_empty() => Ok((peer, base)),
+        _ => Err(CliError::NoPeerId {
+            address: address.to_string(),
+        }),
+    }
+}
+
+/// Starts listening on `addresses` and returns the addresses the listeners report: at least
+/// one per listener, plus any more that arrive within a short quiet time (a wildcard address
+/// reports one per interface).
+async fn listen(
+    swarm: &mut Swarm<NodeBehaviour>,
+    addresses: &[Multiaddr],
+) -> Result<Vec<Multiaddr>, CliError> {
+    let mut pending = std::collections::HashSet::new();
+    for address in addresses {
+        let id = swarm
+            .listen_on(address.clone())
+            .map_err(|error| CliError::Listen {
+                address: address.to_string(),
+                reason: chain(&error),
+            })?;
+        pending.insert(id);
+    }
+    let mut found = Vec::new();
+    let deadline = tokio::time::Instant::now() + LISTEN_TIMEOUT;
+    while !pending.is_empty() {
+        let event = tokio::time::timeout_at(deadline, swarm.select_next_some())
+            .await
+            .map_err(|_| CliError::Listen {
+                address: format!("{addresses:?}"),
+                reason: format!("no listen address within {LISTEN_TIMEOUT:?}"),
+            })?;
+        match event {
+            SwarmEvent::NewListenAddr {
+                listener_id,
+                address,
+            } => {
+                pending.remove(&listener_id);
+                found.push(address);
+            }
+            SwarmEvent::ListenerClosed {
+                addresses: closed,
+                reason,
+                ..
+            } => {
+                return Err(CliError::Listen {
+                    address: format!("{closed:?}"),
+                    reason: match reason {
+                        Ok(()) => "the listener closed".into(),
+                        Err(error) => chain(&error),
+                    },
+                });
+            }
+            SwarmEvent::ListenerError { error, .. } => {
+                return Err(CliError::Listen {
+                    address: format!("{addresses:?}"),
+                    reason: chain(&error),
+                });
+            }
+            _ => {}
+        }
+    }
+    // Wildcard listeners report one address per interface; take those that come at once.
+    while let Ok(event) =
+        tokio::time::timeout(Duration::from_millis(100), swarm.select_next_some()).await
+    {
+        if let SwarmEvent::NewListenAddr { address, .. } = event {
+            found.push(address);
+        }
+    }
+    Ok(found)
+}
+
+/// Drives the swarm until the node stops, answering dial commands.
+async fn drive(mut swarm: Swarm<NodeBehaviour>, mut inbox: mpsc::Receiver<SwarmCommand>) {
+    let mut dials: Vec<(ConnectionId, oneshot::Sender<Result<(), String>>)> = Vec::new();
+    loop {
+        tokio::select! {
+            command = inbox.recv() => match command {
+                Some(SwarmCommand::Dial { peer, address, done }) => {
+                    let options = DialOpts::peer_id(peer).addresses(vec![address]).build();
+                    let id = options.connection_id();
+                    match swarm.dial(options) {
+                        Ok(()) => dials.push((id, done)),
+                        Err(error) => {
+                            let _ = done.send(Err(chain(&error)));
+                        }
+                    }
+                }
+                // Every handle is gone: keep serving the connections until aborted.
+                None => loop {
+                    let event = swarm.select_next_some().await;
+                    tracing::trace!(?event, "swarm event");
+                },
+            },
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::ConnectionEstablished { connection_id, peer_id, .. } => {
+                    tracing::debug!(peer = %peer_id, "connected");
+                    answer(&mut dials, connection_id, Ok(()));
+                }
+                SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
+                    answer(&mut dials, connection_id, Err(chain(&error)));
+                }
+                SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
+                    tracing::debug!(peer = %peer_id, ?cause, "disconnected");
+                }
+                other => tracing::trace!(event = ?other, "swarm event"),
+            },
+        }
+    }
+}
+
+fn answer(
+    dials: &mut Vec<(ConnectionId, oneshot::Sender<Result<(), String>>)>,
+    id: ConnectionId,
+    outcome: Result<(), String>,
+) {
+    if let Some(at) = dials.iter().position(|(dial, _)| *dial == id) {
+        let (_, done) = dials.swap_remove(at);
+        let _ = done.send(outcome);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_peer_takes_the_last_p2p_part() {
+        let peer = PeerId::random();
+        let address: Multiaddr = format!("/ip4/127.0.0.1/tcp/4001/p2p/{peer}")
+            .parse()
+            .expect("valid");
+        let (found, base) = split_peer(&address).expect("has a peer");
+        assert_eq!(found, peer);
+        assert_eq!(base.to_string(), "/ip4/127.0.0.1/tcp/4001");
+        let bare: Multiaddr = "/ip4/127.0.0.1/tcp/4001".parse().expect("valid");
+        assert!(matches!(split_peer(&bare), Err(CliError::NoPeerId { .. })));
+        let only_peer: Multiaddr = format!("/p2p/{peer}").parse().expect("valid");
+        assert!(matches!(
+            split_peer(&only_peer),
+            Err(CliError::NoPeerId { .. })
+        ));
+    }
+
+    #[test]
+    fn roots_persist_in_the_data_directory() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cid =
+            dag_io::blocks::cid_of(cid::Version::V1, 0x55, dag_io::blocks::SHA2_256, b"hello")
+                .expect("cid");
+        let roots = Roots::load(dir.path()).expect("empty");
+        assert!(!roots.contains(&cid));
+        roots.add(cid).expect("added");
+        roots.add(cid).expect("added twice");
+        let again = Roots::load(dir.path()).expect("reloaded");
+        assert!(again.contains(&cid));
+        let text = std::fs::read_to_string(dir.path().join("roots")).expect("file");
+        assert_eq!(text.lines().count(), 1);
+    }
+
+    #[test]
+    fn a_damaged_roots_file_is_a_corrupt_data_directory() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("roots"), "not a cid\n").expect("write");
+        assert!(matches!(
+            Roots::load(dir.path()),
+            Err(CliError::DataDirCorrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn the_node_key_persists_and_a_damaged_one_is_reported() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = DataDir::open(dir.path()).expect("opened");
+        let first = data.keypair().expect("made").public().to_peer_id();
+        let second = data.keypair().expect("read").public().to_peer_id();
+        assert_eq!(first, second);
+        std::fs::write(dir.path().join("node.key"), b"garbage").expect("write");
+        assert!(matches!(
+            data.keypair(),
+            Err(CliError::DataDirCorrupt {
+                what: "node key",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn vouchers_round_trip() {
+        let voucher = DtxVoucher("pull".into());
+        assert_eq!(
+            DtxVoucher::from_node(&voucher.to_node()).expect("decodes"),
+            voucher
+        );
+        let refusal = Refusal("no".into());
+        assert_eq!(
+            <Refusal as VoucherResult>::from_node(&VoucherResult::to_node(&refusal))
+                .expect("decodes"),
+            refusal
+        );
+        assert!(DtxVoucher::from_node(&Ipld::Null).is_err());
+    }
+}

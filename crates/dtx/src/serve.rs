@@ -1,0 +1,408 @@
+//! `dtx serve`: import paths, listen, serve pulls of the served roots, accept pushes under the
+//! policy, resume the channels this node initiated, and report every channel's progress until
+//! Ctrl-C.
+
+use std::collections::HashMap;
+
+use datatransfer::{ChannelId, ChannelState, ChannelStatus, Event, SubscriptionError};
+use libp2p::Multiaddr;
+use libp2p::multiaddr::Protocol;
+use serde_json::json;
+
+use crate::cli::{FileConfig, ServeArgs, Settings};
+use crate::dagfiles;
+use crate::error::{CliError, chain};
+use crate::node::{DataDir, Node, NodeOptions, Roots};
+use crate::output::Output;
+
+/// `dtx serve`.
+pub(crate) async fn serve(
+    settings: &Settings,
+    file: &FileConfig,
+    out: Output,
+    args: ServeArgs,
+) -> Result<(), CliError> {
+    let serve = args.settings(file)?;
+    // Installed before anything is printed, so that a Ctrl-C right after `listening` stops
+    // cleanly instead of killing the process.
+    let shutdown = Shutdown::install()?;
+    let data_dir = DataDir::open(&settings.data_dir)?;
+    let roots = Roots::load(&data_dir.path)?;
+    let blocks = data_dir.blocks().await?;
+    let node = Node::start(
+        &data_dir,
+        blocks,
+        NodeOptions::server(serve.listen.clone(), roots.clone(), serve.accept_push),
+    )
+    .await?;
+    let outcome = run(&node, &data_dir, &roots, out, &args, shutdown).await;
+    node.stop().await;
+    outcome?;
+    data_dir.flush().await
+}
+
+async fn run(
+    node: &Node,
+    data_dir: &DataDir,
+    roots: &Roots,
+    out: Output,
+    args: &ServeArgs,
+    mut shutdown: Shutdown,
+) -> Result<(), CliError> {
+    // Subscribed before anything can happen, so that no event is missed.
+    let mut events = node.manager.subscribe();
+    let peer = node.peer_id;
+    let addrs: Vec<String> = node.listen_addrs.iter().map(ToString::to_string).collect();
+    out.event(
+        json!({"event": "listening", "peer_id": peer.to_string(), "addrs": addrs}),
+        || {
+            let mut text = format!("peer id: {peer}");
+            for addr in &addrs {
+                text.push_str(&format!("\nlistening on {addr}/p2p/{peer}"));
+            }
+            text
+        },
+    );
+
+    let dialable = dialable_address(&node.listen_addrs);
+    let mut served = Vec::new();
+    for path in &args.paths {
+        let imported = dagfiles::import(path, node.blocks.as_ref()).await?;
+        for root in &imported.roots {
+            roots.add(*root).map_err(|source| CliError::DataDir {
+                path: data_dir.path.clone(),
+                source,
+            })?;
+        }
+        let root = imported.root();
+        out.event(
+            json!({
+                "event": "imported",
+                "path": path.display().to_string(),
+                "root": root.to_string(),
+                "blocks": imported.blocks,
+                "bytes": imported.bytes,
+            }),
+            || {
+                format!(
+                    "imported {}: {root} ({} blocks, {} bytes)",
+                    path.display(),
+                    imported.blocks,
+                    imported.bytes
+                )
+            },
+        );
+        served.push((path, root));
+    }
+    if let Some(addr) = &dialable {
+        for (path, root) in served {
+            let name = output_name(path);
+            let command = format!("dtx pull {addr}/p2p/{peer} {root} -o {name}");
+            out.event(
+                json!({"event": "pull_command", "root": root.to_string(), "command": command}),
+                || format!("fetch {} with: {command}", path.display()),
+            );
+        }
+    }
+
+    resume_channels(node, out)?;
+    out.event(json!({"event": "ready"}), || {
+        "serving; press Ctrl-C to stop (channels are kept and resume on the next start)".into()
+    });
+
+    let mut statuses = Statuses::default();
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(event) => report(node, roots, out, &mut statuses, event),
+                Err(SubscriptionError::Lagged { missed }) => {
+                    tracing::warn!(missed, "fell behind the manager's events");
+                }
+                Err(error) => return Err(CliError::internal("following the channels", &error)),
+            },
+            () = shutdown.recv() => break,
+        }
+    }
+    out.event(json!({"event": "stopped"}), || {
+        "stopped; unfinished channels resume on the next start".into()
+    });
+    Ok(())
+}
+
+/// Restarts the unfinished channels this node initiated (a `dtx pull` or `dtx push`
+/// interrupted earlier on this data directory).
+fn resume_channels(node: &Node, out: Output) -> Result<(), CliError> {
+    let channels = node
+        .manager
+        .in_progress_channels()
+        .map_err(|error| CliError::internal("reading the stored channels", &error))?;
+    for (id, state) in channels {
+        if state.status.is_terminal() || !state.is_initiator() {
+            continue;
+        }
+        match node.manager.restart_channel(&id) {
+            Ok(()) => out.event(
+                json!({"event": "restarting", "channel": id.to_string(), "root": state.base_cid.to_string()}),
+                || format!("restarting channel {id} ({})", state.base_cid),
+            ),
+            Err(error) => {
+                let reason = chain(&error);
+                out.event(
+                    json!({"event": "restart_failed", "channel": id.to_string(), "reason": reason}),
+                    || format!("cannot restart channel {id}: {reason}"),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Prints what changed for a channel: its status (once per change), refusals, failures to
+/// send; a completed incoming push is served from then on.
+fn report(node: &Node, roots: &Roots, out: Output, statuses: &mut Statuses, event: Event) {
+    match event {
+        Event::Channel { event, state } => {
+            let span = tracing::info_span!("channel", id = %event.channel);
+            let _entered = span.enter();
+            tracing::debug!(code = ?event.code, status = %state.status, "channel event");
+            if !statuses.changed(&event.channel, state.status) {
+                return;
+            }
+            if state.status == ChannelStatus::Completed
+                && !state.is_initiator()
+                && !state.is_sender()
+            {
+                received_push(node, roots, out, &state);
+            }
+            channel_line(out, &state);
+        }
+        Event::Rejected { channel, reason } => {
+            // A refused request may be reported more than once (its request and its answer).
+            if statuses.refused(&channel) {
+                out.event(
+                    json!({"event": "refused", "channel": channel.to_string(), "reason": reason}),
+                    || format!("refused {channel}: {reason}"),
+                );
+            }
+        }
+        Event::TransmitFailed { channel, reason } => out.event(
+            json!({"event": "transmit_failed", "channel": channel.to_string(), "reason": reason}),
+            || format!("cannot send for {channel}: {reason}"),
+        ),
+        other => tracing::debug!(event = ?other, "manager event"),
+    }
+}
+
+/// The last status printed per channel, and the refusals printed; both bounded (the oldest
+/// half is forgotten past [`Statuses::LIMIT`] entries, so a long-running serve stays small).
+#[derive(Default)]
+struct Statuses {
+    last: HashMap<ChannelId, (u64, ChannelStatus)>,
+    refused: HashMap<ChannelId, u64>,
+    tick: u64,
+}
+
+impl Statuses {
+    const LIMIT: usize = 4096;
+
+    /// Records `status` for `channel`; whether it differs from the last one recorded.
+    fn changed(&mut self, channel: &ChannelId, status: ChannelStatus) -> bool {
+        self.tick += 1;
+        let before = self.last.insert(channel.clone(), (self.tick, status));
+        Self::bound(&mut self.last, |(tick, _)| *tick);
+        before.is_none_or(|(_, old)| old != status)
+    }
+
+    /// Records a refusal of `channel`; whether it is the first.
+    fn refused(&mut self, channel: &ChannelId) -> bool {
+        self.tick += 1;
+        let first = self.refused.insert(channel.clone(), self.tick).is_none();
+        Self::bound(&mut self.refused, |tick| *tick);
+        first
+    }
+
+    fn bound<V>(map: &mut HashMap<ChannelId, V>, tick: impl Fn(&V) -> u64) {
+        if map.len() > Self::LIMIT {
+            let mut ticks: Vec<u64> = map.values().map(&tick).collect();
+            ticks.sort_unstable();
+            let cut = ticks[ticks.len() / 2];
+            map.retain(|_, value| tick(value) > cut);
+        }
+    }
+}
+
+fn received_push(node: &Node, roots: &Roots, out: Output, state: &ChannelState) {
+    let root = state.base_cid;
+    if let Err(error) = roots.add(root) {
+        tracing::warn!(%root, error = %chain(&error), "cannot record the pushed root");
+    }
+    let peer = node.peer_id;
+    out.event(
+        json!({
+            "event": "received",
+            "channel": state.channel_id.to_string(),
+            "peer": state.other_peer().to_string(),
+            "root": root.to_string(),
+            "blocks": state.received_blocks_total,
+            "bytes": state.received,
+        }),
+        || {
+            format!(
+                "received {root} from {}; now served by {peer}",
+                state.other_peer()
+            )
+        },
+    );
+}
+
+fn channel_line(out: Output, state: &ChannelState) {
+    let direction = if state.is_sender() { "to" } else { "from" };
+    out.event(
+        json!({
+            "event": "channel",
+            "channel": state.channel_id.to_string(),
+            "peer": state.other_peer().to_string(),
+            "root": state.base_cid.to_string(),
+            "status": state.status.to_string(),
+            "sent": state.sent,
+            "received": state.received,
+            "message": state.message,
+        }),
+        || {
+            let mut line = format!(
+                "channel {}: {} {} {} ({} bytes sent, {} received)",
+                state.channel_id,
+                state.status,
+                direction,
+                state.other_peer(),
+                state.sent,
+                state.received
+            );
+            if !state.message.is_empty() {
+                line.push_str(&format!(": {}", state.message));
+            }
+            line
+        },
+    );
+}
+
+/// An address a peer can dial: the first listen address that is not a wildcard.
+fn dialable_address(addrs: &[Multiaddr]) -> Option<Multiaddr> {
+    addrs
+        .iter()
+        .find(|addr| {
+            !addr.iter().any(|part| match part {
+                Protocol::Ip4(ip) => ip.is_unspecified(),
+                Protocol::Ip6(ip) => ip.is_unspecified(),
+                _ => false,
+            })
+        })
+        .cloned()
+}
+
+/// The `-o` name suggested for a served path: its file name (`out` when it has none).
+fn output_name(path: &std::path::Path) -> String {
+    path.file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "out".into())
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM (what `kill` and service managers send), listened for from
+/// the moment it is made.
+#[cfg(unix)]
+struct Shutdown {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl Shutdown {
+    fn install() -> Result<Self, CliError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let install = |kind| {
+            signal(kind).map_err(|error| CliError::internal("installing a signal handler", &error))
+        };
+        Ok(Shutdown {
+            interrupt: install(SignalKind::interrupt())?,
+            terminate: install(SignalKind::terminate())?,
+        })
+    }
+
+    /// Waits for either signal.
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
+}
+
+/// Ctrl-C, elsewhere than Unix.
+#[cfg(not(unix))]
+struct Shutdown;
+
+#[cfg(not(unix))]
+impl Shutdown {
+    fn install() -> Result<Self, CliError> {
+        Ok(Shutdown)
+    }
+
+    /// Waits for Ctrl-C (an error installing the handler counts as never).
+    async fn recv(&mut self) {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pull_command_uses_a_dialable_address() {
+        let addrs: Vec<Multiaddr> = ["/ip4/0.0.0.0/tcp/1", "/ip4/127.0.0.1/tcp/2"]
+            .iter()
+            .map(|text| text.parse().expect("valid"))
+            .collect();
+        assert_eq!(
+            dialable_address(&addrs).map(|addr| addr.to_string()),
+            Some("/ip4/127.0.0.1/tcp/2".to_owned())
+        );
+        assert_eq!(dialable_address(&addrs[..1]), None);
+    }
+
+    #[test]
+    fn statuses_print_changes_and_first_refusals_only_and_stay_bounded() {
+        use datatransfer::{PeerId, TransferId};
+        let id = |n: u64| {
+            ChannelId::new(
+                PeerId::from_bytes(vec![1]),
+                PeerId::from_bytes(vec![2]),
+                TransferId(n),
+            )
+        };
+        let mut statuses = Statuses::default();
+        assert!(statuses.changed(&id(1), ChannelStatus::Ongoing));
+        assert!(!statuses.changed(&id(1), ChannelStatus::Ongoing));
+        assert!(statuses.changed(&id(1), ChannelStatus::Completed));
+        assert!(statuses.refused(&id(2)));
+        assert!(!statuses.refused(&id(2)));
+        for n in 0..(Statuses::LIMIT as u64 * 2) {
+            statuses.changed(&id(n + 10), ChannelStatus::Ongoing);
+            statuses.refused(&id(n + 10));
+        }
+        assert!(statuses.last.len() <= Statuses::LIMIT);
+        assert!(statuses.refused.len() <= Statuses::LIMIT);
+    }
+
+    #[test]
+    fn the_suggested_name_is_the_file_name() {
+        assert_eq!(
+            output_name(std::path::Path::new("/tmp/a/report.pdf")),
+            "report.pdf"
+        );
+        assert_eq!(output_name(std::path::Path::new("/")), "out");
+    }
+}

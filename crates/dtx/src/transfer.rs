@@ -1,0 +1,318 @@
+//! `dtx pull` and `dtx push`: one channel to a peer, followed to its end with a progress bar.
+
+use std::path::Path;
+use std::time::Duration;
+
+use blockstore::Blockstore;
+use datatransfer::{
+    ChannelId, ChannelState, ChannelStatus, Cid, Event, SubscriptionError, decode_result,
+};
+use indicatif::ProgressBar;
+use ipld_selector::Selector;
+use serde_json::json;
+use tracing::Instrument;
+
+use crate::cli::{PullArgs, PushArgs, Settings};
+use crate::dagfiles;
+use crate::error::{CliError, chain};
+use crate::node::{DataDir, DtxVoucher, Node, NodeOptions, Refusal, Roots, split_peer};
+use crate::output::{Output, set_total};
+
+/// `dtx pull`.
+pub(crate) async fn pull(settings: &Settings, out: Output, args: PullArgs) -> Result<(), CliError> {
+    let (peer, address) = split_peer(&args.peer)?;
+    let root = parse_cid(&args.cid)?;
+    let selector = match &args.selector {
+        Some(json) => {
+            Selector::from_dag_json(json.as_bytes()).map_err(|error| CliError::BadSelector {
+                reason: chain(&error),
+            })?
+        }
+        None => Selector::explore_all_recursively(),
+    };
+    if let Some(output) = &args.output {
+        dagfiles::check_output(output)?;
+    }
+    let data_dir = DataDir::open(&settings.data_dir)?;
+    let blocks = data_dir.blocks().await?;
+    let node = Node::start(&data_dir, blocks, NodeOptions::client()).await?;
+    let outcome = async {
+        node.connect(peer, address).await?;
+        let wire_peer = Node::wire_peer(&peer);
+        let channel = node
+            .manager
+            .open_pull(
+                wire_peer,
+                &DtxVoucher("pull".into()),
+                root,
+                selector.to_node(),
+            )
+            .map_err(|error| CliError::internal("opening the pull", &error))?;
+        let span = tracing::info_span!("channel", id = %channel);
+        let bar = out.progress(&format!("pull {root}"));
+        let state = follow(&node, &channel, &bar, Direction::Receive, root)
+            .instrument(span)
+            .await;
+        bar.finish_and_clear();
+        let state = state?;
+        finished(&state, "pull", &peer.to_string())?;
+        let verified = verify_settled(&node, &root, &selector).await?;
+        if let Some(output) = &args.output {
+            dagfiles::write_output(node.blocks.as_ref(), &root, &selector, output).await?;
+        }
+        out.event(
+            json!({
+                "event": "pulled",
+                "channel": channel.to_string(),
+                "peer": peer.to_string(),
+                "root": root.to_string(),
+                "blocks": verified.blocks,
+                "bytes": verified.bytes,
+                "output": args.output.as_deref().map(|path| path.display().to_string()),
+            }),
+            || match &args.output {
+                Some(path) => format!(
+                    "pulled {root}: {} blocks, {} bytes, written to {}",
+                    verified.blocks,
+                    verified.bytes,
+                    path.display()
+                ),
+                None => format!(
+                    "pulled {root}: {} blocks, {} bytes, kept in the block store",
+                    verified.blocks, verified.bytes
+                ),
+            },
+        );
+        Ok(())
+    }
+    .await;
+    node.stop().await;
+    outcome?;
+    data_dir.flush().await
+}
+
+/// `dtx push`.
+pub(crate) async fn push(settings: &Settings, out: Output, args: PushArgs) -> Result<(), CliError> {
+    let (peer, address) = split_peer(&args.peer)?;
+    let data_dir = DataDir::open(&settings.data_dir)?;
+    let blocks = data_dir.blocks().await?;
+    let everything = Selector::explore_all_recursively();
+    let path = Path::new(&args.source);
+    let root = if path.exists() {
+        let imported = dagfiles::import(path, blocks.as_ref()).await?;
+        Roots::load(&data_dir.path)?
+            .add(imported.root())
+            .map_err(|source| CliError::DataDir {
+                path: data_dir.path.clone(),
+                source,
+            })?;
+        imported.root()
+    } else {
+        let root = parse_cid(&args.source).map_err(|_| CliError::Import {
+            path: path.to_path_buf(),
+            reason: "no such file or directory, and not a CID".into(),
+        })?;
+        let present = blocks
+            .has(&root)
+            .await
+            .map_err(|error| data_dir.corrupt("block store", &error))?;
+        if !present {
+            return Err(CliError::NotStored {
+                cid: root.to_string(),
+                data_dir: data_dir.path.clone(),
+            });
+        }
+        root
+    };
+    dagfiles::verify(blocks.as_ref(), &root, &everything).await?;
+    let node = Node::start(&data_dir, blocks, NodeOptions::client()).await?;
+    let outcome = async {
+        node.connect(peer, address).await?;
+        let channel = node
+            .manager
+            .open_push(
+                Node::wire_peer(&peer),
+                &DtxVoucher("push".into()),
+                root,
+                everything.to_node(),
+            )
+            .map_err(|error| CliError::internal("opening the push", &error))?;
+        let span = tracing::info_span!("channel", id = %channel);
+        let bar = out.progress(&format!("push {root}"));
+        let state = follow(&node, &channel, &bar, Direction::Send, root)
+            .instrument(span)
+            .await;
+        bar.finish_and_clear();
+        let state = state?;
+        finished(&state, "push", &peer.to_string())?;
+        out.event(
+            json!({
+                "event": "pushed",
+                "channel": channel.to_string(),
+                "peer": peer.to_string(),
+                "root": root.to_string(),
+                "blocks": state.sent_blocks_total,
+                "bytes": state.sent,
+            }),
+            || {
+                format!(
+                    "pushed {root} to {peer}: {} blocks, {} bytes",
+                    state.sent_blocks_total, state.sent
+                )
+            },
+        );
+        Ok(())
+    }
+    .await;
+    node.stop().await;
+    outcome?;
+    data_dir.flush().await
+}
+
+/// How long a completed pull's last blocks may take to reach the block store.
+const SETTLE: Duration = Duration::from_secs(5);
+
+/// Verifies the pulled DAG, retrying for at most [`SETTLE`] while blocks are missing.
+///
+/// FIXME(issue 9): the graphsync node reports a request complete while its last block puts
+/// may still be running (`requester::Event::Completed` in `graphsync/src/network/driver.rs`
+/// does not wait for the request's `puts_in_flight`), so a pull can be `Completed` a moment
+/// before its blocks are all stored. Once the node waits for its puts, one `verify` is enough.
+async fn verify_settled(
+    node: &Node,
+    root: &Cid,
+    selector: &Selector,
+) -> Result<dagfiles::Verified, CliError> {
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    loop {
+        match dagfiles::verify(node.blocks.as_ref(), root, selector).await {
+            Err(CliError::Incomplete { .. }) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(%root, "blocks still arriving in the store");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// Parses a CID argument.
+pub(crate) fn parse_cid(text: &str) -> Result<Cid, CliError> {
+    Cid::try_from(text.trim()).map_err(|_| CliError::BadCid {
+        text: text.to_owned(),
+    })
+}
+
+/// Which counter of the channel shows progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Direction {
+    Send,
+    Receive,
+}
+
+/// Follows `channel` until it ends (or fails to send), updating `bar`; Ctrl-C stops the wait
+/// and leaves the channel in the database.
+async fn follow(
+    node: &Node,
+    channel: &ChannelId,
+    bar: &ProgressBar,
+    direction: Direction,
+    root: Cid,
+) -> Result<ChannelState, CliError> {
+    let mut events = node.manager.subscribe_channel(channel.clone());
+    let mut total_known = false;
+    let interrupt = tokio::signal::ctrl_c();
+    tokio::pin!(interrupt);
+    loop {
+        if let Ok(state) = node.manager.channel_state(channel) {
+            let done = match direction {
+                Direction::Send => state.sent,
+                Direction::Receive => state.received,
+            };
+            bar.set_position(done);
+            if !total_known && let Some(total) = dag_total(node, &root).await {
+                set_total(bar, total);
+                total_known = true;
+            }
+            if state.status.is_terminal() {
+                tracing::info!(status = %state.status, sent = state.sent, received = state.received, "channel ended");
+                return Ok(state);
+            }
+        }
+        tokio::select! {
+            event = tokio::time::timeout(Duration::from_millis(500), events.recv()) => match event {
+                Ok(Ok(Event::TransmitFailed { reason, .. })) => {
+                    tracing::warn!(%reason, "transmit failed");
+                    return Err(CliError::TransferFailed {
+                        kind: match direction {
+                            Direction::Send => "push",
+                            Direction::Receive => "pull",
+                        },
+                        cid: root.to_string(),
+                        peer: node.manager.channel_state(channel)
+                            .map(|state| state.other_peer().to_string())
+                            .unwrap_or_default(),
+                        status: "unsent".into(),
+                        message: reason,
+                    });
+                }
+                Ok(Ok(event)) => tracing::debug!(?event, "channel event"),
+                Ok(Err(SubscriptionError::Lagged { .. })) | Err(_) => {}
+                Ok(Err(error)) => return Err(CliError::internal("following the channel", &error)),
+            },
+            _ = &mut interrupt => {
+                return Err(CliError::Interrupted { channel: channel.to_string() });
+            }
+        }
+    }
+}
+
+/// The size of the DAG under `root` once its root block is here: a raw block's length, or a
+/// dag-pb node's length plus its links' cumulative sizes. `None` until then, or for other
+/// codecs.
+async fn dag_total(node: &Node, root: &Cid) -> Option<u64> {
+    let block = node.blocks.get(root).await.ok()??;
+    match root.codec() {
+        dag_io::unixfs::RAW_CODEC => Some(block.len() as u64),
+        ipld_selector::dagpb::CODEC => {
+            let decoded = ipld_selector::dagpb::decode(&block).ok()?;
+            decoded
+                .links
+                .iter()
+                .try_fold(block.len() as u64, |sum, link| Some(sum + link.tsize?))
+        }
+        _ => None,
+    }
+}
+
+/// `Ok` for a completed channel; the peer's refusal or the failure otherwise.
+fn finished(state: &ChannelState, kind: &'static str, peer: &str) -> Result<(), CliError> {
+    if state.status == ChannelStatus::Completed {
+        return Ok(());
+    }
+    if let Some(refusal) = state
+        .last_voucher_result()
+        .and_then(|result| decode_result::<Refusal>(result).ok())
+    {
+        return Err(CliError::Refused {
+            peer: peer.to_owned(),
+            kind,
+            reason: refusal.0,
+            hint: if kind == "push" {
+                "ask its owner to run `dtx serve --accept-push all`"
+            } else {
+                "check the CID against what its `dtx serve` printed"
+            },
+        });
+    }
+    Err(CliError::TransferFailed {
+        kind,
+        cid: state.base_cid.to_string(),
+        peer: peer.to_owned(),
+        status: state.status.to_string(),
+        message: if state.message.is_empty() {
+            "no reason given".into()
+        } else {
+            state.message.clone()
+        },
+    })
+}

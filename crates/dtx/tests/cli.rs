@@ -1,0 +1,579 @@
+//! The real `dtx` binary end to end on loopback TCP: `serve` prints its JSON events and serves a
+//! file and a directory, `pull` writes them (and a CAR), `push` lands on a server that accepts
+//! pushes, `import`/`export` round-trip, every bad input exits non-zero with one line, the peer id
+//! persists in the data directory, and the config precedence is flags > env > file.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use serde_json::Value;
+
+/// How long any one `dtx` run or awaited event may take before the test fails.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A `dtx` command on `data_dir`, with no `DTX_*` variable inherited.
+fn dtx(data_dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dtx"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("DTX_") {
+            command.env_remove(key);
+        }
+    }
+    command.env_remove("RUST_LOG");
+    command.arg("--data-dir").arg(data_dir);
+    command.stdin(Stdio::null());
+    command
+}
+
+/// Runs `command` to its end within [`PATIENCE`].
+fn run(command: &mut Command) -> anyhow::Result<Output> {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("spawning dtx")?;
+    let deadline = Instant::now() + PATIENCE;
+    while child.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output()?;
+            bail!(
+                "dtx ran longer than {PATIENCE:?}; stderr: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(child.wait_with_output()?)
+}
+
+/// Runs `command` and expects success; returns its stdout.
+fn succeed(command: &mut Command) -> anyhow::Result<String> {
+    let output = run(command)?;
+    ensure!(
+        output.status.success(),
+        "dtx failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(String::from_utf8(output.stdout)?)
+}
+
+/// Runs `command` and expects a failure with exactly one line on stderr; returns that line.
+fn fail(command: &mut Command) -> anyhow::Result<String> {
+    let output = run(command)?;
+    ensure!(
+        !output.status.success(),
+        "dtx succeeded: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let stderr = String::from_utf8(output.stderr)?;
+    let lines: Vec<&str> = stderr.lines().collect();
+    ensure!(lines.len() == 1, "not one line on stderr: {stderr:?}");
+    ensure!(lines[0].starts_with("dtx: "), "{stderr:?}");
+    Ok(lines[0].to_owned())
+}
+
+/// The JSON objects of `stdout`, one a line.
+fn events(stdout: &str) -> anyhow::Result<Vec<Value>> {
+    stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).with_context(|| format!("not JSON: {line}")))
+        .collect()
+}
+
+/// The one event named `name` in `events`.
+fn find<'a>(events: &'a [Value], name: &str) -> anyhow::Result<&'a Value> {
+    events
+        .iter()
+        .find(|event| event["event"] == name)
+        .with_context(|| format!("no {name} event in {events:?}"))
+}
+
+/// A running `dtx --json serve`, killed when dropped.
+struct Server {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    /// Its `listening` event.
+    listening: Value,
+}
+
+impl Server {
+    /// Starts `dtx --json serve --listen /ip4/127.0.0.1/tcp/0 <extra>` on `data_dir` and waits
+    /// for its `listening` event.
+    fn start(data_dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+        let mut child = dtx(data_dir)
+            .args(["--json", "serve", "--listen", "/ip4/127.0.0.1/tcp/0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("spawning dtx serve")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = Server {
+            child,
+            lines,
+            listening: Value::Null,
+        };
+        let first = server.next()?;
+        ensure!(first["event"] == "listening", "first line: {first}");
+        server.listening = first;
+        Ok(server)
+    }
+
+    /// The next event, within [`PATIENCE`].
+    fn next(&mut self) -> anyhow::Result<Value> {
+        let line = self
+            .lines
+            .recv_timeout(PATIENCE)
+            .context("no event from dtx serve")?;
+        serde_json::from_str(&line).with_context(|| format!("not JSON: {line}"))
+    }
+
+    /// Events until one named `name`, which is returned.
+    fn until(&mut self, name: &str) -> anyhow::Result<Value> {
+        loop {
+            let event = self.next()?;
+            if event["event"] == name {
+                return Ok(event);
+            }
+        }
+    }
+
+    /// The peer id.
+    fn peer_id(&self) -> String {
+        self.listening["peer_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// The address to pull from: the first listen address with `/p2p/<peer>`.
+    fn address(&self) -> String {
+        format!(
+            "{}/p2p/{}",
+            self.listening["addrs"][0].as_str().unwrap_or_default(),
+            self.peer_id()
+        )
+    }
+
+    /// Stops it with SIGINT (as Ctrl-C) and returns its exit status success.
+    fn interrupt(mut self) -> anyhow::Result<bool> {
+        let status = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()?;
+        ensure!(status.success(), "kill -INT failed");
+        self.until("stopped")?;
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status.success());
+            }
+            ensure!(Instant::now() < deadline, "dtx serve did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `len` bytes of a repeatable pattern.
+fn content(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|n| ((n % 251) as u8).wrapping_mul(seed).wrapping_add(seed))
+        .collect()
+}
+
+/// A temporary directory with a file of 600 000 bytes (three 256 KiB chunks) and a small
+/// directory tree.
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        std::fs::write(dir.path().join("file.bin"), content(600_000, 3))?;
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(tree.join("sub"))?;
+        std::fs::write(tree.join("a.txt"), b"alpha\n")?;
+        std::fs::write(tree.join("sub/b.bin"), content(70_000, 5))?;
+        Ok(Fixture { dir })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A fresh data directory.
+    fn data_dir(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("data-{name}"))
+    }
+}
+
+/// Names of entries of `dir` that look like unfinished outputs.
+fn partials(dir: &Path) -> anyhow::Result<Vec<String>> {
+    Ok(std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains("dtx-partial"))
+        .collect())
+}
+
+#[test]
+fn serve_prints_its_events_and_a_pull_fetches_the_same_bytes() -> anyhow::Result<()> {
+    let fx = Fixture::new()?;
+    let file = fx.path("file.bin");
+    let mut server = Server::start(&fx.data_dir("server"), &[file.to_str().context("utf-8")?])?;
+    ensure!(
+        server.listening["addrs"]
+            .as_array()
+            .is_some_and(|addrs| !addrs.is_empty()),
+        "{}",
+        server.listening
+    );
+    let imported = server.next()?;
+    ensure!(imported["event"] == "imported", "second line: {imported}");
+    ensure!(imported["path"] == file.display().to_string());
+    ensure!(imported["blocks"] == 4, "{imported}"); // three leaves and the root
+    let root = imported["root"].as_str().context("root")?.to_owned();
+    let command = server.until("pull_command")?;
+    let expected = format!("dtx pull {} {root} -o file.bin", server.address());
+    ensure!(command["command"] == expected, "{command}");
+
+    let out = fx.path("pulled.bin");
+    let stdout = succeed(
+        dtx(&fx.data_dir("client"))
+            .args(["--json", "pull", &server.address(), &root, "-o"])
+            .arg(&out),
+    )?;
+    let events = events(&stdout)?;
+    let pulled = find(&events, "pulled")?;
+    ensure!(
+        pulled["bytes"] == imported["bytes"],
+        "{pulled} vs {imported}"
+    );
+    ensure!(
+        std::fs::read(&out)? == std::fs::read(&file)?,
+        "bytes differ"
+    );
+    ensure!(partials(fx.dir.path())?.is_empty());
+    Ok(())
+}
+
+#[test]
+fn a_directory_pulls_as_a_tree_and_as_a_car() -> anyhow::Result<()> {
+    let fx = Fixture::new()?;
+    let tree = fx.path("tree");
+    let mut server = Server::start(&fx.data_dir("server"), &[tree.to_str().context("utf-8")?])?;
+    let imported = server.next()?;
+    let root = imported["root"].as_str().context("root")?.to_owned();
+
+    let client = fx.data_dir("client");
+    let out = fx.path("copy");
+    succeed(
+        dtx(&client)
+            .args(["--quiet", "pull", &server.address(), &root, "-o"])
+            .arg(&out),
+    )?;
+    ensure!(std::fs::read(out.join("a.txt"))? == b"alpha\n");
+    ensure!(std::fs::read(out.join("sub/b.bin"))? == content(70_000, 5));
+
+    let car = fx.path("copy.car");
+    succeed(
+        dtx(&fx.data_dir("car-client"))
+            .args(["--quiet", "pull", &server.address(), &root, "-o"])
+            .arg(&car),
+    )?;
+    let stdout = succeed(
+        dtx(&fx.data_dir("reader"))
+            .args(["--json", "import"])
+            .arg(&car),
+    )?;
+    let events = events(&stdout)?;
+    ensure!(find(&events, "imported")?["root"] == root.as_str());
+    ensure!(partials(fx.dir.path())?.is_empty());
+    Ok(())
+}
+
+#[test]
+fn a_selector_pulls_only_what_it_selects() -> anyhow::Result<()> {
+    let fx = Fixture::new()?;
+    let file = fx.path("file.bin");
+    let mut server = Server::start(&fx.data_dir("server"), &[file.to_str().context("utf-8")?])?;
+    let root = server.next()?["root"].as_str().context("root")?.to_owned();
+    // Matches the root node only: one block, no output written.
+    let stdout = succeed(dtx(&fx.data_dir("client")).args([
+        "--json",
+        "pull",
+        &server.address(),
+        &root,
+        "--selector",
+        r#"{".":{}}"#,
+    ]))?;
+    let events = events(&stdout)?;
+    let pulled = find(&events, "pulled")?;
+    ensure!(pulled["blocks"] == 1, "{pulled}");
+    ensure!(pulled["output"].is_null(), "{pulled}");
+    Ok(())
+}
+
+#[test]
+fn a_push_lands_on_a_server_that_accepts_pushes_and_is_served_from_then_on() -> anyhow::Result<()> {
+    let fx = Fixture::new()?;
+    let mut server = Server::start(&fx.data_dir("server"), &["--accept-push", "all"])?;
+    let file = fx.path("file.bin");
+    let stdout = succeed(
+        dtx(&fx.data_dir("pusher"))
+            .args(["--json", "push", &server.address()])
+            .arg(&file),
+    )?;
+    let events = events(&stdout)?;
+    let pushed = find(&events, "pushed")?;
+    let root = pushed["root"].as_str().context("root")?.to_owned();
+    let received = server.until("received")?;
+    ensure!(received["root"] == root.as_str(), "{received}");
+
+    let out = fx.path("back.bin");
+    succeed(
+        dtx(&fx.data_dir("puller"))
+            .args(["--quiet", "pull", &server.address(), &root, "-o"])
+            .arg(&out),
+    )?;
+    ensure!(
+        std::fs::read(&out)? == std::fs::read(&file)?,
+        "bytes differ"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_push_to_a_default_server_is_refused_with_the_remedy() -> anyhow::Result<()> {
+    let fx = Fixture::new()?;
+    let server = Server::start(&fx.data_dir("server"), &[])?;
+    let line = fail(
+        dtx(&fx.data_dir("pusher"))
+            .args(["push", &server.address()])
+            .arg(fx.path("file.bin")),
+    )?;
+    ensure!(line.contains("refused the push"), "{line}");
+    ensure!(line.contains("--accept-push all"), "{line}");
+    Ok(())
+}
+
+#[test]
+fn a_pull_of_a_cid_the_peer_does_not_serve_is_refused() -> anyhow::Result<()> {
+    let fx = Fixture::new()?;
+    let server = Server::start(&fx.data_dir("server"), &[])?;
+    let root = "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e";
+    let out = fx.path("never.bin");
+    let line = fail(
+        dtx(&fx.data_dir("client"))
+            .args(["pull", &server.address(), root, "-o"])
+            .arg(&out),
+    )?;
+    ensure!(line.contains("refused the pull"), "{line}");
+    ensure!(line.contains("not served"), "{line}");
+    ensure!(!out.exists());
+    ensure!(partials(fx.dir.path())?.is_empty());
+    Ok(())
+}
+
+#[test]
+fn an_unreachable_peer_fails_with_one_line() -> anyhow::Result<()> {
+    let fx = Fixture::new()?;
+    // A port nobody listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let peer = "12D3KooWEyoppNCUx8Yx66oV9fJnriXwCcXwDDUA2kj6vnc6iDEp";
+    let address = format!("/ip4/127.0.0.1/tcp/{port}/p2p/{peer}");
+    let root = "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e";
+    let line = fail(dtx(&fx.data_dir("client")).args(["pull", &address, root]))?;
+    ensure!(line.contains("cannot reach peer"), "{line}");
+    Ok(())
+}
+
+#[test]
+fn bad_arguments_fail_before_any_network_with_one_line() -> anyhow::Result<()> {
+    let fx = Fixture::new()?;
+    let data = fx.data_dir("client");
+    let peer = "12D3KooWEyoppNCUx8Yx66oV9fJnriXwCcXwDDUA2kj6vnc6iDEp";
+    let address = format!("/ip4/127.0.0.1/tcp/1/p2p/{peer}");
+    let root = "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e";
+
+    let line = fail(dtx(&data).args(["pull", &address, "not-a-cid"]))?;
+    ensure!(line.contains("is not a valid CID"), "{line}");
+
+    let line = fail(dtx(&data).args(["pull", "/ip4/127.0.0.1/tcp/1", root]))?;
+    ensure!(line.contains("/p2p/<peer id>"), "{line}");
+
+    let line = fail(
+        dtx(&data)
+            .args(["pull", &address, root, "-o"])
+            .arg(fx.path("no/such/dir/out.bin")),
+    )?;
+    ensure!(line.contains("cannot write"), "{line}");
+
+    let line = fail(
+        dtx(&data)
+            .args(["pull", &address, root, "-o"])
+            .arg(fx.path("file.bin")),
+    )?;
+    ensure!(line.contains("already exists"), "{line}");
+
+    let line = fail(dtx(&data).args(["pull", &address, root, "--selector", "{nope"]))?;
+    ensure!(line.contains("invalid --selector"), "{line}");
+
+    let line = fail(
+        dtx(&data)
+            .args(["export", root, "-o"])
+            .arg(fx.path("x.bin")),
+    )?;
+    ensure!(line.contains("is not in the block store"), "{line}");
+
+    let line = fail(dtx(&data).arg("import").arg(fx.path("missing")))?;
+    ensure!(line.contains("cannot import"), "{line}");
+    Ok(())
+}
+
+#[test]
+fn a_corrupted_data_directory_fails_with_one_line() -> anyhow::Result<()> {
+    let fx = Fixture::new()?;
+    let data = fx.data_dir("broken");
+    succeed(dtx(&data).arg("import").arg(fx.path("file.bin")))?;
+    std::fs::write(data.join("node.key"), b"this is not a key")?;
+    let line = fail(dtx(&data).args(["serve", "--listen", "/ip4/127.0.0.1/tcp/0"]))?;
+    ensure!(line.contains("is corrupted (node key"), "{line}");
+
+    let roots = fx.data_dir("bad-roots");
+    std::fs::create_dir_all(&roots)?;
+    std::fs::write(roots.join("roots"), "garbage\n")?;
+    let line = fail(dtx(&roots).arg("import").arg(fx.path("file.bin")))?;
+    ensure!(line.contains("is corrupted (roots file"), "{line}");
+    Ok(())
+}
+
+#[test]
+fn a_data_directory_in_use_is_reported() -> anyhow::Result<()> {
+    let fx = Fixture::new()?;
+    let data = fx.data_dir("busy");
+    let _server = Server::start(&data, &[])?;
+    let line = fail(dtx(&data).arg("import").arg(fx.path("file.bin")))?;
+    ensure!(line.contains("in use by another dtx process"), "{line}");
+    Ok(())
+}
+
+#[test]
+fn import_and_export_round_trip_as_unixfs_and_car() -> anyhow::Result<()> {
+    let fx = Fixture::new()?;
+    let data = fx.data_dir("local");
+    let root = succeed(dtx(&data).arg("import").arg(fx.path("tree")))?
+        .trim()
+        .to_owned();
+    ensure!(root.starts_with("bafy"), "{root}");
+
+    let out = fx.path("tree-out");
+    succeed(dtx(&data).args(["export", &root, "-o"]).arg(&out))?;
+    ensure!(std::fs::read(out.join("sub/b.bin"))? == content(70_000, 5));
+
+    let car = fx.path("tree.car");
+    succeed(
+        dtx(&data)
+            .args(["--quiet", "export", &root, "-o"])
+            .arg(&car),
+    )?;
+    let other = fx.data_dir("other");
+    let again = succeed(dtx(&other).arg("import").arg(&car))?;
+    ensure!(again.trim() == root, "{again} vs {root}");
+    let file_root = succeed(dtx(&other).arg("import").arg(fx.path("file.bin")))?;
+    let copy = fx.path("file-copy.bin");
+    succeed(
+        dtx(&other)
+            .args(["export", file_root.trim(), "-o"])
+            .arg(&copy),
+    )?;
+    ensure!(std::fs::read(&copy)? == std::fs::read(fx.path("file.bin"))?);
+    Ok(())
+}
+
+#[test]
+fn the_peer_id_persists_and_ctrl_c_stops_cleanly() -> anyhow::Result<()> {
+    let fx = Fixture::new()?;
+    let data = fx.data_dir("server");
+    let first = Server::start(&data, &[])?;
+    let peer = first.peer_id();
+    ensure!(peer.starts_with("12D3KooW"), "{peer}");
+    ensure!(
+        first.interrupt()?,
+        "dtx serve did not exit cleanly on SIGINT"
+    );
+    let second = Server::start(&data, &[])?;
+    ensure!(second.peer_id() == peer, "{} vs {peer}", second.peer_id());
+    Ok(())
+}
+
+#[test]
+fn settings_come_from_flags_then_env_then_the_config_file() -> anyhow::Result<()> {
+    let fx = Fixture::new()?;
+    let data = fx.data_dir("config");
+    std::fs::create_dir_all(&data)?;
+    std::fs::write(data.join("config.toml"), "json = true\n")?;
+    let file = fx.path("file.bin");
+
+    // The file in the data directory turns JSON on.
+    let stdout = succeed(dtx(&data).arg("import").arg(&file))?;
+    ensure!(find(&events(&stdout)?, "imported").is_ok(), "{stdout}");
+    // The environment beats the file.
+    let stdout = succeed(dtx(&data).env("DTX_JSON", "false").arg("import").arg(&file))?;
+    ensure!(stdout.trim().starts_with("bafy"), "{stdout}");
+    // A flag beats the environment.
+    let stdout = succeed(
+        dtx(&data)
+            .env("DTX_JSON", "false")
+            .arg("--json")
+            .arg("import")
+            .arg(&file),
+    )?;
+    ensure!(find(&events(&stdout)?, "imported").is_ok(), "{stdout}");
+    // --config names another file; a broken one is one clear line.
+    let other = fx.path("other.toml");
+    std::fs::write(&other, "json = \"maybe\"\n")?;
+    let line = fail(
+        dtx(&data)
+            .arg("--config")
+            .arg(&other)
+            .arg("import")
+            .arg(&file),
+    )?;
+    ensure!(line.contains("is invalid"), "{line}");
+    // DTX_DATA_DIR names the data directory.
+    let elsewhere = fx.data_dir("from-env");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dtx"));
+    command
+        .env("DTX_DATA_DIR", &elsewhere)
+        .env_remove("DTX_JSON")
+        .arg("import")
+        .arg(&file);
+    succeed(&mut command)?;
+    ensure!(elsewhere.join("roots").is_file());
+    Ok(())
+}

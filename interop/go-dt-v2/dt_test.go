@@ -5,12 +5,15 @@ package main
 // file is shared by symbolic link with the go-dt-v115 module.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -39,11 +42,13 @@ type dtPeer struct {
 	name   string
 	mu     sync.Mutex
 	events []map[string]any
-	stdin  *io.PipeWriter
+	stdin  io.WriteCloser
 	done   chan error
 	cancel context.CancelFunc
 	addr   string
 	id     string
+	// proc is the peer's process when it runs as one (startProc).
+	proc *exec.Cmd
 }
 
 func (p *dtPeer) Write(b []byte) (int, error) {
@@ -61,34 +66,106 @@ func (p *dtPeer) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// startDt runs `dt ARGS` until the test ends.
+// startDt runs `dt ARGS` in this process until the test ends.
 func startDt(t *testing.T, name string, args ...string) *dtPeer {
 	t.Helper()
 	r, w := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &dtPeer{t: t, name: name, stdin: w, done: make(chan error, 1), cancel: cancel}
 	go func() { p.done <- dtMain(ctx, args, r, NewEmitter(p)) }()
+	p.started()
+	return p
+}
+
+// childArgs names the environment variable that makes the test binary run `ARGS` (a JSON
+// list) as the peer's main instead of the tests: startProc's child processes.
+const childArgs = "GO_DT_PEER_CHILD_ARGS"
+
+func TestMain(m *testing.M) {
+	if raw := os.Getenv(childArgs); raw != "" {
+		var args []string
+		if err := json.Unmarshal([]byte(raw), &args); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		os.Args = append([]string{progName}, args...)
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// startProc runs `dt ARGS` as a child process (the test binary itself), so that it can be
+// killed with SIGKILL.
+func startProc(t *testing.T, name string, args ...string) *dtPeer {
+	t.Helper()
+	raw, err := json.Marshal(append([]string{"dt"}, args...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), childArgs+"="+string(raw))
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &dtPeer{t: t, name: name, stdin: stdin, done: make(chan error, 1), cancel: func() {}, proc: cmd}
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			_, _ = p.Write(sc.Bytes())
+		}
+		p.done <- cmd.Wait()
+	}()
+	p.started()
+	return p
+}
+
+// kill ends the peer's process with SIGKILL.
+func (p *dtPeer) kill() {
+	p.t.Helper()
+	if err := p.proc.Process.Kill(); err != nil {
+		p.t.Fatal(err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(waitLimit):
+		p.t.Fatalf("%s: not dead within %s", p.name, waitLimit)
+	}
+	p.done <- nil
+}
+
+// started registers the cleanups and waits for `listening`.
+func (p *dtPeer) started() {
+	t := p.t
 	t.Cleanup(p.stop)
 	t.Cleanup(func() {
 		if t.Failed() {
 			p.mu.Lock()
 			defer p.mu.Unlock()
 			for _, ev := range p.events {
-				t.Logf("%s: %v %v %v sent=%v received=%v %v %v %v", name, ev["event"], ev["name"], ev["status"], ev["sent"], ev["received"], ev["voucher_result"], ev["message"], ev["error"])
+				t.Logf("%s: %v %v %v sent=%v received=%v %v %v %v", p.name, ev["event"], ev["name"], ev["status"], ev["sent"], ev["received"], ev["voucher_result"], ev["message"], ev["error"])
 			}
 		}
 	})
 	l := p.wait("listening", func(map[string]any) bool { return true })
 	addrs, ok := l["addrs"].([]any)
 	if !ok || len(addrs) == 0 {
-		t.Fatalf("%s: listening without addrs: %v", name, l)
+		t.Fatalf("%s: listening without addrs: %v", p.name, l)
 	}
 	p.id = l["peer_id"].(string)
 	p.addr = addrs[0].(string) + "/p2p/" + p.id
-	return p
 }
 
-// stop sends quit and waits for `stopped` and the end of dtMain.
+// stop sends quit and waits for the end of the peer.
 func (p *dtPeer) stop() {
 	p.send(map[string]any{"cmd": "quit"})
 	_ = p.stdin.Close()
@@ -99,6 +176,9 @@ func (p *dtPeer) stop() {
 		}
 	case <-time.After(waitLimit):
 		p.t.Errorf("%s: dt did not stop within %s", p.name, waitLimit)
+		if p.proc != nil {
+			_ = p.proc.Process.Kill()
+		}
 	}
 	p.cancel()
 }
@@ -512,4 +592,120 @@ func TestCancelFromEachSide(t *testing.T) {
 			}
 		})
 	}
+}
+
+// quiet waits until the peer has emitted no event on ch for d.
+func (p *dtPeer) quiet(ch map[string]any, d time.Duration) {
+	p.t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	count, since := -1, time.Now()
+	for time.Now().Before(deadline) {
+		if n := len(p.all("dt", sameChannel(ch))); n != count {
+			count, since = n, time.Now()
+		} else if time.Since(since) >= d {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	p.t.Fatalf("%s: channel still busy after %s", p.name, waitLimit)
+}
+
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
+}
+
+// TestKilledPeerRestartsFromItsStore kills (SIGKILL) the initiator, then the responder, of a
+// pull mid-transfer; the process started again on the same --store and port has the same
+// peer id and the channel, and a restart of the channel completes the DAG.
+func TestKilledPeerRestartsFromItsStore(t *testing.T) {
+	f := genFixture(t, 30, 8000)
+	for _, killed := range []string{"initiator", "responder"} {
+		t.Run(killed, func(t *testing.T) {
+			dir := t.TempDir()
+			listen := "/ip4/127.0.0.1/tcp/" + freePort(t)
+			respArgs := []string{"--car", f.path, "--read-delay-after", "3:50"}
+			initArgs := []string{}
+			if killed == "responder" {
+				respArgs = append(respArgs, "--store", dir, "--listen", listen)
+			} else {
+				initArgs = append(initArgs, "--store", dir, "--listen", listen)
+			}
+			var resp, init *dtPeer
+			if killed == "responder" {
+				resp = startProc(t, "responder", respArgs...)
+				init = startDt(t, "initiator", initArgs...)
+			} else {
+				resp = startDt(t, "responder", respArgs...)
+				init = startProc(t, "initiator", initArgs...)
+			}
+			ch := init.open("pull", resp, f.root, nil)
+			init.wait("dt", func(ev map[string]any) bool {
+				return sameChannel(ch)(ev) && ev["name"] == "DataReceived" && numField(t, ev, "received") > 20000
+			})
+			victim := init
+			if killed == "responder" {
+				victim = resp
+			}
+			victim.kill()
+			if killed == "initiator" {
+				// go-graphsync's responder keeps the old response of the channel sending into
+				// the dead connection until it notices, and it de-duplicates blocks per peer
+				// across responses: a restart from the same peer id that comes earlier gets
+				// DuplicateNotSent for what the old response "sent", and fails. Wait until the
+				// responder has stopped working on the old response.
+				resp.quiet(ch, 500*time.Millisecond)
+			}
+			victimArgs := initArgs
+			if killed == "responder" {
+				victimArgs = respArgs
+			}
+			again := startProc(t, killed+" again", victimArgs...)
+			if again.id != victim.id {
+				t.Fatalf("peer id %s after the restart, %s before", again.id, victim.id)
+			}
+			if killed == "responder" {
+				resp = again
+			} else {
+				init = again
+			}
+			st := again.command(map[string]any{"cmd": "state", "channel": ch})
+			if st["event"] != "state" || st["is_pull"] != true || st["base_cid"] != f.root {
+				t.Fatalf("the restarted %s's state of the channel: %v", killed, st)
+			}
+			// The initiator restarts the channel (the pull's graphsync request is its own).
+			init.mustDo(map[string]any{"cmd": "restart", "channel": ch})
+			if fin := init.finished(ch); fin["status"] != "Completed" {
+				t.Errorf("initiator finished %v, want Completed", fin)
+			}
+			if fin := resp.finished(ch); fin["status"] != "Completed" {
+				t.Errorf("responder finished %v, want Completed", fin)
+			}
+			init.exportMatches(f)
+		})
+	}
+}
+
+// TestDisconnectRestartsAutomatically cuts the connection mid-pull; with --monitor the
+// channel restarts by itself and completes.
+func TestDisconnectRestartsAutomatically(t *testing.T) {
+	f := genFixture(t, 30, 8000)
+	resp := startDt(t, "responder", "--car", f.path, "--read-delay-after", "3:40", "--monitor")
+	init := startDt(t, "initiator", "--monitor")
+	ch := init.open("pull", resp, f.root, nil)
+	init.wait("dt", func(ev map[string]any) bool { return sameChannel(ch)(ev) && ev["name"] == "DataReceived" })
+	init.mustDo(map[string]any{"cmd": "disconnect", "peer": resp.id})
+	if fin := init.finished(ch); fin["status"] != "Completed" {
+		t.Errorf("initiator finished %v, want Completed", fin)
+	}
+	if fin := resp.finished(ch); fin["status"] != "Completed" {
+		t.Errorf("responder finished %v, want Completed", fin)
+	}
+	init.exportMatches(f)
 }

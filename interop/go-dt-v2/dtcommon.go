@@ -14,6 +14,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -252,6 +255,11 @@ func dtMain(ctx context.Context, args []string, stdin io.Reader, out *Emitter) e
 		}
 		out.Emit("loaded", Fields{"root": root.String(), "blocks": n, "file": path})
 	}
+	if cfg.Store != "" {
+		if err := loadPeers(st, cfg.Store); err != nil {
+			return err
+		}
+	}
 	node, err := newDtNode(ctx, cfg, st, newEvents(out), out)
 	if err != nil {
 		return err
@@ -384,6 +392,63 @@ func (d *driver) handle(ctx context.Context, c DtCommand) {
 	}
 }
 
+// peersFile lists, in a --store directory, the addresses of the peers this node opened
+// channels with (one /p2p multiaddr a line), so that the node started again can dial them to
+// restart a channel.
+const peersFile = "peers.txt"
+
+// rememberPeer adds addr to the store's peers file (with --store).
+func (d *driver) rememberPeer(addr string) error {
+	if d.cfg.Store == "" {
+		return nil
+	}
+	path := filepath.Join(d.cfg.Store, peersFile)
+	known, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	for _, line := range strings.Split(string(known), "\n") {
+		if line == addr {
+			return nil
+		}
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(addr + "\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// loadPeers puts the addresses of the store's peers file into the peerstore.
+func loadPeers(st *Stack, dir string) error {
+	known, err := os.ReadFile(filepath.Join(dir, peersFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, line := range strings.Split(string(known), "\n") {
+		if line == "" {
+			continue
+		}
+		addr, err := ma.NewMultiaddr(line)
+		if err != nil {
+			return fmt.Errorf("%s: %q: %w", peersFile, line, err)
+		}
+		info, err := peer.AddrInfoFromP2pAddr(addr)
+		if err != nil {
+			return fmt.Errorf("%s: %q: %w", peersFile, line, err)
+		}
+		st.Host.Peerstore().AddAddrs(info.ID, info.Addrs, peerstore.PermanentAddrTTL)
+	}
+	return nil
+}
+
 // open connects to the command's peer and opens its pull or push.
 func (d *driver) open(ctx context.Context, c DtCommand) (ChannelRef, error) {
 	addr, err := ma.NewMultiaddr(c.Peer)
@@ -394,8 +459,12 @@ func (d *driver) open(ctx context.Context, c DtCommand) (ChannelRef, error) {
 	if err != nil {
 		return ChannelRef{}, fmt.Errorf("peer %q: %w", c.Peer, err)
 	}
-	// Permanent addresses: the channel monitor and restarts dial the peer again later.
+	// Permanent addresses: the channel monitor and restarts dial the peer again later, also
+	// after a restart of this process on the same --store.
 	d.st.Host.Peerstore().AddAddrs(info.ID, info.Addrs, peerstore.PermanentAddrTTL)
+	if err := d.rememberPeer(c.Peer); err != nil {
+		return ChannelRef{}, err
+	}
 	if err := d.st.Host.Connect(ctx, *info); err != nil {
 		return ChannelRef{}, fmt.Errorf("connect %s: %w", info.ID, err)
 	}

@@ -406,8 +406,10 @@ func (n *dtNode) Cancel(ctx context.Context, ch ChannelRef) error {
 	return n.withChannel(ch, func(c datatransfer.ChannelID) error { return n.mgr.CloseDataTransferChannel(ctx, c) })
 }
 
-func (n *dtNode) Restart(ctx context.Context, ch ChannelRef) error {
-	return n.withChannel(ch, func(c datatransfer.ChannelID) error { return n.mgr.RestartDataTransferChannel(ctx, c) })
+// Restart uses the node's context, like Open: a restarted pull's graphsync request lives on
+// it.
+func (n *dtNode) Restart(_ context.Context, ch ChannelRef) error {
+	return n.withChannel(ch, func(c datatransfer.ChannelID) error { return n.mgr.RestartDataTransferChannel(n.ctx, c) })
 }
 
 func (n *dtNode) SendVoucher(ctx context.Context, ch ChannelRef, v Voucher) error {

@@ -20,7 +20,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: go-peer import|serve|request|genfile [flags]")
+		fmt.Fprintln(os.Stderr, "usage: go-peer import|serve|request|genfile|bench-load|bench-serve|bench-request [flags]")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -36,8 +36,14 @@ func main() {
 		err = serveMain(ctx, os.Args[2:], os.Stdin, out)
 	case "request":
 		err = requestMain(ctx, os.Args[2:], os.Stdin, out)
+	case "bench-load":
+		err = benchLoadMain(ctx, os.Args[2:], out)
+	case "bench-serve":
+		err = benchServeMain(ctx, os.Args[2:], os.Stdin, out)
+	case "bench-request":
+		err = benchRequestMain(ctx, os.Args[2:], out)
 	default:
-		err = fmt.Errorf("unknown command %q (want import, serve, request or genfile)", os.Args[1])
+		err = fmt.Errorf("unknown command %q (want import, serve, request, genfile, bench-load, bench-serve or bench-request)", os.Args[1])
 	}
 	if err != nil {
 		out.Emit("fatal", Fields{"error": err.Error()})

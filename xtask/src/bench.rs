@@ -1,21 +1,41 @@
-//! `cargo xtask bench graphsync`: Graphsync throughput and memory of our node against the Go
-//! reference, each side a separate process, over loopback TCP.
+//! `cargo xtask bench`: Graphsync pulls between our node and the Go reference, each side a
+//! separate process with its blocks on disk, over loopback TCP, against the plain loopback TCP
+//! ceiling measured in the same run.
 //!
-//! Builds the Go peer (`interop/go-peer`, like `cargo xtask interop`) and graphsync's
-//! `examples/bench_peer.rs` in release mode, generates a 256 MiB DAG of 256 KiB raw blocks under
-//! a dag-cbor root (deterministic: xorshift64* with a fixed seed) as a CAR with `bench_peer gen`,
-//! then runs [`RUNS`] transfers of each pair, alternating: Rust requester ← Rust responder and
-//! Go requester ← Go responder. The responder serves the CAR from memory (`serve --car`); the
-//! requester asks for the whole DAG with the explore-all selector and keeps it in memory
-//! (`request`, no CAR written). A run's time goes from the requester's `connected` line to its
-//! `done` line, so process start-up and loading the CAR are not counted. Peak RSS is `VmHWM` of
-//! `/proc/<pid>/status`: the requester's is sampled every [`SAMPLE_EVERY`] while it runs (its
-//! last sample before exit, so a lower bound by at most the last few milliseconds' growth), the
-//! responder's is read once the requester has exited (the responder is still running, so it
-//! is exact). Prints every run, then one table with the median MB/s (10^6 bytes per second),
-//! the largest peaks, and the Rust/Go ratios. Not part of `cargo xtask ci`.
+//! Builds the Go peer (`interop/go-peer`, go-graphsync v0.18.1) and graphsync's
+//! `examples/bench_peer.rs` in release mode. Setup (not measured, kept between runs under
+//! `<target>/bench/data-<size>-<blocks>/` once complete): `bench_peer gen-unixfs` imports
+//! `--size` bytes (default 1 GiB) of seeded pseudo-random data as a kubo-compatible UnixFS file
+//! (CIDv1, 256 KiB raw leaves) and `bench_peer gen-cbor` writes a tree of `--blocks` (default
+//! 100 000) small dag-cbor blocks, both into the Rust peer's file-per-block store; each DAG is
+//! exported as a CAR and loaded into the Go peer's file-per-block store (`go-peer bench-load`),
+//! so every pair moves the same blocks. Both stores keep one file per block in go-ds-flatfs's
+//! `next-to-last/2` layout, unsynced.
+//!
+//! Then, per DAG, the four pairs requester ← responder: rust ← rust, go ← go, rust ← go and
+//! go ← rust (`bench_peer serve --store` / `request --store`, `go-peer bench-serve` /
+//! `bench-request`). Each requester writes into a fresh store directory, which is counted (every
+//! block must be there) and removed afterwards. Measured per transfer:
+//!
+//! - time from the requester's `connected` line to its `done` line (process start excluded);
+//!   MB/s are 10^6 bytes of block data per second, blocks/s the DAG's blocks per second;
+//! - CPU seconds (user + system, from `/proc`): the requester's whole-life total once it is
+//!   reaped (this process's `cutime + cstime` grow by it) minus its total at `connected`; the
+//!   responder's total after `done` minus its total at `connected`;
+//! - peak RSS (`VmHWM` of `/proc/<pid>/status`): the requester's sampled every [`SAMPLE_EVERY`]
+//!   while it runs (a lower bound by at most the last sample interval's growth), the
+//!   responder's read once after `done` (it still runs, so exact).
+//!
+//! The ceiling is one TCP connection on 127.0.0.1 between two threads of this process moving
+//! `--size` bytes in 256 KiB writes (no encryption, no multiplexing, no storage).
+//!
+//! Prints every transfer, then a table (per DAG and pair: the median-throughput run of
+//! `--runs`, with the largest peaks) and the issue's targets; with the default sizes it also
+//! writes the table, the load average and the command into `docs/benchmarks.md` between
+//! [`BEGIN_MARKER`] and [`END_MARKER`]. Not part of `cargo xtask ci`.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -25,54 +45,159 @@ use anyhow::{Context, bail};
 
 use crate::cmd;
 
-/// DAG size: 256 MiB of leaves.
-const DAG_BYTES: u64 = 256 * 1024 * 1024;
+/// Default size of the UnixFS file: 1 GiB.
+const DEFAULT_SIZE: u64 = 1 << 30;
 
-/// Leaf size: 256 KiB (kubo's default chunk size).
-const BLOCK_BYTES: u64 = 256 * 1024;
+/// Default number of blocks of the dag-cbor DAG.
+const DEFAULT_BLOCKS: u64 = 100_000;
 
-/// Seed of the leaves' xorshift64* stream.
-const SEED: u64 = 20_240_601;
+/// Seed of the dag-cbor payloads.
+const CBOR_SEED: u64 = 20_240_601;
 
-/// Transfers per pair.
-const RUNS: usize = 5;
+/// Write size of the loopback TCP ceiling.
+const TCP_CHUNK: usize = 256 * 1024;
 
 /// How often the requester's `VmHWM` is sampled.
 const SAMPLE_EVERY: Duration = Duration::from_millis(10);
 
-/// How long a responder may take to load the CAR and print its listening address.
-const LISTEN_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long a responder may take to print its listening address.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How long one transfer may take.
-const RUN_TIMEOUT: Duration = Duration::from_secs(600);
+const RUN_TIMEOUT: Duration = Duration::from_secs(900);
 
-/// Which implementation runs both sides.
+/// Marks the start of the generated part of `docs/benchmarks.md`.
+const BEGIN_MARKER: &str = "<!-- cargo xtask bench: begin -->";
+
+/// Marks the end of the generated part of `docs/benchmarks.md`.
+const END_MARKER: &str = "<!-- cargo xtask bench: end -->";
+
+/// Peak RSS target for a 1 GiB transfer, per side (issue 9, §3).
+const RSS_TARGET: u64 = 128 << 20;
+
+/// Usage of `cargo xtask bench`.
+pub(crate) const USAGE: &str =
+    "cargo xtask bench [--size BYTES] [--blocks N] [--runs N] [--no-docs]";
+
+/// What to run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Options {
+    /// Bytes of the UnixFS file.
+    size: u64,
+    /// Blocks of the dag-cbor DAG.
+    blocks: u64,
+    /// Transfers per DAG and pair.
+    runs: usize,
+    /// Write `docs/benchmarks.md` (only with the default sizes).
+    docs: bool,
+}
+
+impl Options {
+    /// Parses the arguments after `bench`.
+    ///
+    /// # Errors
+    /// On an unknown flag, a missing value or a value that is not a positive whole number.
+    pub(crate) fn parse(args: &[&str]) -> anyhow::Result<Self> {
+        let mut options = Options {
+            size: DEFAULT_SIZE,
+            blocks: DEFAULT_BLOCKS,
+            runs: 1,
+            docs: true,
+        };
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            let mut value = |name: &str| -> anyhow::Result<u64> {
+                let value = args
+                    .next()
+                    .with_context(|| format!("{name} needs a value ({USAGE})"))?;
+                match value.parse::<u64>() {
+                    Ok(n) if n > 0 => Ok(n),
+                    _ => bail!("{name} must be a positive whole number, got {value:?}"),
+                }
+            };
+            match *arg {
+                "--size" => options.size = value("--size")?,
+                "--blocks" => options.blocks = value("--blocks")?,
+                "--runs" => {
+                    options.runs = usize::try_from(value("--runs")?).context("--runs too large")?;
+                }
+                "--no-docs" => options.docs = false,
+                other => bail!("unknown argument {other:?} ({USAGE})"),
+            }
+        }
+        Ok(options)
+    }
+
+    /// Whether these are the sizes of issue 9 (the only ones written into the docs).
+    fn full(&self) -> bool {
+        self.size == DEFAULT_SIZE && self.blocks == DEFAULT_BLOCKS
+    }
+}
+
+/// Which program runs one side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Pair {
+enum Side {
     Rust,
     Go,
 }
 
-impl Pair {
-    fn label(self) -> &'static str {
+impl Side {
+    fn name(self) -> &'static str {
         match self {
-            Pair::Rust => "rust requester <- rust responder",
-            Pair::Go => "go requester <- go responder",
+            Side::Rust => "rust",
+            Side::Go => "go",
         }
     }
 }
 
+/// The pairs, requester first.
+const PAIRS: [(Side, Side); 4] = [
+    (Side::Rust, Side::Rust),
+    (Side::Go, Side::Go),
+    (Side::Rust, Side::Go),
+    (Side::Go, Side::Rust),
+];
+
+/// One benchmark DAG, prepared in both stores.
+#[derive(Clone, Debug)]
+struct Dataset {
+    /// Short name for the table.
+    label: String,
+    root: String,
+    blocks: u64,
+    bytes: u64,
+    rust_store: PathBuf,
+    go_store: PathBuf,
+}
+
 /// One transfer's measurements.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 struct Run {
     seconds: f64,
+    requester_cpu: f64,
+    responder_cpu: f64,
     requester_hwm: u64,
     responder_hwm: u64,
 }
 
 impl Run {
-    fn megabytes_per_second(&self) -> f64 {
-        DAG_BYTES as f64 / 1e6 / self.seconds
+    fn megabytes_per_second(&self, bytes: u64) -> f64 {
+        bytes as f64 / 1e6 / self.seconds
+    }
+}
+
+/// The programs, built.
+struct Peers {
+    rust: PathBuf,
+    go: PathBuf,
+}
+
+impl Peers {
+    fn binary(&self, side: Side) -> &Path {
+        match side {
+            Side::Rust => &self.rust,
+            Side::Go => &self.go,
+        }
     }
 }
 
@@ -87,18 +212,149 @@ impl Drop for Guard {
     }
 }
 
-/// Runs the graphsync benchmark and prints the table.
+/// Runs the benchmark, prints the table and (full sizes) writes `docs/benchmarks.md`.
 ///
 /// # Errors
-/// When a peer cannot be built, the DAG cannot be generated, or a transfer fails or times out.
-pub(crate) fn graphsync() -> anyhow::Result<()> {
+/// When a peer cannot be built, the data cannot be prepared, or a transfer fails or times out.
+pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let load_before = load_average();
     let root = cmd::root();
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
     let work = target.join("bench");
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let clock_ticks = clock_ticks();
 
+    let peers = build(&root, &target, &work)?;
+    let build_done = Instant::now();
+    let datasets = prepare(&peers, &work, options)?;
+    let setup_done = Instant::now();
+
+    let ceiling = tcp_ceiling(options.size).context("measuring the loopback TCP ceiling")?;
+    println!(
+        "bench: loopback TCP ceiling: {:.1} MB/s ({} MiB in {:.2} s)",
+        options.size as f64 / 1e6 / ceiling,
+        options.size >> 20,
+        ceiling
+    );
+
+    let receive = work.join("receive");
+    let mut results: Vec<(usize, (Side, Side), Run)> = Vec::new();
+    for index in 0..options.runs {
+        for (number, dataset) in datasets.iter().enumerate() {
+            for pair in PAIRS {
+                let run =
+                    transfer(&peers, pair, dataset, &receive, clock_ticks).with_context(|| {
+                        format!(
+                            "{} <- {} on {} (run {})",
+                            pair.0.name(),
+                            pair.1.name(),
+                            dataset.label,
+                            index + 1
+                        )
+                    })?;
+                println!(
+                    "bench: {:<12} {:>4} <- {:<4} run {}: {:>8.1} MB/s {:>9.0} blocks/s in {:>7.2} s, CPU {:.2} s / {:.2} s, peak RSS {} / {} MiB",
+                    dataset.label,
+                    pair.0.name(),
+                    pair.1.name(),
+                    index + 1,
+                    run.megabytes_per_second(dataset.bytes),
+                    dataset.blocks as f64 / run.seconds,
+                    run.seconds,
+                    run.requester_cpu,
+                    run.responder_cpu,
+                    run.requester_hwm >> 20,
+                    run.responder_hwm >> 20,
+                );
+                results.push((number, pair, run));
+            }
+        }
+    }
+    let finished = Instant::now();
+    let load_after = load_average();
+
+    let rows: Vec<(usize, (Side, Side), Run)> = datasets
+        .iter()
+        .enumerate()
+        .flat_map(|(number, _)| PAIRS.iter().map(move |pair| (number, *pair)))
+        .filter_map(|(number, pair)| {
+            let runs: Vec<(Run, u64)> = results
+                .iter()
+                .filter(|(n, p, _)| *n == number && *p == pair)
+                .map(|(_, _, run)| (*run, datasets[number].bytes))
+                .collect();
+            summarise(&runs).map(|run| (number, pair, run))
+        })
+        .collect();
+    let table = render_table(&datasets, &rows, options.size, ceiling, options.runs);
+    let targets = render_targets(&datasets, &rows, options);
+    let timing = format!(
+        "The whole bench took {:.0} s: {:.0} s building the peers, {:.0} s preparing the data \
+         (reused when already there), {:.0} s measuring.",
+        finished.duration_since(started).as_secs_f64(),
+        build_done.duration_since(started).as_secs_f64(),
+        setup_done.duration_since(build_done).as_secs_f64(),
+        finished.duration_since(setup_done).as_secs_f64(),
+    );
+    println!();
+    println!("{table}");
+    println!("{targets}");
+    println!("{timing}");
+
+    if options.docs && options.full() {
+        let commit = cmd::output(
+            Command::new("git")
+                .args(["rev-parse", "--short", "HEAD"])
+                .current_dir(&root),
+        )
+        .map(|out| out.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned());
+        let dirty = cmd::output(
+            Command::new("git")
+                .args(["status", "--porcelain", "--untracked-files=no"])
+                .current_dir(&root),
+        )
+        .map(|out| !out.trim().is_empty())
+        .unwrap_or(true);
+        let date = cmd::output(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]))
+            .map(|out| out.trim().to_owned())
+            .unwrap_or_else(|_| "unknown date".to_owned());
+        let section = format!(
+            "{BEGIN_MARKER}\nMeasured {date} at commit {commit}{} with `cargo xtask bench` \
+             (median of {} run(s) per row; on a 2-core machine, load average {} before and {} \
+             after the run; other engineers' builds were running unless the load says \
+             otherwise).\n\n{table}\n{targets}\n{timing}\n{END_MARKER}",
+            if dirty {
+                " (with uncommitted changes)"
+            } else {
+                ""
+            },
+            options.runs,
+            load_before,
+            load_after,
+        );
+        let path = root.join("docs/benchmarks.md");
+        let old = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let new = replace_section(&old, &section).with_context(|| {
+            format!(
+                "{} has no {BEGIN_MARKER} … {END_MARKER} section",
+                path.display()
+            )
+        })?;
+        std::fs::write(&path, new).with_context(|| format!("writing {}", path.display()))?;
+        println!("bench: wrote the table into {}", path.display());
+    } else if options.docs {
+        println!("bench: not the default sizes, so docs/benchmarks.md is left as it is");
+    }
+    Ok(())
+}
+
+/// Builds the Go peer and the Rust bench peer.
+fn build(root: &Path, target: &Path, work: &Path) -> anyhow::Result<Peers> {
     let go = work.join("go-peer");
     cmd::run(
         Command::new("go")
@@ -120,117 +376,196 @@ pub(crate) fn graphsync() -> anyhow::Result<()> {
     if !rust.is_file() {
         bail!("the Rust bench peer was not built at {}", rust.display());
     }
-
-    let car = work.join("dag-256mib-256kib.car");
-    let generated = cmd::output(
-        Command::new(&rust)
-            .arg("gen")
-            .arg("--out")
-            .arg(&car)
-            .arg("--size")
-            .arg(DAG_BYTES.to_string())
-            .arg("--block")
-            .arg(BLOCK_BYTES.to_string())
-            .arg("--seed")
-            .arg(SEED.to_string()),
-    )?;
-    let generated: serde_json::Value =
-        serde_json::from_str(generated.trim()).context("bench_peer gen printed non-JSON")?;
-    let dag_root = generated["root"]
-        .as_str()
-        .context("bench_peer gen printed no root")?
-        .to_owned();
-    let blocks = generated["blocks"].as_u64().unwrap_or(0);
-    println!(
-        "bench: DAG {dag_root}: {blocks} blocks ({} MiB of {} KiB raw leaves under a dag-cbor list), {}",
-        DAG_BYTES >> 20,
-        BLOCK_BYTES >> 10,
-        car.display()
-    );
-
-    let mut runs: Vec<(Pair, Run)> = Vec::new();
-    for index in 0..RUNS {
-        for pair in [Pair::Rust, Pair::Go] {
-            let binary = match pair {
-                Pair::Rust => &rust,
-                Pair::Go => &go,
-            };
-            let run = transfer(binary, &car, &dag_root)
-                .with_context(|| format!("{} (run {})", pair.label(), index + 1))?;
-            println!(
-                "bench: {:<34} run {}: {:>8.1} MB/s in {:>6.2} s, peak RSS requester {:>6} MiB, responder {:>6} MiB",
-                pair.label(),
-                index + 1,
-                run.megabytes_per_second(),
-                run.seconds,
-                run.requester_hwm >> 20,
-                run.responder_hwm >> 20
-            );
-            runs.push((pair, run));
-        }
-    }
-
-    let summary = |pair: Pair| {
-        let mut speeds: Vec<f64> = runs
-            .iter()
-            .filter(|(p, _)| *p == pair)
-            .map(|(_, run)| run.megabytes_per_second())
-            .collect();
-        speeds.sort_by(f64::total_cmp);
-        let median = speeds.get(speeds.len() / 2).copied().unwrap_or(0.0);
-        let peak = |f: fn(&Run) -> u64| {
-            runs.iter()
-                .filter(|(p, _)| *p == pair)
-                .map(|(_, run)| f(run))
-                .max()
-                .unwrap_or(0)
-        };
-        (
-            median,
-            peak(|run| run.requester_hwm),
-            peak(|run| run.responder_hwm),
-        )
-    };
-    let (rust_speed, rust_req, rust_resp) = summary(Pair::Rust);
-    let (go_speed, go_req, go_resp) = summary(Pair::Go);
-    let mib = |bytes: u64| bytes as f64 / f64::from(1u32 << 20);
-    println!();
-    println!(
-        "graphsync bench: {} MiB DAG of {} KiB raw blocks, loopback TCP, median of {RUNS} runs",
-        DAG_BYTES >> 20,
-        BLOCK_BYTES >> 10
-    );
-    println!(
-        "| pair | MB/s | requester peak RSS (MiB) | responder peak RSS (MiB) |\n| --- | ---: | ---: | ---: |"
-    );
-    println!(
-        "| {} | {rust_speed:.1} | {:.0} | {:.0} |",
-        Pair::Rust.label(),
-        mib(rust_req),
-        mib(rust_resp)
-    );
-    println!(
-        "| {} | {go_speed:.1} | {:.0} | {:.0} |",
-        Pair::Go.label(),
-        mib(go_req),
-        mib(go_resp)
-    );
-    println!(
-        "| rust / go | {:.2} | {:.2} | {:.2} |",
-        rust_speed / go_speed,
-        rust_req as f64 / go_req as f64,
-        rust_resp as f64 / go_resp as f64
-    );
-    Ok(())
+    Ok(Peers { rust, go })
 }
 
-/// One transfer of the DAG in `car` between two processes of `binary`.
-fn transfer(binary: &Path, car: &Path, dag_root: &str) -> anyhow::Result<Run> {
+/// Generates both DAGs into the Rust store, exports them and loads them into the Go store, or
+/// reuses what a previous complete setup left.
+fn prepare(peers: &Peers, work: &Path, options: &Options) -> anyhow::Result<Vec<Dataset>> {
+    let dir = work.join(format!("data-{}-{}", options.size, options.blocks));
+    let done = dir.join("datasets.json");
+    let specs: [(&str, Vec<String>); 2] = [
+        (
+            "unixfs",
+            vec![
+                "gen-unixfs".into(),
+                "--size".into(),
+                options.size.to_string(),
+            ],
+        ),
+        (
+            "dag-cbor",
+            vec![
+                "gen-cbor".into(),
+                "--blocks".into(),
+                options.blocks.to_string(),
+                "--seed".into(),
+                CBOR_SEED.to_string(),
+            ],
+        ),
+    ];
+    let labels = [
+        format!("unixfs {} MiB", options.size >> 20),
+        format!("dag-cbor {}", options.blocks),
+    ];
+    let mut datasets = Vec::new();
+    if let Ok(text) = std::fs::read_to_string(&done) {
+        let saved: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("reading {}", done.display()))?;
+        for ((name, _), label) in specs.iter().zip(&labels) {
+            let entry = &saved[*name];
+            datasets.push(Dataset {
+                label: label.clone(),
+                root: entry["root"].as_str().context("saved root")?.to_owned(),
+                blocks: entry["blocks"].as_u64().context("saved blocks")?,
+                bytes: entry["bytes"].as_u64().context("saved bytes")?,
+                rust_store: dir.join(format!("{name}-rust")),
+                go_store: dir.join(format!("{name}-go")),
+            });
+        }
+        println!("bench: reusing the data prepared in {}", dir.display());
+        return Ok(datasets);
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut saved = serde_json::Map::new();
+    for ((name, generate), label) in specs.iter().zip(&labels) {
+        let rust_store = dir.join(format!("{name}-rust"));
+        let go_store = dir.join(format!("{name}-go"));
+        let car = dir.join(format!("{name}.car"));
+        let setup = Instant::now();
+        let generated = json_line(
+            Command::new(&peers.rust)
+                .args(generate)
+                .arg("--store")
+                .arg(&rust_store),
+        )?;
+        let root = generated["root"]
+            .as_str()
+            .context("bench_peer printed no root")?
+            .to_owned();
+        let blocks = generated["blocks"].as_u64().context("no block count")?;
+        let bytes = generated["bytes"].as_u64().context("no byte count")?;
+        let exported = json_line(
+            Command::new(&peers.rust)
+                .arg("export")
+                .arg("--store")
+                .arg(&rust_store)
+                .arg("--root")
+                .arg(&root)
+                .arg("--out")
+                .arg(&car),
+        )?;
+        if exported["blocks"].as_u64() != Some(blocks) {
+            bail!(
+                "{name}: generated {blocks} blocks but exported {}",
+                exported["blocks"]
+            );
+        }
+        let loaded = json_line(
+            Command::new(&peers.go)
+                .arg("bench-load")
+                .arg("--store")
+                .arg(&go_store)
+                .arg("--car")
+                .arg(&car),
+        )?;
+        if loaded["blocks"].as_u64() != Some(blocks) {
+            bail!(
+                "{name}: exported {blocks} blocks but the Go peer loaded {}",
+                loaded["blocks"]
+            );
+        }
+        std::fs::remove_file(&car).with_context(|| format!("removing {}", car.display()))?;
+        println!(
+            "bench: prepared {label}: root {root}, {blocks} blocks, {bytes} bytes, in {:.1} s",
+            setup.elapsed().as_secs_f64()
+        );
+        saved.insert(
+            (*name).to_owned(),
+            serde_json::json!({"root": root, "blocks": blocks, "bytes": bytes}),
+        );
+        datasets.push(Dataset {
+            label: label.clone(),
+            root,
+            blocks,
+            bytes,
+            rust_store,
+            go_store,
+        });
+    }
+    std::fs::write(&done, serde_json::Value::Object(saved).to_string())
+        .with_context(|| format!("writing {}", done.display()))?;
+    Ok(datasets)
+}
+
+/// Runs `command` and parses the last line it printed as JSON.
+fn json_line(command: &mut Command) -> anyhow::Result<serde_json::Value> {
+    let out = cmd::output(command)?;
+    let line = out.lines().last().unwrap_or_default();
+    serde_json::from_str(line).with_context(|| format!("expected a JSON line, got {line:?}"))
+}
+
+/// Seconds to move `size` bytes over one loopback TCP connection between two threads.
+fn tcp_ceiling(size: u64) -> anyhow::Result<f64> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("binding")?;
+    let address = listener.local_addr().context("local address")?;
+    let receiver = std::thread::spawn(move || -> anyhow::Result<(u64, Instant)> {
+        let (mut stream, _) = listener.accept().context("accepting")?;
+        let mut buffer = vec![0u8; TCP_CHUNK];
+        let mut total = 0u64;
+        loop {
+            let n = stream.read(&mut buffer).context("reading")?;
+            if n == 0 {
+                return Ok((total, Instant::now()));
+            }
+            total += n as u64;
+        }
+    });
+    let mut stream = TcpStream::connect(address).context("connecting")?;
+    stream.set_nodelay(true).context("setting nodelay")?;
+    let chunk = vec![0xa5u8; TCP_CHUNK];
+    let started = Instant::now();
+    let mut left = size;
+    while left > 0 {
+        let n = usize::try_from(left).unwrap_or(TCP_CHUNK).min(TCP_CHUNK);
+        stream.write_all(&chunk[..n]).context("writing")?;
+        left -= n as u64;
+    }
+    drop(stream);
+    let (received, finished) = receiver
+        .join()
+        .map_err(|_| anyhow::anyhow!("the receiving thread panicked"))??;
+    if received != size {
+        bail!("sent {size} bytes but {received} arrived");
+    }
+    Ok(finished.duration_since(started).as_secs_f64())
+}
+
+/// One transfer of `dataset` from the responder of `pair.1` to the requester of `pair.0`.
+fn transfer(
+    peers: &Peers,
+    (requester, responder): (Side, Side),
+    dataset: &Dataset,
+    receive: &Path,
+    clock_ticks: f64,
+) -> anyhow::Result<Run> {
+    if receive.exists() {
+        std::fs::remove_dir_all(receive)
+            .with_context(|| format!("clearing {}", receive.display()))?;
+    }
+    let (serve, store) = match responder {
+        Side::Rust => ("serve", &dataset.rust_store),
+        Side::Go => ("bench-serve", &dataset.go_store),
+    };
+    let binary = peers.binary(responder);
     let mut server = Guard(
         Command::new(binary)
-            .arg("serve")
-            .arg("--car")
-            .arg(car)
+            .arg(serve)
+            .arg("--store")
+            .arg(store)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -251,16 +586,24 @@ fn transfer(binary: &Path, car: &Path, dag_root: &str) -> anyhow::Result<Run> {
             }
         }
     });
-    let address = wait_listening(&lines, dag_root)?;
+    let address = wait_listening(&lines)?;
     let responder_pid = server.0.id();
 
+    let request = match requester {
+        Side::Rust => "request",
+        Side::Go => "bench-request",
+    };
+    let binary = peers.binary(requester);
+    let children_before = children_cpu().context("reading this process's children's CPU")?;
     let mut client = Guard(
         Command::new(binary)
-            .arg("request")
+            .arg(request)
             .arg("--peer")
             .arg(&address)
             .arg("--root")
-            .arg(dag_root)
+            .arg(&dataset.root)
+            .arg("--store")
+            .arg(receive)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -293,16 +636,34 @@ fn transfer(binary: &Path, car: &Path, dag_root: &str) -> anyhow::Result<Run> {
     let mut requester_hwm = 0u64;
     let mut connected = None;
     let mut done = None;
+    let handle = |at: Instant,
+                  value: serde_json::Value,
+                  connected: &mut Option<(Instant, f64, f64)>,
+                  done: &mut Option<(Instant, serde_json::Value)>|
+     -> anyhow::Result<()> {
+        match value["event"].as_str() {
+            Some("connected") => {
+                *connected = Some((
+                    at,
+                    process_cpu(requester_pid).unwrap_or(0) as f64 / clock_ticks,
+                    process_cpu(responder_pid).unwrap_or(0) as f64 / clock_ticks,
+                ));
+            }
+            Some("fatal") => bail!("requester fatal error: {}", value["error"]),
+            _ => *done = Some((at, value)),
+        }
+        Ok(())
+    };
+    let mut responder_cpu_at_done = None;
     let status = loop {
         if let Some(hwm) = vm_hwm(requester_pid) {
             requester_hwm = requester_hwm.max(hwm);
         }
         while let Ok((at, value)) = events.try_recv() {
-            match value["event"].as_str() {
-                Some("connected") => connected = Some(at),
-                Some("fatal") => bail!("requester fatal error: {}", value["error"]),
-                _ => done = Some((at, value)),
-            }
+            handle(at, value, &mut connected, &mut done)?;
+        }
+        if done.is_some() && responder_cpu_at_done.is_none() {
+            responder_cpu_at_done = process_cpu(responder_pid);
         }
         if let Some(status) = client.0.try_wait().context("waiting for the requester")? {
             break status;
@@ -312,46 +673,67 @@ fn transfer(binary: &Path, car: &Path, dag_root: &str) -> anyhow::Result<Run> {
         }
         std::thread::sleep(SAMPLE_EVERY);
     };
+    let children_after = children_cpu().context("reading this process's children's CPU")?;
     // Lines printed just before the exit may still be on their way.
     while done.is_none() {
         let (at, value) = events
             .recv_timeout(Duration::from_secs(5))
             .context("the requester printed no done event")?;
-        match value["event"].as_str() {
-            Some("connected") => connected = Some(at),
-            Some("fatal") => bail!("requester fatal error: {}", value["error"]),
-            _ => done = Some((at, value)),
-        }
+        handle(at, value, &mut connected, &mut done)?;
     }
+    let responder_cpu_at_done = match responder_cpu_at_done {
+        Some(ticks) => ticks,
+        None => process_cpu(responder_pid).context("the responder exited early")?,
+    };
     let responder_hwm =
         vm_hwm(responder_pid).context("the responder exited before it could be measured")?;
     drop(server);
 
     let (finished, done) = done.context("the requester printed no done event")?;
-    let connected = connected.context("the requester printed no connected event")?;
+    let (connected, requester_cpu_at_connected, responder_cpu_at_connected) =
+        connected.context("the requester printed no connected event")?;
     if !status.success() {
         bail!("the requester exited with {status}; it said {done}");
     }
-    if done["status"].as_i64().is_some_and(|code| code != 20) {
+    if done["status"].as_i64() != Some(20) {
         bail!(
             "final status {} (expected 20); requester said {done}",
             done["status"]
         );
     }
+    if done["blocks"].as_u64() != Some(dataset.blocks) {
+        bail!(
+            "the requester received {} blocks, the DAG has {}",
+            done["blocks"],
+            dataset.blocks
+        );
+    }
+    let stored = count_files(receive)?;
+    if stored != dataset.blocks {
+        bail!(
+            "the requester's store holds {stored} blocks, the DAG has {}",
+            dataset.blocks
+        );
+    }
+    std::fs::remove_dir_all(receive).with_context(|| format!("removing {}", receive.display()))?;
     let seconds = finished.duration_since(connected).as_secs_f64();
     if seconds <= 0.0 {
         bail!("the requester reported done before connected");
     }
+    let requester_total = children_after.saturating_sub(children_before) as f64 / clock_ticks;
     Ok(Run {
         seconds,
+        requester_cpu: (requester_total - requester_cpu_at_connected).max(0.0),
+        responder_cpu: (responder_cpu_at_done as f64 / clock_ticks - responder_cpu_at_connected)
+            .max(0.0),
         requester_hwm,
         responder_hwm,
     })
 }
 
-/// Reads the responder's lines until it has printed its root and listening address, and returns
-/// the address to dial (`addrs[0]/p2p/peer_id`).
-fn wait_listening(lines: &mpsc::Receiver<String>, dag_root: &str) -> anyhow::Result<String> {
+/// Reads the responder's lines until it has printed its listening address, and returns the
+/// address to dial (`addrs[0]/p2p/peer_id`).
+fn wait_listening(lines: &mpsc::Receiver<String>) -> anyhow::Result<String> {
     let deadline = Instant::now() + LISTEN_TIMEOUT;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -361,12 +743,6 @@ fn wait_listening(lines: &mpsc::Receiver<String>, dag_root: &str) -> anyhow::Res
         let value: serde_json::Value = serde_json::from_str(&line)
             .with_context(|| format!("the responder printed non-JSON: {line}"))?;
         match value["event"].as_str() {
-            Some("loaded") if value["root"].as_str() != Some(dag_root) => {
-                bail!(
-                    "the responder loaded root {} instead of {dag_root}",
-                    value["root"]
-                );
-            }
             Some("listening") => {
                 let peer = value["peer_id"]
                     .as_str()
@@ -380,6 +756,214 @@ fn wait_listening(lines: &mpsc::Receiver<String>, dag_root: &str) -> anyhow::Res
             _ => {}
         }
     }
+}
+
+/// Regular files under `dir` whose names do not start with a dot (blocks, not temporaries).
+fn count_files(dir: &Path) -> anyhow::Result<u64> {
+    let mut count = 0;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+        let kind = entry.file_type().context("file type")?;
+        if kind.is_dir() {
+            count += count_files(&entry.path())?;
+        } else if kind.is_file() && !entry.file_name().to_string_lossy().starts_with('.') {
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
+/// The run of median throughput among `runs` (each with its DAG's bytes), with the largest
+/// peaks of all of them; `None` when there is no run.
+fn summarise(runs: &[(Run, u64)]) -> Option<Run> {
+    let mut sorted: Vec<&(Run, u64)> = runs.iter().collect();
+    sorted.sort_by(|a, b| {
+        a.0.megabytes_per_second(a.1)
+            .total_cmp(&b.0.megabytes_per_second(b.1))
+    });
+    let (median, _) = sorted.get(sorted.len() / 2)?;
+    Some(Run {
+        requester_hwm: runs.iter().map(|(run, _)| run.requester_hwm).max()?,
+        responder_hwm: runs.iter().map(|(run, _)| run.responder_hwm).max()?,
+        ..*median
+    })
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / f64::from(1u32 << 20)
+}
+
+/// The results as a markdown table.
+fn render_table(
+    datasets: &[Dataset],
+    rows: &[(usize, (Side, Side), Run)],
+    size: u64,
+    ceiling: f64,
+    runs: usize,
+) -> String {
+    let mut out = String::new();
+    out.push_str(
+        "| DAG | requester <- responder | MB/s | blocks/s | seconds | CPU s requester | CPU s responder | peak RSS requester (MiB) | peak RSS responder (MiB) |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    out.push_str(&format!(
+        "| {} MiB of bytes | plain loopback TCP (ceiling) | {:.1} | | {:.2} | | | | |\n",
+        size >> 20,
+        size as f64 / 1e6 / ceiling,
+        ceiling
+    ));
+    for (number, (requester, responder), run) in rows {
+        let dataset = &datasets[*number];
+        out.push_str(&format!(
+            "| {} | {} <- {} | {:.1} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} |\n",
+            dataset.label,
+            requester.name(),
+            responder.name(),
+            run.megabytes_per_second(dataset.bytes),
+            dataset.blocks as f64 / run.seconds,
+            run.seconds,
+            run.requester_cpu,
+            run.responder_cpu,
+            mib(run.requester_hwm),
+            mib(run.responder_hwm),
+        ));
+    }
+    out.push_str(&format!(
+        "\nDAGs: {}. MB/s are 10^6 bytes of block data per second; rows are the median-throughput \
+         run of {runs} with the largest peaks.\n",
+        datasets
+            .iter()
+            .map(|d| format!(
+                "{} = {} blocks, {} bytes, root `{}`",
+                d.label, d.blocks, d.bytes, d.root
+            ))
+            .collect::<Vec<_>>()
+            .join("; ")
+    ));
+    out
+}
+
+/// The issue's targets, each with the measured figure and whether it is met.
+fn render_targets(
+    datasets: &[Dataset],
+    rows: &[(usize, (Side, Side), Run)],
+    options: &Options,
+) -> String {
+    let find = |number: usize, pair: (Side, Side)| {
+        rows.iter()
+            .find(|(n, p, _)| *n == number && *p == pair)
+            .map(|(_, _, run)| *run)
+    };
+    let verdict = |met: bool| if met { "met" } else { "missed" };
+    let mut out = String::from("Targets (issue 9, §3):\n\n");
+    for (number, dataset) in datasets.iter().enumerate() {
+        let (Some(rust), Some(go)) = (
+            find(number, (Side::Rust, Side::Rust)),
+            find(number, (Side::Go, Side::Go)),
+        ) else {
+            continue;
+        };
+        let speed =
+            rust.megabytes_per_second(dataset.bytes) / go.megabytes_per_second(dataset.bytes);
+        let rust_peak = rust.requester_hwm.max(rust.responder_hwm);
+        let go_peak = go.requester_hwm.max(go.responder_hwm);
+        let memory = rust_peak as f64 / go_peak as f64;
+        out.push_str(&format!(
+            "- {}: rust <- rust is {speed:.2}x the throughput of go <- go (target at least 3x: {}); \
+             its larger peak RSS is {memory:.2} of go <- go's (target at most 0.5: {}).\n",
+            dataset.label,
+            verdict(speed >= 3.0),
+            verdict(memory <= 0.5),
+        ));
+    }
+    if options.size >= DEFAULT_SIZE {
+        for (number, (requester, responder), run) in rows {
+            if *number != 0 {
+                continue;
+            }
+            out.push_str(&format!(
+                "- {} <- {} on {}: peak RSS {:.0} / {:.0} MiB (target under 128 MiB per side: {}).\n",
+                requester.name(),
+                responder.name(),
+                datasets[0].label,
+                mib(run.requester_hwm),
+                mib(run.responder_hwm),
+                verdict(run.requester_hwm < RSS_TARGET && run.responder_hwm < RSS_TARGET),
+            ));
+        }
+    }
+    out
+}
+
+/// Replaces the text between the markers (included) with `section`; `None` without them.
+fn replace_section(document: &str, section: &str) -> Option<String> {
+    let start = document.find(BEGIN_MARKER)?;
+    let end = document[start..].find(END_MARKER)? + start + END_MARKER.len();
+    Some(format!(
+        "{}{section}{}",
+        &document[..start],
+        &document[end..]
+    ))
+}
+
+/// `/proc/loadavg`'s three averages, or "unknown".
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" / ")
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat` times (`getconf CLK_TCK`, 100 if that fails).
+fn clock_ticks() -> f64 {
+    cmd::output(Command::new("getconf").arg("CLK_TCK"))
+        .ok()
+        .and_then(|out| out.trim().parse::<f64>().ok())
+        .filter(|ticks| *ticks > 0.0)
+        .unwrap_or(100.0)
+}
+
+/// User + system CPU of a running process, in clock ticks.
+fn process_cpu(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields = stat_fields(&stat)?;
+    Some(fields.utime + fields.stime)
+}
+
+/// User + system CPU of this process's reaped children, in clock ticks.
+fn children_cpu() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields = stat_fields(&stat)?;
+    Some(fields.cutime + fields.cstime)
+}
+
+/// The CPU fields of a `/proc/<pid>/stat` line.
+#[derive(Debug, PartialEq, Eq)]
+struct StatTimes {
+    utime: u64,
+    stime: u64,
+    cutime: u64,
+    cstime: u64,
+}
+
+/// Parses fields 14–17 of `/proc/<pid>/stat` (after the parenthesised command name, which may
+/// hold spaces and parentheses).
+fn stat_fields(stat: &str) -> Option<StatTimes> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state): field n is fields[n - 3].
+    let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+    Some(StatTimes {
+        utime: field(14)?,
+        stime: field(15)?,
+        cutime: field(16)?,
+        cstime: field(17)?,
+    })
 }
 
 /// `VmHWM` (peak resident set size) of a running process, in bytes; `None` once it has exited.
@@ -399,6 +983,16 @@ fn parse_kib(status: &str, key: &str) -> Option<u64> {
 mod tests {
     use super::*;
 
+    fn run(seconds: f64, requester_hwm: u64, responder_hwm: u64) -> Run {
+        Run {
+            seconds,
+            requester_cpu: 1.0,
+            responder_cpu: 2.0,
+            requester_hwm,
+            responder_hwm,
+        }
+    }
+
     #[test]
     fn parse_kib_reads_a_status_line_in_bytes() {
         let status =
@@ -408,18 +1002,95 @@ mod tests {
     }
 
     #[test]
-    fn this_process_has_a_peak_rss() {
+    fn this_process_has_a_peak_rss_and_cpu_times() {
         let hwm = vm_hwm(std::process::id()).expect("a running process has VmHWM");
         assert!(hwm > 0);
+        assert!(process_cpu(std::process::id()).is_some());
+        assert!(children_cpu().is_some());
+    }
+
+    #[test]
+    fn stat_fields_skip_a_command_name_with_spaces_and_parentheses() {
+        let stat = "4242 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 111 222 333 444 20 0 1 0 99 1000 10";
+        assert_eq!(
+            stat_fields(stat),
+            Some(StatTimes {
+                utime: 111,
+                stime: 222,
+                cutime: 333,
+                cstime: 444
+            })
+        );
+        assert_eq!(stat_fields("4242 (x) S 1 2"), None);
     }
 
     #[test]
     fn throughput_is_dag_bytes_per_second_in_megabytes() {
-        let run = Run {
-            seconds: 2.0,
-            requester_hwm: 0,
-            responder_hwm: 0,
-        };
-        assert!((run.megabytes_per_second() - DAG_BYTES as f64 / 2e6).abs() < 1e-9);
+        assert!((run(2.0, 0, 0).megabytes_per_second(4_000_000) - 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn summarise_takes_the_median_run_and_the_largest_peaks() {
+        let runs = [
+            (run(4.0, 10, 50), 1_000_000),
+            (run(1.0, 30, 20), 1_000_000),
+            (run(2.0, 20, 10), 1_000_000),
+        ];
+        let summary = summarise(&runs).expect("three runs");
+        assert_eq!(summary.seconds, 2.0);
+        assert_eq!(summary.requester_hwm, 30);
+        assert_eq!(summary.responder_hwm, 50);
+        assert_eq!(summarise(&[]), None);
+    }
+
+    #[test]
+    fn options_default_to_the_issue_sizes_and_parse_flags() {
+        let options = Options::parse(&[]).expect("no flags");
+        assert!(options.full());
+        assert_eq!(options.runs, 1);
+        let options = Options::parse(&["--size", "1048576", "--blocks", "10", "--runs", "3"])
+            .expect("valid flags");
+        assert_eq!(
+            (options.size, options.blocks, options.runs),
+            (1 << 20, 10, 3)
+        );
+        assert!(!options.full());
+        assert!(Options::parse(&["--size"]).is_err());
+        assert!(Options::parse(&["--size", "0"]).is_err());
+        assert!(Options::parse(&["--frobnicate"]).is_err());
+        assert!(!Options::parse(&["--no-docs"]).expect("valid").docs);
+    }
+
+    #[test]
+    fn replace_section_swaps_only_the_text_between_the_markers() {
+        let document = format!("# T\n\nbefore\n{BEGIN_MARKER}\nold\n{END_MARKER}\nafter\n");
+        let section = format!("{BEGIN_MARKER}\nnew\n{END_MARKER}");
+        assert_eq!(
+            replace_section(&document, &section),
+            Some(format!(
+                "# T\n\nbefore\n{BEGIN_MARKER}\nnew\n{END_MARKER}\nafter\n"
+            ))
+        );
+        assert_eq!(replace_section("# T\n", &section), None);
+    }
+
+    #[test]
+    fn count_files_counts_blocks_in_shards_and_skips_temporaries() {
+        let dir = std::env::temp_dir().join(format!("xtask-bench-count-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("ab")).expect("create");
+        std::fs::create_dir_all(dir.join("cd")).expect("create");
+        std::fs::write(dir.join("ab/one"), b"1").expect("write");
+        std::fs::write(dir.join("cd/two"), b"2").expect("write");
+        std::fs::write(dir.join("cd/.tmp-1-2"), b"t").expect("write");
+        let counted = count_files(&dir);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+        assert_eq!(counted.expect("readable"), 2);
+    }
+
+    #[test]
+    fn the_loopback_ceiling_moves_every_byte() {
+        let seconds = tcp_ceiling(4 << 20).expect("loopback works");
+        assert!(seconds > 0.0);
     }
 }

@@ -1,35 +1,54 @@
-//! The Rust side of `cargo xtask bench graphsync`: generates the benchmark DAG as a CAR, serves
-//! a CAR, or pulls a whole DAG, on [`graphsync::network::Node`] over TCP + noise + yamux.
+//! The Rust side of `cargo xtask bench`: generates the benchmark DAGs into an on-disk
+//! file-per-block store, exports them as CARs, loads a CAR into a store, serves a store, or pulls
+//! a whole DAG into a store, on [`graphsync::network::Node`] over TCP + noise + yamux.
 //!
 //! ```text
-//! bench_peer gen --out FILE.car --size BYTES --block BYTES --seed N
-//! bench_peer serve --car FILE.car
-//! bench_peer request --peer MULTIADDR/p2p/ID --root CID
+//! bench_peer gen-unixfs --store DIR --size BYTES
+//! bench_peer gen-cbor --store DIR --blocks N --seed N
+//! bench_peer export --store DIR --root CID --out FILE.car
+//! bench_peer load --store DIR --car FILE.car
+//! bench_peer serve --store DIR
+//! bench_peer request --peer MULTIADDR/p2p/ID --root CID --store DIR
 //! ```
 //!
 //! Every line on stdout is one JSON object, in the shapes of `interop/go-peer` so that xtask
-//! reads both peers alike. `gen` writes a dag-cbor list (the root) over `size / block` raw
-//! blocks of `block` bytes of xorshift64* output seeded with `seed`, root first, and prints
-//! `{"root":..,"blocks":..,"bytes":..}`. `serve` loads the CAR (every block verified), prints
-//! `loaded` and `listening`, validates every request and runs until its standard input closes.
-//! `request` dials the peer, prints `connected`, asks for the whole DAG with the explore-all
-//! selector, keeps the blocks in memory and prints
-//! `{"event":"done","status":..,"blocks":..,"bytes":..,"missing":..}`; it exits 0 only on a
-//! completed traversal with no missing block. Unlike `interop_peer` it prints nothing per
-//! block and writes no CAR, so that only the transfer is measured.
+//! reads both peers alike.
+//!
+//! - `gen-unixfs` imports `size` bytes of xorshift64* output seeded with `size` (the bytes of
+//!   `go-peer genfile SIZE`) as a kubo-compatible UnixFS file (CIDv1, 256 KiB raw leaves, 174
+//!   links per node); `gen-cbor` writes a tree of `blocks` small dag-cbor blocks (node `i` is
+//!   `{"d": 96 pseudo-random bytes, "i": i, "l": [links to nodes 10i+1 ..= 10i+10]}`). Each prints
+//!   `{"root":..,"blocks":..,"bytes":..}`.
+//! - `export` writes the DAG under `root` (explore-all order, each block once) as a CARv1;
+//!   `load` stores every block of a CAR (each one verified).
+//! - `serve` prints `listening`, validates every request and runs until its standard input
+//!   closes. `request` dials the peer, prints `connected`, asks for the whole DAG with the
+//!   explore-all selector, stores the blocks and, once every received block is written, prints
+//!   `{"event":"done","status":..,"blocks":..,"bytes":..,"missing":..}`; it exits 0 only on a
+//!   completed traversal with no missing block. It prints nothing per block, so that only the
+//!   transfer is measured.
+//!
+//! The on-disk store ([`FileStore`]) keeps one file per block, named by the CID's string form
+//! under a directory named by the string's next-to-last two characters (go-ds-flatfs's
+//! `next-to-last/2` layout), written to a temporary name and renamed, never synced: the same
+//! layout and write path as the Go peer's bench store (`interop/go-peer/bench.go`). Its file
+//! operations run on tokio's blocking threads (Go's file I/O runs beside its network
+//! goroutines in the same way).
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use std::io::Read as _;
+use std::io::{Read, Write as _};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use blockstore::InMemoryBlockstore;
-use cid::Cid;
+use blockstore::Blockstore;
+use cid::{Cid, CidGeneric};
 use futures::StreamExt;
-use graphsync::network::{Behaviour, Config, Node, RequestEvent, RequestHook};
+use graphsync::network::{Behaviour, Config, Node, RequestHook};
 use graphsync::requester::Outcome;
 use graphsync::responder::RequestDecision;
 use graphsync::{CidPrefix, Extensions};
@@ -39,7 +58,170 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, identity, noise, tcp, yamux};
 use serde_json::json;
 
-type Store = InMemoryBlockstore<64>;
+/// How long the requester waits for its last puts after the outcome.
+const PUTS_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Children per node of the `gen-cbor` tree.
+const CBOR_FANOUT: u64 = 10;
+
+/// Payload bytes per node of the `gen-cbor` tree.
+const CBOR_PAYLOAD: usize = 96;
+
+/// A block store with one file per block (see the module docs).
+struct FileStore {
+    dir: PathBuf,
+    /// Distinguishes the temporary names of concurrent writes.
+    next_temp: AtomicU64,
+    /// Puts finished (written, or found already there).
+    puts_done: AtomicU64,
+}
+
+impl FileStore {
+    fn open(dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            next_temp: AtomicU64::new(0),
+            puts_done: AtomicU64::new(0),
+        })
+    }
+
+    fn path<const S: usize>(&self, cid: &CidGeneric<S>) -> PathBuf {
+        let key = cid.to_string();
+        let bytes = key.as_bytes();
+        let shard = if bytes.len() >= 3 {
+            String::from_utf8_lossy(&bytes[bytes.len() - 3..bytes.len() - 1]).into_owned()
+        } else {
+            "__".to_owned()
+        };
+        self.dir.join(shard).join(key)
+    }
+}
+
+fn io_error(error: std::io::Error) -> blockstore::Error {
+    blockstore::Error::FatalDatabaseError(error.to_string())
+}
+
+/// Runs file I/O on tokio's blocking threads, so that the runtime's thread keeps reading and
+/// writing the network while a block is read or written (inline, every file operation stalled
+/// the whole node).
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> blockstore::Result<T> + Send + 'static,
+) -> blockstore::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| blockstore::Error::ExecutorError(error.to_string()))?
+}
+
+impl Blockstore for FileStore {
+    async fn get<const S: usize>(
+        &self,
+        cid: &CidGeneric<S>,
+    ) -> blockstore::Result<Option<Vec<u8>>> {
+        let path = self.path(cid);
+        blocking(move || match std::fs::read(path) {
+            Ok(data) => Ok(Some(data)),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(io_error(error)),
+        })
+        .await
+    }
+
+    async fn put_keyed<const S: usize>(
+        &self,
+        cid: &CidGeneric<S>,
+        data: &[u8],
+    ) -> blockstore::Result<()> {
+        let path = self.path(cid);
+        let temp = format!(
+            ".tmp-{}-{}",
+            std::process::id(),
+            self.next_temp.fetch_add(1, Ordering::Relaxed)
+        );
+        // The trait lends the bytes; the blocking thread needs its own copy.
+        let data = data.to_vec();
+        blocking(move || {
+            if path.exists() {
+                return Ok(());
+            }
+            let Some(shard) = path.parent() else {
+                return Err(blockstore::Error::StoredDataError(format!(
+                    "{} has no parent directory",
+                    path.display()
+                )));
+            };
+            std::fs::create_dir_all(shard).map_err(io_error)?;
+            let temp = shard.join(temp);
+            std::fs::write(&temp, data).map_err(io_error)?;
+            std::fs::rename(&temp, &path).map_err(io_error)
+        })
+        .await?;
+        self.puts_done.fetch_add(1, Ordering::Release);
+        Ok(())
+    }
+
+    async fn remove<const S: usize>(&self, cid: &CidGeneric<S>) -> blockstore::Result<()> {
+        match std::fs::remove_file(self.path(cid)) {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(io_error(error)),
+        }
+    }
+
+    async fn has<const S: usize>(&self, cid: &CidGeneric<S>) -> blockstore::Result<bool> {
+        Ok(self.path(cid).exists())
+    }
+
+    async fn close(self) -> blockstore::Result<()> {
+        Ok(())
+    }
+}
+
+/// xorshift64*: the byte stream of `go-peer genfile` (byte `i` is byte `i % 8`, little-endian,
+/// of output `i / 8`).
+struct PseudoRandom {
+    state: u64,
+    left: u64,
+    word: [u8; 8],
+    used: usize,
+}
+
+impl PseudoRandom {
+    fn new(seed: u64, len: u64) -> Self {
+        Self {
+            state: seed.max(1),
+            left: len,
+            word: [0; 8],
+            used: 8,
+        }
+    }
+
+    fn next_byte(&mut self) -> u8 {
+        if self.used == 8 {
+            self.state ^= self.state >> 12;
+            self.state ^= self.state << 25;
+            self.state ^= self.state >> 27;
+            self.word = self.state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes();
+            self.used = 0;
+        }
+        let byte = self.word[self.used];
+        self.used += 1;
+        byte
+    }
+}
+
+impl Read for PseudoRandom {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = usize::try_from(self.left)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        for byte in &mut buf[..n] {
+            *byte = self.next_byte();
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
 
 fn new_swarm() -> anyhow::Result<Swarm<Behaviour>> {
     Ok(
@@ -74,66 +256,113 @@ fn number(args: &[String], name: &str) -> anyhow::Result<u64> {
 }
 
 fn emit(value: &serde_json::Value) {
-    println!("{value}");
+    let mut out = std::io::stdout().lock();
+    // A closed stdout only means nobody reads the report any more.
+    let _ = writeln!(out, "{value}");
+    let _ = out.flush();
 }
 
-/// Writes the benchmark DAG as a CARv1, root first.
-fn generate(args: &[String]) -> anyhow::Result<()> {
-    let out = flag(args, "--out")?;
+/// Imports `size` pseudo-random bytes as a UnixFS file into the store.
+async fn generate_unixfs(args: &[String]) -> anyhow::Result<()> {
+    let store = FileStore::open(Path::new(flag(args, "--store")?))?;
     let size = number(args, "--size")?;
-    let block = number(args, "--block")?;
-    let mut state = number(args, "--seed")?.max(1);
-    if block == 0 || size % block != 0 {
-        bail!("--size must be a positive multiple of --block");
+    let options = dag_io::unixfs::ImportOptions::default();
+    let imported = dag_io::unixfs::import_file(
+        std::io::BufReader::with_capacity(1 << 20, PseudoRandom::new(size, size)),
+        &store,
+        &options,
+    )
+    .await
+    .context("importing the file")?;
+    emit(&json!({
+        "root": imported.root.to_string(),
+        "blocks": imported.blocks,
+        "bytes": imported.dag_size,
+        "file_bytes": imported.size,
+    }));
+    Ok(())
+}
+
+/// Writes a tree of small dag-cbor blocks into the store, leaves first.
+async fn generate_cbor(args: &[String]) -> anyhow::Result<()> {
+    let store = FileStore::open(Path::new(flag(args, "--store")?))?;
+    let count = number(args, "--blocks")?;
+    let seed = number(args, "--seed")?;
+    if count == 0 {
+        bail!("--blocks must be positive");
     }
-    let block_len = usize::try_from(block).context("--block too large")?;
-    let raw = CidPrefix::v1(0x55, 0x12, 32);
-    let mut leaves = Vec::new();
-    let mut links = Vec::new();
-    for _ in 0..size / block {
-        let mut data = Vec::with_capacity(block_len + 8);
-        while data.len() < block_len {
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            data.extend_from_slice(&state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-        }
-        data.truncate(block_len);
-        let cid = raw.to_cid(&data).context("hashing a leaf")?;
-        links.push(ipld_dagcbor::Node::from(cid));
-        leaves.push((cid, data));
+    let prefix = CidPrefix::v1(0x71, 0x12, 32);
+    let mut bytes = PseudoRandom::new(seed, u64::MAX);
+    // Node i's children are CBOR_FANOUT * i + 1 ..= CBOR_FANOUT * i + CBOR_FANOUT, so every child
+    // has a larger index than its parent: building from the last index down finds every child
+    // already hashed.
+    let mut cids: Vec<Option<Cid>> = vec![None; usize::try_from(count).context("--blocks")?];
+    let mut total = 0u64;
+    for index in (0..count).rev() {
+        let mut payload = vec![0; CBOR_PAYLOAD];
+        bytes
+            .read_exact(&mut payload)
+            .context("generating a payload")?;
+        let first = index * CBOR_FANOUT + 1;
+        let links: Vec<ipld_dagcbor::Node> = (first..(first + CBOR_FANOUT).min(count))
+            .filter_map(|child| cids[child as usize].map(ipld_dagcbor::Node::from))
+            .collect();
+        let node = ipld_dagcbor::Map::new()
+            .with("d", ipld_dagcbor::Node::Bytes(payload))
+            .with("i", index)
+            .with("l", links);
+        let data = ipld_dagcbor::to_vec(&ipld_dagcbor::Node::from(node)).context("encoding")?;
+        let cid = prefix.to_cid(&data).context("hashing")?;
+        store.put_keyed(&cid, &data).await.context("storing")?;
+        total += data.len() as u64;
+        cids[index as usize] = Some(cid);
     }
-    let root_data =
-        ipld_dagcbor::to_vec(&ipld_dagcbor::Node::from(links)).context("encoding the root list")?;
-    let root = CidPrefix::v1(0x71, 0x12, 32)
-        .to_cid(&root_data)
-        .context("hashing the root")?;
+    let root = cids[0].context("the tree has no root")?;
+    emit(&json!({"root": root.to_string(), "blocks": count, "bytes": total}));
+    Ok(())
+}
+
+/// Writes the DAG under `--root` from the store as a CARv1.
+async fn export(args: &[String]) -> anyhow::Result<()> {
+    let store = FileStore::open(Path::new(flag(args, "--store")?))?;
+    let root: Cid = flag(args, "--root")?.parse().context("parsing --root")?;
+    let out = flag(args, "--out")?;
     let file = std::fs::File::create(out).with_context(|| format!("creating {out}"))?;
-    let mut writer = dag_io::car::Writer::new(std::io::BufWriter::new(file), &[root])
-        .context("writing the car header")?;
+    let config = ipld_selector::Config::default().with_max_recursion_depth(None);
+    let (writer, summary) = dag_io::car::export(
+        &store,
+        &root,
+        &Selector::explore_all_recursively(),
+        config,
+        std::io::BufWriter::new(file),
+    )
+    .await
+    .context("exporting")?;
     writer
-        .write_block(&root, &root_data)
-        .context("writing the root")?;
-    for (cid, data) in &leaves {
-        writer.write_block(cid, data).context("writing a leaf")?;
-    }
-    writer.finish().context("flushing the car")?;
-    emit(&json!({"root": root.to_string(), "blocks": leaves.len() + 1, "bytes": size, "car": out}));
+        .into_inner()
+        .map_err(|error| error.into_error())
+        .context("flushing the car")?;
+    emit(
+        &json!({"root": root.to_string(), "blocks": summary.blocks, "bytes": summary.block_bytes, "car": out}),
+    );
+    Ok(())
+}
+
+/// Stores every block of a CAR.
+async fn load(args: &[String]) -> anyhow::Result<()> {
+    let store = FileStore::open(Path::new(flag(args, "--store")?))?;
+    let car = flag(args, "--car")?;
+    let file = std::fs::File::open(car).with_context(|| format!("opening {car}"))?;
+    let summary = dag_io::car::import(std::io::BufReader::new(file), &store)
+        .await
+        .with_context(|| format!("importing {car}"))?;
+    let roots: Vec<String> = summary.header.roots.iter().map(Cid::to_string).collect();
+    emit(&json!({"roots": roots, "blocks": summary.blocks, "bytes": summary.block_bytes}));
     Ok(())
 }
 
 async fn serve(args: &[String]) -> anyhow::Result<()> {
-    let car = flag(args, "--car")?;
-    let file = std::fs::File::open(car).with_context(|| format!("opening {car}"))?;
-    let store = Arc::new(Store::new());
-    let summary = dag_io::car::import(std::io::BufReader::new(file), store.as_ref())
-        .await
-        .with_context(|| format!("importing {car}"))?;
-    for root in &summary.header.roots {
-        emit(
-            &json!({"event": "loaded", "root": root.to_string(), "blocks": summary.blocks, "car": car}),
-        );
-    }
+    let store = Arc::new(FileStore::open(Path::new(flag(args, "--store")?))?);
     let mut swarm = new_swarm()?;
     let config = Config::default()
         .with_request_hook(RequestHook::new(|_, _, _| RequestDecision::validate()));
@@ -171,14 +400,14 @@ async fn serve(args: &[String]) -> anyhow::Result<()> {
 async fn request(args: &[String]) -> anyhow::Result<bool> {
     let mut peer_addr: Multiaddr = flag(args, "--peer")?.parse().context("parsing --peer")?;
     let root: Cid = flag(args, "--root")?.parse().context("parsing --root")?;
+    let store = Arc::new(FileStore::open(Path::new(flag(args, "--store")?))?);
     let Some(Protocol::P2p(peer)) = peer_addr.pop() else {
         bail!("--peer must end in /p2p/ID");
     };
     let peer: PeerId = peer;
     let mut swarm = new_swarm()?;
-    let store = Arc::new(Store::new());
-    let node =
-        Node::spawn(swarm.behaviour(), store, Config::default()).context("starting the node")?;
+    let node = Node::spawn(swarm.behaviour(), Arc::clone(&store), Config::default())
+        .context("starting the node")?;
     swarm
         .dial(peer_addr.with(Protocol::P2p(peer)))
         .context("dialing")?;
@@ -204,14 +433,28 @@ async fn request(args: &[String]) -> anyhow::Result<bool> {
         )
         .await
         .context("starting the request")?;
-    let (mut blocks, mut bytes) = (0u64, 0u64);
-    while let Some(event) = handle.next_event().await {
-        if let RequestEvent::BlockReceived { size, .. } = event {
-            blocks += 1;
-            bytes += size;
-        }
-    }
+    // Progress events past Config::event_capacity are dropped, so the counts come from the
+    // node's statistics; the events are read only to keep up with the request.
+    while handle.next_event().await.is_some() {}
     let outcome = handle.outcome().await.context("waiting for the outcome")?;
+    let stats = node
+        .stats()
+        .await
+        .context("reading the node's statistics")?;
+    let (blocks, bytes) = (stats.blocks_received, stats.bytes_received);
+    // The node reports the outcome while its last puts may still run (FIXME: graphsync's
+    // driver sends `requester::Event::Completed` without waiting for the request's puts in
+    // flight), so the transfer is done once every received block has been written.
+    let deadline = tokio::time::Instant::now() + PUTS_TIMEOUT;
+    while store.puts_done.load(Ordering::Acquire) < blocks {
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "{} of {blocks} received blocks written after {PUTS_TIMEOUT:?}",
+                store.puts_done.load(Ordering::Acquire)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
     let (status, missing, ok) = match &outcome {
         Outcome::Completed(completion) => (
             completion.status.map(|s| s.code()),
@@ -237,12 +480,16 @@ async fn request(args: &[String]) -> anyhow::Result<bool> {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let rest = args.get(1..).unwrap_or_default();
     let result = match args.first().map(String::as_str) {
-        Some("gen") => generate(&args[1..]).map(|()| true),
-        Some("serve") => serve(&args[1..]).await.map(|()| true),
-        Some("request") => request(&args[1..]).await,
+        Some("gen-unixfs") => generate_unixfs(rest).await.map(|()| true),
+        Some("gen-cbor") => generate_cbor(rest).await.map(|()| true),
+        Some("export") => export(rest).await.map(|()| true),
+        Some("load") => load(rest).await.map(|()| true),
+        Some("serve") => serve(rest).await.map(|()| true),
+        Some("request") => request(rest).await,
         _ => Err(anyhow::anyhow!(
-            "usage: bench_peer gen --out FILE --size BYTES --block BYTES --seed N | serve --car FILE | request --peer ADDR/p2p/ID --root CID"
+            "usage: bench_peer gen-unixfs|gen-cbor|export|load|serve|request [flags] (see the file's docs)"
         )),
     };
     match result {

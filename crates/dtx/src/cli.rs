@@ -1,6 +1,7 @@
 //! The command line (clap derive) and the settings it resolves to: flags, then `DTX_*`
 //! environment variables (both through clap), then the config file, then the defaults.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::builder::BoolishValueParser;
@@ -73,6 +74,31 @@ pub(crate) enum Command {
     Import(ImportArgs),
     /// Write a stored DAG out as a file or directory (UnixFS), or as a CAR for a `.car` path.
     Export(ExportArgs),
+    /// List the channels of the `dtx serve` running on the data directory.
+    Channels(ChannelsArgs),
+    /// Cancel a channel of the running `dtx serve`.
+    Cancel(ChannelArgs),
+    /// Pause a channel of the running `dtx serve`.
+    Pause(ChannelArgs),
+    /// Resume a paused channel of the running `dtx serve`.
+    Resume(ChannelArgs),
+    /// Restart a channel of the running `dtx serve` (after a disconnection or a restart).
+    Restart(ChannelArgs),
+}
+
+/// `dtx channels`.
+#[derive(Debug, Args)]
+pub(crate) struct ChannelsArgs {
+    /// Keep printing every change until Ctrl-C.
+    #[arg(long)]
+    pub(crate) watch: bool,
+}
+
+/// `dtx cancel|pause|resume|restart`.
+#[derive(Debug, Args)]
+pub(crate) struct ChannelArgs {
+    /// The channel: its full id, its transfer id, or a part of the id that fits only one.
+    pub(crate) channel: String,
 }
 
 /// Whom `dtx serve` accepts pushes from.
@@ -101,6 +127,10 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "DTX_ACCEPT_PUSH", value_name = "POLICY")]
     pub(crate) accept_push: Option<AcceptPush>,
 
+    /// Serve Prometheus metrics on this address (`GET /metrics`).
+    #[arg(long, env = "DTX_METRICS", value_name = "ADDR")]
+    pub(crate) metrics: Option<SocketAddr>,
+
     /// Files, directories (UnixFS) and `.car` files to import and serve.
     pub(crate) paths: Vec<PathBuf>,
 }
@@ -119,6 +149,9 @@ pub(crate) struct PullArgs {
     /// it the blocks are only kept in the block store.
     #[arg(short = 'o', long = "output", value_name = "PATH")]
     pub(crate) output: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address while the pull runs.
+    #[arg(long, env = "DTX_METRICS", value_name = "ADDR")]
+    pub(crate) metrics: Option<SocketAddr>,
 }
 
 /// `dtx push`.
@@ -128,6 +161,9 @@ pub(crate) struct PushArgs {
     pub(crate) peer: Multiaddr,
     /// A path to import and send, or the CID of a DAG in the block store.
     pub(crate) source: String,
+    /// Serve Prometheus metrics on this address while the push runs.
+    #[arg(long, env = "DTX_METRICS", value_name = "ADDR")]
+    pub(crate) metrics: Option<SocketAddr>,
 }
 
 /// `dtx import`.

@@ -174,6 +174,20 @@ pub(crate) enum CliError {
         /// What went wrong.
         reason: String,
     },
+    /// The control socket or the metrics endpoint failed; the message says what to do.
+    #[error("{message}")]
+    Control {
+        /// The message (the control module's errors carry their remedy).
+        message: String,
+    },
+    /// The metrics endpoint cannot be served.
+    #[error("cannot serve metrics on {addr}: {reason}; pick another --metrics address or port")]
+    Metrics {
+        /// The address.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
     /// The user interrupted the command (Ctrl-C) during a transfer.
     #[error(
         "interrupted; channel {channel} is saved in the data directory and `dtx serve` on it resumes the transfer"

@@ -5,8 +5,10 @@
 //! `Manager` and libp2p swarm, the `datatransfer-graphsync` transport, the channel database
 //! (`SledStore`), a sled block store (the `blockstore` crate) and `dag-io` for UnixFS and CAR.
 //!
-//! Commands: `serve`, `pull`, `push`, `import`, `export` (see `dtx --help` and the crate's
-//! README). Global settings come from flags, then `DTX_*` environment variables, then the
+//! Commands: `serve`, `pull`, `push`, `import`, `export`, and `channels`, `cancel`, `pause`,
+//! `resume`, `restart` (through the control socket of a running `dtx serve`, the lib target's
+//! `control` module); `--metrics ADDR` on serve, pull and push (its `metrics` module). See
+//! `dtx --help` and the crate's README. Global settings come from flags, then `DTX_*` environment variables, then the
 //! config file (`--config FILE`, or `<data-dir>/config.toml` when present), then defaults.
 //!
 //! Modules: `cli` (arguments, config file, precedence), `node` (data directory, key, swarm,
@@ -34,7 +36,9 @@ use clap::Parser;
 use serde_json::json;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{Cli, Command, FileConfig, Settings};
+use dtx::control::Op;
+
+use crate::cli::{ChannelArgs, Cli, Command, FileConfig, Settings};
 use crate::error::CliError;
 use crate::output::Output;
 
@@ -71,8 +75,31 @@ fn run(cli: Cli, json: &mut bool) -> Result<(), CliError> {
             Command::Push(args) => transfer::push(&settings, out, args).await,
             Command::Import(args) => local::import(&settings, out, args).await,
             Command::Export(args) => local::export(&settings, out, args).await,
+            Command::Channels(args) => {
+                dtx::control::channels(&settings.data_dir, args.watch, settings.json)
+                    .await
+                    .map_err(control_error)
+            }
+            Command::Cancel(args) => channel_command(&settings, Op::Cancel, args).await,
+            Command::Pause(args) => channel_command(&settings, Op::Pause, args).await,
+            Command::Resume(args) => channel_command(&settings, Op::Resume, args).await,
+            Command::Restart(args) => channel_command(&settings, Op::Restart, args).await,
         }
     })
+}
+
+/// `dtx cancel|pause|resume|restart CHANNEL` through the control socket of the running serve.
+async fn channel_command(settings: &Settings, op: Op, args: ChannelArgs) -> Result<(), CliError> {
+    dtx::control::channel_command(&settings.data_dir, op, &args.channel, settings.json)
+        .await
+        .map_err(control_error)
+}
+
+/// A control client's error as one line (the control module's messages carry their remedy).
+fn control_error(error: anyhow::Error) -> CliError {
+    CliError::Control {
+        message: format!("{error:#}"),
+    }
 }
 
 /// Logs go to stderr: off by default (a failure is one line), `-v` info, `-vv` debug, `-vvv`

@@ -457,6 +457,25 @@ impl Node {
         }
     }
 
+    /// Starts the Prometheus endpoint of `--metrics` on `addr` and tells the user where it is.
+    pub(crate) async fn metrics(
+        &self,
+        addr: std::net::SocketAddr,
+        out: crate::output::Output,
+    ) -> Result<dtx::metrics::MetricsEndpoint, CliError> {
+        let endpoint = dtx::metrics::start(addr, &self.manager, dtx::metrics::Config::default())
+            .await
+            .map_err(|error| CliError::Metrics {
+                addr: addr.to_string(),
+                reason: chain(&error),
+            })?;
+        let url = format!("http://{}/metrics", endpoint.local_addr());
+        out.event(serde_json::json!({"event": "metrics", "url": url}), || {
+            format!("metrics at {url}")
+        });
+        Ok(endpoint)
+    }
+
     /// Stops the manager and the swarm. Channels stay in the database.
     pub(crate) async fn stop(self) {
         if let Err(error) = self.manager.stop().await {

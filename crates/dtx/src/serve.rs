@@ -3,6 +3,7 @@
 //! Ctrl-C.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use datatransfer::{ChannelId, ChannelState, ChannelStatus, Event, SubscriptionError};
 use libp2p::Multiaddr;
@@ -104,6 +105,23 @@ async fn run(
             );
         }
     }
+
+    // The control socket of `dtx channels|cancel|pause|resume|restart`, and the metrics;
+    // both stop when their handles drop at the end of this function.
+    let socket = dtx::control::socket_path(&data_dir.path);
+    let _control = dtx::control::serve(&socket, Arc::new(node.manager.clone()))
+        .await
+        .map_err(|error| CliError::Control {
+            message: chain(&error),
+        })?;
+    out.event(
+        json!({"event": "control", "socket": socket.display().to_string()}),
+        || format!("control socket: {}", socket.display()),
+    );
+    let _metrics = match args.metrics {
+        Some(addr) => Some(node.metrics(addr, out).await?),
+        None => None,
+    };
 
     resume_channels(node, out)?;
     out.event(json!({"event": "ready"}), || {

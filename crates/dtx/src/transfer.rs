@@ -37,6 +37,10 @@ pub(crate) async fn pull(settings: &Settings, out: Output, args: PullArgs) -> Re
     let blocks = data_dir.blocks().await?;
     let node = Node::start(&data_dir, blocks, NodeOptions::client()).await?;
     let outcome = async {
+        let _metrics = match args.metrics {
+            Some(addr) => Some(node.metrics(addr, out).await?),
+            None => None,
+        };
         node.connect(peer, address).await?;
         let wire_peer = Node::wire_peer(&peer);
         let channel = node
@@ -127,6 +131,10 @@ pub(crate) async fn push(settings: &Settings, out: Output, args: PushArgs) -> Re
     dagfiles::verify(blocks.as_ref(), &root, &everything).await?;
     let node = Node::start(&data_dir, blocks, NodeOptions::client()).await?;
     let outcome = async {
+        let _metrics = match args.metrics {
+            Some(addr) => Some(node.metrics(addr, out).await?),
+            None => None,
+        };
         node.connect(peer, address).await?;
         let channel = node
             .manager

@@ -577,3 +577,82 @@ fn settings_come_from_flags_then_env_then_the_config_file() -> anyhow::Result<()
     ensure!(elsewhere.join("roots").is_file());
     Ok(())
 }
+
+/// `GET path` on `addr` (host:port) over plain HTTP/1.0; the response body.
+fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(PATIENCE))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    ensure!(response.starts_with("HTTP/1."), "{response}");
+    ensure!(response.contains(" 200 "), "{response}");
+    Ok(response)
+}
+
+#[test]
+fn channels_commands_and_metrics_talk_to_the_running_serve() -> anyhow::Result<()> {
+    let fx = Fixture::new()?;
+    let server_dir = fx.data_dir("server");
+    let file = fx.path("file.bin");
+    let mut server = Server::start(
+        &server_dir,
+        &["--metrics", "127.0.0.1:0", file.to_str().context("utf-8")?],
+    )?;
+    let imported = server.next()?;
+    let root = imported["root"].as_str().context("root")?.to_owned();
+    let control = server.until("control")?;
+    ensure!(
+        control["socket"] == server_dir.join("control.sock").display().to_string(),
+        "{control}"
+    );
+    let metrics = server.until("metrics")?;
+    let url = metrics["url"].as_str().context("url")?.to_owned();
+    server.until("ready")?;
+
+    succeed(dtx(&fx.data_dir("client")).args(["--quiet", "pull", &server.address(), &root]))?;
+    server.until("channel")?;
+
+    // The serve lists the pull it served.
+    let stdout = succeed(dtx(&server_dir).args(["--json", "channels"]))?;
+    let listed = events(&stdout)?;
+    let channel = find(&listed, "channel")?;
+    ensure!(channel["root"] == root.as_str(), "{channel}");
+    ensure!(
+        channel["direction"] == "out" && channel["pull"] == true,
+        "{channel}"
+    );
+
+    // A command on a channel the serve does not know is refused with one line.
+    let line = fail(dtx(&server_dir).args(["pause", "no-such-channel"]))?;
+    ensure!(line.contains("no-such-channel"), "{line}");
+
+    // The metrics count the bytes sent to the puller.
+    let addr = url
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics")
+        .to_owned();
+    let deadline = Instant::now() + PATIENCE;
+    let expected = format!("{}", imported["bytes"]);
+    loop {
+        let body = http_get(&addr, "/metrics")?;
+        let sent = body
+            .lines()
+            .find(|line| line.starts_with("dtx_peer_sent_bytes_total{"))
+            .map(|line| line.ends_with(&format!(" {expected}")));
+        if sent == Some(true) {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "no sent bytes of {expected} in {body}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Without a serve there is nobody to ask.
+    let line = fail(dtx(&fx.data_dir("idle")).arg("channels"))?;
+    ensure!(line.contains("no dtx serve is running"), "{line}");
+    Ok(())
+}

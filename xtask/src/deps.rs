@@ -173,8 +173,9 @@ pub(crate) const RULES: &[CrateRule] = &[
 pub(crate) const DIRECT_ONLY: &[(&str, &[&str])] = &[
     ("tokio*", &[GRAPHSYNC, DT_GRAPHSYNC, FACADE, DTX, TESTKIT]),
     ("libp2p*", &[GRAPHSYNC, DT_GRAPHSYNC, FACADE, DTX, TESTKIT]),
-    // dtx opens the sled database that the `blockstore` crate's `SledBlockstore` lives in.
-    ("sled", &[STORE, DTX]),
+    // dtx opens the sled database that the `blockstore` crate's `SledBlockstore` lives in; the
+    // testkit's `dt_role` node program keeps its blocks in a sled database of its own.
+    ("sled", &[STORE, DTX, TESTKIT]),
 ];
 
 /// Normal (non-dev, non-build) dependency edges between packages, named by package name.
@@ -530,6 +531,7 @@ mod tests {
             (DTX, DAG_IO),
             (DTX, "sled"),
             (TESTKIT, FACADE),
+            (TESTKIT, "sled"),
             (XTASK, "anyhow"),
         ]
     }
@@ -632,7 +634,7 @@ mod tests {
     }
 
     #[test]
-    fn sled_is_a_direct_dependency_of_the_store_and_dtx_only() {
+    fn sled_is_a_direct_dependency_of_the_store_dtx_and_the_testkit_only() {
         let mut edges = clean_edges();
         edges.push((FACADE, "sled"));
         let violations = check(RULES, DIRECT_ONLY, &closures(&all_members(), &edges));

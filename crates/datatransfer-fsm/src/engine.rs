@@ -1041,7 +1041,13 @@ impl Engine {
         request: Request,
         now: Instant,
     ) -> Result<(), ProtocolError> {
-        self.known(&peer, &channel)?;
+        if let Err(unknown) = self.known(&peer, &channel) {
+            // Go answers every restart request, one for a channel it does not have too, with
+            // a Restart response whose `Acpt` is false (`receiveRestartRequest`).
+            let response = restart_response(channel.id, false, false, TypeIdentifier::EMPTY, None);
+            self.send_answer(&peer, &channel, request.is_pull(), response);
+            return Err(unknown);
+        }
         let state = self.state(&channel).expect("known channel");
         let reject = |reason: &'static str| (reason, request.is_pull());
         let mismatch = if state.status.is_terminal() {

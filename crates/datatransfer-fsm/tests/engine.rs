@@ -736,6 +736,42 @@ fn unanswered_validations_time_out_as_rejections() {
 }
 
 #[test]
+fn a_restart_of_an_unknown_channel_is_rejected_on_the_wire() {
+    // Go's `receiveRestartRequest` answers a restart of a channel it does not have with a
+    // Restart response whose `Acpt` is false, for a push (over the network) and a pull alike.
+    let now = Instant::now();
+    let mut b = Engine::new(bob(), Config::default());
+    for (id, pull) in [(TransferId(7), false), (TransferId(8), true)] {
+        let restart = datatransfer_message::restart_request(
+            id,
+            pull,
+            "FakeDTType".into(),
+            voucher().node,
+            root(),
+            everything(),
+        );
+        let error = b
+            .handle_message(alice(), restart.into(), now)
+            .expect_err("unknown channel");
+        assert!(
+            matches!(&error, ProtocolError::UnknownChannel { channel, .. } if channel.id == id),
+            "{error:?}"
+        );
+        let transmits = drain(&mut b).transmits;
+        let answer = only_message(&transmits);
+        let response = answer.as_response().expect("a response");
+        assert!(response.is_restart() && !response.accepted() && response.transfer_id() == id);
+        let routed = match &transmits[..] {
+            [Transmit::Message { peer, .. }] => !pull && peer == &alice(),
+            [Transmit::Attach { channel, .. }] => pull && channel.initiator == alice(),
+            _ => false,
+        };
+        assert!(routed, "{transmits:?}");
+        assert!(b.channels().next().is_none(), "no channel was made");
+    }
+}
+
+#[test]
 fn messages_for_unknown_channels_or_roles_are_protocol_errors() {
     let now = Instant::now();
     let (mut a, mut b) = engines(Config::default());

@@ -283,15 +283,24 @@ type fixture struct {
 	root  string
 	car   []byte
 	bytes uint64
+	// selector is the dag-json selector the CAR holds (empty: explore-all).
+	selector string
 }
 
 func loadFixture(t *testing.T, name string) fixture {
+	t.Helper()
+	return loadFixtureSelected(t, name, "")
+}
+
+// loadFixtureSelected is loadFixture with the CAR and bytes of a selector (dag-json) instead
+// of explore-all.
+func loadFixtureSelected(t *testing.T, name, selector string) fixture {
 	t.Helper()
 	path := filepath.Join(fixtureDir, name)
 	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("fixture %s (the shared folder must be beside the repository): %v", path, err)
 	}
-	return readFixture(t, path)
+	return readFixtureSelected(t, path, selector)
 }
 
 // genFixture writes a CAR of n raw blocks of size bytes (distinct pseudo-random data) under a
@@ -340,6 +349,17 @@ func genFixture(t *testing.T, n, size int) fixture {
 // readFixture loads the CAR at path.
 func readFixture(t *testing.T, path string) fixture {
 	t.Helper()
+	return readFixtureSelected(t, path, "")
+}
+
+// readFixtureSelected loads the CAR at path and exports what selector (dag-json; none is
+// explore-all) selects.
+func readFixtureSelected(t *testing.T, path, selector string) fixture {
+	t.Helper()
+	sel, err := parseSelector(json.RawMessage(selector))
+	if err != nil {
+		t.Fatal(err)
+	}
 	bs := NewBlockstore()
 	roots, _, err := ReadCarFile(context.Background(), path, bs)
 	if err != nil || len(roots) != 1 {
@@ -347,17 +367,21 @@ func readFixture(t *testing.T, path string) fixture {
 	}
 	cs := &countingStore{Blockstore: bs, seen: map[cid.Cid]struct{}{}}
 	var buf bytes.Buffer
-	if _, err := WriteCar(context.Background(), &buf, cs, roots[0], nil); err != nil {
+	if _, err := WriteCar(context.Background(), &buf, cs, roots[0], sel); err != nil {
 		t.Fatal(err)
 	}
-	return fixture{path: path, root: roots[0].String(), car: buf.Bytes(), bytes: cs.bytes}
+	return fixture{path: path, root: roots[0].String(), car: buf.Bytes(), bytes: cs.bytes, selector: selector}
 }
 
 // exportMatches exports the fixture's root from p and compares it with the fixture.
 func (p *dtPeer) exportMatches(f fixture) {
 	p.t.Helper()
 	out := filepath.Join(p.t.TempDir(), "out.car")
-	ans := p.command(map[string]any{"cmd": "export", "root": f.root, "out": out})
+	cmd := map[string]any{"cmd": "export", "root": f.root, "out": out}
+	if f.selector != "" {
+		cmd["selector"] = json.RawMessage(f.selector)
+	}
+	ans := p.command(cmd)
 	if ans["event"] != "exported" || ans["bytes"] != num(f.bytes) {
 		p.t.Fatalf("%s: export answered %v, want %d bytes", p.name, ans, f.bytes)
 	}
@@ -708,4 +732,60 @@ func TestDisconnectRestartsAutomatically(t *testing.T) {
 		t.Errorf("responder finished %v, want Completed", fin)
 	}
 	init.exportMatches(f)
+}
+
+// depthOne explores the root and the blocks it links to directly.
+const depthOne = `{"R":{"l":{"depth":1},":>":{"a":{">":{"@":{}}}}}}`
+
+func TestPullAndPushSubDagSelector(t *testing.T) {
+	all := loadFixture(t, "dir-with-files.car")
+	f := loadFixtureSelected(t, "dir-with-files.car", depthOne)
+	if f.bytes >= all.bytes {
+		t.Fatalf("the selector selects %d of %d bytes: not a sub-DAG", f.bytes, all.bytes)
+	}
+	sel := map[string]any{"selector": json.RawMessage(depthOne)}
+	t.Run("pull", func(t *testing.T) {
+		resp := startDt(t, "responder", "--car", f.path)
+		init := startDt(t, "initiator")
+		ch := init.open("pull", resp, f.root, sel)
+		checkTotals(t, "initiator", init.finished(ch), "Completed", 0, f.bytes)
+		checkTotals(t, "responder", resp.finished(ch), "Completed", f.bytes, 0)
+		init.exportMatches(f)
+		// The rest of the DAG did not come.
+		out := filepath.Join(t.TempDir(), "all.car")
+		if ans := init.command(map[string]any{"cmd": "export", "root": f.root, "out": out}); ans["event"] != "command_failed" {
+			t.Errorf("exporting the whole DAG from the sub-DAG answered %v, want command_failed", ans)
+		}
+	})
+	t.Run("push", func(t *testing.T) {
+		resp := startDt(t, "responder")
+		init := startDt(t, "initiator", "--car", f.path)
+		ch := init.open("push", resp, f.root, sel)
+		checkTotals(t, "initiator", init.finished(ch), "Completed", f.bytes, 0)
+		checkTotals(t, "responder", resp.finished(ch), "Completed", 0, f.bytes)
+		resp.exportMatches(f)
+	})
+}
+
+func TestFourParallelPulls(t *testing.T) {
+	// Four different DAGs (the data is seeded with the total size), pulled at once from one
+	// responder over the same connection.
+	var fs []fixture
+	args := []string{"--read-delay-after", "0:10"}
+	for i := 0; i < 4; i++ {
+		f := genFixture(t, 20, 8000+i)
+		fs = append(fs, f)
+		args = append(args, "--car", f.path)
+	}
+	resp := startDt(t, "responder", args...)
+	init := startDt(t, "initiator")
+	var chans []map[string]any
+	for i, f := range fs {
+		chans = append(chans, init.open("pull", resp, f.root, map[string]any{"voucher": map[string]any{"ID": fmt.Sprint("p", i), "Amount": 0}}))
+	}
+	for i, ch := range chans {
+		checkTotals(t, "initiator", init.finished(ch), "Completed", 0, fs[i].bytes)
+		checkTotals(t, "responder", resp.finished(ch), "Completed", fs[i].bytes, 0)
+		init.exportMatches(fs[i])
+	}
 }

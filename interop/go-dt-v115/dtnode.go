@@ -394,6 +394,18 @@ func (n *dtNode) Revalidate(chid datatransfer.ChannelID, voucher datatransfer.Vo
 	return result(0, OutcomePaid), datatransfer.ErrResume
 }
 
+// eventName is Go's name of an event. v1.15.1's datatransfer.Events has no entry for Opened
+// (its String() is ""), so that one is named here.
+func eventName(code datatransfer.EventCode) string {
+	if name, ok := datatransfer.Events[code]; ok {
+		return name
+	}
+	if code == datatransfer.Opened {
+		return "Opened"
+	}
+	return fmt.Sprintf("EventCode(%d)", int(code))
+}
+
 // onEvent reports every event; the initiator pays every payment request.
 func (n *dtNode) onEvent(event datatransfer.Event, chst datatransfer.ChannelState) {
 	chid := chst.ChannelID()
@@ -401,7 +413,7 @@ func (n *dtNode) onEvent(event datatransfer.Event, chst datatransfer.ChannelStat
 	if event.Code == datatransfer.NewVoucherResult {
 		vr = resultJSON(chst.LastVoucherResult())
 	}
-	n.ev.dt(ref(chid), datatransfer.Events[event.Code], datatransfer.Statuses[chst.Status()],
+	n.ev.dt(ref(chid), eventName(event.Code), datatransfer.Statuses[chst.Status()],
 		chst.Sent(), chst.Received(), chst.Message(), vr)
 	if chid.Initiator != n.self || event.Code != datatransfer.NewVoucherResult {
 		return

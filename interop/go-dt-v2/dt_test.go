@@ -146,6 +146,14 @@ func (p *dtPeer) kill() {
 // started registers the cleanups and waits for `listening`.
 func (p *dtPeer) started() {
 	t := p.t
+	t.Cleanup(func() {
+		// Every dt event names Go's event and status.
+		for _, ev := range p.all("dt", func(map[string]any) bool { return true }) {
+			if ev["name"] == "" || ev["status"] == "" || ev["name"] == nil || ev["status"] == nil {
+				t.Errorf("%s: dt event without a name or status: %v", p.name, ev)
+			}
+		}
+	})
 	t.Cleanup(p.stop)
 	t.Cleanup(func() {
 		if t.Failed() {

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use cid::Cid;
 use datatransfer_fsm::{
     ChannelEvent, ChannelState, ChannelStatus, CommandError, Engine, Event as EngineEvent,
-    EventCode, ProtocolError, Transmit, TransportInput, UnixNanos, ValidationKind, Verdict,
+    EventCode, ProtocolError, Transmit, TransportInput, UnixNanos, Validation, ValidationKind,
+    ValidationRequest, Verdict,
 };
 use datatransfer_message::{
     ChannelId, Message, PeerId, Request, Response, cancel_request, cancel_response,
@@ -59,6 +60,12 @@ pub struct Config {
     /// is without `ChannelRestartConfig`; [`MonitorConfig::default`] holds the suggested
     /// production values.
     pub monitor: Option<MonitorConfig>,
+    /// The most unfinished channels one peer may have opened here: a new push or pull
+    /// request from a peer that has this many is rejected (`Acpt = false` on the wire,
+    /// [`Event::Rejected`] here) before the validators are asked, so that one peer cannot
+    /// take every channel slot of the engine (`engine.max_channels`). Go has no such bound.
+    /// Default 256.
+    pub max_channels_per_peer: usize,
 }
 
 impl Default for Config {
@@ -74,6 +81,7 @@ impl Default for Config {
             subscriber_capacity: 1024,
             max_outbound: 1024,
             monitor: None,
+            max_channels_per_peer: 256,
         }
     }
 }
@@ -94,6 +102,12 @@ impl Config {
     /// This configuration with another engine configuration.
     pub fn with_engine(mut self, engine: datatransfer_fsm::Config) -> Self {
         self.engine = engine;
+        self
+    }
+
+    /// This configuration with another bound on the unfinished channels one peer opens here.
+    pub fn with_max_channels_per_peer(mut self, limit: usize) -> Self {
+        self.max_channels_per_peer = limit;
         self
     }
 }
@@ -718,7 +732,10 @@ where
                         }
                     }
                     EngineEvent::ValidationRequested(question) => {
-                        let answer = state.registry.answer(&question.channel, &question.kind);
+                        let answer = match self.peer_over_limit(state, &question) {
+                            Some(reason) => Validation::new(Verdict::Reject(reason)),
+                            None => state.registry.answer(&question.channel, &question.kind),
+                        };
                         if let Verdict::Reject(reason) = &answer.verdict {
                             self.publish(Event::Rejected {
                                 channel: question.channel.clone(),
@@ -768,6 +785,23 @@ where
                 return transmits;
             }
         }
+    }
+
+    /// Why a new channel that `question` asks about is refused before validation: its
+    /// initiator already has [`Config::max_channels_per_peer`] unfinished channels here.
+    fn peer_over_limit(&self, state: &State, question: &ValidationRequest) -> Option<String> {
+        if !matches!(question.kind, ValidationKind::Open { .. }) {
+            return None;
+        }
+        let peer = &question.channel.initiator;
+        let limit = self.config.max_channels_per_peer;
+        let live = state
+            .engine
+            .channels()
+            .filter(|channel| !channel.status.is_terminal() && channel.other_peer() == peer)
+            .take(limit)
+            .count();
+        (live >= limit).then(|| format!("too many channels with peer {peer} (limit {limit})"))
     }
 
     /// Keeps the connection to the other peer protected while a channel lives, under the

@@ -1,0 +1,580 @@
+//! 100 forced disconnects during transfers, over real swarms (issue 7 §4): two Managers on
+//! `build_swarm` swarms (memory transport) with `GraphsyncTransport` and `Libp2pNetwork`. In a
+//! loop the client pulls a small DAG, the connection is cut mid-way, and the client either
+//! restarts the channel (it completes with exact totals) or closes it (both ends end). After
+//! the loop every resource returns to its baseline: tokio's live tasks, the Managers' channels
+//! in progress, graphsync's requests and responder memory, the swarms' connections and the
+//! process's resident memory.
+//!
+//! No channel monitor runs here, so the test does what the monitor would where the stack
+//! loses a message to the cut: a restart that does not complete within [`RESTART_WAIT`] is
+//! sent again (at most [`MAX_RESTARTS`] times), and an open whose first block does not come
+//! within [`OPEN_WAIT`] is closed at both ends (at most [`MAX_LOST`] rounds). Both are rare;
+//! every other outcome fails the test.
+
+#![cfg(feature = "libp2p")]
+// The managers here are over graphsync and libp2p, so the hub-backed scenarios do not apply.
+#[allow(unused_macros)]
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use blockstore::Blockstore;
+use cid::CidGeneric;
+use common::{AcceptAll, Blocks, Dag, PATIENCE, TestVoucher, everything};
+use datatransfer::libp2p::{Libp2pNetwork, NetworkConfig, NodeBehaviour, SwarmConfig, build_swarm};
+use datatransfer::{ChannelId, ChannelState, ChannelStatus, Config, Manager, SubscriptionError};
+use datatransfer_graphsync::GraphsyncTransport;
+use datatransfer_store::MemStore;
+use futures::StreamExt;
+use libp2p::identity::Keypair;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{PeerId, Swarm};
+use tokio::sync::{mpsc, oneshot};
+
+type Mgr = Manager<GraphsyncTransport, Libp2pNetwork>;
+
+/// Waits, at most [`PATIENCE`], until the state of `channel` at `manager` satisfies `test`.
+async fn until_state(
+    manager: &Mgr,
+    channel: &ChannelId,
+    mut test: impl FnMut(&ChannelState) -> bool,
+) -> anyhow::Result<ChannelState> {
+    let mut events = manager.subscribe_channel(channel.clone());
+    let wait = async {
+        loop {
+            if let Ok(state) = manager.channel_state(channel)
+                && test(&state)
+            {
+                return Ok(state);
+            }
+            match events.recv().await {
+                Ok(_) | Err(SubscriptionError::Lagged { .. }) => {}
+                Err(error) => return Err(anyhow::Error::from(error)),
+            }
+        }
+    };
+    tokio::time::timeout(PATIENCE, wait)
+        .await
+        .with_context(|| {
+            format!(
+                "waiting on the state of {channel}: {}",
+                manager.status(channel)
+            )
+        })?
+}
+
+/// Transfers cut by a disconnect.
+const ROUNDS: usize = 100;
+
+/// The provider's delay per block read: the DAG of [`dag`] takes about 13 × 2 ms to send, so
+/// the cut lands mid-transfer.
+const READ_DELAY: Duration = Duration::from_millis(2);
+
+/// How long a new pull may take to deliver its first block before the test takes its request
+/// as lost.
+const OPEN_WAIT: Duration = Duration::from_secs(3);
+
+/// Rounds whose open may be lost: its request went out on the connection the previous
+/// round cut (seen in about 1 round of 1 000).
+const MAX_LOST: usize = 3;
+
+/// How long a restarted channel may take to complete before it is restarted again.
+const RESTART_WAIT: Duration = Duration::from_secs(2);
+
+/// Restarts of one round before the round fails.
+const MAX_RESTARTS: u32 = 3;
+
+/// Idle times of the per-peer tasks (the data-transfer stream reader, graphsync's outbound
+/// stream): short, so that they end soon after the loop and the task count can settle.
+const IDLE: Duration = Duration::from_millis(500);
+
+/// How long the resources may take to settle after the loop.
+const SETTLE: Duration = Duration::from_secs(8);
+
+/// Tolerance on tokio's live tasks after settling. The protocol tasks of a peer (its
+/// data-transfer stream reader, graphsync's stream writer and reader, libp2p's connection
+/// task) are recreated on demand and end after [`IDLE`] or with their connection; the loop
+/// must leave none of its own behind. Two tasks of slack cover a connection that was opened
+/// by a late message of the last round and is still up.
+const TASK_SLACK: usize = 2;
+
+/// Tolerance on the process's resident memory. The allocator keeps freed pages and tokio's
+/// workers keep their caches, so RSS need not drop back to the byte; a leak of per-round
+/// state (a DAG of 6.6 KB, its channel, requests, streams and task stacks of at least tens of
+/// KB per round, times 100) would pass it only if each round leaked less than 160 KB, which
+/// the exact counts above rule out for everything the stack tracks.
+const RSS_SLACK: u64 = 16 * 1024 * 1024;
+
+/// What a swarm task is asked.
+enum SwarmCommand {
+    /// Close every connection to the peer; answered once the last one is closed.
+    Disconnect(PeerId, oneshot::Sender<()>),
+    /// The number of established connections.
+    Connections(oneshot::Sender<u32>),
+}
+
+/// A block store whose reads take [`READ_DELAY`].
+struct Slow {
+    inner: Arc<Blocks>,
+    delay: Duration,
+}
+
+impl Blockstore for Slow {
+    async fn get<const S: usize>(
+        &self,
+        cid: &CidGeneric<S>,
+    ) -> blockstore::Result<Option<Vec<u8>>> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.get(cid).await
+    }
+
+    async fn put_keyed<const S: usize>(
+        &self,
+        cid: &CidGeneric<S>,
+        data: &[u8],
+    ) -> blockstore::Result<()> {
+        self.inner.put_keyed(cid, data).await
+    }
+
+    async fn remove<const S: usize>(&self, cid: &CidGeneric<S>) -> blockstore::Result<()> {
+        self.inner.remove(cid).await
+    }
+
+    async fn close(self) -> blockstore::Result<()> {
+        Ok(())
+    }
+}
+
+/// One node: its manager, its block store, its libp2p id and its swarm task's commands.
+struct Side {
+    manager: Mgr,
+    blocks: Arc<Blocks>,
+    id: PeerId,
+    swarm: mpsc::Sender<SwarmCommand>,
+}
+
+impl Side {
+    async fn ask<R>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<R>) -> SwarmCommand,
+    ) -> anyhow::Result<R> {
+        let (reply, answer) = oneshot::channel();
+        self.swarm
+            .send(command(reply))
+            .await
+            .context("the swarm task ended")?;
+        tokio::time::timeout(PATIENCE, answer)
+            .await
+            .context("the swarm task did not answer")?
+            .context("the swarm task dropped the question")
+    }
+
+    /// Cuts every connection to `peer` and waits until they are closed.
+    async fn disconnect(&self, peer: PeerId) -> anyhow::Result<()> {
+        self.ask(|reply| SwarmCommand::Disconnect(peer, reply))
+            .await
+    }
+
+    async fn connections(&self) -> anyhow::Result<u32> {
+        self.ask(SwarmCommand::Connections).await
+    }
+}
+
+/// Two started managers (client first, provider second); dropping it stops their swarms.
+struct Pair {
+    sides: Vec<Side>,
+    swarms: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        for swarm in &self.swarms {
+            swarm.abort();
+        }
+    }
+}
+
+async fn listen(swarm: &mut Swarm<NodeBehaviour>) -> anyhow::Result<libp2p::Multiaddr> {
+    swarm.listen_on("/memory/0".parse()?)?;
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+                return address;
+            }
+        }
+    })
+    .await
+    .context("no listen address")
+}
+
+/// Drives `swarm` and answers its commands until aborted.
+async fn drive(mut swarm: Swarm<NodeBehaviour>, mut commands: mpsc::Receiver<SwarmCommand>) {
+    let mut waiting: Vec<(PeerId, oneshot::Sender<()>)> = Vec::new();
+    loop {
+        tokio::select! {
+            event = swarm.select_next_some() => {
+                if let SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } = event {
+                    for (_, reply) in waiting.extract_if(.., |(peer, _)| *peer == peer_id) {
+                        let _ = reply.send(());
+                    }
+                }
+            }
+            Some(command) = commands.recv() => match command {
+                SwarmCommand::Disconnect(peer, reply) => {
+                    if swarm.disconnect_peer_id(peer).is_ok() {
+                        waiting.push((peer, reply));
+                    } else {
+                        // Not connected: nothing to wait for.
+                        let _ = reply.send(());
+                    }
+                }
+                SwarmCommand::Connections(reply) => {
+                    let _ = reply.send(swarm.network_info().connection_counters().num_established());
+                }
+            },
+        }
+    }
+}
+
+async fn pair() -> anyhow::Result<Pair> {
+    let mut swarms = Vec::new();
+    let mut addresses = Vec::new();
+    for _ in 0..2 {
+        let mut swarm = build_swarm(Keypair::generate_ed25519(), SwarmConfig::default())?;
+        addresses.push((*swarm.local_peer_id(), listen(&mut swarm).await?));
+        swarms.push(swarm);
+    }
+    let mut pair = Pair {
+        sides: Vec::new(),
+        swarms: Vec::new(),
+    };
+    for (n, mut swarm) in swarms.into_iter().enumerate() {
+        let (peer, address) = addresses[1 - n].clone();
+        swarm.add_peer_address(peer, address);
+        let blocks = Arc::new(Blocks::new());
+        // The configuration is `#[non_exhaustive]`: no struct update syntax outside its crate.
+        #[allow(clippy::field_reassign_with_default)]
+        let graphsync_config = {
+            let mut config = graphsync::network::Config::default();
+            config.outbound_idle = IDLE;
+            config
+        };
+        let node = graphsync::network::Node::spawn(
+            &swarm.behaviour().graphsync,
+            Arc::new(Slow {
+                inner: Arc::clone(&blocks),
+                delay: READ_DELAY,
+            }),
+            graphsync_config,
+        )?;
+        let id = *swarm.local_peer_id();
+        let transport =
+            GraphsyncTransport::new(node, id, datatransfer_graphsync::Config::default());
+        #[allow(clippy::field_reassign_with_default)]
+        let network_config = {
+            let mut config = NetworkConfig::default();
+            config.inbound_idle = IDLE;
+            config
+        };
+        let network = Libp2pNetwork::for_swarm(&swarm, network_config)?;
+        let manager = Manager::new(transport, network, MemStore::new(), Config::default());
+        manager.register_voucher_type(AcceptAll)?;
+        manager.start().await?;
+        let (commands, command_rx) = mpsc::channel(4);
+        pair.sides.push(Side {
+            manager,
+            blocks,
+            id,
+            swarm: commands,
+        });
+        pair.swarms.push(tokio::spawn(drive(swarm, command_rx)));
+    }
+    Ok(pair)
+}
+
+/// The resources the loop must give back.
+#[derive(Debug, PartialEq)]
+struct Gauges {
+    /// Channels not finished, per manager.
+    live_channels: [usize; 2],
+    /// Graphsync requests (sent and served, running and waiting) and responder memory, per
+    /// node.
+    graphsync: [[u64; 5]; 2],
+}
+
+async fn gauges(pair: &Pair) -> anyhow::Result<Gauges> {
+    let mut live_channels = [0; 2];
+    let mut graphsync = [[0; 5]; 2];
+    for (n, side) in pair.sides.iter().enumerate() {
+        live_channels[n] = side
+            .manager
+            .in_progress_channels()?
+            .values()
+            .filter(|state| !state.status.is_terminal())
+            .count();
+        let stats = side.manager.transport().node().stats().await?;
+        graphsync[n] = [
+            stats.outgoing_requests.active,
+            stats.outgoing_requests.pending,
+            stats.incoming_requests.active,
+            stats.incoming_requests.pending,
+            stats.responder_memory,
+        ];
+    }
+    Ok(Gauges {
+        live_channels,
+        graphsync,
+    })
+}
+
+fn alive_tasks() -> usize {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+}
+
+/// The process's resident memory in bytes: `/proc/self/statm`'s second field, in pages of the
+/// size the kernel reports for the process's first mapping.
+fn resident_bytes() -> anyhow::Result<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm")?;
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .context("statm has no resident field")?
+        .parse()?;
+    let smaps = std::fs::read_to_string("/proc/self/smaps")?;
+    let page_kib: u64 = smaps
+        .lines()
+        .find_map(|line| line.strip_prefix("KernelPageSize:"))
+        .and_then(|rest| rest.trim().strip_suffix("kB"))
+        .context("smaps has no page size")?
+        .trim()
+        .parse()?;
+    Ok(pages * page_kib * 1024)
+}
+
+/// The DAG of these tests: a root and twelve leaves of 512 bytes.
+fn dag() -> anyhow::Result<Dag> {
+    Dag::new(12, 512, 41)
+}
+
+/// Waits until `channel` is terminal at `manager`, returning its status.
+async fn until_finished(manager: &Mgr, channel: &ChannelId) -> anyhow::Result<ChannelStatus> {
+    Ok(
+        until_state(manager, channel, |state| state.status.is_terminal())
+            .await?
+            .status,
+    )
+}
+
+/// Who waited, and `channel`'s state at both ends.
+fn describe(who: &str, sides: &[Side], channel: &ChannelId) -> String {
+    let states: Vec<String> = sides
+        .iter()
+        .map(|side| match side.manager.channel_state(channel) {
+            Ok(state) => format!(
+                "{} ({:?}), {} received, {} sent, {} blocks received",
+                state.status,
+                state.message,
+                state.received,
+                state.sent,
+                state.received_blocks_total
+            ),
+            Err(error) => error.to_string(),
+        })
+        .collect();
+    format!("{who}: client {}; provider {}", states[0], states[1])
+}
+
+/// How a round went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Round {
+    /// The cut landed before the whole DAG had arrived.
+    Midway,
+    /// The cut landed after the last block.
+    Late,
+    /// No data came within [`OPEN_WAIT`]: the open was lost, and the client closed it.
+    Lost,
+}
+
+/// One round: a pull cut by a disconnect, then restarted (`restart`) or closed.
+async fn round(pair: &Pair, dag: &Dag, restart: bool) -> anyhow::Result<Round> {
+    let (client, provider) = (&pair.sides[0], &pair.sides[1]);
+    let channel = client.manager.open_pull(
+        provider.manager.self_peer().clone(),
+        &TestVoucher("churn".into()),
+        dag.root,
+        everything(),
+    )?;
+    let started = until_state(&client.manager, &channel, |state| {
+        state.received > 0 || state.status.is_terminal()
+    });
+    if tokio::time::timeout(OPEN_WAIT, started).await.is_err() {
+        // The request was lost with the previous round's connection (with no channel
+        // monitor, nothing times it out): the client gives up on it.
+        client.manager.close(&channel)?;
+        let status = until_finished(&client.manager, &channel).await?;
+        ensure!(
+            status == ChannelStatus::Cancelled,
+            "a lost open ended {status}"
+        );
+        // The request may still reach the provider after the client's Cancel (they travel
+        // on different protocols); with no channel monitor the provider's end is closed
+        // there too, as an operator would.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if provider.manager.channel_state(&channel).is_ok() {
+            provider.manager.close(&channel)?;
+            until_finished(&provider.manager, &channel)
+                .await
+                .with_context(|| {
+                    describe("the provider after a lost open", &pair.sides, &channel)
+                })?;
+        }
+        return Ok(Round::Lost);
+    }
+    client.disconnect(provider.id).await?;
+    let midway = client.manager.channel_state(&channel)?.received < dag.total_bytes();
+    let round = if midway { Round::Midway } else { Round::Late };
+
+    if restart {
+        // A restart sent while the transports still settle the cut can be lost with the old
+        // connection (the transport reports it, and the channel stays Ongoing: with no
+        // channel monitor here, the test restarts again, as the monitor would).
+        let mut attempts = 0;
+        let received = loop {
+            attempts += 1;
+            client.manager.restart_channel(&channel)?;
+            let waited =
+                tokio::time::timeout(RESTART_WAIT, until_finished(&client.manager, &channel)).await;
+            match waited {
+                Ok(finished) => break finished?,
+                Err(_) if attempts < MAX_RESTARTS => {}
+                Err(_) => bail!(describe(
+                    &format!("the client after {attempts} restarts"),
+                    &pair.sides,
+                    &channel
+                )),
+            }
+        };
+        let sent = until_finished(&provider.manager, &channel)
+            .await
+            .with_context(|| describe("the provider after the restart", &pair.sides, &channel))?;
+        ensure!(
+            (received, sent) == (ChannelStatus::Completed, ChannelStatus::Completed),
+            "after a restart: client {received}, provider {sent}"
+        );
+        let state = client.manager.channel_state(&channel)?;
+        ensure!(
+            state.received == dag.total_bytes() && state.received_blocks_total == dag.block_count(),
+            "received {} bytes in {} blocks",
+            state.received,
+            state.received_blocks_total
+        );
+    } else {
+        client.manager.close(&channel)?;
+        let mine = until_finished(&client.manager, &channel)
+            .await
+            .with_context(|| describe("the client after the close", &pair.sides, &channel))?;
+        let theirs = until_finished(&provider.manager, &channel)
+            .await
+            .with_context(|| describe("the provider after the close", &pair.sides, &channel))?;
+        // A cut after the last block lets the transfer complete before the close.
+        let allowed = [ChannelStatus::Cancelled, ChannelStatus::Completed];
+        ensure!(
+            allowed.contains(&mine) && allowed.contains(&theirs),
+            "after a close: client {mine}, provider {theirs}"
+        );
+    }
+    Ok(round)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_disconnects_during_transfers_leave_no_tasks_channels_or_memory_behind()
+-> anyhow::Result<()> {
+    let pair = pair().await?;
+    let (client, provider) = (&pair.sides[0], &pair.sides[1]);
+    let dag = dag()?;
+    dag.load_into(&provider.blocks).await?;
+
+    // One whole transfer first, so that every lazily made part exists; then its per-peer
+    // tasks end, and the baseline is taken.
+    let warm_up = client.manager.open_pull(
+        provider.manager.self_peer().clone(),
+        &TestVoucher("warm-up".into()),
+        dag.root,
+        everything(),
+    )?;
+    ensure!(until_finished(&client.manager, &warm_up).await? == ChannelStatus::Completed);
+    ensure!(until_finished(&provider.manager, &warm_up).await? == ChannelStatus::Completed);
+    tokio::time::sleep(IDLE * 3).await;
+    let baseline = gauges(&pair).await?;
+    let baseline_tasks = alive_tasks();
+    let baseline_connections = [client.connections().await?, provider.connections().await?];
+    let baseline_rss = resident_bytes()?;
+    ensure!(
+        baseline.live_channels == [0, 0],
+        "channels still live at the baseline: {baseline:?}"
+    );
+
+    let (mut midway, mut lost) = (0, 0);
+    for n in 0..ROUNDS {
+        // The client's blocks go, so that every round transfers the whole DAG again.
+        for (cid, _) in &dag.blocks {
+            client.blocks.remove(cid).await?;
+        }
+        match round(&pair, &dag, n % 2 == 0)
+            .await
+            .with_context(|| format!("round {n}"))?
+        {
+            Round::Midway => midway += 1,
+            Round::Late => {}
+            Round::Lost => lost += 1,
+        }
+    }
+    ensure!(
+        midway >= ROUNDS / 10 && lost <= MAX_LOST,
+        "{midway} of {ROUNDS} cuts landed mid-transfer, {lost} opens were lost"
+    );
+
+    // Everything the rounds made goes away: wait, within a bound, for the gauges to return.
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let now = gauges(&pair).await?;
+        let tasks = alive_tasks();
+        let connections = [client.connections().await?, provider.connections().await?];
+        let settled = now == baseline
+            && tasks <= baseline_tasks + TASK_SLACK
+            && connections
+                .iter()
+                .zip(&baseline_connections)
+                .all(|(now, before)| *now <= *before + 1);
+        if settled {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let live: Vec<String> = pair
+                .sides
+                .iter()
+                .flat_map(|side| side.manager.in_progress_channels().into_iter().flatten())
+                .filter(|(_, state)| !state.status.is_terminal())
+                .map(|(channel, state)| format!("{channel} {} ({:?})", state.status, state.message))
+                .collect();
+            bail!(
+                "live channels {live:?}, {lost} lost opens; \
+                 not back to the baseline after {SETTLE:?}: {now:?} (baseline {baseline:?}), \
+                 {tasks} tasks (baseline {baseline_tasks}), connections {connections:?} \
+                 (baseline {baseline_connections:?})"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rss = resident_bytes()?;
+    ensure!(
+        rss <= baseline_rss + RSS_SLACK,
+        "resident memory grew from {baseline_rss} to {rss} bytes"
+    );
+    Ok(())
+}

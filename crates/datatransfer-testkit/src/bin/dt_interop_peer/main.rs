@@ -19,7 +19,7 @@
 mod blocks;
 mod types;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -33,7 +33,7 @@ use datatransfer::libp2p::{
     Libp2pNetwork, NetworkConfig, NodeBehaviour, SwarmConfig, build_swarm, from_libp2p,
 };
 use datatransfer::{
-    ChannelId, ChannelState, Config, Event, EventCode, Manager, MemStore, MonitorConfig, SledStore,
+    ChannelState, Config, Event, EventCode, Manager, MemStore, MonitorConfig, SledStore,
     SubscriptionError, Voucher, decode_result, decode_voucher,
 };
 use datatransfer_graphsync::GraphsyncTransport;
@@ -347,24 +347,20 @@ async fn drive_swarm(mut swarm: Swarm<NodeBehaviour>, mut commands: mpsc::Receiv
 }
 
 /// Prints a `dt` line per data-transfer event and `finished` once per channel, and pays what
-/// responders ask for on the channels this node opened.
+/// responders ask for on the channels this node opened: each voucher result that arrives
+/// (Go's `NewVoucherResult`) asking for a payment is paid once, as Go's initiator does.
 async fn report(manager: Mgr, mut events: datatransfer::Subscription) {
     let mut finished = BTreeSet::new();
-    let mut answered: BTreeMap<ChannelId, usize> = BTreeMap::new();
     loop {
         let (event, state) = match events.recv().await {
             Ok(Event::Channel { event, state }) => (event, state),
             Ok(_) | Err(SubscriptionError::Lagged { .. }) => continue,
             Err(_) => return,
         };
-        let voucher_result = if event.code == EventCode::NewVoucherResult {
-            state
-                .last_voucher_result()
-                .and_then(|result| decode_result::<InteropResult>(result).ok())
-                .map(|result| result.to_json())
-        } else {
-            None
-        };
+        let result = (event.code == EventCode::NewVoucherResult)
+            .then(|| state.last_voucher_result())
+            .flatten()
+            .and_then(|result| decode_result::<InteropResult>(result).ok());
         emit(&json!({
             "event": "dt",
             "channel": channel_json(&event.channel),
@@ -373,7 +369,7 @@ async fn report(manager: Mgr, mut events: datatransfer::Subscription) {
             "sent": state.sent,
             "received": state.received,
             "message": event.message,
-            "voucher_result": voucher_result,
+            "voucher_result": result.as_ref().map(InteropResult::to_json),
         }));
         if event.status.is_terminal() && finished.insert(event.channel.clone()) {
             emit(&json!({
@@ -385,44 +381,36 @@ async fn report(manager: Mgr, mut events: datatransfer::Subscription) {
                 "message": event.message,
             }));
         }
-        if state.is_initiator() && !event.status.is_terminal() {
-            pay(&manager, &state, &mut answered);
+        if let Some(result) = result
+            && state.is_initiator()
+            && !event.status.is_terminal()
+        {
+            pay(&manager, &state, &result);
         }
     }
 }
 
-/// Pays every payment request among the channel's voucher results not answered yet.
-fn pay(manager: &Mgr, state: &ChannelState, answered: &mut BTreeMap<ChannelId, usize>) {
-    let seen = answered.entry(state.channel_id.clone()).or_insert(0);
-    if state.voucher_results.len() <= *seen {
+/// Pays a payment request of the responder with the opening voucher's ID.
+fn pay(manager: &Mgr, state: &ChannelState, result: &InteropResult) {
+    if result.outcome != "payment-required" || result.owed == 0 {
         return;
     }
-    let fresh = &state.voucher_results[*seen..];
-    *seen = state.voucher_results.len();
     let id = state
         .voucher()
         .and_then(|voucher| decode_voucher::<InteropVoucher>(voucher).ok())
         .map(|voucher| voucher.id)
         .unwrap_or_default();
-    for result in fresh {
-        let Ok(result) = decode_result::<InteropResult>(result) else {
-            continue;
-        };
-        if result.outcome != "payment-required" || result.owed == 0 {
-            continue;
-        }
-        let payment = InteropVoucher {
-            id: id.clone(),
-            amount: result.owed,
-        };
-        match manager.send_voucher(&state.channel_id, &payment) {
-            Ok(()) => emit(&json!({"event": "paid",
-                "channel": channel_json(&state.channel_id), "amount": result.owed})),
-            Err(error) => emit(
-                &json!({"event": "command_failed", "cmd": "pay", "tag": null,
-                "error": error.to_string()}),
-            ),
-        }
+    let payment = InteropVoucher {
+        id,
+        amount: result.owed,
+    };
+    match manager.send_voucher(&state.channel_id, &payment) {
+        Ok(()) => emit(&json!({"event": "paid",
+            "channel": channel_json(&state.channel_id), "amount": result.owed})),
+        Err(error) => emit(
+            &json!({"event": "command_failed", "cmd": "pay", "tag": null,
+            "error": error.to_string()}),
+        ),
     }
 }
 

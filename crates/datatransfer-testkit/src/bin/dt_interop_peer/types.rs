@@ -185,6 +185,9 @@ impl RequestValidator<InteropVoucher> for Validator {
 #[derive(Debug, Default)]
 struct Account {
     unpaid: u64,
+    /// What the open payment request asked for (0: none open). Blocks queued while it is
+    /// open add to `unpaid` but ask nothing more until it is paid.
+    asked: u64,
     finalizing: bool,
 }
 
@@ -218,12 +221,13 @@ impl Revalidator<InteropVoucher> for Pricing {
             return Decision::accept();
         }
         self.with(channel, |account| {
-            if voucher.amount < account.unpaid {
-                // Not enough: stay paused and ask again for what is owed.
+            if voucher.amount < account.asked {
+                // Not enough: stay paused and ask again for what the request asked.
                 return Decision::pause()
-                    .with_result(&InteropResult::new(account.unpaid, "payment-required"));
+                    .with_result(&InteropResult::new(account.asked, "payment-required"));
             }
-            account.unpaid = 0;
+            account.unpaid = account.unpaid.saturating_sub(voucher.amount);
+            account.asked = 0;
             let outcome = if account.finalizing {
                 "settled"
             } else {
@@ -239,9 +243,10 @@ impl Revalidator<InteropVoucher> for Pricing {
         }
         self.with(channel, |account| {
             account.unpaid += bytes;
-            (account.unpaid >= self.pay_every).then(|| {
+            (account.asked == 0 && account.unpaid >= self.pay_every).then(|| {
+                account.asked = account.unpaid;
                 Decision::pause()
-                    .with_result(&InteropResult::new(account.unpaid, "payment-required"))
+                    .with_result(&InteropResult::new(account.asked, "payment-required"))
             })
         })
     }
@@ -253,8 +258,9 @@ impl Revalidator<InteropVoucher> for Pricing {
         self.with(channel, |account| {
             (account.unpaid > 0).then(|| {
                 account.finalizing = true;
+                account.asked = account.unpaid;
                 Decision::pause()
-                    .with_result(&InteropResult::new(account.unpaid, "payment-required"))
+                    .with_result(&InteropResult::new(account.asked, "payment-required"))
             })
         })
     }
@@ -342,6 +348,8 @@ mod tests {
             ask,
             Some(Decision::pause().with_result(&InteropResult::new(120, "payment-required")))
         );
+        // A block queued while the request is open asks nothing more.
+        assert_eq!(pricing.on_pull_data_sent(&channel, 10), None);
         let short = InteropVoucher {
             id: "x".into(),
             amount: 10,
@@ -361,11 +369,11 @@ mod tests {
         assert_eq!(pricing.on_pull_data_sent(&channel, 30), None);
         assert_eq!(
             pricing.on_complete(&channel),
-            Some(Decision::pause().with_result(&InteropResult::new(30, "payment-required")))
+            Some(Decision::pause().with_result(&InteropResult::new(40, "payment-required")))
         );
         let last = InteropVoucher {
             id: "x".into(),
-            amount: 30,
+            amount: 40,
         };
         assert_eq!(
             pricing.revalidate(&channel, &last),

@@ -1,13 +1,12 @@
 //! `dtx import` and `dtx export`: the block store and the filesystem, no network.
 
 use ipld_selector::Selector;
-use serde_json::json;
 
 use crate::cli::{ExportArgs, ImportArgs, Settings};
 use crate::dagfiles;
 use crate::error::CliError;
 use crate::node::{DataDir, Roots};
-use crate::output::Output;
+use crate::output::{Output, ordered};
 use crate::transfer::parse_cid;
 
 /// `dtx import PATH`: the DAG goes into the block store and its roots are served by later
@@ -29,7 +28,7 @@ pub(crate) async fn import(
     }
     let root = imported.root();
     out.event(
-        json!({
+        ordered!({
             "event": "imported",
             "path": args.path.display().to_string(),
             "root": root.to_string(),
@@ -64,7 +63,7 @@ pub(crate) async fn export(
     let verified = dagfiles::verify(blocks.as_ref(), &root, &everything).await?;
     dagfiles::write_output(blocks.as_ref(), &root, &everything, &args.output).await?;
     out.event(
-        json!({
+        ordered!({
             "event": "exported",
             "root": root.to_string(),
             "output": args.output.display().to_string(),

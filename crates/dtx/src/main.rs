@@ -33,7 +33,6 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
-use serde_json::json;
 use tracing_subscriber::EnvFilter;
 
 use dtx::control::Op;
@@ -122,7 +121,7 @@ fn init_logging(settings: &Settings) {
 /// The one line of a failure on stderr, and its JSON form on stdout with `--json`.
 fn report(error: &CliError, json: bool) {
     if json {
-        let line = json!({"event": "error", "message": error.to_string()});
+        let line = output::ordered!({"event": "error", "message": error.to_string()});
         let _ = writeln!(std::io::stdout().lock(), "{line}");
     }
     let _ = writeln!(std::io::stderr().lock(), "dtx: {error}");

@@ -26,12 +26,16 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::cli::AcceptPush;
 use crate::error::{CliError, chain};
+use crate::output::ordered;
 
 /// The manager type of a node.
 pub(crate) type Mgr = Manager<GraphsyncTransport, Libp2pNetwork>;
 
 /// How long a dial may take before the peer counts as unreachable.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long writing the block store to disk may take before the store counts as damaged.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long to wait for a listener to report its addresses.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -245,9 +249,19 @@ impl DataDir {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
         if let Some(db) = db {
-            db.flush_async()
-                .await
-                .map_err(|error| self.sled_error("block store", &error))?;
+            // A damaged log can leave sled waiting forever for a write to become stable.
+            match tokio::time::timeout(FLUSH_TIMEOUT, db.flush_async()).await {
+                Ok(flushed) => {
+                    flushed.map_err(|error| self.sled_error("block store", &error))?;
+                }
+                Err(_) => {
+                    return Err(CliError::DataDirCorrupt {
+                        path: self.path.clone(),
+                        what: "block store",
+                        reason: format!("writes did not reach the disk within {FLUSH_TIMEOUT:?}"),
+                    });
+                }
+            }
         }
         Ok(())
     }
@@ -470,7 +484,7 @@ impl Node {
                 reason: chain(&error),
             })?;
         let url = format!("http://{}/metrics", endpoint.local_addr());
-        out.event(serde_json::json!({"event": "metrics", "url": url}), || {
+        out.event(ordered!({"event": "metrics", "url": url}), || {
             format!("metrics at {url}")
         });
         Ok(endpoint)

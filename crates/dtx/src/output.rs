@@ -5,7 +5,25 @@ use std::io::Write;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde_json::Value;
+
+/// A JSON object on one line with its keys in the order written (`"event"` first), as the
+/// `--json` lines are documented; the values are any `serde_json::json!` values.
+macro_rules! ordered {
+    ({ $($key:literal : $value:expr),* $(,)? }) => {{
+        let mut line = String::from("{");
+        $(
+            if line.len() > 1 {
+                line.push(',');
+            }
+            line.push_str(&serde_json::Value::from($key).to_string());
+            line.push(':');
+            line.push_str(&serde_json::json!($value).to_string());
+        )*
+        line.push('}');
+        line
+    }};
+}
+pub(crate) use ordered;
 
 /// Where events and results go.
 #[derive(Clone, Copy, Debug)]
@@ -20,11 +38,11 @@ impl Output {
         Output { json, quiet }
     }
 
-    /// One event: `json` (an object with an `"event"` key) in JSON mode, `human` otherwise
-    /// (unless quiet). A closed stdout is ignored: the work still goes on.
-    pub(crate) fn event(&self, json: Value, human: impl FnOnce() -> String) {
+    /// One event: `json` (an object from [`ordered!`] with `"event"` first) in JSON mode,
+    /// `human` otherwise (unless quiet). A closed stdout is ignored: the work still goes on.
+    pub(crate) fn event(&self, json: String, human: impl FnOnce() -> String) {
         let line = if self.json {
-            json.to_string()
+            json
         } else if self.quiet {
             return;
         } else {
@@ -76,6 +94,19 @@ mod tests {
     fn json_and_quiet_hide_the_progress_bar() {
         assert!(Output::new(true, false).progress("x").is_hidden());
         assert!(Output::new(false, true).progress("x").is_hidden());
+    }
+
+    #[test]
+    fn ordered_objects_keep_their_key_order_and_escape() {
+        let addrs = vec!["/ip4/1.2.3.4/tcp/1".to_owned()];
+        let line = ordered!({"event": "listening", "peer_id": "12D\"x", "addrs": addrs});
+        assert_eq!(
+            line,
+            r#"{"event":"listening","peer_id":"12D\"x","addrs":["/ip4/1.2.3.4/tcp/1"]}"#
+        );
+        let value: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
+        assert_eq!(value["peer_id"], "12D\"x");
+        assert_eq!(ordered!({}), "{}");
     }
 
     #[test]

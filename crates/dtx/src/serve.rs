@@ -8,13 +8,12 @@ use std::sync::Arc;
 use datatransfer::{ChannelId, ChannelState, ChannelStatus, Event, SubscriptionError};
 use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
-use serde_json::json;
 
 use crate::cli::{FileConfig, ServeArgs, Settings};
 use crate::dagfiles;
 use crate::error::{CliError, chain};
 use crate::node::{DataDir, Node, NodeOptions, Roots};
-use crate::output::Output;
+use crate::output::{Output, ordered};
 
 /// `dtx serve`.
 pub(crate) async fn serve(
@@ -55,7 +54,7 @@ async fn run(
     let peer = node.peer_id;
     let addrs: Vec<String> = node.listen_addrs.iter().map(ToString::to_string).collect();
     out.event(
-        json!({"event": "listening", "peer_id": peer.to_string(), "addrs": addrs}),
+        ordered!({"event": "listening", "peer_id": peer.to_string(), "addrs": addrs}),
         || {
             let mut text = format!("peer id: {peer}");
             for addr in &addrs {
@@ -77,7 +76,7 @@ async fn run(
         }
         let root = imported.root();
         out.event(
-            json!({
+            ordered!({
                 "event": "imported",
                 "path": path.display().to_string(),
                 "root": root.to_string(),
@@ -100,7 +99,7 @@ async fn run(
             let name = output_name(path);
             let command = format!("dtx pull {addr}/p2p/{peer} {root} -o {name}");
             out.event(
-                json!({"event": "pull_command", "root": root.to_string(), "command": command}),
+                ordered!({"event": "pull_command", "root": root.to_string(), "command": command}),
                 || format!("fetch {} with: {command}", path.display()),
             );
         }
@@ -115,7 +114,7 @@ async fn run(
             message: chain(&error),
         })?;
     out.event(
-        json!({"event": "control", "socket": socket.display().to_string()}),
+        ordered!({"event": "control", "socket": socket.display().to_string()}),
         || format!("control socket: {}", socket.display()),
     );
     let _metrics = match args.metrics {
@@ -124,7 +123,7 @@ async fn run(
     };
 
     resume_channels(node, out)?;
-    out.event(json!({"event": "ready"}), || {
+    out.event(ordered!({"event": "ready"}), || {
         "serving; press Ctrl-C to stop (channels are kept and resume on the next start)".into()
     });
 
@@ -141,7 +140,7 @@ async fn run(
             () = shutdown.recv() => break,
         }
     }
-    out.event(json!({"event": "stopped"}), || {
+    out.event(ordered!({"event": "stopped"}), || {
         "stopped; unfinished channels resume on the next start".into()
     });
     Ok(())
@@ -160,13 +159,13 @@ fn resume_channels(node: &Node, out: Output) -> Result<(), CliError> {
         }
         match node.manager.restart_channel(&id) {
             Ok(()) => out.event(
-                json!({"event": "restarting", "channel": id.to_string(), "root": state.base_cid.to_string()}),
+                ordered!({"event": "restarting", "channel": id.to_string(), "root": state.base_cid.to_string()}),
                 || format!("restarting channel {id} ({})", state.base_cid),
             ),
             Err(error) => {
                 let reason = chain(&error);
                 out.event(
-                    json!({"event": "restart_failed", "channel": id.to_string(), "reason": reason}),
+                    ordered!({"event": "restart_failed", "channel": id.to_string(), "reason": reason}),
                     || format!("cannot restart channel {id}: {reason}"),
                 );
             }
@@ -198,13 +197,13 @@ fn report(node: &Node, roots: &Roots, out: Output, statuses: &mut Statuses, even
             // A refused request may be reported more than once (its request and its answer).
             if statuses.refused(&channel) {
                 out.event(
-                    json!({"event": "refused", "channel": channel.to_string(), "reason": reason}),
+                    ordered!({"event": "refused", "channel": channel.to_string(), "reason": reason}),
                     || format!("refused {channel}: {reason}"),
                 );
             }
         }
         Event::TransmitFailed { channel, reason } => out.event(
-            json!({"event": "transmit_failed", "channel": channel.to_string(), "reason": reason}),
+            ordered!({"event": "transmit_failed", "channel": channel.to_string(), "reason": reason}),
             || format!("cannot send for {channel}: {reason}"),
         ),
         other => tracing::debug!(event = ?other, "manager event"),
@@ -256,7 +255,7 @@ fn received_push(node: &Node, roots: &Roots, out: Output, state: &ChannelState) 
     }
     let peer = node.peer_id;
     out.event(
-        json!({
+        ordered!({
             "event": "received",
             "channel": state.channel_id.to_string(),
             "peer": state.other_peer().to_string(),
@@ -276,7 +275,7 @@ fn received_push(node: &Node, roots: &Roots, out: Output, state: &ChannelState) 
 fn channel_line(out: Output, state: &ChannelState) {
     let direction = if state.is_sender() { "to" } else { "from" };
     out.event(
-        json!({
+        ordered!({
             "event": "channel",
             "channel": state.channel_id.to_string(),
             "peer": state.other_peer().to_string(),

@@ -9,14 +9,13 @@ use datatransfer::{
 };
 use indicatif::ProgressBar;
 use ipld_selector::Selector;
-use serde_json::json;
 use tracing::Instrument;
 
 use crate::cli::{PullArgs, PushArgs, Settings};
 use crate::dagfiles;
 use crate::error::{CliError, chain};
 use crate::node::{DataDir, DtxVoucher, Node, NodeOptions, Refusal, Roots, split_peer};
-use crate::output::{Output, set_total};
+use crate::output::{Output, ordered, set_total};
 
 /// `dtx pull`.
 pub(crate) async fn pull(settings: &Settings, out: Output, args: PullArgs) -> Result<(), CliError> {
@@ -65,7 +64,7 @@ pub(crate) async fn pull(settings: &Settings, out: Output, args: PullArgs) -> Re
             dagfiles::write_output(node.blocks.as_ref(), &root, &selector, output).await?;
         }
         out.event(
-            json!({
+            ordered!({
                 "event": "pulled",
                 "channel": channel.to_string(),
                 "peer": peer.to_string(),
@@ -154,7 +153,7 @@ pub(crate) async fn push(settings: &Settings, out: Output, args: PushArgs) -> Re
         let state = state?;
         finished(&state, "push", &peer.to_string())?;
         out.event(
-            json!({
+            ordered!({
                 "event": "pushed",
                 "channel": channel.to_string(),
                 "peer": peer.to_string(),

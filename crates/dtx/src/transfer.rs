@@ -61,7 +61,19 @@ pub(crate) async fn pull(settings: &Settings, out: Output, args: PullArgs) -> Re
         finished(&state, "pull", &peer.to_string())?;
         let verified = verify_settled(&node, &root, &selector).await?;
         if let Some(output) = &args.output {
-            dagfiles::write_output(node.blocks.as_ref(), &root, &selector, output).await?;
+            dagfiles::write_output(node.blocks.as_ref(), &root, &selector, output)
+                .await
+                .map_err(|error| match error {
+                    // The selector fetched part of the DAG: a file needs all of it, a CAR not.
+                    CliError::Incomplete { cid, reason } if args.selector.is_some() => {
+                        CliError::Export {
+                            cid,
+                            form: "a UnixFS file or directory (the selector fetched part of it)",
+                            reason,
+                        }
+                    }
+                    other => other,
+                })?;
         }
         out.event(
             ordered!({

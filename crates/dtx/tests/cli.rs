@@ -350,6 +350,40 @@ fn a_selector_pulls_only_what_it_selects() -> anyhow::Result<()> {
     let pulled = find(&events, "pulled")?;
     ensure!(pulled["blocks"] == 1, "{pulled}");
     ensure!(pulled["output"].is_null(), "{pulled}");
+
+    // Part of a file cannot be written as the file: the remedy is a CAR, which works.
+    let partial = fx.path("partial.bin");
+    let line = fail(
+        dtx(&fx.data_dir("file-client"))
+            .args([
+                "pull",
+                &server.address(),
+                &root,
+                "--selector",
+                r#"{".":{}}"#,
+                "-o",
+            ])
+            .arg(&partial),
+    )?;
+    ensure!(line.contains("the selector fetched part of it"), "{line}");
+    ensure!(line.contains(".car"), "{line}");
+    ensure!(!partial.exists());
+    let car = fx.path("partial.car");
+    succeed(
+        dtx(&fx.data_dir("car-client"))
+            .args([
+                "--quiet",
+                "pull",
+                &server.address(),
+                &root,
+                "--selector",
+                r#"{".":{}}"#,
+                "-o",
+            ])
+            .arg(&car),
+    )?;
+    ensure!(car.is_file());
+    ensure!(partials(fx.dir.path())?.is_empty());
     Ok(())
 }
 

@@ -232,6 +232,10 @@ pub(super) struct Driver {
     puts_in_flight: HashMap<RequestId, usize>,
     /// Cancel commands waiting for their request's puts.
     cancel_waiters: HashMap<RequestId, Vec<oneshot::Sender<Result<(), NodeError>>>>,
+    /// Outcomes of ended requests whose puts have not all finished: each goes to its caller
+    /// after the request's last put, so that the caller finds every verified block in its
+    /// store once it has the outcome.
+    held_outcomes: HashMap<RequestId, (Subscriber, Outcome)>,
 }
 
 impl Driver {
@@ -286,6 +290,7 @@ impl Driver {
             pending_puts: HashMap::new(),
             puts_in_flight: HashMap::new(),
             cancel_waiters: HashMap::new(),
+            held_outcomes: HashMap::new(),
         }
     }
 
@@ -890,8 +895,12 @@ impl Driver {
             }
             requester::Event::Completed { request, outcome } => {
                 if let Some(subscriber) = self.subscribers.remove(&request) {
-                    // A caller that dropped its handle no longer wants the outcome.
-                    let _ = subscriber.outcome.send(Ok(outcome));
+                    if self.puts_in_flight.contains_key(&request) {
+                        self.held_outcomes.insert(request, (subscriber, outcome));
+                    } else {
+                        // A caller that dropped its handle no longer wants the outcome.
+                        let _ = subscriber.outcome.send(Ok(outcome));
+                    }
                 }
             }
             other => tracing::trace!(event = ?other, "requester event"),
@@ -1050,8 +1059,8 @@ impl Driver {
         }
     }
 
-    /// A put ran or was withdrawn: its bookkeeping is released, and a cancel waiting for the
-    /// request's puts is answered after the last one.
+    /// A put ran or was withdrawn: its bookkeeping is released, and a cancel and an outcome
+    /// waiting for the request's puts are answered after the last one.
     fn put_finished(&mut self, request: RequestId, cid: Cid) {
         if let Some(entry) = self.pending_puts.get_mut(&cid) {
             entry.1 -= 1;
@@ -1065,6 +1074,10 @@ impl Driver {
                 self.puts_in_flight.remove(&request);
                 for waiter in self.cancel_waiters.remove(&request).unwrap_or_default() {
                     let _ = waiter.send(Ok(()));
+                }
+                if let Some((subscriber, outcome)) = self.held_outcomes.remove(&request) {
+                    // A caller that dropped its handle no longer wants the outcome.
+                    let _ = subscriber.outcome.send(Ok(outcome));
                 }
             }
         }

@@ -36,7 +36,8 @@
 //! once; others run in spawned tasks, at most [`Config::max_store_tasks`] at a time, and their
 //! answers are fed back to the cores when they finish, so a slow store delays only the
 //! requests that wait for it. A block whose put has not finished is served to loads from
-//! memory, and [`Node::cancel`] returns only once the request's puts are done.
+//! memory; [`Node::cancel`] returns, and a request's outcome reaches its caller, only once the
+//! request's puts are done (so the caller finds every verified block in its store).
 //!
 //! # Hooks and listeners
 //!

@@ -193,7 +193,8 @@ struct Account {
 
 /// The paid-retrieval revalidator of `--pay-every BYTES [--finalize]`: as the data sender of a
 /// pull it pauses whenever BYTES or more are unpaid and asks for them; a voucher whose Amount
-/// covers the debt resumes it. With `--finalize` it asks for the rest at completion.
+/// covers the debt resumes it. With `--finalize` it asks for the rest at completion, if only
+/// for 0.
 pub(crate) struct Pricing {
     pub(crate) pay_every: u64,
     pub(crate) finalize: bool,
@@ -255,13 +256,15 @@ impl Revalidator<InteropVoucher> for Pricing {
         if self.pay_every == 0 || !self.finalize {
             return None;
         }
+        // As the Go peers do: the final request is made even when nothing is owed (Owed 0),
+        // and the initiator's voucher settles it.
         self.with(channel, |account| {
-            (account.unpaid > 0).then(|| {
-                account.finalizing = true;
-                account.asked = account.unpaid;
+            account.finalizing = true;
+            account.asked = account.unpaid;
+            Some(
                 Decision::pause()
-                    .with_result(&InteropResult::new(account.asked, "payment-required"))
-            })
+                    .with_result(&InteropResult::new(account.asked, "payment-required")),
+            )
         })
     }
 }
@@ -377,6 +380,21 @@ mod tests {
         };
         assert_eq!(
             pricing.revalidate(&channel, &last),
+            Decision::resume().with_result(&InteropResult::new(0, "settled"))
+        );
+
+        // Everything paid: the final request asks for 0, and a voucher of 0 settles.
+        let other = ChannelId::new(channel.initiator.clone(), channel.responder, TransferId(2));
+        assert_eq!(
+            pricing.on_complete(&other),
+            Some(Decision::pause().with_result(&InteropResult::new(0, "payment-required")))
+        );
+        let nothing = InteropVoucher {
+            id: "x".into(),
+            amount: 0,
+        };
+        assert_eq!(
+            pricing.revalidate(&other, &nothing),
             Decision::resume().with_result(&InteropResult::new(0, "settled"))
         );
     }

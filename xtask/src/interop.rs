@@ -406,6 +406,7 @@ pub(crate) fn run(report: bool) -> anyhow::Result<()> {
         write_report(&root.join("docs/interop.md"), &matrix)?;
         println!("interop: matrix written to docs/interop.md");
     }
+    failures.extend(crate::interop_dt::run(&root, &target, &work, report)?);
     if !failures.is_empty() {
         bail!("{} interop check(s) failed", failures.len());
     }

@@ -14,6 +14,7 @@ mod cmd;
 mod deps;
 mod fuzz;
 mod interop;
+mod interop_dt;
 
 use std::process::ExitCode;
 
@@ -34,8 +35,9 @@ SUBCOMMANDS:
     fmt                       format the workspace (cargo fmt --all)
     interop [--report]        build the Go peer(s) and the Rust interop example, run the
                               Graphsync scenarios of issue 5 in both directions over loopback
-                              TCP and the UnixFS CID comparison, print the matrix (--report:
-                              also write it into docs/interop.md)
+                              TCP, the UnixFS CID comparison and the data-transfer scenarios of
+                              issue 8 (`interop dt` runs those alone), print the matrices
+                              (--report: also write them into docs/interop.md)
     bench [--size BYTES] [--blocks N] [--runs N] [--no-docs]
                               build release peers, prepare a UnixFS file (default 1 GiB, 256 KiB
                               raw leaves) and a DAG of small dag-cbor blocks (default 100 000) in
@@ -66,6 +68,8 @@ fn main() -> ExitCode {
         ["deps"] => deps::run(),
         ["interop"] => interop::run(false),
         ["interop", "--report"] => interop::run(true),
+        ["interop", "dt"] => interop_dt::run_alone(false),
+        ["interop", "dt", "--report"] => interop_dt::run_alone(true),
         ["fmt"] => cmd::run(cmd::cargo().args(["fmt", "--all"])),
         ["fuzz", target] => fuzz::run(target, fuzz::DEFAULT_SECONDS),
         ["fuzz", target, seconds] => match seconds.parse::<u64>() {

@@ -1,8 +1,8 @@
 //! Cancel during an in-flight block, over real swarms (issue 7 §4): two Managers on
 //! `build_swarm` swarms (memory transport) with `GraphsyncTransport` and `Libp2pNetwork`; the
 //! data receiver closes a pull and a push while one block's put is held in its block store and
-//! two more verified blocks wait for a store slot. After `close` returns no put starts, the
-//! waiting blocks are never stored, and blocks the sender offers later are never stored either.
+//! two more blocks are on the wire behind it. After `close` returns no put starts, those two
+//! blocks are never stored, and blocks the sender offers later are never stored either.
 //!
 //! Determinism: nothing here depends on timing. The sender's block store holds its reads from
 //! a fixed index (a gated sender), so exactly the blocks before it are on the wire; the
@@ -316,17 +316,19 @@ async fn close_during_a_held_put(
     dag: &Dag,
 ) -> anyhow::Result<()> {
     // The sender has read the root and five leaves and waits on the sixth; the receiver has
-    // stored two leaves, holds the third's put, and has verified the fourth and fifth, whose
-    // puts wait for the node's one store slot.
+    // stored the root and two leaves and holds the third leaf's put. The fourth and fifth
+    // leaves are on the wire: a graphsync node that verifies blocks ahead of their puts has
+    // their puts waiting for its one store slot; one that reports a block only once it is
+    // stored holds the traversal at the third. Neither may store them after the close.
     reads
         .until_entered(HOLD_READ_FROM + 1, "block reads")
         .await?;
     puts.until_entered(HOLD_PUT_FROM + 1, "block puts").await?;
     until_state(&receiver.manager, channel, |state| {
-        state.received_blocks_total >= HOLD_READ_FROM
+        state.received_blocks_total >= HOLD_PUT_FROM
     })
     .await
-    .context("the receiver did not see the blocks on the wire")?;
+    .context("the receiver did not report the stored blocks")?;
     ensure!(
         puts.entered() == HOLD_PUT_FROM + 1,
         "{} puts entered before the close",

@@ -385,6 +385,8 @@ struct Scenario {
     /// Why the Rust initiator → Go responder direction is not run (a known mismatch that is
     /// not fixed yet), if it is not.
     rust_to_go_not_run: Option<&'static str>,
+    /// Go builds (label prefix) on which the whole row is not run, and why.
+    not_run_on: &'static [(&'static str, &'static str)],
 }
 
 fn scenarios(fixtures: &Path, big: &Path) -> Vec<Scenario> {
@@ -396,6 +398,7 @@ fn scenarios(fixtures: &Path, big: &Path) -> Vec<Scenario> {
             let car = fixtures.join(name);
             list.push(Scenario {
                 rust_to_go_not_run: None,
+                not_run_on: &[],
                 name: format!("{verb} {name}"),
                 kind: Kind::Transfer {
                     pull,
@@ -407,6 +410,7 @@ fn scenarios(fixtures: &Path, big: &Path) -> Vec<Scenario> {
         }
         list.push(Scenario {
             rust_to_go_not_run: None,
+            not_run_on: &[],
             name: format!("{verb} 64 MiB UnixFS file"),
             kind: Kind::Transfer {
                 pull,
@@ -417,6 +421,7 @@ fn scenarios(fixtures: &Path, big: &Path) -> Vec<Scenario> {
         });
         list.push(Scenario {
             rust_to_go_not_run: None,
+            not_run_on: &[],
             name: format!("{verb} sub-DAG (ExploreFields into dag-cbor)"),
             kind: Kind::Transfer {
                 pull,
@@ -431,6 +436,7 @@ fn scenarios(fixtures: &Path, big: &Path) -> Vec<Scenario> {
     }
     list.push(Scenario {
         rust_to_go_not_run: None,
+        not_run_on: &[],
         name: "unregistered voucher type".to_owned(),
         kind: Kind::Rejected {
             unknown_voucher: true,
@@ -438,6 +444,7 @@ fn scenarios(fixtures: &Path, big: &Path) -> Vec<Scenario> {
     });
     list.push(Scenario {
         rust_to_go_not_run: None,
+        not_run_on: &[],
         name: "refusing validator".to_owned(),
         kind: Kind::Rejected {
             unknown_voucher: false,
@@ -446,28 +453,33 @@ fn scenarios(fixtures: &Path, big: &Path) -> Vec<Scenario> {
     for by in [Side::Initiator, Side::Responder] {
         list.push(Scenario {
             rust_to_go_not_run: None,
+            not_run_on: &[],
             name: format!("pause and resume by the {}", by.name()),
             kind: Kind::Pause { by },
         });
         list.push(Scenario {
             rust_to_go_not_run: None,
+            not_run_on: &[],
             name: format!("cancel by the {}", by.name()),
             kind: Kind::Cancel { by },
         });
     }
     list.push(Scenario {
         rust_to_go_not_run: None,
+        not_run_on: &[],
         name: "paid retrieval with finalization".to_owned(),
         kind: Kind::Paid,
     });
     list.push(Scenario {
         rust_to_go_not_run: None,
+        not_run_on: &[("go-data-transfer v1.15", V115_DISCONNECT)],
         name: "disconnect mid-transfer, automatic restart".to_owned(),
         kind: Kind::Disconnect,
     });
     for killed in [Side::Initiator, Side::Responder] {
         list.push(Scenario {
             rust_to_go_not_run: (killed == Side::Initiator).then_some(KILLED_RUST_INITIATOR),
+            not_run_on: &[],
             name: format!(
                 "SIGKILL of the {}, started again on its store, restart by the initiator",
                 killed.name()
@@ -477,6 +489,7 @@ fn scenarios(fixtures: &Path, big: &Path) -> Vec<Scenario> {
     }
     list.push(Scenario {
         rust_to_go_not_run: None,
+        not_run_on: &[],
         name: "4 parallel pulls".to_owned(),
         kind: Kind::Parallel,
     });
@@ -489,6 +502,12 @@ const KILLED_RUST_INITIATOR: &str = "known mismatch, not fixed yet: the Rust gra
     the first block can leave the channel store counting a block the block store lacks; the \
     restart then asks Go not to send it and the channel fails with 'data sender is missing \
     block'";
+
+/// Why the disconnect row is not run against v1.15.1.
+const V115_DISCONNECT: &str = "go-data-transfer v1.15.1's own Go → Go reference is unreliable \
+    here: under load its initiator sometimes fails the channel after the disconnect \
+    (ReceiveDataError, Error, Failed) instead of restarting it (1 run in 5 on the shared \
+    machine)";
 
 /// The outcome of one cell.
 #[derive(Clone, Debug)]
@@ -551,14 +570,24 @@ fn run_row(build: &Build, scenario: &Scenario, inputs: &Inputs, work: &Path) -> 
         rust_to_go: Cell::NotRun(String::new()),
         go_to_rust: Cell::NotRun(String::new()),
     };
-    let go = match &build.go {
-        Ok(go) => go,
-        Err(why) => {
-            row.reference = Cell::NotRun(why.clone());
-            row.rust_to_go = Cell::NotRun(why.clone());
-            row.go_to_rust = Cell::NotRun(why.clone());
-            return row;
-        }
+    let not_run = scenario
+        .not_run_on
+        .iter()
+        .find(|(prefix, _)| build.label.starts_with(prefix))
+        .map(|(_, why)| (*why).to_owned());
+    let why = match (&build.go, not_run) {
+        (_, Some(why)) => Some(why),
+        (Err(why), None) => Some(why.clone()),
+        (Ok(_), None) => None,
+    };
+    if let Some(why) = why {
+        row.reference = Cell::NotRun(why.clone());
+        row.rust_to_go = Cell::NotRun(why.clone());
+        row.go_to_rust = Cell::NotRun(why);
+        return row;
+    }
+    let Ok(go) = &build.go else {
+        return row;
     };
     let slug: String = format!("{}-{}", build.label, scenario.name)
         .chars()

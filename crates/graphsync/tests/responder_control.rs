@@ -477,6 +477,30 @@ fn peer_disconnect_drops_its_responses_and_frees_memory() {
     );
 }
 
+/// A response with nothing queued or in flight (waiting for its first block load) also ends
+/// with a network error when its peer goes, so that its owner hears of it at once.
+#[test]
+fn peer_disconnect_reports_an_idle_response_too() {
+    let fixture = fixture("fixture_dag.json");
+    let mut h = Harness::open().with_blocks(fixture.blocks.clone());
+    h.answer_loads = false;
+    h.serve(ALICE, new_request(rid(1), fixture.root));
+    assert_eq!(h.responder.memory(&ALICE), (0, 0));
+    assert!(h.sent.is_empty());
+    h.responder.handle_peer_disconnected(&ALICE);
+    h.settle();
+    assert_eq!(h.responder.tracked(), 0);
+    let errors: Vec<graphsync::RequestId> = h
+        .events
+        .iter()
+        .filter_map(|event| match event {
+            Event::NetworkError { request, .. } => Some(*request),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(errors, vec![rid(1)]);
+}
+
 #[test]
 fn send_extensions_goes_out_as_an_extension_only_14() {
     let fixture = fixture("fixture_dag.json");

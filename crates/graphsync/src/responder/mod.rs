@@ -842,7 +842,9 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Responder<P> {
     }
 
     /// The peer is gone: everything for it is dropped, with [`Event::NetworkError`] for the
-    /// responses that had messages queued or in flight.
+    /// responses that had messages queued or in flight and for every other response it still
+    /// had (an idle one too: waiting for a block load, paused, or queued), so that the owner
+    /// of each response learns at once that it ended.
     pub fn handle_peer_disconnected(&mut self, peer: &P) {
         let Some(state) = self.peers.get_mut(peer) else {
             return;
@@ -856,7 +858,11 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Responder<P> {
         }
         for key in keys {
             if self.tasks.contains_key(&key) {
-                self.remove_task(key);
+                let task = self.remove_task(key);
+                self.events.push_back(Event::NetworkError {
+                    peer: peer.clone(),
+                    request: task.id,
+                });
             }
         }
         self.peers.remove(peer);

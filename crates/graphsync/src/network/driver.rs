@@ -180,6 +180,22 @@ enum JobDone {
     },
 }
 
+/// A requester event held back until the puts of the blocks before it have finished.
+enum Held {
+    /// A verified block, reported (hooks and event) once no put of its CID is pending.
+    Block {
+        cid: Cid,
+        path: ipld_selector::Path,
+        size: u64,
+        wire_size: u64,
+        index: u64,
+        /// Whether the requester still waits for this block's decision.
+        awaits_decision: bool,
+    },
+    /// Another event of the request, passed on in order after the blocks before it.
+    Event(requester::Event<PeerId>),
+}
+
 /// Counters behind [`Stats`].
 #[derive(Default)]
 struct Counters {
@@ -236,6 +252,10 @@ pub(super) struct Driver {
     /// after the request's last put, so that the caller finds every verified block in its
     /// store once it has the outcome.
     held_outcomes: HashMap<RequestId, (Subscriber, Outcome)>,
+    /// Per request, in order, the events held back because a block before them (or they
+    /// themselves) waits for its put: a block reaches the hooks and the caller only once it
+    /// is stored, as Go stores a block before it runs the incoming-block hooks.
+    held: HashMap<RequestId, VecDeque<Held>>,
 }
 
 impl Driver {
@@ -291,6 +311,7 @@ impl Driver {
             puts_in_flight: HashMap::new(),
             cancel_waiters: HashMap::new(),
             held_outcomes: HashMap::new(),
+            held: HashMap::new(),
         }
     }
 
@@ -399,17 +420,24 @@ impl Driver {
                 match self.requester.cancel(request) {
                     Ok(()) => {
                         // Puts not started yet are withdrawn; running ones finish first.
-                        let (withdrawn, kept): (VecDeque<Job>, VecDeque<Job>) = std::mem::take(
-                            &mut self.waiting_jobs,
-                        )
-                        .into_iter()
-                        .partition(
-                            |job| matches!(job, Job::Put { request: r, .. } if *r == request),
-                        );
+                        let (withdrawn, kept): (VecDeque<Job>, VecDeque<Job>) =
+                            std::mem::take(&mut self.waiting_jobs)
+                                .into_iter()
+                                .partition(|job| {
+                                    matches!(job, Job::Put { request: r, cid, .. }
+                                if *r == request && !self.awaited_by_other(request, cid))
+                                });
                         self.waiting_jobs = kept;
                         for job in withdrawn {
                             if let Job::Put { request, cid, .. } = job {
                                 self.put_finished(request, cid);
+                            }
+                        }
+                        // The cancelled request's held blocks are never reported; its other
+                        // held events go on, in order.
+                        for held in self.held.remove(&request).unwrap_or_default() {
+                            if let Held::Event(event) = held {
+                                self.pass_on(event);
                             }
                         }
                         if self.puts_in_flight.contains_key(&request) {
@@ -806,7 +834,139 @@ impl Driver {
         }
     }
 
+    /// A requester event: passed on at once, or held back behind a block whose put has not
+    /// finished.
     fn requester_event(&mut self, event: requester::Event<PeerId>) {
+        let request = match &event {
+            requester::Event::ResponseReceived { request, .. }
+            | requester::Event::BlockReceived { request, .. }
+            | requester::Event::BlockMissing { request, .. }
+            | requester::Event::Progress { request, .. }
+            | requester::Event::Paused { request }
+            | requester::Event::NetworkError { request, .. }
+            | requester::Event::Completed { request, .. } => *request,
+            _ => return self.pass_on(event),
+        };
+        if let requester::Event::BlockReceived { wire_size, .. } = &event
+            && *wire_size > 0
+        {
+            // Counted when verified (the stats count traffic); reported once stored.
+            self.counters.blocks_received += 1;
+            self.counters.bytes_received += *wire_size;
+        }
+        let queued = self.held.contains_key(&request);
+        match event {
+            requester::Event::BlockReceived {
+                request,
+                cid,
+                path,
+                size,
+                wire_size,
+                index,
+                awaits_decision,
+            } if queued || self.pending_puts.contains_key(&cid) => {
+                let mut awaits_decision = awaits_decision;
+                if awaits_decision && self.hooks.incoming_block.snapshot().is_empty() {
+                    // No hook to run: the traversal goes on while the put runs, only the
+                    // report waits.
+                    awaits_decision = false;
+                    let decision = requester::BlockDecision::proceed();
+                    if let Err(error) = self.requester.handle_block_decision(request, decision) {
+                        tracing::debug!(%request, %error, "stale block decision");
+                    }
+                }
+                self.held
+                    .entry(request)
+                    .or_default()
+                    .push_back(Held::Block {
+                        cid,
+                        path,
+                        size,
+                        wire_size,
+                        index,
+                        awaits_decision,
+                    });
+            }
+            event if queued => {
+                if let Some(queue) = self.held.get_mut(&request) {
+                    queue.push_back(Held::Event(event));
+                }
+            }
+            event => self.pass_on(event),
+        }
+    }
+
+    /// Whether a request other than `request` holds a block of `cid` back for its put.
+    fn awaited_by_other(&self, request: RequestId, cid: &Cid) -> bool {
+        self.held.iter().any(|(other, queue)| {
+            *other != request
+                && queue
+                    .iter()
+                    .any(|held| matches!(held, Held::Block { cid: c, .. } if c == cid))
+        })
+    }
+
+    /// Reports the held events of `request` from the front, up to the first block whose put
+    /// has not finished.
+    fn release_held(&mut self, request: RequestId) {
+        loop {
+            let Some(queue) = self.held.get_mut(&request) else {
+                return;
+            };
+            if let Some(Held::Block { cid, .. }) = queue.front()
+                && self.pending_puts.contains_key(cid)
+            {
+                return;
+            }
+            let Some(held) = queue.pop_front() else {
+                self.held.remove(&request);
+                return;
+            };
+            if queue.is_empty() {
+                self.held.remove(&request);
+            }
+            match held {
+                Held::Block {
+                    cid,
+                    path,
+                    size,
+                    wire_size,
+                    index,
+                    awaits_decision,
+                } => self.block_received(
+                    &IncomingBlock {
+                        request,
+                        cid,
+                        path: &path,
+                        size,
+                        wire_size,
+                        index,
+                    },
+                    awaits_decision,
+                ),
+                Held::Event(event) => self.pass_on(event),
+            }
+        }
+    }
+
+    /// A stored block: reported to the caller, and given to the incoming-block hooks when
+    /// the requester waits for their decision.
+    fn block_received(&mut self, block: &IncomingBlock<'_>, awaits_decision: bool) {
+        self.notify(
+            block.request,
+            RequestEvent::BlockReceived {
+                cid: block.cid,
+                size: block.size,
+                wire_size: block.wire_size,
+            },
+        );
+        if awaits_decision {
+            self.decide_block(block);
+        }
+    }
+
+    /// Answers a requester event that nothing holds back.
+    fn pass_on(&mut self, event: requester::Event<PeerId>) {
         match event {
             requester::Event::LoadBlock { request, cid } => {
                 if let Some((data, _)) = self.pending_puts.get(&cid) {
@@ -852,29 +1012,15 @@ impl Driver {
                 index,
                 awaits_decision,
             } => {
-                if wire_size > 0 {
-                    self.counters.blocks_received += 1;
-                    self.counters.bytes_received += wire_size;
-                }
-                self.notify(
+                let block = IncomingBlock {
                     request,
-                    RequestEvent::BlockReceived {
-                        cid,
-                        size,
-                        wire_size,
-                    },
-                );
-                if awaits_decision {
-                    let block = IncomingBlock {
-                        request,
-                        cid,
-                        path: &path,
-                        size,
-                        wire_size,
-                        index,
-                    };
-                    self.decide_block(&block);
-                }
+                    cid,
+                    path: &path,
+                    size,
+                    wire_size,
+                    index,
+                };
+                self.block_received(&block, awaits_decision);
             }
             requester::Event::BlockMissing { request, cid, .. } => {
                 self.notify(request, RequestEvent::BlockMissing { cid });
@@ -1066,6 +1212,18 @@ impl Driver {
             entry.1 -= 1;
             if entry.1 == 0 {
                 self.pending_puts.remove(&cid);
+                // The block is stored: the requests holding it back report it now.
+                let waiting: Vec<RequestId> = self
+                    .held
+                    .iter()
+                    .filter(|(_, queue)| {
+                        matches!(queue.front(), Some(Held::Block { cid: c, .. }) if *c == cid)
+                    })
+                    .map(|(request, _)| *request)
+                    .collect();
+                for request in waiting {
+                    self.release_held(request);
+                }
             }
         }
         if let Some(count) = self.puts_in_flight.get_mut(&request) {

@@ -37,7 +37,11 @@
 //! answers are fed back to the cores when they finish, so a slow store delays only the
 //! requests that wait for it. A block whose put has not finished is served to loads from
 //! memory; [`Node::cancel`] returns, and a request's outcome reaches its caller, only once the
-//! request's puts are done (so the caller finds every verified block in its store).
+//! request's puts are done (so the caller finds every verified block in its store). Likewise
+//! a received block reaches the incoming-block hooks and its [`RequestEvent::BlockReceived`]
+//! only once its put has finished (as Go stores a block before it runs the hooks), in order
+//! within its request: with a hook registered, the request's traversal waits for that put;
+//! without one, only the report waits. Other requests are not held back.
 //!
 //! # Hooks and listeners
 //!

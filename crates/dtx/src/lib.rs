@@ -2,7 +2,9 @@
 //! and its Prometheus metrics endpoint.
 //!
 //! Place in the stack: layer 4, the program, on top of the [`datatransfer`] facade. The binary
-//! (`src/main.rs`) parses the command line and calls into these modules.
+//! (`src/main.rs`) parses the command line and uses both modules: `dtx serve` opens the control
+//! socket and, with `--metrics ADDR`, the metrics endpoint (so do `dtx pull` and `dtx push`
+//! with `--metrics`); `dtx channels|cancel|pause|resume|restart` are control clients.
 //!
 //! Main items:
 //! - [`control`]: the control socket at `<data-dir>/control.sock` ([`control::serve`] for a

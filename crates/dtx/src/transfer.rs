@@ -59,7 +59,9 @@ pub(crate) async fn pull(settings: &Settings, out: Output, args: PullArgs) -> Re
         bar.finish_and_clear();
         let state = state?;
         finished(&state, "pull", &peer.to_string())?;
-        let verified = verify_settled(&node, &root, &selector).await?;
+        // The graphsync node reports a request's outcome only after its last block put, so
+        // every block of a completed pull is already in the store: one that is not is an error.
+        let verified = dagfiles::verify(node.blocks.as_ref(), &root, &selector).await?;
         if let Some(output) = &args.output {
             dagfiles::write_output(node.blocks.as_ref(), &root, &selector, output)
                 .await
@@ -186,32 +188,6 @@ pub(crate) async fn push(settings: &Settings, out: Output, args: PushArgs) -> Re
     node.stop().await;
     outcome?;
     data_dir.flush().await
-}
-
-/// How long a completed pull's last blocks may take to reach the block store.
-const SETTLE: Duration = Duration::from_secs(5);
-
-/// Verifies the pulled DAG, retrying for at most [`SETTLE`] while blocks are missing.
-///
-/// FIXME(issue 9): the graphsync node reports a request complete while its last block puts
-/// may still be running (`requester::Event::Completed` in `graphsync/src/network/driver.rs`
-/// does not wait for the request's `puts_in_flight`), so a pull can be `Completed` a moment
-/// before its blocks are all stored. Once the node waits for its puts, one `verify` is enough.
-async fn verify_settled(
-    node: &Node,
-    root: &Cid,
-    selector: &Selector,
-) -> Result<dagfiles::Verified, CliError> {
-    let deadline = tokio::time::Instant::now() + SETTLE;
-    loop {
-        match dagfiles::verify(node.blocks.as_ref(), root, selector).await {
-            Err(CliError::Incomplete { .. }) if tokio::time::Instant::now() < deadline => {
-                tracing::debug!(%root, "blocks still arriving in the store");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            outcome => return outcome,
-        }
-    }
 }
 
 /// Parses a CID argument.

@@ -250,6 +250,12 @@ pub(crate) struct ServeSettings {
     pub(crate) accept_push: AcceptPush,
 }
 
+/// The platform data directory (`~/.local/share/dtx` on Linux), the default `--data-dir`;
+/// `None` when the platform has none (no home directory).
+pub(crate) fn default_data_dir() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "dtx").map(|dirs| dirs.data_dir().to_path_buf())
+}
+
 /// The default listen address of `dtx serve`.
 pub(crate) const DEFAULT_LISTEN: &str = "/ip4/0.0.0.0/tcp/0";
 
@@ -259,9 +265,7 @@ impl Cli {
         if let Some(dir) = &self.data_dir {
             return Ok(dir.clone());
         }
-        directories::ProjectDirs::from("", "", "dtx")
-            .map(|dirs| dirs.data_dir().to_path_buf())
-            .ok_or(CliError::NoDataDir)
+        default_data_dir().ok_or(CliError::NoDataDir)
     }
 
     /// The global settings: flags and environment (already merged by clap) over `file`.

@@ -3,6 +3,7 @@
 //! Ctrl-C.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datatransfer::{ChannelId, ChannelState, ChannelStatus, Event, SubscriptionError};
@@ -95,9 +96,17 @@ async fn run(
         served.push((path, root));
     }
     if let Some(addr) = &dialable {
+        let launcher = Launcher::current();
+        let client_dir = client_data_dir(&data_dir.path, crate::cli::default_data_dir().as_deref());
         for (path, root) in served {
             let name = output_name(path);
-            let command = format!("dtx pull {addr}/p2p/{peer} {root} -o {name}");
+            let command = pull_command(
+                launcher,
+                client_dir.as_deref(),
+                &format!("{addr}/p2p/{peer}"),
+                &root.to_string(),
+                &name,
+            );
             out.event(
                 ordered!({"event": "pull_command", "root": root.to_string(), "command": command}),
                 || format!("fetch {} with: {command}", path.display()),
@@ -317,8 +326,84 @@ fn dialable_address(addrs: &[Multiaddr]) -> Option<Multiaddr> {
         .cloned()
 }
 
+/// How the printed pull command starts the program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Launcher {
+    /// An installed `dtx`.
+    Installed,
+    /// `cargo run --release -p dtx --`, for a serve started by `cargo run` (which sets
+    /// `CARGO_MANIFEST_DIR` for the program it runs), so that a user without `dtx` installed
+    /// can paste the command in the same checkout.
+    Cargo,
+}
+
+impl Launcher {
+    /// The launcher of this process.
+    fn current() -> Self {
+        if std::env::var_os("CARGO_MANIFEST_DIR").is_some() {
+            Launcher::Cargo
+        } else {
+            Launcher::Installed
+        }
+    }
+
+    fn prefix(self) -> &'static str {
+        match self {
+            Launcher::Installed => "dtx",
+            Launcher::Cargo => "cargo run --release -p dtx --",
+        }
+    }
+}
+
+/// The data directory the printed pull command names: `<serve's dir>-client` when this serve
+/// runs on the default data directory (a pull there would find it in use), none otherwise (the
+/// pull then runs on the default one, which this serve does not hold).
+fn client_data_dir(serve_dir: &Path, default_dir: Option<&Path>) -> Option<PathBuf> {
+    if default_dir != Some(serve_dir) {
+        return None;
+    }
+    let mut name = serve_dir.as_os_str().to_os_string();
+    name.push("-client");
+    Some(PathBuf::from(name))
+}
+
+/// The ready-to-paste command that pulls `root` from `peer` into `name`, every argument
+/// quoted for a POSIX shell where it needs it.
+fn pull_command(
+    launcher: Launcher,
+    client_dir: Option<&Path>,
+    peer: &str,
+    root: &str,
+    name: &str,
+) -> String {
+    let mut command = launcher.prefix().to_owned();
+    if let Some(dir) = client_dir {
+        command.push_str(" --data-dir ");
+        command.push_str(&shell_quote(&dir.to_string_lossy()));
+    }
+    for arg in ["pull", peer, root, "-o", name] {
+        command.push(' ');
+        command.push_str(&shell_quote(arg));
+    }
+    command
+}
+
+/// `arg` as one word of a POSIX shell: as is when it holds only characters no shell treats
+/// specially, otherwise in single quotes (a single quote inside written `'\''`).
+fn shell_quote(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c));
+    if plain {
+        arg.to_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
 /// The `-o` name suggested for a served path: its file name (`out` when it has none).
-fn output_name(path: &std::path::Path) -> String {
+fn output_name(path: &Path) -> String {
     path.file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .filter(|name| !name.is_empty())
@@ -415,11 +500,38 @@ mod tests {
     }
 
     #[test]
-    fn the_suggested_name_is_the_file_name() {
+    fn the_pull_command_names_a_client_directory_beside_the_default_one() {
+        let default = Path::new("/home/u/.local/share/dtx");
         assert_eq!(
-            output_name(std::path::Path::new("/tmp/a/report.pdf")),
-            "report.pdf"
+            client_data_dir(default, Some(default)),
+            Some(PathBuf::from("/home/u/.local/share/dtx-client"))
         );
-        assert_eq!(output_name(std::path::Path::new("/")), "out");
+        assert_eq!(client_data_dir(Path::new("/srv/d"), Some(default)), None);
+        assert_eq!(client_data_dir(default, None), None);
+
+        let peer = "/ip4/127.0.0.1/tcp/2/p2p/12D3KooW";
+        assert_eq!(
+            pull_command(Launcher::Installed, None, peer, "bafy", "a.bin"),
+            format!("dtx pull {peer} bafy -o a.bin")
+        );
+        assert_eq!(
+            pull_command(
+                Launcher::Cargo,
+                Some(Path::new("/Users/u/Library/Application Support/dtx-client")),
+                peer,
+                "bafy",
+                "it's here.txt"
+            ),
+            format!(
+                "cargo run --release -p dtx -- --data-dir \
+                 '/Users/u/Library/Application Support/dtx-client' pull {peer} bafy -o 'it'\\''s here.txt'"
+            )
+        );
+    }
+
+    #[test]
+    fn the_suggested_name_is_the_file_name() {
+        assert_eq!(output_name(Path::new("/tmp/a/report.pdf")), "report.pdf");
+        assert_eq!(output_name(Path::new("/")), "out");
     }
 }

@@ -17,14 +17,21 @@ const PATIENCE: Duration = Duration::from_secs(30);
 
 /// A `dtx` command on `data_dir`, with no `DTX_*` variable inherited.
 fn dtx(data_dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_dtx"));
+    let mut command = installed(Command::new(env!("CARGO_BIN_EXE_dtx")));
+    command.arg("--data-dir").arg(data_dir);
+    command
+}
+
+/// `command` run as an installed `dtx` would be by a user: no `DTX_*` variable, no
+/// `RUST_LOG`, no `CARGO_MANIFEST_DIR` (which `cargo test` sets, as `cargo run` does), no stdin.
+fn installed(mut command: Command) -> Command {
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("DTX_") {
             command.env_remove(key);
         }
     }
     command.env_remove("RUST_LOG");
-    command.arg("--data-dir").arg(data_dir);
+    command.env_remove("CARGO_MANIFEST_DIR");
     command.stdin(Stdio::null());
     command
 }
@@ -106,7 +113,12 @@ impl Server {
     /// Starts `dtx --json serve --listen /ip4/127.0.0.1/tcp/0 <extra>` on `data_dir` and waits
     /// for its `listening` event.
     fn start(data_dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
-        let mut child = dtx(data_dir)
+        Self::start_with(dtx(data_dir), extra)
+    }
+
+    /// [`Server::start`] with `command` as the program and its global options.
+    fn start_with(mut command: Command, extra: &[&str]) -> anyhow::Result<Self> {
+        let mut child = command
             .args(["--json", "serve", "--listen", "/ip4/127.0.0.1/tcp/0"])
             .args(extra)
             .stdout(Stdio::piped())
@@ -293,6 +305,69 @@ fn serve_prints_its_events_and_a_pull_fetches_the_same_bytes() -> anyhow::Result
         "bytes differ"
     );
     ensure!(partials(fx.dir.path())?.is_empty());
+    Ok(())
+}
+
+/// The pull command a serve on the default data directory prints works when pasted into a
+/// shell on the same machine, for an installed `dtx` and for a serve started by `cargo run`.
+#[test]
+fn the_printed_pull_command_works_when_pasted_on_the_same_machine() -> anyhow::Result<()> {
+    let fx = Fixture::new()?;
+    let file = fx.path("file.bin");
+    // The platform data directory, under this test's own directory.
+    let xdg = fx.path("xdg");
+    let default_dir = xdg.join("dtx");
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_dtx"))
+        .parent()
+        .context("the binary's directory")?;
+    let search_path = std::env::join_paths(std::iter::once(bin_dir.to_path_buf()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))?;
+    for (round, launcher) in ["dtx ", "cargo run --release -p dtx -- "]
+        .iter()
+        .enumerate()
+    {
+        let mut command = installed(Command::new(env!("CARGO_BIN_EXE_dtx")));
+        command.env("XDG_DATA_HOME", &xdg);
+        if round == 1 {
+            command.env("CARGO_MANIFEST_DIR", env!("CARGO_MANIFEST_DIR"));
+        }
+        let mut server = Server::start_with(command, &[file.to_str().context("utf-8")?])?;
+        let imported = server.until("imported")?;
+        let root = imported["root"].as_str().context("root")?.to_owned();
+        let printed = server.until("pull_command")?["command"]
+            .as_str()
+            .context("command")?
+            .to_owned();
+        let expected = format!(
+            "{launcher}--data-dir {}-client pull {} {root} -o file.bin",
+            default_dir.display(),
+            server.address()
+        );
+        ensure!(printed == expected, "{printed:?} vs {expected:?}");
+        ensure!(default_dir.join("node.key").exists(), "serve ran elsewhere");
+
+        // Pasted into a shell in another directory, with the same environment (building a
+        // release binary here is too slow for a test, so the cargo launcher is swapped for the
+        // binary it builds).
+        let pasted = printed.replacen(launcher, "dtx ", 1);
+        let cwd = fx.path(&format!("terminal-{round}"));
+        std::fs::create_dir_all(&cwd)?;
+        let mut shell = installed(Command::new("sh"));
+        shell
+            .arg("-c")
+            .arg(&pasted)
+            .current_dir(&cwd)
+            .env("PATH", &search_path)
+            .env("XDG_DATA_HOME", &xdg);
+        succeed(&mut shell).with_context(|| format!("pasted {pasted:?}"))?;
+        ensure!(
+            std::fs::read(cwd.join("file.bin"))? == std::fs::read(&file)?,
+            "bytes differ"
+        );
+        ensure!(partials(&cwd)?.is_empty());
+        drop(server);
+    }
     Ok(())
 }
 

@@ -37,6 +37,15 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long writing the block store to disk may take before the store counts as damaged.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The tree of the channel database that holds dtx's marker record.
+const MARKER_TREE: &str = "dtx";
+
+/// The key of the marker record.
+const MARKER_KEY: &[u8] = b"format";
+
+/// The marker record: a channel database made by dtx, in the format of this version.
+const MARKER_VALUE: &[u8] = b"dtx channel database v1";
+
 /// How long to wait for a listener to report its addresses.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -266,8 +275,10 @@ impl DataDir {
         Ok(())
     }
 
-    /// The channel database (`<data-dir>/channels`).
+    /// The channel database (`<data-dir>/channels`), checked first by its marker
+    /// ([`DataDir::check_channel_marker`]).
     pub(crate) fn channels(&self) -> Result<SledStore, CliError> {
+        self.check_channel_marker()?;
         // The store's default lock wait covers a `dtx` process that is just exiting.
         SledStore::open(
             self.path.join("channels"),
@@ -280,6 +291,51 @@ impl DataDir {
             },
             _ => self.corrupt("channel database", &error),
         })
+    }
+
+    /// Checks the marker record of the channel database, writing it when the database is
+    /// new.
+    ///
+    /// sled opens a database whose log is damaged (say, random bytes over `channels/db`) as an
+    /// empty one, so a damaged database would silently lose its channels. A database made
+    /// here holds [`MARKER_VALUE`] under [`MARKER_KEY`] in the tree [`MARKER_TREE`] from its
+    /// creation on; one that lacks it is damaged. (One with channels but no marker was made
+    /// before the marker existed: it gets the marker.)
+    fn check_channel_marker(&self) -> Result<(), CliError> {
+        let dir = self.path.join("channels");
+        let fresh = !dir.exists();
+        let db = sled::open(&dir).map_err(|error| self.sled_error("channel database", &error))?;
+        let damaged = |reason: String| CliError::DataDirCorrupt {
+            path: self.path.clone(),
+            what: "channel database",
+            reason,
+        };
+        let sled_failure = |error: sled::Error| self.sled_error("channel database", &error);
+        let meta = db.open_tree(MARKER_TREE).map_err(sled_failure)?;
+        match meta.get(MARKER_KEY).map_err(sled_failure)? {
+            Some(value) if value.as_ref() == MARKER_VALUE => return Ok(()),
+            Some(value) => {
+                return Err(damaged(format!(
+                    "its marker record holds {:?}, not {:?}",
+                    String::from_utf8_lossy(&value),
+                    String::from_utf8_lossy(MARKER_VALUE)
+                )));
+            }
+            None => {}
+        }
+        let channels = db
+            .open_tree(datatransfer_store::CHANNELS_TREE)
+            .map_err(sled_failure)?;
+        if !fresh && channels.is_empty() {
+            return Err(damaged(
+                "its marker record is missing (the database was damaged, or not made by dtx)"
+                    .into(),
+            ));
+        }
+        meta.insert(MARKER_KEY, MARKER_VALUE)
+            .map_err(sled_failure)?;
+        db.flush().map_err(sled_failure)?;
+        Ok(())
     }
 
     /// The error of a sled database that does not open.
@@ -687,6 +743,27 @@ mod tests {
             data.keypair(),
             Err(CliError::DataDirCorrupt {
                 what: "node key",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_channel_database_without_its_marker_is_reported() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = DataDir::open(dir.path()).expect("opened");
+        drop(data.channels().expect("made with its marker"));
+        drop(data.channels().expect("opened again"));
+        {
+            let db = sled::open(dir.path().join("channels")).expect("sled");
+            let meta = db.open_tree(MARKER_TREE).expect("tree");
+            meta.remove(MARKER_KEY).expect("removed");
+            db.flush().expect("flushed");
+        }
+        assert!(matches!(
+            data.channels(),
+            Err(CliError::DataDirCorrupt {
+                what: "channel database",
                 ..
             })
         ));

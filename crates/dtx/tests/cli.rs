@@ -598,6 +598,41 @@ fn a_corrupted_data_directory_fails_with_one_line() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Random bytes over the channel database's log fail with one line: sled itself sees them
+/// while it has a snapshot; without one it opens the database as empty, and the missing marker
+/// record tells it is damaged.
+#[test]
+fn a_damaged_channel_database_fails_with_one_line() -> anyhow::Result<()> {
+    let fx = Fixture::new()?;
+    for without_snapshot in [false, true] {
+        let data = fx.data_dir(&format!("damaged-{without_snapshot}"));
+        let server = Server::start(&data, &[])?;
+        ensure!(server.interrupt()?, "serve did not stop cleanly");
+        let channels = data.join("channels");
+        let log = channels.join("db");
+        let len = std::fs::metadata(&log)?.len().max(4096);
+        let noise: Vec<u8> = (0..len)
+            .map(|n| (n.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        std::fs::write(&log, noise)?;
+        if without_snapshot {
+            for entry in std::fs::read_dir(&channels)? {
+                let entry = entry?;
+                if entry.file_name().to_string_lossy().starts_with("snap.") {
+                    std::fs::remove_file(entry.path())?;
+                }
+            }
+        }
+        let line = fail(dtx(&data).args(["serve", "--listen", "/ip4/127.0.0.1/tcp/0"]))?;
+        ensure!(line.contains("is corrupted (channel database"), "{line}");
+        ensure!(
+            line.contains("marker record") == without_snapshot,
+            "{without_snapshot}: {line}"
+        );
+    }
+    Ok(())
+}
+
 #[test]
 fn a_data_directory_in_use_is_reported() -> anyhow::Result<()> {
     let fx = Fixture::new()?;

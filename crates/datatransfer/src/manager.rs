@@ -927,8 +927,20 @@ where
                 channel,
                 message,
             } => {
+                // Only a push's new request goes over the network from its initiator (a
+                // pull's rides in the graphsync request); a restart's failure goes back to
+                // whoever restarted.
+                let push_request = message.as_request().is_some_and(|request| request.is_new());
                 if let Err(error) = self.network.send_message(peer, message).await {
                     self.transmit_failed(&channel, &error);
+                    if push_request {
+                        // Spec §4.5 step 1: the push fails at once (Go's `Error`: Failing,
+                        // then Failed, with the send error as the message).
+                        let input = TransportInput::Completed(Err(error_chain(&error)));
+                        self.with_running(|shared, state| {
+                            shared.input_transport(state, &channel, input)
+                        });
+                    }
                 }
             }
             Transmit::OpenChannel {

@@ -208,16 +208,13 @@ async fn pull_from_an_unreachable_peer_fails_with_a_reason() -> anyhow::Result<(
 }
 
 /// `a` opens a push to `b`, which is gone before it can accept: the push request cannot be
-/// sent, a `TransmitFailed` event says the peer is unreachable, and the channel fails.
-///
-/// FIXME(issue 7): spec §4.5 step 1 fails a push whose request cannot be sent at once (Go's
-/// `Error`, status Failing then Failed, with the send error as the message). Here the send
-/// failure is only published, the channel stays `Requested`, and it fails when the monitor's
-/// accept timeout expires (with the monitor off it would stay `Requested`). This asserts what
-/// it does now.
+/// sent, and the channel fails at once (spec §4.5 step 1, Go's `Error`), long before the
+/// monitor's accept timeout, with the send error naming the unreachable peer as its message;
+/// a `TransmitFailed` event says the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_to_an_unreachable_peer_fails_with_a_reason() -> anyhow::Result<()> {
-    let accept = Duration::from_secs(1);
+    // Beyond the test's patience: only the failed send can fail the channel.
+    let accept = Duration::from_secs(600);
     let a = monitored(Net::Memory, monitor().with_accept_timeout(Some(accept))).await?;
     let b = monitored(Net::Memory, monitor()).await?;
     a.learn(&b);
@@ -233,14 +230,13 @@ async fn push_to_an_unreachable_peer_fails_with_a_reason() -> anyhow::Result<()>
         everything(),
     )?;
     let failed = until_state(&a.manager, &channel, |s| s.status.is_terminal()).await?;
+    let unreachable = format!("peer {} is unreachable", net::to_libp2p(&b_id)?);
     ensure!(
-        failed.status == ChannelStatus::Failed
-            && failed.message == format!("channel was not accepted within {accept:?}"),
+        failed.status == ChannelStatus::Failed && failed.message.contains(&unreachable),
         "{} ({})",
         failed.status,
         failed.message
     );
-    let unreachable = format!("peer {} is unreachable", net::to_libp2p(&b_id)?);
     let mut reasons = Vec::new();
     while let Some(event) = a_events.try_recv()? {
         if let Event::TransmitFailed { channel: c, reason } = event

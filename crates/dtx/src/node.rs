@@ -87,6 +87,81 @@ impl VoucherResult for Refusal {
     }
 }
 
+/// The addresses of the peers this data directory dialed, kept in `<data-dir>/peers` (one
+/// `PEER-ID MULTIADDR` a line, the last dialed address per peer), loaded into the network's
+/// address book on start so that `dtx serve` can restart an interrupted pull or push.
+#[derive(Clone, Debug)]
+pub(crate) struct Peers {
+    path: PathBuf,
+    map: Arc<Mutex<std::collections::BTreeMap<PeerId, Multiaddr>>>,
+}
+
+impl Peers {
+    /// Reads the peers file of `data_dir` (absent: no peers).
+    pub(crate) fn load(data_dir: &Path) -> Result<Self, CliError> {
+        let path = data_dir.join("peers");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(source) => {
+                return Err(CliError::DataDir {
+                    path: data_dir.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        let mut map = std::collections::BTreeMap::new();
+        for line in text.lines().filter(|line| !line.trim().is_empty()) {
+            let parsed = line.trim().split_once(' ').and_then(|(peer, address)| {
+                Some((
+                    peer.parse::<PeerId>().ok()?,
+                    address.parse::<Multiaddr>().ok()?,
+                ))
+            });
+            let (peer, address) = parsed.ok_or_else(|| CliError::DataDirCorrupt {
+                path: data_dir.to_path_buf(),
+                what: "peers file",
+                reason: format!("{line:?} is not a peer id and an address"),
+            })?;
+            map.insert(peer, address);
+        }
+        Ok(Peers {
+            path,
+            map: Arc::new(Mutex::new(map)),
+        })
+    }
+
+    /// The recorded peers and addresses.
+    pub(crate) fn entries(&self) -> Vec<(PeerId, Multiaddr)> {
+        self.lock()
+            .iter()
+            .map(|(peer, address)| (*peer, address.clone()))
+            .collect()
+    }
+
+    /// Records `address` for `peer` and rewrites the file (through a temporary name).
+    pub(crate) fn record(&self, peer: PeerId, address: &Multiaddr) -> std::io::Result<()> {
+        let mut map = self.lock();
+        if map.get(&peer) == Some(address) {
+            return Ok(());
+        }
+        map.insert(peer, address.clone());
+        let text: String = map
+            .iter()
+            .map(|(peer, address)| format!("{peer} {address}\n"))
+            .collect();
+        let temp = self.path.with_extension("tmp");
+        std::fs::write(&temp, text)?;
+        std::fs::rename(&temp, &self.path)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<PeerId, Multiaddr>> {
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// The roots a node serves, kept in `<data-dir>/roots` (one CID a line) so that a later
 /// `dtx serve` serves what was imported or pushed before.
 #[derive(Clone, Debug)]
@@ -419,6 +494,8 @@ impl NodeOptions {
 pub(crate) struct Node {
     /// The manager.
     pub(crate) manager: Mgr,
+    /// The addresses of the peers dialed from this data directory.
+    peers: Peers,
     /// The block store.
     pub(crate) blocks: Arc<SledBlockstore>,
     /// The local peer id.
@@ -469,6 +546,10 @@ impl Node {
             .with_retries(Duration::from_millis(200), Duration::from_secs(2), 3, 2);
         let network = Libp2pNetwork::for_swarm(&swarm, network_config)
             .map_err(|error| CliError::internal("starting the data-transfer network", &error))?;
+        let peers = Peers::load(&data_dir.path)?;
+        for (peer, address) in peers.entries() {
+            network.add_address(peer, address);
+        }
         let manager = Manager::new(transport, network, channels, Config::default());
         manager
             .register_voucher_type(Policy {
@@ -488,6 +569,7 @@ impl Node {
         })?;
         Ok(Node {
             manager,
+            peers,
             blocks,
             peer_id,
             listen_addrs,
@@ -523,7 +605,14 @@ impl Node {
             Err(_) => Err(unreachable(format!("no answer within {DIAL_TIMEOUT:?}"))),
             Ok(Err(_)) => Err(unreachable("the swarm stopped".into())),
             Ok(Ok(Err(reason))) => Err(unreachable(reason)),
-            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Ok(()))) => {
+                // Kept so that a channel with this peer restarts after a crash (`dtx serve`
+                // on this data directory), when only the peer id is stored with the channel.
+                if let Err(error) = self.peers.record(peer, &address) {
+                    tracing::warn!(%peer, error = %error, "cannot record the peer's address");
+                }
+                Ok(())
+            }
         }
     }
 
@@ -719,6 +808,30 @@ mod tests {
         assert!(again.contains(&cid));
         let text = std::fs::read_to_string(dir.path().join("roots")).expect("file");
         assert_eq!(text.lines().count(), 1);
+    }
+
+    #[test]
+    fn peer_addresses_persist_and_a_damaged_peers_file_is_reported() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let peer = Keypair::generate_ed25519().public().to_peer_id();
+        let first: Multiaddr = "/ip4/127.0.0.1/tcp/1".parse().expect("valid");
+        let second: Multiaddr = "/ip4/127.0.0.1/tcp/2".parse().expect("valid");
+        let peers = Peers::load(dir.path()).expect("empty");
+        assert!(peers.entries().is_empty());
+        peers.record(peer, &first).expect("recorded");
+        peers.record(peer, &second).expect("recorded again");
+        assert_eq!(
+            Peers::load(dir.path()).expect("reloaded").entries(),
+            vec![(peer, second)]
+        );
+        std::fs::write(dir.path().join("peers"), "nonsense\n").expect("write");
+        assert!(matches!(
+            Peers::load(dir.path()),
+            Err(CliError::DataDirCorrupt {
+                what: "peers file",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -633,6 +633,86 @@ fn a_damaged_channel_database_fails_with_one_line() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Sends `signal` (`STOP`, `CONT`, `INT`) to the process `pid`.
+fn signal(pid: u32, signal: &str) -> anyhow::Result<()> {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()?;
+    ensure!(status.success(), "kill -{signal} {pid} failed");
+    Ok(())
+}
+
+/// A pull interrupted mid-transfer (the server is stopped with SIGSTOP as soon as it reports
+/// the channel, so the pull cannot finish, then the pull gets Ctrl-C) is resumed by `dtx
+/// serve` on the puller's data directory, which dials the provider at the address the pull
+/// recorded; the exported file is the served one.
+#[test]
+fn serve_resumes_a_pull_interrupted_mid_transfer() -> anyhow::Result<()> {
+    let fx = Fixture::new()?;
+    let big = fx.path("big.bin");
+    std::fs::write(&big, content(16 << 20, 7))?;
+    let mut provider = Server::start(&fx.data_dir("provider"), &[big.to_str().context("utf-8")?])?;
+    let imported = provider.until("imported")?;
+    let root = imported["root"].as_str().context("root")?.to_owned();
+    provider.until("ready")?;
+
+    let client_dir = fx.data_dir("client");
+    let mut pull = dtx(&client_dir)
+        .args(["--json", "pull", &provider.address(), &root])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("spawning dtx pull")?;
+    provider.until("channel")?;
+    signal(provider.child.id(), "STOP")?;
+    let interrupted = signal(pull.id(), "INT").and_then(|()| {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = pull.try_wait()? {
+                return Ok(status);
+            }
+            ensure!(Instant::now() < deadline, "dtx pull did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    signal(provider.child.id(), "CONT")?;
+    let status = match interrupted {
+        Ok(status) => status,
+        Err(error) => {
+            let _ = pull.kill();
+            let _ = pull.wait();
+            return Err(error);
+        }
+    };
+    ensure!(
+        status.code() == Some(130),
+        "the pull was not interrupted: {status}"
+    );
+
+    let mut resumer = Server::start(&client_dir, &[])?;
+    let restarting = resumer.until("restarting")?;
+    ensure!(restarting["root"] == root.as_str(), "{restarting}");
+    loop {
+        let channel = resumer.until("channel")?;
+        match channel["status"].as_str() {
+            Some("Completed") => {
+                ensure!(channel["received"] == imported["bytes"], "{channel}");
+                break;
+            }
+            Some("Failed" | "Cancelled") => bail!("the resumed pull ended: {channel}"),
+            _ => {}
+        }
+    }
+    ensure!(
+        resumer.interrupt()?,
+        "the resuming serve did not stop cleanly"
+    );
+    let out = fx.path("resumed.bin");
+    succeed(dtx(&client_dir).args(["export", &root, "-o"]).arg(&out))?;
+    ensure!(std::fs::read(&out)? == std::fs::read(&big)?, "bytes differ");
+    Ok(())
+}
+
 #[test]
 fn a_data_directory_in_use_is_reported() -> anyhow::Result<()> {
     let fx = Fixture::new()?;

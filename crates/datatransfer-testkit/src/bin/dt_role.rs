@@ -5,9 +5,9 @@
 //! [`Libp2pNetwork`] on [`build_swarm`]'s swarm, listening on loopback TCP at a fixed port, with
 //! everything it keeps in one data directory: the node key (`node.key`, so that the node comes
 //! back with the same peer id), the channel store (`channels/`, a `SledStore` that flushes
-//! every write) and the block store (`blocks/`, a sled database written synchronously and
-//! flushed after every write, so that a block graphsync stored survives a SIGKILL that follows;
-//! see `DiskBlocks` for why it is not the `blockstore` crate's `SledBlockstore`).
+//! every write) and the block store (`blocks/`, the `blockstore` crate's `SledBlockstore`, its
+//! database flushed after every write, so that a block graphsync stored survives a SIGKILL that
+//! follows; see `DiskBlocks`).
 //!
 //! Usage: `dt_role <data dir> <tcp port> [<read delay in ms>]`. The delay slows every block
 //! read of the node's store, so that a transfer it serves takes long enough to be killed in
@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use blockstore::Blockstore;
+use blockstore::{Blockstore, SledBlockstore};
 use cid::{Cid, CidGeneric};
 use dag_io::blocks;
 use datatransfer::libp2p::{
@@ -90,7 +90,7 @@ async fn main() -> anyhow::Result<()> {
     let args = args()?;
     std::fs::create_dir_all(&args.dir)?;
     let keypair = node_key(&args.dir)?;
-    let blocks = Arc::new(DiskBlocks::open(&args.dir.join("blocks"), args.read_delay)?);
+    let blocks = Arc::new(DiskBlocks::open(&args.dir.join("blocks"), args.read_delay).await?);
     let channels = SledStore::open(args.dir.join("channels"), Default::default())?;
 
     let mut swarm = build_swarm(keypair, SwarmConfig::default())?;
@@ -319,7 +319,7 @@ async fn walk(store: &DiskBlocks, root: &Cid) -> Walked {
     let mut walked = Walked::default();
     let mut queue = VecDeque::from([*root]);
     while let Some(cid) = queue.pop_front() {
-        let bytes = match store.read(&cid) {
+        let bytes = match store.blocks.get(&cid).await {
             Ok(Some(bytes)) => bytes,
             Ok(None) => {
                 walked.missing += 1;
@@ -355,25 +355,26 @@ fn links(node: &Node, into: &mut VecDeque<Cid>) {
     }
 }
 
-/// The node's block store: a sled tree keyed by the CID's bytes, every write flushed to disk
-/// before it returns, every read slowed by `read_delay`.
+/// The node's block store: the `blockstore` crate's `SledBlockstore` (its reads and writes run
+/// on blocking tasks, so a put is not done at its first poll), every write followed by a flush
+/// of the database (sled otherwise keeps recent writes in memory for up to half a second, and
+/// a SIGKILL loses them), every read slowed by `read_delay`.
 ///
-/// Writes are synchronous on purpose (not the `blockstore` crate's `SledBlockstore`, whose
-/// writes run on a blocking task): graphsync's driver reports a received block to its hooks,
-/// and so to the data-transfer count that the channel store persists, without waiting for a
-/// put that did not finish at its first poll. A SIGKILL between the two left a block counted
-/// but not stored, and the restart then skipped it (issue 7 §4).
-/// FIXME(issue 7): the graphsync driver should hold a block's hooks until its put is over.
+/// Graphsync reports a block to its hooks, and so to the data-transfer count that the channel
+/// store persists, only once the block's put has returned: a block counted is on disk.
 struct DiskBlocks {
     db: sled::Db,
-    blocks: sled::Tree,
+    blocks: SledBlockstore,
     read_delay: Duration,
 }
 
 impl DiskBlocks {
-    fn open(dir: &Path, read_delay: Duration) -> anyhow::Result<DiskBlocks> {
-        let db = sled::open(dir).context("opening the block store")?;
-        let blocks = db.open_tree("blocks")?;
+    async fn open(dir: &Path, read_delay: Duration) -> anyhow::Result<DiskBlocks> {
+        let dir = dir.to_owned();
+        let db = tokio::task::spawn_blocking(move || sled::open(dir))
+            .await?
+            .context("opening the block store")?;
+        let blocks = SledBlockstore::new(db.clone()).await?;
         Ok(DiskBlocks {
             db,
             blocks,
@@ -381,17 +382,13 @@ impl DiskBlocks {
         })
     }
 
-    fn read<const S: usize>(&self, cid: &CidGeneric<S>) -> blockstore::Result<Option<Vec<u8>>> {
-        Ok(self
-            .blocks
-            .get(cid.to_bytes())
-            .map_err(stored)?
-            .map(|bytes| bytes.to_vec()))
+    async fn flush(&self) -> blockstore::Result<()> {
+        self.db
+            .flush_async()
+            .await
+            .map_err(|error| blockstore::Error::StoredDataError(error.to_string()))?;
+        Ok(())
     }
-}
-
-fn stored(error: sled::Error) -> blockstore::Error {
-    blockstore::Error::StoredDataError(error.to_string())
 }
 
 impl Blockstore for DiskBlocks {
@@ -402,7 +399,7 @@ impl Blockstore for DiskBlocks {
         if !self.read_delay.is_zero() {
             tokio::time::sleep(self.read_delay).await;
         }
-        self.read(cid)
+        self.blocks.get(cid).await
     }
 
     async fn put_keyed<const S: usize>(
@@ -410,24 +407,21 @@ impl Blockstore for DiskBlocks {
         cid: &CidGeneric<S>,
         data: &[u8],
     ) -> blockstore::Result<()> {
-        self.blocks.insert(cid.to_bytes(), data).map_err(stored)?;
-        self.db.flush().map_err(stored)?;
-        Ok(())
+        self.blocks.put_keyed(cid, data).await?;
+        self.flush().await
     }
 
     async fn remove<const S: usize>(&self, cid: &CidGeneric<S>) -> blockstore::Result<()> {
-        self.blocks.remove(cid.to_bytes()).map_err(stored)?;
-        self.db.flush().map_err(stored)?;
-        Ok(())
+        self.blocks.remove(cid).await?;
+        self.flush().await
     }
 
     async fn has<const S: usize>(&self, cid: &CidGeneric<S>) -> blockstore::Result<bool> {
-        self.blocks.contains_key(cid.to_bytes()).map_err(stored)
+        self.blocks.has(cid).await
     }
 
     async fn close(self) -> blockstore::Result<()> {
-        self.db.flush().map_err(stored)?;
-        Ok(())
+        self.flush().await
     }
 }
 

@@ -1252,6 +1252,12 @@ fn data_text(error: &DataError) -> String {
     error.to_string()
 }
 
+/// The text of a send or receive error with its causes: it becomes the monitor's restart
+/// reason, which must say what failed ("transport backend failed" alone does not).
+fn data_reason(error: &DataError) -> String {
+    error_chain(error)
+}
+
 impl<T, N> EventsHandler for Handler<T, N>
 where
     T: Transport + 'static,
@@ -1419,12 +1425,17 @@ where
         });
     }
 
+    // With the causes: the monitor's restart reason is this text ("transport backend
+    // failed" alone did not say what failed).
     fn on_send_data_error(&self, channel: &ChannelId, error: DataError) {
-        self.report(channel, TransportInput::SendDataError(data_text(&error)));
+        self.report(channel, TransportInput::SendDataError(data_reason(&error)));
     }
 
     fn on_receive_data_error(&self, channel: &ChannelId, error: DataError) {
-        self.report(channel, TransportInput::ReceiveDataError(data_text(&error)));
+        self.report(
+            channel,
+            TransportInput::ReceiveDataError(data_reason(&error)),
+        );
     }
 }
 
@@ -1439,5 +1450,24 @@ where
 
     fn receive_error(&self, error: NetworkError) {
         tracing::debug!(%error, "network receive error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// A data error's text for the monitor names its cause, not only "backend failed".
+    #[test]
+    fn data_error_reasons_carry_their_cause() {
+        let error = DataError::Backend {
+            source: Arc::new(std::io::Error::other("stream from peer x reset")),
+        };
+        assert_eq!(
+            data_reason(&error),
+            "transport backend failed: stream from peer x reset"
+        );
     }
 }

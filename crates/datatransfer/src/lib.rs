@@ -36,7 +36,53 @@
 //!
 //! Feature flags: `libp2p` (on by default): the [`libp2p`] module, the
 //! `/fil/datatransfer/1.2.0` network over rust-libp2p (`Libp2pNetwork`) and a ready-made swarm
-//! for a node (`build_swarm`).
+//! for a node (`build_swarm`), and the ready-made [`libp2p::Node`] (with
+//! `datatransfer-graphsync`).
+//!
+//! # Embedding
+//! With the `libp2p` feature, [`libp2p::Node`] assembles a whole node (swarm, graphsync,
+//! transport, network, channel store, started manager) from a block store. Two nodes on
+//! loopback TCP; the client pulls a one-block DAG from the provider (`examples/embed.rs` is
+//! the same as a program):
+//! ```
+//! # use std::sync::Arc;
+//! # use blockstore::{Blockstore, InMemoryBlockstore};
+//! # use datatransfer::{Cid, Decision, Node, Request, RequestValidator, Voucher, VoucherError};
+//! # use multihash_codetable::{Code, MultihashDigest};
+//! # struct Ticket;
+//! # impl Voucher for Ticket {
+//! #     const TYPE: &'static str = "example/ticket";
+//! #     fn to_node(&self) -> Node { Node::Null }
+//! #     fn from_node(_: &Node) -> Result<Self, VoucherError> { Ok(Ticket) }
+//! # }
+//! # struct Open;
+//! # impl RequestValidator<Ticket> for Open {
+//! #     fn validate_push(&self, _: &Request<'_, Ticket>) -> Decision { Decision::reject("no") }
+//! #     fn validate_pull(&self, _: &Request<'_, Ticket>) -> Decision { Decision::accept() }
+//! # }
+//! # #[tokio::main]
+//! # async fn main() -> anyhow::Result<()> {
+//! # let (store, blocks) = (Arc::new(InMemoryBlockstore::<64>::new()), Arc::new(InMemoryBlockstore::<64>::new()));
+//! # let block = ipld_dagcbor::to_vec(&Node::text("hello"))?;
+//! # let root = Cid::new_v1(0x71, Code::Sha2_256.digest(&block));
+//! # store.put_keyed(&root, &block).await?;
+//! # let selector = ipld_selector::Selector::match_point().to_node();
+//! let provider = datatransfer::libp2p::Node::builder(store).build().await?;
+//! provider.manager().register_voucher_type(Open)?;
+//! let client = datatransfer::libp2p::Node::builder(blocks).build().await?;
+//! let peer = client.dial(provider.listen_addrs()[0].clone()).await?;
+//! let mut events = client.manager().subscribe();
+//! let channel = client.manager().open_pull(peer, &Ticket, root, selector)?;
+//! while !client.manager().status(&channel).is_terminal() {
+//!     events.recv().await?;
+//! }
+//! let state = client.manager().channel_state(&channel)?;
+//! println!("{}: received {} bytes", state.status.name(), state.received);
+//! # assert_eq!(state.status, datatransfer::ChannelStatus::Completed);
+//! # assert_eq!(state.received, block.len() as u64);
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! # Examples
 //! A pull between two nodes on the in-memory transport (`datatransfer-transport`'s `mem`):

@@ -7,6 +7,9 @@
 //! - [`build_swarm`] with [`SwarmConfig`]: one [`Swarm`](libp2p::Swarm) with a
 //!   [`NodeBehaviour`] (Graphsync, data-transfer, [`PeerBook`], identify, ping) on TCP + noise +
 //!   yamux, QUIC and the in-process memory transport;
+//! - [`Node`] with its [`NodeBuilder`]: all of the above assembled with a graphsync node, the
+//!   graphsync transport, a channel store and a started [`Manager`](crate::Manager), the swarm
+//!   driven by a task of its own;
 //! - [`PeerBook`]: what `protect`/`unprotect` rest on (a protected peer's connections are kept
 //!   alive) and a bounded address book for dials by peer id;
 //! - [`to_libp2p`] and [`from_libp2p`]: the wire [`PeerId`] (raw multihash bytes) and libp2p's
@@ -73,6 +76,7 @@
 mod config;
 mod inbound;
 mod network;
+mod node;
 mod peers;
 mod swarm;
 
@@ -84,6 +88,7 @@ use libp2p::StreamProtocol;
 
 pub use self::config::NetworkConfig;
 pub use self::network::Libp2pNetwork;
+pub use self::node::{DialError, Node, NodeBuilder, NodeError, NodeManager};
 pub use self::peers::{KeepAlive, PeerBook};
 pub use self::swarm::{BuildError, Event, NodeBehaviour, SwarmConfig, build_swarm};
 

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use blockstore::SledBlockstore;
+use blockstore::{Blockstore, SledBlockstore};
+use cid::CidGeneric;
 use datatransfer::libp2p::{
     Libp2pNetwork, NetworkConfig, NodeBehaviour, SwarmConfig, build_swarm, from_libp2p,
 };
@@ -309,7 +310,7 @@ impl DataDir {
 
     /// The block store (`<data-dir>/blocks`). Its database is opened first, so it is what
     /// tells that another process uses the directory.
-    pub(crate) async fn blocks(&self) -> Result<Arc<SledBlockstore>, CliError> {
+    pub(crate) async fn blocks(&self) -> Result<Arc<DiskBlocks>, CliError> {
         let dir = self.path.join("blocks");
         let opened = tokio::task::spawn_blocking(move || sled::open(dir))
             .await
@@ -319,10 +320,10 @@ impl DataDir {
             .blocks_db
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(db.clone());
-        let store = SledBlockstore::new(db)
+        let blocks = SledBlockstore::new(db.clone())
             .await
             .map_err(|error| self.corrupt("block store", &error))?;
-        Ok(Arc::new(store))
+        Ok(Arc::new(DiskBlocks { db, blocks }))
     }
 
     /// Writes the block store's database to disk (sled otherwise flushes on its own timer).
@@ -444,6 +445,62 @@ impl DataDir {
     }
 }
 
+/// The block store of a data directory: the `blockstore` crate's [`SledBlockstore`], with its
+/// database flushed after every write.
+///
+/// sled keeps recent writes in memory for up to half a second; graphsync reports a block (and
+/// the channel store persists it as received) once its put returns, so without the flush a
+/// SIGKILL could lose blocks the channel counts, and its restart would ask the provider to
+/// skip them.
+pub(crate) struct DiskBlocks {
+    db: sled::Db,
+    blocks: SledBlockstore,
+}
+
+impl DiskBlocks {
+    /// Writes the database to disk, within [`FLUSH_TIMEOUT`].
+    async fn flush(&self) -> blockstore::Result<()> {
+        match tokio::time::timeout(FLUSH_TIMEOUT, self.db.flush_async()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(blockstore::Error::StoredDataError(error.to_string())),
+            Err(_) => Err(blockstore::Error::StoredDataError(format!(
+                "writes did not reach the disk within {FLUSH_TIMEOUT:?}"
+            ))),
+        }
+    }
+}
+
+impl Blockstore for DiskBlocks {
+    async fn get<const S: usize>(
+        &self,
+        cid: &CidGeneric<S>,
+    ) -> blockstore::Result<Option<Vec<u8>>> {
+        self.blocks.get(cid).await
+    }
+
+    async fn put_keyed<const S: usize>(
+        &self,
+        cid: &CidGeneric<S>,
+        data: &[u8],
+    ) -> blockstore::Result<()> {
+        self.blocks.put_keyed(cid, data).await?;
+        self.flush().await
+    }
+
+    async fn remove<const S: usize>(&self, cid: &CidGeneric<S>) -> blockstore::Result<()> {
+        self.blocks.remove(cid).await?;
+        self.flush().await
+    }
+
+    async fn has<const S: usize>(&self, cid: &CidGeneric<S>) -> blockstore::Result<bool> {
+        self.blocks.has(cid).await
+    }
+
+    async fn close(self) -> blockstore::Result<()> {
+        self.flush().await
+    }
+}
+
 /// Writes `bytes` to a new file readable by the owner only, through a temporary name.
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let temp = path.with_extension("tmp");
@@ -497,7 +554,7 @@ pub(crate) struct Node {
     /// The addresses of the peers dialed from this data directory.
     peers: Peers,
     /// The block store.
-    pub(crate) blocks: Arc<SledBlockstore>,
+    pub(crate) blocks: Arc<DiskBlocks>,
     /// The local peer id.
     pub(crate) peer_id: PeerId,
     /// The addresses it listens on.
@@ -519,7 +576,7 @@ impl Node {
     /// and starts the manager (which loads the stored channels).
     pub(crate) async fn start(
         data_dir: &DataDir,
-        blocks: Arc<SledBlockstore>,
+        blocks: Arc<DiskBlocks>,
         options: NodeOptions,
     ) -> Result<Self, CliError> {
         let keypair = data_dir.keypair()?;

@@ -713,6 +713,57 @@ fn serve_resumes_a_pull_interrupted_mid_transfer() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A pull killed with SIGKILL mid-transfer (the server stopped with SIGSTOP as soon as it
+/// reports the channel) is resumed by `dtx serve` on the puller's data directory: every block
+/// the killed pull counted was on disk, so the restart completes with the exact byte total.
+#[test]
+fn serve_resumes_a_pull_killed_mid_transfer() -> anyhow::Result<()> {
+    let fx = Fixture::new()?;
+    let big = fx.path("big.bin");
+    std::fs::write(&big, content(16 << 20, 9))?;
+    let mut provider = Server::start(&fx.data_dir("provider"), &[big.to_str().context("utf-8")?])?;
+    let imported = provider.until("imported")?;
+    let root = imported["root"].as_str().context("root")?.to_owned();
+    provider.until("ready")?;
+
+    let client_dir = fx.data_dir("client");
+    let mut pull = dtx(&client_dir)
+        .args(["--json", "pull", &provider.address(), &root])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("spawning dtx pull")?;
+    provider.until("channel")?;
+    signal(provider.child.id(), "STOP")?;
+    let killed = pull.kill().and_then(|()| pull.wait());
+    signal(provider.child.id(), "CONT")?;
+    let status = killed.context("killing dtx pull")?;
+    ensure!(status.code().is_none(), "the pull was not killed: {status}");
+
+    let mut resumer = Server::start(&client_dir, &[])?;
+    let restarting = resumer.until("restarting")?;
+    ensure!(restarting["root"] == root.as_str(), "{restarting}");
+    loop {
+        let channel = resumer.until("channel")?;
+        match channel["status"].as_str() {
+            Some("Completed") => {
+                ensure!(channel["received"] == imported["bytes"], "{channel}");
+                break;
+            }
+            Some("Failed" | "Cancelled") => bail!("the resumed pull ended: {channel}"),
+            _ => {}
+        }
+    }
+    ensure!(
+        resumer.interrupt()?,
+        "the resuming serve did not stop cleanly"
+    );
+    let out = fx.path("resumed.bin");
+    succeed(dtx(&client_dir).args(["export", &root, "-o"]).arg(&out))?;
+    ensure!(std::fs::read(&out)? == std::fs::read(&big)?, "bytes differ");
+    Ok(())
+}
+
 #[test]
 fn a_data_directory_in_use_is_reported() -> anyhow::Result<()> {
     let fx = Fixture::new()?;

@@ -35,7 +35,11 @@ func main() {
 	case "genfile":
 		err = genfileMain(os.Args[2:], out)
 	default:
-		err = fmt.Errorf("unknown command %q (want dt, import or genfile)", os.Args[1])
+		if run, ok := extraCommands[os.Args[1]]; ok {
+			err = run(ctx, os.Args[2:], os.Stdin, out)
+		} else {
+			err = fmt.Errorf("unknown command %q (want dt, import or genfile)", os.Args[1])
+		}
 	}
 	if err != nil {
 		out.Emit("fatal", Fields{"error": err.Error()})
@@ -43,6 +47,10 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// extraCommands are the commands only one module's build has, registered by that module's own
+// files in init (go-dt-v2's dtbench.go: bench-serve, bench-pull).
+var extraCommands = map[string]func(ctx context.Context, args []string, stdin io.Reader, out *Emitter) error{}
 
 // Fields are the members of one JSON line besides "event".
 type Fields map[string]any
@@ -53,12 +61,16 @@ type Emitter struct {
 	w  io.Writer
 }
 
-// NewEmitter returns an Emitter that writes to w.
+// NewEmitter returns an Emitter that writes to w; with a nil w it drops every line (the bench
+// commands' nodes, which print nothing per event).
 func NewEmitter(w io.Writer) *Emitter { return &Emitter{w: w} }
 
 // Emit writes {"event": event, ...fields} as one line. An empty event writes fields alone
 // (the import command's result line).
 func (e *Emitter) Emit(event string, fields Fields) {
+	if e.w == nil {
+		return
+	}
 	obj := make(map[string]any, len(fields)+1)
 	for k, v := range fields {
 		obj[k] = v

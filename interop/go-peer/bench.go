@@ -7,151 +7,21 @@ package main
 //	go-peer bench-serve --store DIR               serve the store until stdin ends
 //	go-peer bench-request --store DIR --peer MULTIADDR/p2p/ID --root CID [--status-wait D]
 //
-// The store (FileBlockstore) keeps one file per block, named by the CID's string form under a
-// directory named by the string's next-to-last two characters (go-ds-flatfs's next-to-last/2
-// layout), written to a temporary name and renamed, never synced: the same layout and write
-// path as the Rust bench peer's store (crates/graphsync/examples/bench_peer.rs). go-ds-flatfs
-// itself is not used: v0.5.1, the newest release the module proxy offers, does not build against
-// the go-datastore v0.9.2 that go-graphsync v0.18.1 needs (query.ResultBuilder is gone).
+// The store is FileBlockstore (filestore.go), one file per block, as on the Rust side.
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"sync/atomic"
 	"time"
 
-	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	"github.com/ipfs/go-graphsync"
 	cidlink "github.com/ipld/go-ipld-prime/linking/cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
-
-// FileBlockstore is a block store with one file per block (see the file's comment).
-type FileBlockstore struct {
-	dir  string
-	temp atomic.Uint64
-}
-
-// OpenFileBlockstore opens (creating it if needed) a file-per-block store in dir.
-func OpenFileBlockstore(dir string) (*FileBlockstore, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	return &FileBlockstore{dir: dir}, nil
-}
-
-func (s *FileBlockstore) path(c cid.Cid) string {
-	key := c.String()
-	shard := "__"
-	if len(key) >= 3 {
-		shard = key[len(key)-3 : len(key)-1]
-	}
-	return filepath.Join(s.dir, shard, key)
-}
-
-// DeleteBlock removes a block; a missing block is not an error.
-func (s *FileBlockstore) DeleteBlock(_ context.Context, c cid.Cid) error {
-	err := os.Remove(s.path(c))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	return err
-}
-
-// Has tells whether the block is stored.
-func (s *FileBlockstore) Has(_ context.Context, c cid.Cid) (bool, error) {
-	_, err := os.Stat(s.path(c))
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
-	}
-	return err == nil, err
-}
-
-// Get reads a block.
-func (s *FileBlockstore) Get(_ context.Context, c cid.Cid) (blocks.Block, error) {
-	data, err := os.ReadFile(s.path(c))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("block %s not found", c)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return blocks.NewBlockWithCid(data, c)
-}
-
-// GetSize returns a block's size.
-func (s *FileBlockstore) GetSize(_ context.Context, c cid.Cid) (int, error) {
-	info, err := os.Stat(s.path(c))
-	if errors.Is(err, fs.ErrNotExist) {
-		return -1, fmt.Errorf("block %s not found", c)
-	}
-	if err != nil {
-		return -1, err
-	}
-	return int(info.Size()), nil
-}
-
-// Put writes a block unless it is already stored.
-func (s *FileBlockstore) Put(_ context.Context, b blocks.Block) error {
-	path := s.path(b.Cid())
-	if _, err := os.Stat(path); err == nil {
-		return nil
-	}
-	shard := filepath.Dir(path)
-	if err := os.MkdirAll(shard, 0o755); err != nil {
-		return err
-	}
-	temp := filepath.Join(shard, fmt.Sprintf(".tmp-%d-%d", os.Getpid(), s.temp.Add(1)))
-	if err := os.WriteFile(temp, b.RawData(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(temp, path)
-}
-
-// PutMany writes blocks one by one.
-func (s *FileBlockstore) PutMany(ctx context.Context, bs []blocks.Block) error {
-	for _, b := range bs {
-		if err := s.Put(ctx, b); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// AllKeysChan lists every stored block.
-func (s *FileBlockstore) AllKeysChan(ctx context.Context) (<-chan cid.Cid, error) {
-	out := make(chan cid.Cid)
-	go func() {
-		defer close(out)
-		_ = filepath.WalkDir(s.dir, func(path string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() {
-				return nil
-			}
-			c, err := cid.Decode(d.Name())
-			if err != nil {
-				return nil
-			}
-			select {
-			case out <- c:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		})
-	}()
-	return out, nil
-}
-
-// HashOnRead is accepted and ignored (the go-ipfs-blockstore interface of the v0.13 build asks
-// for it); blocks are checked when they are loaded from a CAR or arrive over graphsync.
-func (s *FileBlockstore) HashOnRead(bool) {}
 
 // benchLoadMain runs `go-peer bench-load`.
 func benchLoadMain(ctx context.Context, args []string, out *Emitter) error {

@@ -377,6 +377,19 @@ impl Metrics {
         self.recorded.subscribe()
     }
 
+    /// The OpenMetrics text of `registry` (which holds these metrics), encoded while no event
+    /// is half recorded: a scrape shows all the series one event changed, or none of them, so
+    /// per-peer counters and per-channel gauges always agree.
+    ///
+    /// # Errors
+    /// When a metric of the registry fails to encode.
+    pub fn encode(&self, registry: &Registry) -> Result<String, std::fmt::Error> {
+        let _recording = self.lock();
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry)?;
+        Ok(text)
+    }
+
     /// How many channels have per-channel series now.
     pub fn tracked_channels(&self) -> usize {
         self.lock().channels.len()
@@ -583,7 +596,7 @@ pub async fn start(
 ) -> Result<MetricsEndpoint, MetricsError> {
     let mut registry = Registry::default();
     let metrics = Arc::new(Metrics::new(config, &mut registry));
-    let server = serve_metrics(addr, Arc::new(registry)).await?;
+    let server = serve_metrics(addr, Arc::new(registry), Arc::clone(&metrics)).await?;
     // Subscribe before listing, so that no event falls between the two.
     let events = node.subscribe();
     match node.channels() {
@@ -618,24 +631,32 @@ impl Drop for MetricsServer {
     }
 }
 
-/// Serves `GET /metrics` with the OpenMetrics text of `registry` on `addr`, in a task of the
-/// current runtime, until the returned handle is dropped. Other paths answer 404, other
-/// methods 405.
+/// Serves `GET /metrics` with the OpenMetrics text of `registry` (which holds `metrics`, see
+/// [`Metrics::encode`]) on `addr`, in a task of the current runtime, until the returned handle
+/// is dropped. Other paths answer 404, other methods 405.
 ///
 /// # Errors
 /// [`MetricsError::Bind`] when `addr` cannot be bound.
 pub async fn serve_metrics(
     addr: SocketAddr,
     registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
 ) -> Result<MetricsServer, MetricsError> {
     let bind_error = |source| MetricsError::Bind { addr, source };
     let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
     let addr = listener.local_addr().map_err(bind_error)?;
-    let task = tokio::spawn(accept_loop(listener, registry));
+    let exposed = Arc::new(Exposed { registry, metrics });
+    let task = tokio::spawn(accept_loop(listener, exposed));
     Ok(MetricsServer { addr, task })
 }
 
-async fn accept_loop(listener: TcpListener, registry: Arc<Registry>) {
+/// What the endpoint serves.
+struct Exposed {
+    registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
+}
+
+async fn accept_loop(listener: TcpListener, exposed: Arc<Exposed>) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut connections = JoinSet::new();
     loop {
@@ -651,11 +672,11 @@ async fn accept_loop(listener: TcpListener, registry: Arc<Registry>) {
                 continue;
             }
         };
-        let registry = Arc::clone(&registry);
+        let exposed = Arc::clone(&exposed);
         connections.spawn(async move {
             let service = service_fn(move |request| {
-                let registry = Arc::clone(&registry);
-                async move { Ok::<_, Infallible>(respond(&request, &registry)) }
+                let exposed = Arc::clone(&exposed);
+                async move { Ok::<_, Infallible>(respond(&request, &exposed)) }
             });
             let served = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -670,17 +691,16 @@ async fn accept_loop(listener: TcpListener, registry: Arc<Registry>) {
     }
 }
 
-fn respond(request: &Request<Incoming>, registry: &Registry) -> Response<Full<Bytes>> {
+fn respond(request: &Request<Incoming>, exposed: &Exposed) -> Response<Full<Bytes>> {
     if request.uri().path() != "/metrics" {
         return plain(StatusCode::NOT_FOUND, "not found: try /metrics\n");
     }
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return plain(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
     }
-    let mut text = String::new();
-    if prometheus_client::encoding::text::encode(&mut text, registry).is_err() {
+    let Ok(text) = exposed.metrics.encode(&exposed.registry) else {
         return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics\n");
-    }
+    };
     let mut response = Response::new(Full::new(Bytes::from(text)));
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -20,7 +20,12 @@ async fn record(node: &TestNode, config: Config) -> anyhow::Result<Recorded> {
     let metrics = Arc::new(Metrics::new(config, &mut registry));
     let events = node.manager.subscribe();
     let recorder = spawn_recorder(events, Arc::clone(&metrics));
-    let server = serve_metrics(SocketAddr::from(([127, 0, 0, 1], 0)), Arc::new(registry)).await?;
+    let server = serve_metrics(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        Arc::new(registry),
+        Arc::clone(&metrics),
+    )
+    .await?;
     Ok(Recorded {
         metrics,
         server,
@@ -171,6 +176,69 @@ async fn a_pull_gives_exact_byte_block_and_status_values_over_http() -> anyhow::
     ensure!(value(&text, "dtx_channel_sent_bytes", &series) == Some(total));
     ensure!(value(&text, "dtx_channel_sent_blocks", &series) == Some(blocks));
     ensure!(value(&text, "dtx_channel_received_bytes", &series) == Some(0));
+    Ok(())
+}
+
+/// The events of one completed pull, as the client saw them.
+async fn events_of_a_pull() -> anyhow::Result<(Vec<Event>, ChannelId, String)> {
+    let dag = Dag::new(6, 500, 3)?;
+    let hub = hub();
+    let client = node(&hub, 1).await?;
+    let provider = node(&hub, 2).await?;
+    dag.load_into(&provider.blocks).await?;
+    let mut events = client.manager.subscribe();
+    let channel = client.manager.open_pull(
+        provider.id.clone(),
+        &Ticket("yes".into()),
+        dag.root,
+        everything()?,
+    )?;
+    let mut seen = Vec::new();
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let event = events.recv().await?;
+            let done = matches!(&event, Event::Channel { state, .. }
+                if state.channel_id == channel && state.status == ChannelStatus::Completed);
+            seen.push(event);
+            if done {
+                return anyhow::Ok(());
+            }
+        }
+    })
+    .await
+    .context("waiting for the pull")??;
+    Ok((seen, channel, provider.id.to_string()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scrape_never_shows_half_of_an_event() -> anyhow::Result<()> {
+    let (events, channel, provider) = events_of_a_pull().await?;
+    let peer = [("peer", provider.as_str())];
+    let series = [("channel", channel.to_string()), ("peer", provider.clone())];
+    let series: Vec<(&str, &str)> = series.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut scrapes = 0;
+    for _ in 0..200 {
+        let mut registry = Registry::default();
+        let metrics = Arc::new(Metrics::new(Config::default(), &mut registry));
+        let replay = {
+            let (metrics, events) = (Arc::clone(&metrics), events.clone());
+            std::thread::spawn(move || events.iter().for_each(|event| metrics.record(event)))
+        };
+        while !replay.is_finished() {
+            let text = metrics.encode(&registry)?;
+            let counted = value(&text, "dtx_peer_received_bytes_total", &peer).unwrap_or(0);
+            let shown = value(&text, "dtx_channel_received_bytes", &series).unwrap_or(0);
+            ensure!(
+                counted == shown,
+                "peer counter {counted}, channel gauge {shown}: {text}"
+            );
+            scrapes += 1;
+        }
+        replay
+            .join()
+            .map_err(|_| anyhow::anyhow!("the replay panicked"))?;
+    }
+    ensure!(scrapes > 0, "no scrape ran while events were recorded");
     Ok(())
 }
 
@@ -382,7 +450,7 @@ async fn the_endpoint_answers_metrics_only_at_get_metrics() -> anyhow::Result<()
     ensure!(status == 404);
     let (status, _, _) = http(addr, "POST", "/metrics").await?;
     ensure!(status == 405);
-    let taken = serve_metrics(addr, Arc::new(Registry::default())).await;
+    let taken = serve_metrics(addr, Arc::new(Registry::default()), recorded.metrics).await;
     let error = taken.err().context("the port is taken")?;
     ensure!(error.to_string() == format!("cannot listen for metrics on {addr}"));
     Ok(())

@@ -13,21 +13,21 @@
 // The managers here are over graphsync and libp2p, so the hub-backed scenarios do not apply.
 #[allow(unused_macros)]
 mod common;
+#[path = "common/libp2p.rs"]
+mod net;
 
 use std::error::Error as StdError;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
-use blockstore::Blockstore;
-use cid::CidGeneric;
 use common::{AcceptAll, Blocks, Dag, PATIENCE, TestVoucher, everything, until_event};
 use datatransfer::libp2p::{
     Libp2pNetwork, NetworkConfig, NodeBehaviour, PROTOCOL, SwarmConfig, build_swarm, from_libp2p,
 };
 use datatransfer::{
     ChannelId, ChannelState, ChannelStatus, Config, Event, Manager, ProtocolError, Subscription,
-    SubscriptionError, TransferId, Voucher,
+    TransferId, Voucher,
 };
 use datatransfer_graphsync::GraphsyncTransport;
 use datatransfer_message::{
@@ -42,39 +42,8 @@ use libp2p::core::upgrade::Version;
 use libp2p::identity::Keypair;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, Transport, noise, yamux};
+use net::{Mgr, Slow, until_state};
 use tokio::sync::mpsc;
-
-type Mgr = Manager<GraphsyncTransport, Libp2pNetwork>;
-
-/// Waits, at most [`PATIENCE`], until the state of `channel` at `manager` satisfies `test`.
-async fn until_state(
-    manager: &Mgr,
-    channel: &ChannelId,
-    mut test: impl FnMut(&ChannelState) -> bool,
-) -> anyhow::Result<ChannelState> {
-    let mut events = manager.subscribe_channel(channel.clone());
-    let wait = async {
-        loop {
-            if let Ok(state) = manager.channel_state(channel)
-                && test(&state)
-            {
-                return Ok(state);
-            }
-            match events.recv().await {
-                Ok(_) | Err(SubscriptionError::Lagged { .. }) => {}
-                Err(error) => return Err(anyhow::Error::from(error)),
-            }
-        }
-    };
-    tokio::time::timeout(PATIENCE, wait)
-        .await
-        .with_context(|| {
-            format!(
-                "waiting on the state of {channel}: {}",
-                manager.status(channel)
-            )
-        })?
-}
 
 /// The hostile peer's channel limit at `N` in this test.
 const PER_PEER: usize = 8;
@@ -94,38 +63,6 @@ const RSS_SLACK: u64 = 48 * 1024 * 1024;
 
 /// The per-block read delay of the honest transfers, so that they run during the attack.
 const READ_DELAY: Duration = Duration::from_millis(15);
-
-/// A block store whose reads take `delay`.
-struct Slow {
-    inner: Arc<Blocks>,
-    delay: Duration,
-}
-
-impl Blockstore for Slow {
-    async fn get<const S: usize>(
-        &self,
-        cid: &CidGeneric<S>,
-    ) -> blockstore::Result<Option<Vec<u8>>> {
-        tokio::time::sleep(self.delay).await;
-        self.inner.get(cid).await
-    }
-
-    async fn put_keyed<const S: usize>(
-        &self,
-        cid: &CidGeneric<S>,
-        data: &[u8],
-    ) -> blockstore::Result<()> {
-        self.inner.put_keyed(cid, data).await
-    }
-
-    async fn remove<const S: usize>(&self, cid: &CidGeneric<S>) -> blockstore::Result<()> {
-        self.inner.remove(cid).await
-    }
-
-    async fn close(self) -> blockstore::Result<()> {
-        Ok(())
-    }
-}
 
 /// An honest node.
 struct Honest {

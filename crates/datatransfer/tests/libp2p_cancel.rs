@@ -14,6 +14,8 @@
 // The managers here are over graphsync and libp2p, so the hub-backed scenarios do not apply.
 #[allow(unused_macros)]
 mod common;
+#[path = "common/libp2p.rs"]
+mod net;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,46 +26,15 @@ use blockstore::Blockstore;
 use cid::CidGeneric;
 use common::{AcceptAll, Blocks, Dag, PATIENCE, TestVoucher, everything};
 use datatransfer::libp2p::{Libp2pNetwork, NetworkConfig, NodeBehaviour, SwarmConfig, build_swarm};
-use datatransfer::{ChannelId, ChannelState, ChannelStatus, Config, Manager, SubscriptionError};
+use datatransfer::{ChannelId, ChannelStatus, Config, Manager};
 use datatransfer_graphsync::GraphsyncTransport;
 use datatransfer_store::MemStore;
 use futures::StreamExt;
 use libp2p::Swarm;
 use libp2p::identity::Keypair;
 use libp2p::swarm::SwarmEvent;
+use net::{Mgr, until_state};
 use tokio::sync::watch;
-
-type Mgr = Manager<GraphsyncTransport, Libp2pNetwork>;
-
-/// Waits, at most [`PATIENCE`], until the state of `channel` at `manager` satisfies `test`.
-async fn until_state(
-    manager: &Mgr,
-    channel: &ChannelId,
-    mut test: impl FnMut(&ChannelState) -> bool,
-) -> anyhow::Result<ChannelState> {
-    let mut events = manager.subscribe_channel(channel.clone());
-    let wait = async {
-        loop {
-            if let Ok(state) = manager.channel_state(channel)
-                && test(&state)
-            {
-                return Ok(state);
-            }
-            match events.recv().await {
-                Ok(_) | Err(SubscriptionError::Lagged { .. }) => {}
-                Err(error) => return Err(anyhow::Error::from(error)),
-            }
-        }
-    };
-    tokio::time::timeout(PATIENCE, wait)
-        .await
-        .with_context(|| {
-            format!(
-                "waiting on the state of {channel}: {}",
-                manager.status(channel)
-            )
-        })?
-}
 
 /// Index of the first put the receiver's store holds: the root and two leaves are stored, the
 /// third leaf's put is the in-flight one.

@@ -18,6 +18,8 @@
 // The managers here are over graphsync and libp2p, so the hub-backed scenarios do not apply.
 #[allow(unused_macros)]
 mod common;
+#[path = "common/libp2p.rs"]
+mod net;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,49 +27,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use blockstore::Blockstore;
-use cid::CidGeneric;
 use common::{AcceptAll, Blocks, Dag, PATIENCE, TestVoucher, everything};
 use datatransfer::libp2p::{Libp2pNetwork, NetworkConfig, NodeBehaviour, SwarmConfig, build_swarm};
-use datatransfer::{ChannelId, ChannelState, ChannelStatus, Config, Manager, SubscriptionError};
+use datatransfer::{ChannelId, ChannelStatus, Config, Manager};
 use datatransfer_graphsync::GraphsyncTransport;
 use datatransfer_store::MemStore;
 use futures::StreamExt;
 use libp2p::identity::Keypair;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{PeerId, Swarm};
+use net::{Mgr, Slow, until_state};
 use tokio::sync::{mpsc, oneshot};
-
-type Mgr = Manager<GraphsyncTransport, Libp2pNetwork>;
-
-/// Waits, at most [`PATIENCE`], until the state of `channel` at `manager` satisfies `test`.
-async fn until_state(
-    manager: &Mgr,
-    channel: &ChannelId,
-    mut test: impl FnMut(&ChannelState) -> bool,
-) -> anyhow::Result<ChannelState> {
-    let mut events = manager.subscribe_channel(channel.clone());
-    let wait = async {
-        loop {
-            if let Ok(state) = manager.channel_state(channel)
-                && test(&state)
-            {
-                return Ok(state);
-            }
-            match events.recv().await {
-                Ok(_) | Err(SubscriptionError::Lagged { .. }) => {}
-                Err(error) => return Err(anyhow::Error::from(error)),
-            }
-        }
-    };
-    tokio::time::timeout(PATIENCE, wait)
-        .await
-        .with_context(|| {
-            format!(
-                "waiting on the state of {channel}: {}",
-                manager.status(channel)
-            )
-        })?
-}
 
 /// Transfers cut by a disconnect.
 const ROUNDS: usize = 100;
@@ -124,38 +94,6 @@ enum SwarmCommand {
     Connections(oneshot::Sender<u32>),
     /// How many times the last connection to the peer has closed so far.
     Closures(PeerId, oneshot::Sender<u64>),
-}
-
-/// A block store whose reads take [`READ_DELAY`].
-struct Slow {
-    inner: Arc<Blocks>,
-    delay: Duration,
-}
-
-impl Blockstore for Slow {
-    async fn get<const S: usize>(
-        &self,
-        cid: &CidGeneric<S>,
-    ) -> blockstore::Result<Option<Vec<u8>>> {
-        tokio::time::sleep(self.delay).await;
-        self.inner.get(cid).await
-    }
-
-    async fn put_keyed<const S: usize>(
-        &self,
-        cid: &CidGeneric<S>,
-        data: &[u8],
-    ) -> blockstore::Result<()> {
-        self.inner.put_keyed(cid, data).await
-    }
-
-    async fn remove<const S: usize>(&self, cid: &CidGeneric<S>) -> blockstore::Result<()> {
-        self.inner.remove(cid).await
-    }
-
-    async fn close(self) -> blockstore::Result<()> {
-        Ok(())
-    }
 }
 
 /// One node: its manager, its block store, its libp2p id and its swarm task's commands.

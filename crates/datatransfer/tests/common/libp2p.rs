@@ -428,6 +428,39 @@ async fn drive(
     }
 }
 
+/// A block store whose every read takes `delay` (a transfer that lasts long enough to be cut or
+/// attacked while it runs).
+pub struct Slow {
+    pub inner: Arc<Blocks>,
+    pub delay: Duration,
+}
+
+impl Blockstore for Slow {
+    async fn get<const S: usize>(
+        &self,
+        cid: &CidGeneric<S>,
+    ) -> blockstore::Result<Option<Vec<u8>>> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.get(cid).await
+    }
+
+    async fn put_keyed<const S: usize>(
+        &self,
+        cid: &CidGeneric<S>,
+        data: &[u8],
+    ) -> blockstore::Result<()> {
+        self.inner.put_keyed(cid, data).await
+    }
+
+    async fn remove<const S: usize>(&self, cid: &CidGeneric<S>) -> blockstore::Result<()> {
+        self.inner.remove(cid).await
+    }
+
+    async fn close(self) -> blockstore::Result<()> {
+        Ok(())
+    }
+}
+
 /// Waits, at most [`PATIENCE`], until the state of `channel` at `manager` satisfies `test`.
 pub async fn until_state(
     manager: &Mgr,

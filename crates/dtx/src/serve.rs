@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use datatransfer::{ChannelId, ChannelState, ChannelStatus, Event, SubscriptionError};
 use libp2p::Multiaddr;
@@ -14,7 +15,7 @@ use crate::cli::{FileConfig, ServeArgs, Settings};
 use crate::dagfiles;
 use crate::error::{CliError, chain};
 use crate::node::{DataDir, Node, NodeOptions, Roots};
-use crate::output::{Output, ordered};
+use crate::output::{EventLines, Output, channel_line, ordered};
 
 /// `dtx serve`.
 pub(crate) async fn serve(
@@ -136,11 +137,11 @@ async fn run(
         "serving; press Ctrl-C to stop (channels are kept and resume on the next start)".into()
     });
 
-    let mut statuses = Statuses::default();
+    let mut channels = Channels::default();
     loop {
         tokio::select! {
             event = events.recv() => match event {
-                Ok(event) => report(node, roots, out, &mut statuses, event),
+                Ok(event) => report(node, roots, out, &mut channels, event),
                 Err(SubscriptionError::Lagged { missed }) => {
                     tracing::warn!(missed, "fell behind the manager's events");
                 }
@@ -183,24 +184,32 @@ fn resume_channels(node: &Node, out: Output) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Prints what changed for a channel: its status (once per change), refusals, failures to
-/// send; a completed incoming push is served from then on.
-fn report(node: &Node, roots: &Roots, out: Output, statuses: &mut Statuses, event: Event) {
+/// Prints what happened to a channel: with `--json` each of its events (data events at most
+/// once per [`DATA_EVENT_INTERVAL`](crate::output::DATA_EVENT_INTERVAL) per channel), in human
+/// form its status once per change; refusals and failures to send. A completed incoming push is
+/// served from then on.
+fn report(node: &Node, roots: &Roots, out: Output, channels: &mut Channels, event: Event) {
+    let Channels { statuses, lines } = channels;
     match event {
         Event::Channel { event, state } => {
             let span = tracing::info_span!("channel", id = %event.channel);
             let _entered = span.enter();
             tracing::debug!(code = ?event.code, status = %state.status, "channel event");
-            if !statuses.changed(&event.channel, state.status) {
-                return;
-            }
-            if state.status == ChannelStatus::Completed
+            let changed = statuses.changed(&event.channel, state.status);
+            if changed
+                && state.status == ChannelStatus::Completed
                 && !state.is_initiator()
                 && !state.is_sender()
             {
                 received_push(node, roots, out, &state);
             }
-            channel_line(out, &state);
+            // JSON: every event (data events rate-limited); human: status changes.
+            if lines.wants(&event, Instant::now()) {
+                out.json(channel_line(&event, &state));
+            }
+            if changed {
+                status_line(out, &state);
+            }
         }
         Event::Rejected { channel, reason } => {
             // A refused request may be reported more than once (its request and its answer).
@@ -217,6 +226,13 @@ fn report(node: &Node, roots: &Roots, out: Output, statuses: &mut Statuses, even
         ),
         other => tracing::debug!(event = ?other, "manager event"),
     }
+}
+
+/// What `dtx serve` remembers per channel to choose its lines.
+#[derive(Default)]
+struct Channels {
+    statuses: Statuses,
+    lines: EventLines,
 }
 
 /// The last status printed per channel, and the refusals printed; both bounded (the oldest
@@ -281,35 +297,24 @@ fn received_push(node: &Node, roots: &Roots, out: Output, state: &ChannelState) 
     );
 }
 
-fn channel_line(out: Output, state: &ChannelState) {
+/// The human line of a channel's new status.
+fn status_line(out: Output, state: &ChannelState) {
     let direction = if state.is_sender() { "to" } else { "from" };
-    out.event(
-        ordered!({
-            "event": "channel",
-            "channel": state.channel_id.to_string(),
-            "peer": state.other_peer().to_string(),
-            "root": state.base_cid.to_string(),
-            "status": state.status.to_string(),
-            "sent": state.sent,
-            "received": state.received,
-            "message": state.message,
-        }),
-        || {
-            let mut line = format!(
-                "channel {}: {} {} {} ({} bytes sent, {} received)",
-                state.channel_id,
-                state.status,
-                direction,
-                state.other_peer(),
-                state.sent,
-                state.received
-            );
-            if !state.message.is_empty() {
-                line.push_str(&format!(": {}", state.message));
-            }
-            line
-        },
-    );
+    out.human(|| {
+        let mut line = format!(
+            "channel {}: {} {} {} ({} bytes sent, {} received)",
+            state.channel_id,
+            state.status,
+            direction,
+            state.other_peer(),
+            state.sent,
+            state.received
+        );
+        if !state.message.is_empty() {
+            line.push_str(&format!(": {}", state.message));
+        }
+        line
+    });
 }
 
 /// An address a peer can dial: the first listen address that is not a wildcard.

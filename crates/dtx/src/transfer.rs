@@ -1,11 +1,12 @@
 //! `dtx pull` and `dtx push`: one channel to a peer, followed to its end with a progress bar.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use blockstore::Blockstore;
 use datatransfer::{
-    ChannelId, ChannelState, ChannelStatus, Cid, Event, SubscriptionError, decode_result,
+    ChannelId, ChannelState, ChannelStatus, Cid, Event, Subscription, SubscriptionError,
+    decode_result,
 };
 use indicatif::ProgressBar;
 use ipld_selector::Selector;
@@ -15,7 +16,7 @@ use crate::cli::{PullArgs, PushArgs, Settings};
 use crate::dagfiles;
 use crate::error::{CliError, chain};
 use crate::node::{DataDir, DtxVoucher, Node, NodeOptions, Refusal, Roots, split_peer};
-use crate::output::{Output, ordered, set_total};
+use crate::output::{EventLines, Output, channel_line, ordered, set_total};
 
 /// `dtx pull`.
 pub(crate) async fn pull(settings: &Settings, out: Output, args: PullArgs) -> Result<(), CliError> {
@@ -42,6 +43,8 @@ pub(crate) async fn pull(settings: &Settings, out: Output, args: PullArgs) -> Re
         };
         node.connect(peer, address).await?;
         let wire_peer = Node::wire_peer(&peer);
+        // Subscribed before the channel opens, so that its first event is seen too.
+        let events = node.manager.subscribe();
         let channel = node
             .manager
             .open_pull(
@@ -53,9 +56,16 @@ pub(crate) async fn pull(settings: &Settings, out: Output, args: PullArgs) -> Re
             .map_err(|error| CliError::internal("opening the pull", &error))?;
         let span = tracing::info_span!("channel", id = %channel);
         let bar = out.progress(&format!("pull {root}"));
-        let state = follow(&node, &channel, &bar, Direction::Receive, root)
-            .instrument(span)
-            .await;
+        let state = follow(
+            &node,
+            &channel,
+            events,
+            (&bar, out),
+            Direction::Receive,
+            root,
+        )
+        .instrument(span)
+        .await;
         bar.finish_and_clear();
         let state = state?;
         finished(&state, "pull", &peer.to_string())?;
@@ -149,6 +159,8 @@ pub(crate) async fn push(settings: &Settings, out: Output, args: PushArgs) -> Re
             None => None,
         };
         node.connect(peer, address).await?;
+        // Subscribed before the channel opens, so that its first event is seen too.
+        let events = node.manager.subscribe();
         let channel = node
             .manager
             .open_push(
@@ -160,7 +172,7 @@ pub(crate) async fn push(settings: &Settings, out: Output, args: PushArgs) -> Re
             .map_err(|error| CliError::internal("opening the push", &error))?;
         let span = tracing::info_span!("channel", id = %channel);
         let bar = out.progress(&format!("push {root}"));
-        let state = follow(&node, &channel, &bar, Direction::Send, root)
+        let state = follow(&node, &channel, events, (&bar, out), Direction::Send, root)
             .instrument(span)
             .await;
         bar.finish_and_clear();
@@ -204,38 +216,44 @@ enum Direction {
     Receive,
 }
 
-/// Follows `channel` until it ends (or fails to send), updating `bar`; Ctrl-C stops the wait
-/// and leaves the channel in the database.
+/// Follows `channel` through `events` (subscribed before it opened) until it ends (or fails
+/// to send): each of its events updates `bar` and, with `--json`, is printed as a `channel`
+/// line ([`EventLines`] decides which data events). Ctrl-C stops the wait and leaves the
+/// channel in the database.
 async fn follow(
     node: &Node,
     channel: &ChannelId,
-    bar: &ProgressBar,
+    mut events: Subscription,
+    (bar, out): (&ProgressBar, Output),
     direction: Direction,
     root: Cid,
 ) -> Result<ChannelState, CliError> {
-    let mut events = node.manager.subscribe_channel(channel.clone());
+    let mut lines = EventLines::default();
     let mut total_known = false;
     let interrupt = tokio::signal::ctrl_c();
     tokio::pin!(interrupt);
     loop {
-        if let Ok(state) = node.manager.channel_state(channel) {
-            let done = match direction {
-                Direction::Send => state.sent,
-                Direction::Receive => state.received,
-            };
-            bar.set_position(done);
-            if !total_known && let Some(total) = dag_total(node, &root).await {
-                set_total(bar, total);
-                total_known = true;
-            }
-            if state.status.is_terminal() {
-                tracing::info!(status = %state.status, sent = state.sent, received = state.received, "channel ended");
-                return Ok(state);
-            }
-        }
         tokio::select! {
             event = tokio::time::timeout(Duration::from_millis(500), events.recv()) => match event {
-                Ok(Ok(Event::TransmitFailed { reason, .. })) => {
+                Ok(Ok(Event::Channel { event, state })) if event.channel == *channel => {
+                    bar.set_position(match direction {
+                        Direction::Send => state.sent,
+                        Direction::Receive => state.received,
+                    });
+                    if !total_known && let Some(total) = dag_total(node, &root).await {
+                        set_total(bar, total);
+                        total_known = true;
+                    }
+                    if lines.wants(&event, Instant::now()) {
+                        out.json(channel_line(&event, &state));
+                    }
+                    tracing::debug!(code = event.code.name(), status = %event.status, "channel event");
+                    if event.status.is_terminal() {
+                        tracing::info!(status = %state.status, sent = state.sent, received = state.received, "channel ended");
+                        return Ok(*state);
+                    }
+                }
+                Ok(Ok(Event::TransmitFailed { channel: failed, reason })) if failed == *channel => {
                     tracing::warn!(%reason, "transmit failed");
                     return Err(CliError::TransferFailed {
                         kind: match direction {
@@ -250,9 +268,21 @@ async fn follow(
                         message: reason,
                     });
                 }
-                Ok(Ok(event)) => tracing::debug!(?event, "channel event"),
-                Ok(Err(SubscriptionError::Lagged { .. })) | Err(_) => {}
+                Ok(Ok(_)) => {}
+                Ok(Err(SubscriptionError::Lagged { missed })) => {
+                    // The channel's state is still read below once no event comes for a while.
+                    tracing::warn!(missed, "fell behind the channel's events");
+                    out.json(ordered!({"event": "missed", "channel": channel.to_string(), "events": missed}));
+                }
                 Ok(Err(error)) => return Err(CliError::internal("following the channel", &error)),
+                Err(_) => {
+                    // No event for a while: the channel may have ended among missed events.
+                    if let Ok(state) = node.manager.channel_state(channel)
+                        && state.status.is_terminal()
+                    {
+                        return Ok(state);
+                    }
+                }
             },
             _ = &mut interrupt => {
                 return Err(CliError::Interrupted { channel: channel.to_string() });

@@ -308,6 +308,106 @@ fn serve_prints_its_events_and_a_pull_fetches_the_same_bytes() -> anyhow::Result
     Ok(())
 }
 
+/// Checks the `--json` lines of a pull or push: every line is JSON; all but the last are
+/// `channel` lines of one channel, from its `Open` event on, whose `counter` (`received` or
+/// `sent`) and block counter never go down, the last of them `Completed` with `bytes` and
+/// `blocks`; the last line is the result `result`, with the same totals. Returns the lines.
+fn check_transfer_lines(
+    stdout: &str,
+    result: &str,
+    counter: &str,
+    bytes: &Value,
+    blocks: &Value,
+) -> anyhow::Result<Vec<Value>> {
+    let lines = events(stdout)?;
+    let (last, channel_lines) = lines.split_last().context("no output")?;
+    ensure!(
+        last["event"] == result,
+        "the last line is not the result: {last}"
+    );
+    ensure!(
+        last["bytes"] == *bytes && last["blocks"] == *blocks,
+        "{last}"
+    );
+    ensure!(channel_lines.len() >= 3, "{stdout}");
+    ensure!(channel_lines[0]["code"] == "Open", "{}", channel_lines[0]);
+    let block_counter = format!("{counter}_blocks");
+    let (mut amount, mut count) = (0, 0);
+    for line in channel_lines {
+        ensure!(line["event"] == "channel", "{line}");
+        ensure!(line["channel"] == last["channel"], "{line} vs {last}");
+        ensure!(line["root"] == last["root"], "{line}");
+        ensure!(
+            line["code"].is_string() && line["status"].is_string(),
+            "{line}"
+        );
+        let now = (
+            line[counter].as_u64().context("a byte counter")?,
+            line[&block_counter].as_u64().context("a block counter")?,
+        );
+        ensure!(
+            now.0 >= amount && now.1 >= count,
+            "a counter went down: {line}"
+        );
+        (amount, count) = now;
+    }
+    let end = channel_lines.last().context("no channel line")?;
+    ensure!(end["status"] == "Completed", "{end}");
+    ensure!(
+        end[counter] == *bytes && end[&block_counter] == *blocks,
+        "{end}"
+    );
+    Ok(lines)
+}
+
+/// `dtx --json pull` prints one JSON object per line: one `channel` line per event of its
+/// channel (data events at most once per 200 ms), in order, then the `pulled` result, with the
+/// exact totals.
+#[test]
+fn pull_json_prints_each_channel_event_then_the_result() -> anyhow::Result<()> {
+    let fx = Fixture::new()?;
+    let file = fx.path("file.bin");
+    let mut server = Server::start(&fx.data_dir("server"), &[file.to_str().context("utf-8")?])?;
+    let imported = server.until("imported")?;
+    let root = imported["root"].as_str().context("root")?.to_owned();
+    server.until("ready")?;
+    let stdout = succeed(
+        dtx(&fx.data_dir("client"))
+            .args(["--json", "pull", &server.address(), &root, "-o"])
+            .arg(fx.path("pulled.bin")),
+    )?;
+    let lines = check_transfer_lines(
+        &stdout,
+        "pulled",
+        "received",
+        &imported["bytes"],
+        &imported["blocks"],
+    )?;
+    let codes: Vec<&str> = lines
+        .iter()
+        .filter_map(|line| line["code"].as_str())
+        .collect();
+    ensure!(
+        codes.iter().any(|code| code.starts_with("DataReceived")),
+        "no data event: {codes:?}"
+    );
+    ensure!(codes.contains(&"Accept"), "{codes:?}");
+    ensure!(lines[0]["peer"] == server.peer_id(), "{}", lines[0]);
+
+    // The serve prints its side of the same channel, ending Completed with the bytes sent.
+    let served = loop {
+        let line = server.until("channel")?;
+        ensure!(line.as_object().map(|o| o.len()) == Some(11), "{line}");
+        if line["status"] == "Completed" {
+            break line;
+        }
+    };
+    ensure!(served["channel"] == lines[0]["channel"], "{served}");
+    ensure!(served["sent"] == imported["bytes"], "{served}");
+    ensure!(served["sent_blocks"] == imported["blocks"], "{served}");
+    Ok(())
+}
+
 /// The pull command a serve on the default data directory prints works when pasted into a
 /// shell on the same machine, for an installed `dtx` and for a serve started by `cargo run`.
 #[test]
@@ -472,11 +572,24 @@ fn a_push_lands_on_a_server_that_accepts_pushes_and_is_served_from_then_on() -> 
             .args(["--json", "push", &server.address()])
             .arg(&file),
     )?;
-    let events = events(&stdout)?;
-    let pushed = find(&events, "pushed")?;
+    let imported = succeed(
+        dtx(&fx.data_dir("counter"))
+            .args(["--json", "import"])
+            .arg(&file),
+    )?;
+    let imported = find(&events(&imported)?, "imported")?.clone();
+    let lines = check_transfer_lines(
+        &stdout,
+        "pushed",
+        "sent",
+        &imported["bytes"],
+        &imported["blocks"],
+    )?;
+    let pushed = lines.last().context("no result")?;
     let root = pushed["root"].as_str().context("root")?.to_owned();
     let received = server.until("received")?;
     ensure!(received["root"] == root.as_str(), "{received}");
+    ensure!(received["bytes"] == imported["bytes"], "{received}");
 
     let out = fx.path("back.bin");
     succeed(

@@ -98,11 +98,12 @@ async fn run(
     }
     if let Some(addr) = &dialable {
         let launcher = Launcher::current();
+        let here = std::env::current_dir().ok();
         let client_dir = client_data_dir(&data_dir.path, crate::cli::default_data_dir().as_deref());
         for (path, root) in served {
-            let name = output_name(path);
+            let name = free_name(&output_name(path), here.as_deref());
             let command = pull_command(
-                launcher,
+                &launcher,
                 client_dir.as_deref(),
                 &format!("{addr}/p2p/{peer}"),
                 &root.to_string(),
@@ -332,30 +333,38 @@ fn dialable_address(addrs: &[Multiaddr]) -> Option<Multiaddr> {
 }
 
 /// How the printed pull command starts the program.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Launcher {
     /// An installed `dtx`.
     Installed,
-    /// `cargo run --release -p dtx --`, for a serve started by `cargo run` (which sets
-    /// `CARGO_MANIFEST_DIR` for the program it runs), so that a user without `dtx` installed
-    /// can paste the command in the same checkout.
-    Cargo,
+    /// `cargo run --release --manifest-path <the dtx package's Cargo.toml> --`, for a serve
+    /// started by `cargo run` (which sets `CARGO_MANIFEST_DIR` for the program it runs), so
+    /// that a user without `dtx` installed can paste the command in any directory of the
+    /// machine (a plain `cargo run` works only inside the checkout).
+    Cargo {
+        /// The `Cargo.toml` of the dtx package.
+        manifest: PathBuf,
+    },
 }
 
 impl Launcher {
     /// The launcher of this process.
     fn current() -> Self {
-        if std::env::var_os("CARGO_MANIFEST_DIR").is_some() {
-            Launcher::Cargo
-        } else {
-            Launcher::Installed
+        match std::env::var_os("CARGO_MANIFEST_DIR") {
+            Some(dir) => Launcher::Cargo {
+                manifest: PathBuf::from(dir).join("Cargo.toml"),
+            },
+            None => Launcher::Installed,
         }
     }
 
-    fn prefix(self) -> &'static str {
+    fn prefix(&self) -> String {
         match self {
-            Launcher::Installed => "dtx",
-            Launcher::Cargo => "cargo run --release -p dtx --",
+            Launcher::Installed => "dtx".into(),
+            Launcher::Cargo { manifest } => format!(
+                "cargo run --release --manifest-path {} --",
+                shell_quote(&manifest.to_string_lossy())
+            ),
         }
     }
 }
@@ -375,13 +384,13 @@ fn client_data_dir(serve_dir: &Path, default_dir: Option<&Path>) -> Option<PathB
 /// The ready-to-paste command that pulls `root` from `peer` into `name`, every argument
 /// quoted for a POSIX shell where it needs it.
 fn pull_command(
-    launcher: Launcher,
+    launcher: &Launcher,
     client_dir: Option<&Path>,
     peer: &str,
     root: &str,
     name: &str,
 ) -> String {
-    let mut command = launcher.prefix().to_owned();
+    let mut command = launcher.prefix();
     if let Some(dir) = client_dir {
         command.push_str(" --data-dir ");
         command.push_str(&shell_quote(&dir.to_string_lossy()));
@@ -405,6 +414,27 @@ fn shell_quote(arg: &str) -> String {
     } else {
         format!("'{}'", arg.replace('\'', r"'\''"))
     }
+}
+
+/// `name`, or when a file of that name is in `dir` (the serve's working directory, where a
+/// pull pasted into a second terminal of the same machine often runs, and where a served
+/// `./file` is), the first of `pulled-NAME`, `pulled-2-NAME`, … that is not (the extension
+/// stays last, so a `.car` is still pulled as a CAR).
+fn free_name(name: &str, dir: Option<&Path>) -> String {
+    let Some(dir) = dir else {
+        return name.to_owned();
+    };
+    let taken = |candidate: &str| std::fs::symlink_metadata(dir.join(candidate)).is_ok();
+    if !taken(name) {
+        return name.to_owned();
+    }
+    (1..1000)
+        .map(|n| match n {
+            1 => format!("pulled-{name}"),
+            n => format!("pulled-{n}-{name}"),
+        })
+        .find(|candidate| !taken(candidate))
+        .unwrap_or_else(|| format!("pulled-{}-{name}", std::process::id()))
 }
 
 /// The `-o` name suggested for a served path: its file name (`out` when it has none).
@@ -516,22 +546,37 @@ mod tests {
 
         let peer = "/ip4/127.0.0.1/tcp/2/p2p/12D3KooW";
         assert_eq!(
-            pull_command(Launcher::Installed, None, peer, "bafy", "a.bin"),
+            pull_command(&Launcher::Installed, None, peer, "bafy", "a.bin"),
             format!("dtx pull {peer} bafy -o a.bin")
         );
+        let cargo = Launcher::Cargo {
+            manifest: PathBuf::from("/Users/u/my code/dtx/crates/dtx/Cargo.toml"),
+        };
         assert_eq!(
             pull_command(
-                Launcher::Cargo,
+                &cargo,
                 Some(Path::new("/Users/u/Library/Application Support/dtx-client")),
                 peer,
                 "bafy",
                 "it's here.txt"
             ),
             format!(
-                "cargo run --release -p dtx -- --data-dir \
-                 '/Users/u/Library/Application Support/dtx-client' pull {peer} bafy -o 'it'\\''s here.txt'"
+                "cargo run --release --manifest-path '/Users/u/my code/dtx/crates/dtx/Cargo.toml' \
+                 -- --data-dir '/Users/u/Library/Application Support/dtx-client' pull {peer} bafy \
+                 -o 'it'\\''s here.txt'"
             )
         );
+    }
+
+    #[test]
+    fn the_suggested_name_avoids_a_file_of_the_serves_directory() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        assert_eq!(free_name("a.car", Some(dir.path())), "a.car");
+        assert_eq!(free_name("a.car", None), "a.car");
+        std::fs::write(dir.path().join("a.car"), b"x").expect("write");
+        assert_eq!(free_name("a.car", Some(dir.path())), "pulled-a.car");
+        std::fs::create_dir(dir.path().join("pulled-a.car")).expect("mkdir");
+        assert_eq!(free_name("a.car", Some(dir.path())), "pulled-2-a.car");
     }
 
     #[test]

@@ -408,6 +408,19 @@ fn pull_json_prints_each_channel_event_then_the_result() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `arg` as one word of a POSIX shell, quoted as `dtx serve` quotes it.
+fn sh_word(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c));
+    if plain {
+        arg.to_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
 /// The pull command a serve on the default data directory prints works when pasted into a
 /// shell on the same machine, for an installed `dtx` and for a serve started by `cargo run`.
 #[test]
@@ -423,10 +436,11 @@ fn the_printed_pull_command_works_when_pasted_on_the_same_machine() -> anyhow::R
     let search_path = std::env::join_paths(std::iter::once(bin_dir.to_path_buf()).chain(
         std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
     ))?;
-    for (round, launcher) in ["dtx ", "cargo run --release -p dtx -- "]
-        .iter()
-        .enumerate()
-    {
+    let cargo_launcher = format!(
+        "cargo run --release --manifest-path {} -- ",
+        sh_word(&format!("{}/Cargo.toml", env!("CARGO_MANIFEST_DIR")))
+    );
+    for (round, launcher) in ["dtx ", cargo_launcher.as_str()].iter().enumerate() {
         let mut command = installed(Command::new(env!("CARGO_BIN_EXE_dtx")));
         command.env("XDG_DATA_HOME", &xdg);
         if round == 1 {
@@ -467,6 +481,162 @@ fn the_printed_pull_command_works_when_pasted_on_the_same_machine() -> anyhow::R
         );
         ensure!(partials(&cwd)?.is_empty());
         drop(server);
+    }
+    Ok(())
+}
+
+/// The README's quick start, as written there: its serve command (run in a directory holding
+/// `./some-file`, on the default data directory, as `cargo run` starts it) prints the pull
+/// command in the form the README shows, and that command, pasted into a shell in the same
+/// directory and in another one, pulls the file and says so in the README's words.
+#[test]
+fn the_readme_quick_start_works_as_written() -> anyhow::Result<()> {
+    const CARGO_RUN: &str = "cargo run --release -p dtx -- ";
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))?;
+    let quick = readme
+        .split("## Quick start")
+        .nth(1)
+        .context("README.md has no Quick start section")?;
+    let mut blocks = quick.split("```").skip(1).step_by(2);
+    let commands = blocks.next().context("no command block")?;
+    let printed_example = blocks.next().context("no example of the printed line")?;
+    let serve = commands
+        .lines()
+        .nth(1)
+        .and_then(|line| line.split('#').next())
+        .map(str::trim)
+        .context("no serve command")?;
+    let serve_args = serve
+        .strip_prefix(CARGO_RUN)
+        .with_context(|| format!("{serve:?} does not start with {CARGO_RUN:?}"))?;
+    ensure!(
+        commands.contains("cargo xtask ci"),
+        "no test command: {commands}"
+    );
+    let example = printed_example.trim();
+    // What the README says the pull prints, with `N` for each number.
+    let flat = quick.split_whitespace().collect::<Vec<_>>().join(" ");
+    let said = "pulled bafybei…: N blocks, N bytes, written to pulled-some-file";
+    ensure!(
+        flat.contains(&format!("(`{said}`)")),
+        "the README no longer says that the pull prints {said:?}"
+    );
+
+    let fx = Fixture::new()?;
+    let checkout = fx.path("checkout");
+    std::fs::create_dir_all(&checkout)?;
+    std::fs::copy(fx.path("file.bin"), checkout.join("some-file"))?;
+    let xdg = fx.path("xdg");
+    let manifest_dir = env!("CARGO_MANIFEST_DIR");
+    let mut command = installed(Command::new(env!("CARGO_BIN_EXE_dtx")));
+    command
+        .args(serve_args.split_whitespace())
+        .current_dir(&checkout)
+        .env("XDG_DATA_HOME", &xdg)
+        .env("CARGO_MANIFEST_DIR", manifest_dir)
+        // Loopback only: the README's serve listens on every interface by default.
+        .env("DTX_LISTEN", "/ip4/127.0.0.1/tcp/0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = command.spawn().context("spawning dtx serve")?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut server = Server {
+        child,
+        lines: {
+            let (send, lines) = mpsc::channel();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if send.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+            lines
+        },
+        listening: Value::Null,
+    };
+    let printed = loop {
+        let line = server.next_line()?;
+        if line.starts_with("fetch ") {
+            break line;
+        }
+    };
+    // The printed line in the README's words: its example's paths, port, peer id and CID.
+    let manifest = format!("{manifest_dir}/Cargo.toml");
+    let command = printed
+        .split_once(" with: ")
+        .map(|(_, command)| command.to_owned())
+        .context("no command")?;
+    let words: Vec<&str> = command.split(' ').collect();
+    let pull_at = words
+        .iter()
+        .position(|word| *word == "pull")
+        .context("no pull")?;
+    let (peer_address, root) = (words[pull_at + 1], words[pull_at + 2]);
+    let (address, peer) = peer_address.split_once("/p2p/").context("no /p2p/")?;
+    let port = address.rsplit('/').next().context("no port")?;
+    let normalized = printed
+        .replace(
+            &sh_word(&manifest),
+            "/home/you/datatransfer-rs/crates/dtx/Cargo.toml",
+        )
+        .replace(
+            &sh_word(&xdg.join("dtx-client").display().to_string()),
+            "/home/you/.local/share/dtx-client",
+        )
+        .replace(&format!("/tcp/{port}/"), "/tcp/41563/")
+        .replace(peer, "12D3KooW…")
+        .replace(root, "bafybei…");
+    ensure!(
+        normalized == example,
+        "printed {printed:?}\nas README {normalized:?}\nREADME     {example:?}"
+    );
+
+    // Pasted into a shell in the serve's directory and in another one (the cargo launcher is
+    // swapped for the binary it builds: a release build is too slow for a test).
+    let launcher = format!(
+        "cargo run --release --manifest-path {} -- ",
+        sh_word(&manifest)
+    );
+    ensure!(command.starts_with(&launcher), "{command}");
+    ensure!(Path::new(&manifest).is_file(), "{manifest}");
+    let pasted = command.replacen(
+        &launcher,
+        &format!("{} ", sh_word(env!("CARGO_BIN_EXE_dtx"))),
+        1,
+    );
+    let elsewhere = fx.path("another-terminal");
+    std::fs::create_dir_all(&elsewhere)?;
+    for cwd in [&checkout, &elsewhere] {
+        let mut shell = installed(Command::new("sh"));
+        shell
+            .arg("-c")
+            .arg(&pasted)
+            .current_dir(cwd)
+            .env("XDG_DATA_HOME", &xdg);
+        let out = succeed(&mut shell)
+            .with_context(|| format!("pasted {pasted:?} in {}", cwd.display()))?;
+        let bytes = std::fs::read(cwd.join("pulled-some-file"))?;
+        ensure!(
+            bytes == std::fs::read(checkout.join("some-file"))?,
+            "bytes differ"
+        );
+        ensure!(
+            out.contains(&format!("pulled {root}: 4 blocks, ")), // three leaves and the root
+            "{out:?}"
+        );
+        let line: Vec<String> = out
+            .trim()
+            .replace(root, "bafybei…")
+            .split(' ')
+            .map(|word| match word.parse::<u64>() {
+                Ok(_) => "N".to_owned(),
+                Err(_) => word.to_owned(),
+            })
+            .collect();
+        ensure!(line.join(" ") == said, "{out:?}");
+        ensure!(partials(cwd)?.is_empty());
     }
     Ok(())
 }

@@ -32,7 +32,14 @@ pub(crate) fn run() -> anyhow::Result<()> {
             ]))
         }),
         ("tests", &|| {
-            cmd::run(cargo().args(["test", "--workspace", "--all-features", "--locked"]))
+            // Every test binary runs even after one fails, so one CI run names every failure.
+            cmd::run(cargo().args([
+                "test",
+                "--workspace",
+                "--all-features",
+                "--locked",
+                "--no-fail-fast",
+            ]))
         }),
         ("docs", &|| {
             cmd::run(cargo().env("RUSTDOCFLAGS", "-D warnings").args([

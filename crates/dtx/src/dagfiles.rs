@@ -6,8 +6,10 @@ use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 
 use blockstore::Blockstore;
+use cid::CidGeneric;
 use dag_io::{car, unixfs};
 use datatransfer::Cid;
+use indicatif::ProgressBar;
 use ipld_selector::Selector;
 
 use crate::error::{CliError, chain};
@@ -65,6 +67,124 @@ pub(crate) async fn import<B: Blockstore>(path: &Path, blocks: &B) -> Result<Imp
         blocks: imported.blocks,
         bytes: imported.dag_size,
     })
+}
+
+/// What a [`Counting`] block store adds to its progress bar.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Count {
+    /// The bytes of every block written.
+    Puts,
+    /// The bytes of the raw blocks written: the file bytes of a UnixFS import (kubo's CIDv1
+    /// defaults store every chunk as a raw leaf).
+    RawPuts,
+    /// The bytes of every block read.
+    Gets,
+}
+
+/// A block store that counts the bytes going through it on a progress bar (a hidden bar when
+/// there is nothing to show), for `dtx import` and `dtx export`.
+pub(crate) struct Counting<'a, B> {
+    blocks: &'a B,
+    bar: &'a ProgressBar,
+    count: Count,
+}
+
+impl<'a, B: Blockstore> Counting<'a, B> {
+    /// `blocks`, counting on `bar` what `count` says.
+    pub(crate) fn new(blocks: &'a B, bar: &'a ProgressBar, count: Count) -> Self {
+        Counting { blocks, bar, count }
+    }
+}
+
+impl<B: Blockstore> Blockstore for Counting<'_, B> {
+    async fn get<const S: usize>(
+        &self,
+        cid: &CidGeneric<S>,
+    ) -> blockstore::Result<Option<Vec<u8>>> {
+        let block = self.blocks.get(cid).await?;
+        if let (Count::Gets, Some(block)) = (self.count, &block) {
+            self.bar.inc(block.len() as u64);
+        }
+        Ok(block)
+    }
+
+    async fn put_keyed<const S: usize>(
+        &self,
+        cid: &CidGeneric<S>,
+        data: &[u8],
+    ) -> blockstore::Result<()> {
+        self.blocks.put_keyed(cid, data).await?;
+        let counted = match self.count {
+            Count::Puts => true,
+            Count::RawPuts => cid.codec() == unixfs::RAW_CODEC,
+            Count::Gets => false,
+        };
+        if counted {
+            self.bar.inc(data.len() as u64);
+        }
+        Ok(())
+    }
+
+    async fn remove<const S: usize>(&self, cid: &CidGeneric<S>) -> blockstore::Result<()> {
+        self.blocks.remove(cid).await
+    }
+
+    async fn has<const S: usize>(&self, cid: &CidGeneric<S>) -> blockstore::Result<bool> {
+        self.blocks.has(cid).await
+    }
+
+    async fn close(self) -> blockstore::Result<()> {
+        // The wrapped store is borrowed: its owner closes it.
+        Ok(())
+    }
+}
+
+/// The bytes an import of `path` reads: a file's length, or the sum of the file lengths under
+/// a directory (symbolic links not followed); 0 for what cannot be read (the import then says
+/// why).
+pub(crate) fn source_bytes(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if meta.is_file() {
+        return meta.len();
+    }
+    if !meta.is_dir() {
+        return 0;
+    }
+    let mut total = 0;
+    let mut pending = vec![path.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            match entry.metadata() {
+                Ok(meta) if meta.is_dir() => pending.push(entry.path()),
+                Ok(meta) if meta.is_file() => total += meta.len(),
+                _ => {}
+            }
+        }
+    }
+    total
+}
+
+/// The size of the DAG under `root` once its root block is in `blocks`: a raw block's length,
+/// or a dag-pb node's length plus its links' cumulative sizes (for UnixFS, every block's
+/// bytes). `None` until then, or for other codecs.
+pub(crate) async fn dag_total<B: Blockstore>(blocks: &B, root: &Cid) -> Option<u64> {
+    let block = blocks.get(root).await.ok()??;
+    match root.codec() {
+        unixfs::RAW_CODEC => Some(block.len() as u64),
+        ipld_selector::dagpb::CODEC => {
+            let decoded = ipld_selector::dagpb::decode(&block).ok()?;
+            decoded
+                .links
+                .iter()
+                .try_fold(block.len() as u64, |sum, link| Some(sum + link.tsize?))
+        }
+        _ => None,
+    }
 }
 
 /// The selector traversal settings: no depth limit (the selector's own recursion limit

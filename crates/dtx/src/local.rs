@@ -1,12 +1,13 @@
-//! `dtx import` and `dtx export`: the block store and the filesystem, no network.
+//! `dtx import` and `dtx export`: the block store and the filesystem, no network; a progress
+//! bar on stderr while they work (when it is a terminal, without `--quiet` or `--json`).
 
 use ipld_selector::Selector;
 
 use crate::cli::{ExportArgs, ImportArgs, Settings};
-use crate::dagfiles;
+use crate::dagfiles::{self, Count, Counting};
 use crate::error::CliError;
 use crate::node::{DataDir, Roots};
-use crate::output::{Output, ordered};
+use crate::output::{Output, ordered, set_total};
 use crate::transfer::parse_cid;
 
 /// `dtx import PATH`: the DAG goes into the block store and its roots are served by later
@@ -19,7 +20,16 @@ pub(crate) async fn import(
     let data_dir = DataDir::open(&settings.data_dir)?;
     let roots = Roots::load(&data_dir.path)?;
     let blocks = data_dir.blocks().await?;
-    let imported = dagfiles::import(&args.path, blocks.as_ref()).await?;
+    let bar = out.progress(&format!("import {}", args.path.display()));
+    set_total(&bar, dagfiles::source_bytes(&args.path));
+    let count = if dagfiles::is_car(&args.path) {
+        Count::Puts
+    } else {
+        Count::RawPuts
+    };
+    let imported = dagfiles::import(&args.path, &Counting::new(blocks.as_ref(), &bar, count)).await;
+    bar.finish_and_clear();
+    let imported = imported?;
     for root in &imported.roots {
         roots.add(*root).map_err(|source| CliError::DataDir {
             path: data_dir.path.clone(),
@@ -60,8 +70,22 @@ pub(crate) async fn export(
             data_dir: data_dir.path.clone(),
         });
     }
-    let verified = dagfiles::verify(blocks.as_ref(), &root, &everything).await?;
-    dagfiles::write_output(blocks.as_ref(), &root, &everything, &args.output).await?;
+    // Two passes over the blocks, each on the bar: the check, then the writing.
+    let bar = out.progress(&format!("check {root}"));
+    if let Some(total) = dagfiles::dag_total(blocks.as_ref(), &root).await {
+        set_total(&bar, total);
+    }
+    let counting = Counting::new(blocks.as_ref(), &bar, Count::Gets);
+    let written = async {
+        let verified = dagfiles::verify(&counting, &root, &everything).await?;
+        bar.set_position(0);
+        bar.set_message(format!("export {root}"));
+        dagfiles::write_output(&counting, &root, &everything, &args.output).await?;
+        Ok::<_, CliError>(verified)
+    }
+    .await;
+    bar.finish_and_clear();
+    let verified = written?;
     out.event(
         ordered!({
             "event": "exported",

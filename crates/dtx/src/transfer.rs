@@ -240,7 +240,7 @@ async fn follow(
                         Direction::Send => state.sent,
                         Direction::Receive => state.received,
                     });
-                    if !total_known && let Some(total) = dag_total(node, &root).await {
+                    if !total_known && let Some(total) = dagfiles::dag_total(node.blocks.as_ref(), &root).await {
                         set_total(bar, total);
                         total_known = true;
                     }
@@ -288,24 +288,6 @@ async fn follow(
                 return Err(CliError::Interrupted { channel: channel.to_string() });
             }
         }
-    }
-}
-
-/// The size of the DAG under `root` once its root block is here: a raw block's length, or a
-/// dag-pb node's length plus its links' cumulative sizes. `None` until then, or for other
-/// codecs.
-async fn dag_total(node: &Node, root: &Cid) -> Option<u64> {
-    let block = node.blocks.get(root).await.ok()??;
-    match root.codec() {
-        dag_io::unixfs::RAW_CODEC => Some(block.len() as u64),
-        ipld_selector::dagpb::CODEC => {
-            let decoded = ipld_selector::dagpb::decode(&block).ok()?;
-            decoded
-                .links
-                .iter()
-                .try_fold(block.len() as u64, |sum, link| Some(sum + link.tsize?))
-        }
-        _ => None,
     }
 }
 

@@ -1253,6 +1253,86 @@ fn import_and_export_round_trip_as_unixfs_and_car() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs `dtx --data-dir DATA ARGS…` with stdin, stdout and stderr on a terminal (a pseudo
+/// terminal of util-linux's `script`); returns everything the terminal showed.
+fn on_a_terminal(data_dir: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let mut line = sh_word(env!("CARGO_BIN_EXE_dtx"));
+    for arg in [&"--data-dir", &data_dir.to_str().context("utf-8")?]
+        .into_iter()
+        .chain(args)
+    {
+        line.push(' ');
+        line.push_str(&sh_word(arg));
+    }
+    let mut script = installed(Command::new("script"));
+    script.args(["-qec", &line, "/dev/null"]);
+    let output = run(&mut script).context("running `script` (util-linux) for a terminal")?;
+    ensure!(
+        output.status.success(),
+        "{line} failed on a terminal: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// `dtx import` and `dtx export` of a large file draw a progress bar (indicatif, on stderr)
+/// when stderr is a terminal, and none with `--quiet` or `--json` or when it is not one.
+#[test]
+fn import_and_export_show_progress_on_a_terminal_only() -> anyhow::Result<()> {
+    /// What indicatif writes to clear the bar's line.
+    const CLEAR_LINE: &str = "\x1b[2K";
+    let fx = Fixture::new()?;
+    let big = fx.path("big.bin");
+    std::fs::write(&big, content(8 << 20, 13))?;
+    let big_arg = big.to_str().context("utf-8")?;
+    let data = fx.data_dir("local");
+
+    let shown = on_a_terminal(&data, &["import", big_arg])?;
+    ensure!(shown.contains(&format!("import {big_arg}")), "{shown:?}");
+    ensure!(shown.contains(CLEAR_LINE), "{shown:?}");
+    // The root is the last thing printed (after the bar's escape sequences).
+    let root: String = shown[shown.rfind("bafy").context("no root printed")?..]
+        .chars()
+        .take_while(char::is_ascii_alphanumeric)
+        .collect();
+    for quiet in ["--quiet", "--json"] {
+        let shown = on_a_terminal(&data, &[quiet, "import", big_arg])?;
+        ensure!(!shown.contains("import "), "{quiet}: {shown:?}");
+        ensure!(!shown.contains(CLEAR_LINE), "{quiet}: {shown:?}");
+    }
+
+    let out = fx.path("out.bin");
+    let out_arg = out.to_str().context("utf-8")?;
+    let shown = on_a_terminal(&data, &["export", &root, "-o", out_arg])?;
+    ensure!(shown.contains(&format!("check {root}")), "{shown:?}");
+    ensure!(shown.contains(CLEAR_LINE), "{shown:?}");
+    ensure!(
+        shown.contains(&format!("exported {root} to {out_arg}")),
+        "{shown:?}"
+    );
+    ensure!(std::fs::read(&out)? == std::fs::read(&big)?, "bytes differ");
+    for quiet in ["--quiet", "--json"] {
+        std::fs::remove_file(&out)?;
+        let shown = on_a_terminal(&data, &[quiet, "export", &root, "-o", out_arg])?;
+        ensure!(!shown.contains("check "), "{quiet}: {shown:?}");
+        ensure!(!shown.contains(CLEAR_LINE), "{quiet}: {shown:?}");
+    }
+
+    // Not a terminal: nothing on stderr.
+    std::fs::remove_file(&out)?;
+    let output = run(dtx(&data).args(["export", &root, "-o", out_arg]))?;
+    ensure!(
+        output.status.success() && output.stderr.is_empty(),
+        "{output:?}"
+    );
+    let output = run(dtx(&data).args(["import", big_arg]))?;
+    ensure!(
+        output.status.success() && output.stderr.is_empty(),
+        "{output:?}"
+    );
+    Ok(())
+}
+
 #[test]
 fn the_peer_id_persists_and_ctrl_c_stops_cleanly() -> anyhow::Result<()> {
     let fx = Fixture::new()?;

@@ -49,6 +49,9 @@ const BIG_FILE: u64 = 64 << 20;
 /// The generated file of the mid-transfer scenarios: 32 chunks of 256 KiB and a root.
 const MID_FILE: u64 = 8 << 20;
 
+/// The UnixFS chunk size of the generated files (the root of the [`MID_FILE`] is smaller).
+const CHUNK: u64 = 256 << 10;
+
 /// The read delay of the mid-transfer scenarios: after 4 blocks, 60 ms a block (about 2 s for
 /// the [`MID_FILE`]).
 const SLOW_READS: &str = "4:60";
@@ -61,6 +64,10 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long a channel may take to finish.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// How long a responder must print nothing about a channel whose initiator was killed before
+/// the initiator comes back (go-data-transfer's own kill test waits as long).
+const QUIET: Duration = Duration::from_millis(500);
 
 /// Marker comments around the data-transfer matrix in `docs/interop.md`.
 const MATRIX_START: &str = "<!-- dt-matrix:start -->";
@@ -109,10 +116,12 @@ pub(crate) fn run(
     let rust = &builds.first().context("no build")?.rust;
     let big = file_car(rust, &generate(&files, BIG_FILE)?)?;
     let mid = file_car(rust, &generate(&files, MID_FILE)?)?;
-    let mid_bytes = block_bytes(&std::fs::read(&mid).context("reading the file's CAR")?)?;
+    let mid_car = std::fs::read(&mid).context("reading the file's CAR")?;
+    let mid_bytes = block_bytes(&mid_car)?;
     let inputs = Inputs {
         fixtures,
         mid,
+        mid_car,
         mid_bytes,
     };
     let mut scenarios = scenarios(&inputs.fixtures, &big);
@@ -305,6 +314,8 @@ struct Inputs {
     fixtures: PathBuf,
     /// The CAR of the generated file of the mid-transfer scenarios.
     mid: PathBuf,
+    /// Its bytes: what a receiver of the whole file must export.
+    mid_car: Vec<u8>,
     /// The sum of its block sizes.
     mid_bytes: u64,
 }
@@ -382,11 +393,6 @@ enum Kind {
 struct Scenario {
     name: String,
     kind: Kind,
-    /// Why the Rust initiator → Go responder direction is not run (a known mismatch that is
-    /// not fixed yet), if it is not.
-    rust_to_go_not_run: Option<&'static str>,
-    /// Go builds (label prefix) on which the whole row is not run, and why.
-    not_run_on: &'static [(&'static str, &'static str)],
 }
 
 fn scenarios(fixtures: &Path, big: &Path) -> Vec<Scenario> {
@@ -397,8 +403,6 @@ fn scenarios(fixtures: &Path, big: &Path) -> Vec<Scenario> {
         for name in COMPLETE {
             let car = fixtures.join(name);
             list.push(Scenario {
-                rust_to_go_not_run: None,
-                not_run_on: &[],
                 name: format!("{verb} {name}"),
                 kind: Kind::Transfer {
                     pull,
@@ -409,8 +413,6 @@ fn scenarios(fixtures: &Path, big: &Path) -> Vec<Scenario> {
             });
         }
         list.push(Scenario {
-            rust_to_go_not_run: None,
-            not_run_on: &[],
             name: format!("{verb} 64 MiB UnixFS file"),
             kind: Kind::Transfer {
                 pull,
@@ -420,8 +422,6 @@ fn scenarios(fixtures: &Path, big: &Path) -> Vec<Scenario> {
             },
         });
         list.push(Scenario {
-            rust_to_go_not_run: None,
-            not_run_on: &[],
             name: format!("{verb} sub-DAG (ExploreFields into dag-cbor)"),
             kind: Kind::Transfer {
                 pull,
@@ -435,16 +435,12 @@ fn scenarios(fixtures: &Path, big: &Path) -> Vec<Scenario> {
         });
     }
     list.push(Scenario {
-        rust_to_go_not_run: None,
-        not_run_on: &[],
         name: "unregistered voucher type".to_owned(),
         kind: Kind::Rejected {
             unknown_voucher: true,
         },
     });
     list.push(Scenario {
-        rust_to_go_not_run: None,
-        not_run_on: &[],
         name: "refusing validator".to_owned(),
         kind: Kind::Rejected {
             unknown_voucher: false,
@@ -452,34 +448,24 @@ fn scenarios(fixtures: &Path, big: &Path) -> Vec<Scenario> {
     });
     for by in [Side::Initiator, Side::Responder] {
         list.push(Scenario {
-            rust_to_go_not_run: None,
-            not_run_on: &[],
             name: format!("pause and resume by the {}", by.name()),
             kind: Kind::Pause { by },
         });
         list.push(Scenario {
-            rust_to_go_not_run: None,
-            not_run_on: &[],
             name: format!("cancel by the {}", by.name()),
             kind: Kind::Cancel { by },
         });
     }
     list.push(Scenario {
-        rust_to_go_not_run: None,
-        not_run_on: &[],
         name: "paid retrieval with finalization".to_owned(),
         kind: Kind::Paid,
     });
     list.push(Scenario {
-        rust_to_go_not_run: None,
-        not_run_on: &[("go-data-transfer v1.15", V115_DISCONNECT)],
         name: "disconnect mid-transfer, automatic restart".to_owned(),
         kind: Kind::Disconnect,
     });
     for killed in [Side::Initiator, Side::Responder] {
         list.push(Scenario {
-            rust_to_go_not_run: (killed == Side::Initiator).then_some(KILLED_RUST_INITIATOR),
-            not_run_on: &[],
             name: format!(
                 "SIGKILL of the {}, started again on its store, restart by the initiator",
                 killed.name()
@@ -488,26 +474,11 @@ fn scenarios(fixtures: &Path, big: &Path) -> Vec<Scenario> {
         });
     }
     list.push(Scenario {
-        rust_to_go_not_run: None,
-        not_run_on: &[],
         name: "4 parallel pulls".to_owned(),
         kind: Kind::Parallel,
     });
     list
 }
-
-/// The known mismatch of a SIGKILLed Rust initiator (see `docs/interop.md`).
-const KILLED_RUST_INITIATOR: &str = "known mismatch, not diagnosed yet: after the SIGKILLed Rust \
-    initiator restarts the channel, the Go responder ends it with 'data sender is missing block' \
-    (still so after 3a576ac, which makes graphsync report a block only once it is stored); the \
-    Go peers' own kill test waits until the responder is quiet before restarting (Go keeps \
-    sending the old response and de-duplicates blocks per peer), which the harness does not";
-
-/// Why the disconnect row is not run against v1.15.1.
-const V115_DISCONNECT: &str = "go-data-transfer v1.15.1's own Go → Go reference is unreliable \
-    here: under load its initiator sometimes fails the channel after the disconnect \
-    (ReceiveDataError, Error, Failed) instead of restarting it (1 run in 5 on the shared \
-    machine)";
 
 /// The outcome of one cell.
 #[derive(Clone, Debug)]
@@ -570,24 +541,14 @@ fn run_row(build: &Build, scenario: &Scenario, inputs: &Inputs, work: &Path) -> 
         rust_to_go: Cell::NotRun(String::new()),
         go_to_rust: Cell::NotRun(String::new()),
     };
-    let not_run = scenario
-        .not_run_on
-        .iter()
-        .find(|(prefix, _)| build.label.starts_with(prefix))
-        .map(|(_, why)| (*why).to_owned());
-    let why = match (&build.go, not_run) {
-        (_, Some(why)) => Some(why),
-        (Err(why), None) => Some(why.clone()),
-        (Ok(_), None) => None,
-    };
-    if let Some(why) = why {
-        row.reference = Cell::NotRun(why.clone());
-        row.rust_to_go = Cell::NotRun(why.clone());
-        row.go_to_rust = Cell::NotRun(why);
-        return row;
-    }
-    let Ok(go) = &build.go else {
-        return row;
+    let go = match &build.go {
+        Ok(go) => go,
+        Err(why) => {
+            row.reference = Cell::NotRun(why.clone());
+            row.rust_to_go = Cell::NotRun(why.clone());
+            row.go_to_rust = Cell::NotRun(why.clone());
+            return row;
+        }
     };
     let slug: String = format!("{}-{}", build.label, scenario.name)
         .chars()
@@ -615,21 +576,28 @@ fn run_row(build: &Build, scenario: &Scenario, inputs: &Inputs, work: &Path) -> 
         Ok(_) => Cell::Pass,
         Err(error) => Cell::Fail(format!("{error:#}")),
     };
-    let compare = |outcome: anyhow::Result<Outcome>| -> Cell {
+    // The reference is a control, not a gate: when Go's own run failed twice, a Rust direction
+    // is judged by the scenario's own checks alone (final statuses, byte totals, the export
+    // against the fixture or the file's CAR), and the log says so.
+    let compare = |direction: &str, outcome: anyhow::Result<Outcome>| -> Cell {
         let checked = outcome.and_then(|outcome| match &reference {
             Ok(reference) => same_outcome(&outcome, reference),
-            Err(_) => bail!("the Go → Go reference failed, so there is nothing to compare with"),
+            Err(_) => {
+                println!(
+                    "interop dt: {} [{}] ({direction}): judged by its own checks only, the Go → Go \
+                     reference failed",
+                    scenario.name, build.label
+                );
+                Ok(())
+            }
         });
         match checked {
             Ok(()) => Cell::Pass,
             Err(error) => Cell::Fail(format!("{error:#}")),
         }
     };
-    row.rust_to_go = match scenario.rust_to_go_not_run {
-        Some(why) => Cell::NotRun(why.to_owned()),
-        None => compare(run("rust-go", &build.rust, go)),
-    };
-    row.go_to_rust = compare(run("go-rust", go, &build.rust));
+    row.rust_to_go = compare("rust → go", run("rust-go", &build.rust, go));
+    row.go_to_rust = compare("go → rust", run("go-rust", go, &build.rust));
     row
 }
 
@@ -804,6 +772,7 @@ fn run_case(
             ensure_status(&init, "Completed")?;
             ensure_status(&resp, "Completed")?;
             let car = export(&mut pair.initiator, &root, None, &dir.join("out.car"))?;
+            same_car(&car, &inputs.mid_car, "the file's CAR")?;
             let bytes = block_bytes(&car)?;
             ensure!(
                 init["received"] == bytes && resp["sent"] == bytes,
@@ -848,6 +817,7 @@ fn run_case(
             ensure_status(&init, "Completed")?;
             ensure_status(&resp, "Completed")?;
             let car = export(&mut pair.initiator, &root, None, &dir.join("out.car"))?;
+            same_car(&car, &inputs.mid_car, "the file's CAR")?;
             let bytes = block_bytes(&car)?;
             let payments: Vec<u64> = pair
                 .initiator
@@ -894,7 +864,13 @@ fn run_case(
             )?;
             let root = pair.root()?;
             let channel = pair.open(true, &root, None, None)?;
-            pair.initiator.until_received(&channel)?;
+            // Cut the connection right after the first block the responder read slowly (the
+            // root and three chunks come at full speed, then one every 60 ms: more than four
+            // chunks' bytes means the fifth block arrived), so that no block is on the wire:
+            // go-graphsync's responder goes on with the response on the next connection and
+            // does not send again what the closed one lost, so the requester sees a gap and
+            // fails the request (Go's and ours alike; docs/interop.md).
+            pair.initiator.until_received_over(&channel, 4 * CHUNK)?;
             let remote = pair.responder.peer_id.clone();
             pair.initiator
                 .command(json!({"cmd": "disconnect", "peer": remote}))?;
@@ -902,7 +878,7 @@ fn run_case(
             ensure_status(&init, "Completed")?;
             ensure_status(&resp, "Completed")?;
             let car = export(&mut pair.initiator, &root, None, &dir.join("out.car"))?;
-            block_bytes(&car)?;
+            same_car(&car, &inputs.mid_car, "the file's CAR")?;
             Ok(Outcome {
                 statuses: statuses(&init, &resp),
                 cars: vec![car],
@@ -928,8 +904,16 @@ fn run_case(
                 Side::Initiator => (initiator, &init_args),
                 Side::Responder => (responder, &resp_args),
             };
+            pair.side(*killed).kill();
+            if *killed == Side::Initiator {
+                // As go-data-transfer's own kill test does (interop/go-dt-v2/dt_test.go): wait
+                // until the responder has stopped working on the old response. go-graphsync's
+                // responder keeps it sending, re-dials a peer that is back on its address and
+                // de-duplicates blocks across the responses of one peer, so a restart that
+                // comes earlier gets blocks announced without their data (docs/interop.md).
+                pair.responder.quiet(&channel, QUIET)?;
+            }
             let victim = pair.side(*killed);
-            victim.kill();
             let log = dir.join(format!("{}-after-kill.log", killed.name()));
             *victim = Peer::start(program, args, &log)?;
             // The initiator restarts the channel, as Go's clients do: a restarted responder
@@ -940,7 +924,7 @@ fn run_case(
             ensure_status(&init, "Completed")?;
             ensure_status(&resp, "Completed")?;
             let car = export(&mut pair.initiator, &root, None, &dir.join("out.car"))?;
-            block_bytes(&car)?;
+            same_car(&car, &inputs.mid_car, "the file's CAR")?;
             Ok(Outcome {
                 statuses: statuses(&init, &resp),
                 cars: vec![car],
@@ -1090,13 +1074,17 @@ struct Peer {
 impl Peer {
     /// Starts `program dt ARGS` and waits for its `listening` line.
     fn start(program: &Path, args: &[String], log: &Path) -> anyhow::Result<Peer> {
+        // What the peer writes on stderr (Go's logs, a panic) goes beside its event log.
+        let stderr_log = log.with_extension("stderr");
+        let stderr = std::fs::File::create(&stderr_log)
+            .with_context(|| format!("creating {}", stderr_log.display()))?;
         let mut child = Guard(
             Command::new(program)
                 .arg("dt")
                 .args(args)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
-                .stderr(Stdio::null())
+                .stderr(stderr)
                 .spawn()
                 .with_context(|| format!("starting {}", program.display()))?,
         );
@@ -1229,12 +1217,52 @@ impl Peer {
 
     /// Waits until some data of the channel arrived here.
     fn until_received(&mut self, channel: &Value) -> anyhow::Result<()> {
-        self.wait(COMMAND_TIMEOUT, "data", |event| {
-            event["event"] == "dt"
-                && event["channel"] == *channel
-                && event["received"].as_u64().is_some_and(|n| n > 0)
-        })?;
+        self.until_received_over(channel, 0)
+    }
+
+    /// Waits until more than `bytes` of the channel arrived here.
+    fn until_received_over(&mut self, channel: &Value, bytes: u64) -> anyhow::Result<()> {
+        self.wait(
+            COMMAND_TIMEOUT,
+            &format!("more than {bytes} bytes"),
+            |event| {
+                event["event"] == "dt"
+                    && event["channel"] == *channel
+                    && event["received"].as_u64().is_some_and(|n| n > bytes)
+            },
+        )?;
         Ok(())
+    }
+
+    /// Waits until the peer has printed no event of `channel` for `quiet` (at most
+    /// [`FINISH_TIMEOUT`]).
+    fn quiet(&mut self, channel: &Value, quiet: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + FINISH_TIMEOUT;
+        let mut since = Instant::now();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            ensure!(
+                !left.is_zero(),
+                "channel {channel} still busy after {FINISH_TIMEOUT:?}"
+            );
+            let rest = quiet.saturating_sub(since.elapsed());
+            if rest.is_zero() {
+                return Ok(());
+            }
+            match self.lines.recv_timeout(rest.min(left)) {
+                Ok(line) => {
+                    self.record(&line);
+                    let event = self.events.last().cloned().unwrap_or_default();
+                    if event["channel"] == *channel {
+                        since = Instant::now();
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    bail!("the peer exited while its channel {channel} was to go quiet")
+                }
+            }
+        }
     }
 
     /// SIGKILL, and reap.

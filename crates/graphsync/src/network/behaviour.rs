@@ -2,15 +2,17 @@
 //! streams) whose connection handler also accepts the inbound Graphsync streams into a bounded
 //! queue, and which notices when a peer's last connection closes.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::future::{Ready, ready};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use libp2p::core::transport::PortUse;
 use libp2p::core::upgrade::DeniedUpgrade;
 use libp2p::core::{Endpoint, InboundUpgrade, Multiaddr, UpgradeInfo};
+use libp2p::swarm::behaviour::ConnectionEstablished;
 use libp2p::swarm::handler::{ConnectionEvent, FullyNegotiatedInbound};
 use libp2p::swarm::{
     ConnectionClosed, ConnectionDenied, ConnectionHandler, ConnectionHandlerEvent,
@@ -104,13 +106,18 @@ impl NetworkBehaviour for Behaviour {
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm) {
-        if let FromSwarm::ConnectionClosed(ConnectionClosed {
-            peer_id,
-            remaining_established: 0,
-            ..
-        }) = event
-        {
-            self.disconnects.push(peer_id);
+        match event {
+            FromSwarm::ConnectionEstablished(ConnectionEstablished {
+                peer_id,
+                other_established: 0,
+                ..
+            }) => self.disconnects.connected(peer_id),
+            FromSwarm::ConnectionClosed(ConnectionClosed {
+                peer_id,
+                remaining_established: 0,
+                ..
+            }) => self.disconnects.push(peer_id),
+            _ => {}
         }
         self.inner.on_swarm_event(event);
     }
@@ -132,21 +139,50 @@ impl NetworkBehaviour for Behaviour {
     }
 }
 
-/// Peers whose last connection closed, waiting for the driver. A set: it holds each peer at
-/// most once, so it is bounded by the number of peers.
+/// Peers whose last connection closed, waiting for the driver (a set: it holds each peer at
+/// most once, so it is bounded by the number of peers), and the connection epoch of every
+/// connected peer: a number drawn when the peer goes from no connection to one, forgotten
+/// when its last connection closes. A message queued for a peer carries the epoch of that
+/// moment; the writer sends it only while the peer is still in the same epoch, so a message
+/// queued before a disconnect fails instead of going out on a later connection.
 #[derive(Default)]
 pub(super) struct Disconnects {
     peers: Mutex<HashSet<PeerId>>,
     pub(super) notify: Notify,
+    epochs: Mutex<HashMap<PeerId, u64>>,
+    last_epoch: AtomicU64,
 }
 
 impl Disconnects {
+    /// The peer's last connection closed.
     pub(super) fn push(&self, peer: PeerId) {
+        self.epochs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&peer);
         self.peers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(peer);
         self.notify.notify_one();
+    }
+
+    /// The peer's first connection is established: a new epoch starts.
+    fn connected(&self, peer: PeerId) {
+        let epoch = self.last_epoch.fetch_add(1, Ordering::Relaxed) + 1;
+        self.epochs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(peer, epoch);
+    }
+
+    /// The peer's connection epoch; `None` while no connection to it is established.
+    pub(super) fn epoch(&self, peer: &PeerId) -> Option<u64> {
+        self.epochs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(peer)
+            .copied()
     }
 
     pub(super) fn take(&self) -> HashSet<PeerId> {

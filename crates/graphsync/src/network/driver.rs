@@ -1297,10 +1297,20 @@ impl Driver {
     /// the writer's queue is full the message joins the peer's overflow, which is flushed as
     /// the writer frees room, so the driver keeps reading while a peer is slow (two nodes
     /// flooding each other cannot stall each other).
+    ///
+    /// The message is for the peer's current connection (its epoch is taken now); only one
+    /// carrying a New request may dial a peer with no connection.
     fn send(&mut self, peer: PeerId, message: Message, sent: Sent) {
+        let dial = matches!(&sent, Sent::Requests(news) if !news.is_empty());
         if !self.writers.contains_key(&peer) {
             let wire = self.wire(peer);
-            let writer = spawn_writer(peer, self.control.clone(), wire, &self.config);
+            let writer = spawn_writer(
+                peer,
+                self.control.clone(),
+                wire,
+                Arc::clone(&self.disconnects),
+                &self.config,
+            );
             self.writers.insert(peer, writer);
         }
         let (report, written) = oneshot::channel();
@@ -1310,6 +1320,8 @@ impl Driver {
         let outbound = Outbound {
             message,
             report: Some(report),
+            epoch: self.disconnects.epoch(&peer),
+            dial,
         };
         // A dropped report slot reads as a failed send. An existing overflow means a wait for
         // room is already pending; it flushes this message too.

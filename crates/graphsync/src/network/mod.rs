@@ -27,6 +27,12 @@
 //!   resets streams idle for 10 s). A New request whose message cannot be written ends with
 //!   [`NodeError::Unreachable`]. The driver never waits for a writer: messages beyond a full
 //!   writer queue wait in the driver, so two nodes flooding each other cannot stall.
+//! - Connections: a message goes out only on the connection to its peer that was open when it
+//!   was queued. Once the peer's last connection has closed, the messages still queued for it
+//!   fail (a response's send fails, a New request ends with [`NodeError::Unreachable`])
+//!   instead of going out later on a new connection. Only a New request dials a peer with no
+//!   connection; responses, cancels and updates never dial, so after a disconnect the peer
+//!   that re-dials is the one that opens a request.
 //!
 //! # Driver
 //!

@@ -1,6 +1,13 @@
 //! The stream tasks: one writer per peer (one outbound stream, opened lazily, reopened on
 //! failure, closed when idle) and one reader per inbound stream, each speaking the protocol
 //! version of its stream.
+//!
+//! A message goes out only on the connection it was queued for: it carries the peer's
+//! connection epoch of the moment it was queued ([`Disconnects::epoch`]), and once that
+//! epoch has ended (the peer's last connection closed) the message fails instead of being
+//! written on a later connection. Only a message with a New request may dial a peer that has
+//! no connection (and only when it was queued while none was open); responses, cancels and
+//! updates go over an open connection or fail.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -12,6 +19,7 @@ use libp2p::{PeerId, Stream};
 use libp2p_stream::OpenStreamError;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::behaviour::Disconnects;
 use super::{Config, Version};
 use crate::codec::frame::FrameConfig;
 use crate::codec::v1::PeerIds;
@@ -23,6 +31,11 @@ use crate::protocol::{MessageReader, ProtocolError, write_body};
 pub(super) struct Outbound {
     pub(super) message: Message,
     pub(super) report: Option<oneshot::Sender<bool>>,
+    /// The peer's connection epoch when the message was queued; `None` when no connection
+    /// was open.
+    pub(super) epoch: Option<u64>,
+    /// Whether the message may dial the peer (it carries a New request).
+    pub(super) dial: bool,
 }
 
 /// What a reader task hands the driver.
@@ -89,6 +102,7 @@ pub(super) fn spawn_writer(
     peer: PeerId,
     control: libp2p_stream::Control,
     wire: Arc<PeerWire>,
+    links: Arc<Disconnects>,
     config: &Config,
 ) -> mpsc::Sender<Outbound> {
     let (tx, rx) = mpsc::channel(config.outbound_capacity.max(1));
@@ -96,6 +110,7 @@ pub(super) fn spawn_writer(
         peer,
         control,
         wire,
+        links,
         versions: config.protocols.clone(),
         frame: config.frame,
         open_timeout: config.open_timeout,
@@ -110,10 +125,13 @@ struct Writer {
     peer: PeerId,
     control: libp2p_stream::Control,
     wire: Arc<PeerWire>,
+    /// The peer's connection epochs.
+    links: Arc<Disconnects>,
     versions: Vec<Version>,
     frame: FrameConfig,
     open_timeout: Duration,
-    stream: Option<(Stream, Version)>,
+    /// The open stream, its version and the connection epoch it was opened in.
+    stream: Option<(Stream, Version, Option<u64>)>,
 }
 
 impl Writer {
@@ -122,7 +140,7 @@ impl Writer {
         let peer = self.peer;
         loop {
             let next = match self.stream.as_mut() {
-                Some((open, _)) => match tokio::time::timeout(idle, queue.recv()).await {
+                Some((open, _, _)) => match tokio::time::timeout(idle, queue.recv()).await {
                     Ok(next) => next,
                     Err(_) => {
                         if let Err(error) = open.close().await {
@@ -135,40 +153,74 @@ impl Writer {
                 None => queue.recv().await,
             };
             let Some(outbound) = next else {
-                if let Some((mut open, _)) = self.stream.take() {
+                if let Some((mut open, _, _)) = self.stream.take() {
                     let _ = open.close().await;
                 }
                 return;
             };
-            let written = self.write_once_or_twice(&outbound.message).await;
+            let written = self.write_once_or_twice(&outbound).await;
             if let Some(report) = outbound.report {
                 let _ = report.send(written);
             }
         }
     }
 
+    /// Whether a message bound to connection epoch `bound` may go out now: that epoch is
+    /// still the peer's. A message not bound yet (queued while no connection was open) may go
+    /// out only if it may dial; it is bound to the first connection it is written on.
+    fn sendable(&self, bound: Option<u64>, dial: bool) -> bool {
+        match bound {
+            Some(epoch) => self.links.epoch(&self.peer) == Some(epoch),
+            None => dial,
+        }
+    }
+
     /// Writes one message, opening the stream if needed (or reopening it when the peer now
-    /// speaks another version to us); an I/O failure reopens the stream and writes once more.
-    async fn write_once_or_twice(&mut self, message: &Message) -> bool {
+    /// speaks another version to us, or when its connection has closed); an I/O failure
+    /// reopens the stream and writes once more. A message whose connection has closed since
+    /// it was queued fails (see the module docs).
+    async fn write_once_or_twice(&mut self, outbound: &Outbound) -> bool {
         let peer = self.peer;
+        let message = &outbound.message;
+        let mut bound = outbound.epoch;
         for attempt in 0..2 {
+            if !self.sendable(bound, outbound.dial) {
+                tracing::debug!(%peer, "the connection this message was queued for is gone");
+                return false;
+            }
             let preferred = self.wire.preferred();
-            if let Some((mut open, version)) = self.stream.take() {
-                if preferred.is_none_or(|wanted| wanted == version) {
-                    self.stream = Some((open, version));
+            let epoch = self.links.epoch(&peer);
+            if let Some((mut open, version, opened_in)) = self.stream.take() {
+                if preferred.is_none_or(|wanted| wanted == version) && opened_in == epoch {
+                    self.stream = Some((open, version, opened_in));
                 } else {
                     let _ = open.close().await;
                 }
             }
             if self.stream.is_none() {
-                match self.open(preferred).await {
-                    Some(opened) => self.stream = Some(opened),
+                let dial = outbound.dial && bound.is_none();
+                match self.open(preferred, dial).await {
+                    Some((opened, version)) => {
+                        let opened_in = self.links.epoch(&peer);
+                        self.stream = Some((opened, version, opened_in));
+                        // A connection that closed (and perhaps came back) while the stream
+                        // was being opened: the message is not for this one.
+                        if bound.is_none() {
+                            bound = opened_in;
+                        }
+                        if bound.is_none() || !self.sendable(bound, outbound.dial) {
+                            tracing::debug!(%peer, "the connection closed while opening");
+                            return false;
+                        }
+                    }
                     None => continue,
                 }
             }
-            let Some((open, version)) = self.stream.as_mut() else {
+            let Some((open, version, opened_in)) = self.stream.as_mut() else {
                 continue;
             };
+            // Written on this connection from now on, the message is bound to it.
+            bound = bound.or(*opened_in);
             let body = match self.wire.encode(message, *version) {
                 Ok(body) => body,
                 Err(error) => {
@@ -192,8 +244,9 @@ impl Writer {
     }
 
     /// Opens a stream, trying the preferred version first, then the configured ones in order
-    /// (a peer that does not support one answers UnsupportedProtocol).
-    async fn open(&mut self, preferred: Option<Version>) -> Option<(Stream, Version)> {
+    /// (a peer that does not support one answers UnsupportedProtocol). Without `dial`, only
+    /// over a connection open now (libp2p-stream would dial an unconnected peer).
+    async fn open(&mut self, preferred: Option<Version>, dial: bool) -> Option<(Stream, Version)> {
         let peer = self.peer;
         let mut order: Vec<Version> = preferred
             .into_iter()
@@ -201,6 +254,10 @@ impl Writer {
             .collect();
         order.extend(self.versions.iter().filter(|v| Some(**v) != preferred));
         for version in order {
+            if !dial && self.links.epoch(&peer).is_none() {
+                tracing::debug!(%peer, "no connection to open a stream on; not dialing");
+                return None;
+            }
             let opening = self.control.open_stream(peer, version.protocol());
             match tokio::time::timeout(self.open_timeout, opening).await {
                 Ok(Ok(stream)) => {

@@ -176,6 +176,52 @@ fn do_not_send_first_blocks_keeps_p_metadata_and_withholds_bytes() {
     );
 }
 
+/// The `withheld` flag of each block-sent record, in load order.
+fn withheld_flags(h: &Harness) -> Vec<(u64, bool, u64)> {
+    h.events
+        .iter()
+        .filter_map(|event| match event {
+            Event::BlockSent { record, .. } => Some((record.index, record.withheld, record.sent)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn withheld_marks_first_occurrences_skipped_for_the_requester_only() {
+    let fixture = fixture("fixture_dag.json");
+    let mut h = Harness::open().with_blocks(fixture.blocks.clone());
+    let request = new_request(rid(1), fixture.root)
+        .with_extensions(ext(extension::DO_NOT_SEND_FIRST_BLOCKS, 3));
+    h.serve(ALICE, request);
+
+    // Loads: root, leaf1, leaf1 (repeat), leaf2, mid, leaf2 (repeat). The first three are
+    // skipped, but the repeated leaf1 would not have been sent anyway: only root and leaf1
+    // are withheld. Sent blocks and repeats are not.
+    let flags: Vec<(u64, bool, bool)> = withheld_flags(&h)
+        .into_iter()
+        .map(|(index, withheld, sent)| (index, withheld, sent > 0))
+        .collect();
+    assert_eq!(
+        flags,
+        [
+            (1, true, false),
+            (2, true, false),
+            (3, false, false),
+            (4, false, true),
+            (5, false, true),
+            (6, false, false),
+        ]
+    );
+
+    // Without the extension nothing is withheld.
+    let mut h = Harness::open().with_blocks(fixture.blocks.clone());
+    h.serve(ALICE, new_request(rid(2), fixture.root));
+    let flags = withheld_flags(&h);
+    assert_eq!(flags.len(), 6);
+    assert!(flags.iter().all(|(_, withheld, _)| !withheld), "{flags:?}");
+}
+
 #[test]
 fn do_not_send_cids_keeps_p_metadata_and_withholds_listed_blocks() {
     let fixture = fixture("fixture_dag.json");

@@ -243,6 +243,12 @@ pub struct BlockRecord {
     pub size: u64,
     /// Block bytes put on the wire (0 when withheld or missing).
     pub sent: u64,
+    /// The block was found and is a first occurrence in this response, so it would have been
+    /// sent, but the requester said it already holds it (`do-not-send-first-blocks` covers
+    /// its index, or `do-not-send-cids` lists it). A data-transfer sender counts such a block
+    /// as delivered on a restart (the requester's count says it arrived); a repeated or
+    /// missing block is never withheld.
+    pub withheld: bool,
     /// The metadata action (`Present` or `Missing`).
     pub action: LinkAction,
 }
@@ -1158,8 +1164,9 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Responder<P> {
         let record = match loaded.bytes {
             Some(bytes) => {
                 let fresh = task.sent.insert(loaded.cid);
-                let send =
-                    fresh && index > task.skip_first && !task.do_not_send.contains(&loaded.cid);
+                let withheld =
+                    fresh && (index <= task.skip_first || task.do_not_send.contains(&loaded.cid));
+                let send = fresh && !withheld;
                 if let Err(source) = traversal.provide(&bytes) {
                     fail = Some(RequestError::Traversal { source });
                 }
@@ -1176,6 +1183,7 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Responder<P> {
                     index,
                     size,
                     sent,
+                    withheld,
                     action: LinkAction::Present,
                 }
             }
@@ -1189,6 +1197,7 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Responder<P> {
                     index,
                     size: 0,
                     sent: 0,
+                    withheld: false,
                     action: LinkAction::Missing,
                 }
             }

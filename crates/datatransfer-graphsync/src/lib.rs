@@ -43,7 +43,7 @@
 //! | 4 completed response | `register_completed_response_listener` | sender | 20 → `on_channel_completed(Ok)`; 35 ignored; others → `Err` |
 //! | 5 incoming block | `register_incoming_block_hook` | receiver | `on_data_received` with index = load index + 1 and `unique = wire size != 0`; `Pause` pauses (graphsync cancels the remote response), `Err` terminates |
 //! | 6 outgoing block | `register_outgoing_block_hook` | sender | blocks with bytes on the wire only: `on_data_queued`; its message joins the block under the outgoing-block names, `Pause` pauses after it, `Err` terminates |
-//! | 7 block sent | `register_block_sent_listener` | sender | blocks with bytes on the wire only: `on_data_sent`. Hooks 6 and 7 report each index once per exchange: blocks a paused requester dropped and the responder sends again after the re-issued request are not reported twice (Go's manager drops them by index, spec §5.6) |
+//! | 7 block sent | `register_block_sent_listener` | sender | `on_data_sent` for blocks with bytes on the wire once their message is written, and for blocks a restart withholds because the receiver holds them (see [Sent totals](#sent-totals)). Hooks 6 and 7 report each index once per exchange: blocks a paused requester dropped and the responder sends again after the re-issued request are not reported twice (Go's manager drops them by index, spec §5.6) |
 //! | 8 incoming response | `register_incoming_response_hook` | receiver | requests → `on_request_received` (reply in an update), responses → `on_response_received`; a non-accepting New/Restart response terminates the request, which then completes with `DataError::Rejected`; a message naming another channel terminates |
 //! | 9 request updated | `register_request_updated_hook` | sender | as 8, reply in the response; `Hold` and `Pause` ignored as Go ignores `ErrPause` here |
 //! | 10 requestor cancelled | `register_requestor_cancelled_listener` | sender | the channel remembers it: later pauses leave graphsync alone, resumes and attaches are queued for the next request |
@@ -60,6 +60,19 @@
 //! exchange and unregisters its store; [`GraphsyncTransport::use_store`] is Go's `UseStore`
 //! (graphsync store `"data-transfer-" + channel`, on either side) and
 //! [`GraphsyncTransport::register_store`] names stores for [`OpenChannel::store`](datatransfer_transport::OpenChannel::store).
+//!
+//! # Sent totals
+//!
+//! A block counts as sent once: the first time its traversal index exceeds the highest index
+//! counted (Go's `DataSent` rule, spec §5.6; the manager keeps the channel's
+//! `SentBlocksTotal`). It is counted when the graphsync message holding its bytes is confirmed
+//! written, or, on a restart, when the restarted response passes a block that
+//! `graphsync/do-not-send-first-blocks` withholds ([`BlockRecord::withheld`](graphsync::responder::BlockRecord::withheld): a first occurrence
+//! the receiver says it already holds). Go counts only the first case, so a block written
+//! but not confirmed when the connection goes, which the receiver did get and the restart then
+//! skips, is never counted there and its totals end short. Here the receiver's count vouches
+//! for it, so `sent` and `sent_blocks_total` end exact whatever the disconnect point; a block
+//! counted but lost is sent again and, its index not being new, not counted twice.
 //!
 //! # Invariants
 //! - Opens are serialised: at most one request is between its outgoing hook and the moment

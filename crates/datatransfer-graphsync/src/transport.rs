@@ -132,6 +132,11 @@ struct Channel {
     /// reported already (Go's manager drops them by index, spec §5.6).
     queued_max: u64,
     sent_max: u64,
+    /// The highest index reported sent in any exchange of this channel on this transport (a
+    /// restart does not reset it). A block a restart withholds (the receiver holds it) is
+    /// reported sent only above it: it crossed the wire in an earlier exchange, but its write
+    /// was never confirmed (the connection went first), so it was never reported.
+    delivered_max: u64,
 }
 
 impl Channel {
@@ -1120,13 +1125,20 @@ fn register_hooks(inner: &Arc<Inner>) {
         }),
     );
 
-    // 7. Block sent (sender).
+    // 7. Block sent (sender); the rule is the crate docs' "Sent totals". A block is reported
+    // when the message holding its bytes is confirmed written and its index passes the
+    // highest one reported in this exchange, or, when a restart withholds it because the
+    // receiver's `do-not-send-first-blocks` says it already holds it, when the restarted
+    // response passes it and no exchange of the channel reported its index yet (its write
+    // was not confirmed before the connection went). The manager counts an index once, when
+    // it exceeds the channel's SentBlocksTotal, so a block reported twice (sent again after
+    // a restart, or withheld after a process restart) is not counted twice.
     let w = weak.clone();
     push_hook(
         inner,
         node.register_block_sent_listener(move |peer, request, record| {
             let Some(inner) = w.upgrade() else { return };
-            if record.sent == 0 {
+            if record.sent == 0 && !record.withheld {
                 return;
             }
             let Some(channel) = inner.channel_of(Role::Sender, peer, request) else {
@@ -1134,9 +1146,11 @@ fn register_hooks(inner: &Arc<Inner>) {
             };
             let fresh = inner
                 .with(&channel, |chan| {
-                    let fresh = record.index > chan.sent_max;
+                    let fresh = record.index > chan.sent_max
+                        && (record.sent > 0 || record.index > chan.delivered_max);
                     if fresh {
                         chan.sent_max = record.index;
+                        chan.delivered_max = chan.delivered_max.max(record.index);
                     }
                     fresh
                 })
@@ -1433,6 +1447,9 @@ fn incoming_request(
             // A new exchange: indexes start again from the traversal's start.
             chan.queued_max = 0;
             chan.sent_max = 0;
+        }
+        if message.is_new() {
+            chan.delivered_max = 0;
         }
         let old = chan.exchange.replace(exchange);
         chan.finished = false;

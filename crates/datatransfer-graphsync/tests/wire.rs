@@ -164,9 +164,20 @@ struct World {
 
 impl World {
     async fn new(script: Script) -> Self {
+        Self::with_receiver_holding(script, 0).await
+    }
+
+    /// A world whose data receiver already holds the first `held` blocks of the DAG.
+    async fn with_receiver_holding(script: Script, held: usize) -> Self {
         let dag = Dag::new();
-        let (sender, receiver) =
-            sides(dag.store().await, Arc::new(InMemoryBlockstore::new())).await;
+        let receiver_store = Arc::new(InMemoryBlockstore::new());
+        for (cid, bytes) in dag.blocks.iter().take(held) {
+            receiver_store
+                .put_keyed(cid, bytes)
+                .await
+                .expect("in-memory put");
+        }
+        let (sender, receiver) = sides(dag.store().await, receiver_store).await;
         let sender_log = Arc::new(Recorder::new(script.clone()));
         let receiver_log = Arc::new(Recorder::new(script));
         sender
@@ -554,4 +565,73 @@ async fn a_restart_of_zero_blocks_still_sends_the_extension() {
         .expect("present even when 0")
         .expect("an integer");
     assert_eq!(skip, 0);
+}
+
+/// A restart whose `do-not-send-first-blocks` covers blocks this sender never reported sent
+/// (their writes were not confirmed before the connection went, or the sender's process
+/// started again) reports them sent once the restarted response passes them, with their
+/// sizes, so that the sender's byte and block totals end exact; only the later blocks cross
+/// the wire. (Before, a withheld block was never reported and the totals ended short.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_reports_withheld_blocks_the_sender_never_reported() {
+    const SKIP: u64 = 3;
+    let world = World::with_receiver_holding(Script::default(), SKIP as usize).await;
+    let channel = ChannelId::new(
+        dt_peer(&world.receiver.peer),
+        dt_peer(&world.sender.peer),
+        TransferId(16),
+    );
+    let restart = Message::from(restart_request(
+        TransferId(16),
+        true,
+        "FakeDTType".into(),
+        Node::Null,
+        world.dag.root,
+        Dag::selector(),
+    ));
+    world
+        .receiver_transport()
+        .open_channel(world.open(&channel, restart).with_skip_blocks(SKIP))
+        .await
+        .expect("the restart goes out");
+    bounded("both completions", world.completed_both()).await;
+
+    // Every block is reported sent once, in order, with its size: the withheld ones too.
+    let sent: Vec<(u64, Cid, u64, bool)> = world
+        .sender_log
+        .data(Kind::Sent)
+        .iter()
+        .map(|b| (b.index, b.link, b.size, b.unique))
+        .collect();
+    let expected: Vec<(u64, Cid, u64, bool)> = world
+        .dag
+        .blocks
+        .iter()
+        .enumerate()
+        .map(|(i, (cid, bytes))| (i as u64 + 1, *cid, bytes.len() as u64, true))
+        .collect();
+    assert_eq!(sent, expected);
+    // Only the blocks after the skipped ones crossed the wire.
+    let wire: u64 = world.dag.blocks[SKIP as usize..]
+        .iter()
+        .map(|(_, bytes)| bytes.len() as u64)
+        .sum();
+    let stats = world.sender.node.stats().await.expect("the node runs");
+    assert_eq!(
+        (stats.blocks_sent, stats.bytes_sent),
+        (world.dag.blocks.len() as u64 - SKIP, wire)
+    );
+    // The receiver loaded the skipped blocks locally: not unique.
+    let received: Vec<(u64, bool)> = world
+        .receiver_log
+        .data(Kind::Received)
+        .iter()
+        .map(|b| (b.index, b.unique))
+        .collect();
+    assert_eq!(
+        received,
+        (1..=world.dag.blocks.len() as u64)
+            .map(|i| (i, i > SKIP))
+            .collect::<Vec<_>>()
+    );
 }

@@ -25,7 +25,7 @@
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -34,6 +34,9 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 
 use crate::cmd;
+use crate::interop_common::{
+    self, Cell, GoBuild, Guard, car_sections, print_summary, strings, target_dir, write_report,
+};
 
 /// The complete CAR fixtures (under `shared/fixtures/car/`): every block of the DAG, once each,
 /// in explore-all traversal order.
@@ -177,40 +180,11 @@ impl Scenario {
     }
 }
 
-/// The outcome of one cell.
-#[derive(Clone, Debug)]
-enum Cell {
-    Pass,
-    Fail(String),
-    NotRun(String),
-}
-
-impl Cell {
-    fn short(&self) -> String {
-        match self {
-            Cell::Pass => "pass".to_owned(),
-            Cell::Fail(_) => "**FAIL**".to_owned(),
-            Cell::NotRun(why) => format!("not run: {why}"),
-        }
-    }
-}
-
 /// One row of the matrix: a scenario against one Go build, both directions.
 struct Row {
     scenario: String,
     go: String,
     cells: Vec<(Direction, Cell)>,
-}
-
-/// A child process that is killed and reaped when dropped.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        // Either may fail only because the child already exited: nothing left to clean up.
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// What one requester/responder pair produced.
@@ -282,9 +256,7 @@ impl PairRun {
 pub(crate) fn run(report: bool) -> anyhow::Result<()> {
     let started = Instant::now();
     let root = cmd::root();
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
+    let target = target_dir(&root);
     let work = target.join("interop");
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
     let fixtures = root.join("../shared/fixtures/car");
@@ -392,18 +364,14 @@ pub(crate) fn run(report: bool) -> anyhow::Result<()> {
         .flat_map(|row| &row.cells)
         .filter(|(_, cell)| matches!(cell, Cell::NotRun(_)))
         .count();
-    println!(
-        "interop: {} cells, {} passed, {} failed, {not_run} not run, in {:.0?}",
-        cells,
-        cells - failures.len() - not_run,
-        failures.len(),
-        started.elapsed()
-    );
-    for failure in &failures {
-        println!("  FAIL {failure}");
-    }
+    print_summary("interop", cells, not_run, &failures, started.elapsed());
     if report {
-        write_report(&root.join("docs/interop.md"), &matrix)?;
+        write_report(
+            &root.join("docs/interop.md"),
+            MATRIX_START,
+            MATRIX_END,
+            &matrix,
+        )?;
         println!("interop: matrix written to docs/interop.md");
     }
     failures.extend(crate::interop_dt::run(&root, &target, &work, report)?);
@@ -418,20 +386,7 @@ pub(crate) fn run(report: bool) -> anyhow::Result<()> {
 fn build(root: &Path, target: &Path, work: &Path) -> anyhow::Result<Peers> {
     let mut go_builds = Vec::new();
     for &(label, dir) in GO_BUILDS {
-        let binary = work.join(dir.replace('/', "-"));
-        let mut command = Command::new("go");
-        command
-            .arg("build")
-            .arg("-o")
-            .arg(&binary)
-            .arg(".")
-            .current_dir(root.join(dir));
-        let line = cmd::render(&command);
-        println!("$ {line} &");
-        let child = command
-            .spawn()
-            .with_context(|| format!("cannot start `{line}` (is go installed?)"))?;
-        go_builds.push((label, dir, binary, Guard(child)));
+        go_builds.push((label, GoBuild::start(root, work, dir)?));
     }
     cmd::run(cmd::cargo().args([
         "build",
@@ -446,15 +401,8 @@ fn build(root: &Path, target: &Path, work: &Path) -> anyhow::Result<Peers> {
         bail!("the Rust interop peer was not built at {}", rust.display());
     }
     let mut go = Vec::new();
-    for (label, dir, binary, mut child) in go_builds {
-        let status = child
-            .0
-            .wait()
-            .with_context(|| format!("waiting for go build in {dir}"))?;
-        if !status.success() {
-            bail!("go build in {dir} failed ({status})");
-        }
-        go.push((label.to_owned(), binary));
+    for (label, build) in go_builds {
+        go.push((label.to_owned(), build.finish()?));
     }
     Ok(Peers { go, rust })
 }
@@ -489,10 +437,6 @@ fn big_car(go: &Path, files: &Path) -> anyhow::Result<PathBuf> {
         )?;
     }
     Ok(car)
-}
-
-fn strings(args: &[&str]) -> Vec<String> {
-    args.iter().map(|arg| (*arg).to_owned()).collect()
 }
 
 fn path_arg(flag: &str, path: &Path) -> Vec<String> {
@@ -905,50 +849,7 @@ fn same_loads(run: &PairRun, reference: &PairRun) -> anyhow::Result<()> {
 fn same_car(got: Option<&[u8]>, want: Option<&[u8]>, what: &str) -> anyhow::Result<()> {
     let got = got.context("the requester wrote no CAR")?;
     let want = want.with_context(|| format!("{what} has no CAR"))?;
-    if got != want {
-        let at = got
-            .iter()
-            .zip(want)
-            .position(|(a, b)| a != b)
-            .unwrap_or(got.len().min(want.len()));
-        bail!(
-            "the received CAR differs from {what}: {} bytes vs {} (first difference at byte {at})",
-            got.len(),
-            want.len()
-        );
-    }
-    Ok(())
-}
-
-/// The sections (CID bytes + data) of a CARv1, as raw byte strings.
-fn car_sections(car: &[u8]) -> anyhow::Result<Vec<Vec<u8>>> {
-    fn varint(bytes: &[u8], at: &mut usize) -> anyhow::Result<usize> {
-        let mut value = 0usize;
-        for shift in (0..63).step_by(7) {
-            let byte = *bytes.get(*at).context("car ends inside a varint")?;
-            *at += 1;
-            value |= usize::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        bail!("car varint too long")
-    }
-    let mut at = 0;
-    let header = varint(car, &mut at)?;
-    at += header;
-    let mut sections = Vec::new();
-    while at < car.len() {
-        let len = varint(car, &mut at)?;
-        let end = at.checked_add(len).context("car section too long")?;
-        sections.push(
-            car.get(at..end)
-                .context("car ends inside a section")?
-                .to_vec(),
-        );
-        at = end;
-    }
-    Ok(sections)
+    interop_common::same_car("received", got, want, what)
 }
 
 /// Starts `responder serve`, then `requester request` against it, and collects both sides.
@@ -1229,54 +1130,4 @@ fn render_matrix(peers: &Peers, rows: &[Row], unixfs: &[(u64, u8, Cell)]) -> Str
         text.push_str(&format!("| {size} | {} | {} |\n", cell(1), cell(0)));
     }
     text
-}
-
-/// Replaces the text between the markers of `path` with `matrix`.
-fn write_report(path: &Path, matrix: &str) -> anyhow::Result<()> {
-    let doc =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let (Some(start), Some(end)) = (doc.find(MATRIX_START), doc.find(MATRIX_END)) else {
-        bail!(
-            "{} lacks the markers {MATRIX_START} and {MATRIX_END}",
-            path.display()
-        );
-    };
-    if end < start {
-        bail!("{}: the matrix markers are out of order", path.display());
-    }
-    let updated = format!("{}{MATRIX_START}\n{matrix}{}", &doc[..start], &doc[end..]);
-    std::fs::write(path, updated).with_context(|| format!("writing {}", path.display()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn car_sections_reads_each_section() -> anyhow::Result<()> {
-        // Header of 2 bytes, then sections of 3 and 1 bytes.
-        let car = [2, 0xa0, 0xa0, 3, 1, 2, 3, 1, 9];
-        assert_eq!(car_sections(&car)?, [vec![1, 2, 3], vec![9]]);
-        assert!(car_sections(&[2, 0xa0, 0xa0, 3, 1]).is_err());
-        Ok(())
-    }
-
-    #[test]
-    fn write_report_replaces_only_between_the_markers() -> anyhow::Result<()> {
-        let dir = std::env::temp_dir().join(format!("xtask-interop-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        let path = dir.join("interop.md");
-        std::fs::write(
-            &path,
-            format!("before\n{MATRIX_START}\nold\n{MATRIX_END}\nafter\n"),
-        )?;
-        write_report(&path, "new\n")?;
-        let text = std::fs::read_to_string(&path)?;
-        std::fs::remove_dir_all(&dir)?;
-        assert_eq!(
-            text,
-            format!("before\n{MATRIX_START}\nnew\n{MATRIX_END}\nafter\n")
-        );
-        Ok(())
-    }
 }

@@ -19,7 +19,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -28,6 +28,10 @@ use anyhow::{Context, bail, ensure};
 use serde_json::{Value, json};
 
 use crate::cmd;
+use crate::interop_common::{
+    self, Cell, GoBuild, Guard, car_sections, print_summary, strings, target_dir, varint,
+    write_report,
+};
 
 /// The Go data-transfer builds: their label and module directory.
 const GO_BUILDS: &[(&str, &str)] = &[
@@ -79,9 +83,7 @@ const MATRIX_END: &str = "<!-- dt-matrix:end -->";
 /// When a peer cannot be built or a scenario fails.
 pub(crate) fn run_alone(report: bool) -> anyhow::Result<()> {
     let root = cmd::root();
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
+    let target = target_dir(&root);
     let work = target.join("interop");
     let failures = run(&root, &target, &work, report)?;
     if !failures.is_empty() {
@@ -191,17 +193,14 @@ pub(crate) fn run(
             }
         }
     }
-    println!(
-        "interop dt: {cells} cells, {} passed, {} failed, {not_run} not run, in {:.0?}",
-        cells - failures.len() - not_run,
-        failures.len(),
-        started.elapsed()
-    );
-    for failure in &failures {
-        println!("  FAIL {failure}");
-    }
+    print_summary("interop dt", cells, not_run, &failures, started.elapsed());
     if report {
-        write_report(&root.join("docs/interop.md"), &matrix)?;
+        write_report(
+            &root.join("docs/interop.md"),
+            MATRIX_START,
+            MATRIX_END,
+            &matrix,
+        )?;
         println!("interop dt: matrix written to docs/interop.md");
     }
     Ok(failures)
@@ -230,20 +229,7 @@ fn build(root: &Path, target: &Path, work: &Path) -> anyhow::Result<Vec<Build>> 
             go_builds.push((label, Err(format!("no Go module at {dir}"))));
             continue;
         }
-        let binary = work.join(dir.replace('/', "-"));
-        let mut command = Command::new("go");
-        command
-            .arg("build")
-            .arg("-o")
-            .arg(&binary)
-            .arg(".")
-            .current_dir(root.join(dir));
-        let line = cmd::render(&command);
-        println!("$ {line} &");
-        let child = command
-            .spawn()
-            .with_context(|| format!("cannot start `{line}` (is go installed?)"))?;
-        go_builds.push((label, Ok((dir, binary, Guard(child)))));
+        go_builds.push((label, Ok(GoBuild::start(root, work, dir)?)));
     }
     cmd::run(cmd::cargo().args([
         "build",
@@ -270,14 +256,7 @@ fn build(root: &Path, target: &Path, work: &Path) -> anyhow::Result<Vec<Build>> 
     for (label, go) in go_builds {
         let go = match go {
             Err(why) => Err(why),
-            Ok((dir, binary, mut child)) => {
-                let status = child
-                    .0
-                    .wait()
-                    .with_context(|| format!("waiting for go build in {dir}"))?;
-                ensure!(status.success(), "go build in {dir} failed ({status})");
-                Ok(binary)
-            }
+            Ok(build) => Ok(build.finish()?),
         };
         builds.push(Build {
             label: label.to_owned(),
@@ -480,31 +459,6 @@ fn scenarios(fixtures: &Path, big: &Path) -> Vec<Scenario> {
     list
 }
 
-/// The outcome of one cell.
-#[derive(Clone, Debug)]
-enum Cell {
-    Pass,
-    Fail(String),
-    NotRun(String),
-}
-
-impl Cell {
-    fn short(&self) -> String {
-        match self {
-            Cell::Pass => "pass".to_owned(),
-            Cell::Fail(_) => "**FAIL**".to_owned(),
-            Cell::NotRun(why) => format!("not run: {why}"),
-        }
-    }
-
-    fn long(&self) -> String {
-        match self {
-            Cell::Fail(why) => format!("FAIL: {why}"),
-            other => other.short(),
-        }
-    }
-}
-
 /// One scenario against one build: the reference and both directions.
 struct Row {
     scenario: String,
@@ -621,29 +575,13 @@ fn same_outcome(got: &Outcome, reference: &Outcome) -> anyhow::Result<()> {
 }
 
 fn same_car(got: &[u8], want: &[u8], what: &str) -> anyhow::Result<()> {
-    if got != want {
-        let at = got
-            .iter()
-            .zip(want)
-            .position(|(a, b)| a != b)
-            .unwrap_or(got.len().min(want.len()));
-        bail!(
-            "the exported CAR differs from {what}: {} bytes vs {} (first difference at byte {at})",
-            got.len(),
-            want.len()
-        );
-    }
-    Ok(())
+    interop_common::same_car("exported", got, want, what)
 }
 
 /// A free loopback TCP port (for processes that must come back on the same address).
 fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(listener.local_addr()?.port())
-}
-
-fn strings(args: &[&str]) -> Vec<String> {
-    args.iter().map(|arg| (*arg).to_owned()).collect()
 }
 
 /// Runs one scenario with these two programs in `dir`.
@@ -1007,27 +945,10 @@ fn selector_value(selector: &str) -> anyhow::Result<Value> {
 
 /// The sum of the block sizes of a CARv1 (what the data-transfer counters count).
 fn block_bytes(car: &[u8]) -> anyhow::Result<u64> {
-    fn varint(bytes: &[u8], at: &mut usize) -> anyhow::Result<usize> {
-        let mut value = 0usize;
-        for shift in (0..63).step_by(7) {
-            let byte = *bytes.get(*at).context("car ends inside a varint")?;
-            *at += 1;
-            value |= usize::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        bail!("car varint too long")
-    }
-    let mut at = 0;
-    let header = varint(car, &mut at)?;
-    at += header;
+    let sections = car_sections(car)?;
+    ensure!(!sections.is_empty(), "the exported CAR holds no block");
     let mut total = 0u64;
-    let mut blocks = 0;
-    while at < car.len() {
-        let len = varint(car, &mut at)?;
-        let end = at.checked_add(len).context("car section too long")?;
-        let section = car.get(at..end).context("car ends inside a section")?;
+    for section in sections {
         let cid_len = if section.starts_with(&[0x12, 0x20]) {
             34
         } else {
@@ -1040,22 +961,8 @@ fn block_bytes(car: &[u8]) -> anyhow::Result<u64> {
         };
         ensure!(cid_len <= section.len(), "car section shorter than its CID");
         total += (section.len() - cid_len) as u64;
-        blocks += 1;
-        at = end;
     }
-    ensure!(blocks > 0, "the exported CAR holds no block");
     Ok(total)
-}
-
-/// A child process that is killed and reaped when dropped.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        // Either fails only when the child has already gone: nothing left to clean up.
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// One running peer: its stdin, its event lines (all kept) and its log.
@@ -1380,25 +1287,6 @@ fn render(builds: &[Build], rows: &[Row]) -> String {
     text
 }
 
-/// Replaces the text between the data-transfer markers of `path` with `matrix`.
-fn write_report(path: &Path, matrix: &str) -> anyhow::Result<()> {
-    let doc =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let (Some(start), Some(end)) = (doc.find(MATRIX_START), doc.find(MATRIX_END)) else {
-        bail!(
-            "{} lacks the markers {MATRIX_START} and {MATRIX_END}",
-            path.display()
-        );
-    };
-    ensure!(
-        start < end,
-        "{}: the data-transfer matrix markers are out of order",
-        path.display()
-    );
-    let updated = format!("{}{MATRIX_START}\n{matrix}{}", &doc[..start], &doc[end..]);
-    std::fs::write(path, updated).with_context(|| format!("writing {}", path.display()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1414,25 +1302,6 @@ mod tests {
         car.push(42);
         assert_eq!(block_bytes(&car)?, 4);
         assert!(block_bytes(&[2, 0xa0, 0xa0]).is_err());
-        Ok(())
-    }
-
-    #[test]
-    fn write_report_replaces_only_between_the_markers() -> anyhow::Result<()> {
-        let dir = std::env::temp_dir().join(format!("xtask-interop-dt-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        let path = dir.join("interop.md");
-        std::fs::write(
-            &path,
-            format!("before\n{MATRIX_START}\nold\n{MATRIX_END}\nafter\n"),
-        )?;
-        write_report(&path, "new\n")?;
-        let text = std::fs::read_to_string(&path)?;
-        std::fs::remove_dir_all(&dir)?;
-        assert_eq!(
-            text,
-            format!("before\n{MATRIX_START}\nnew\n{MATRIX_END}\nafter\n")
-        );
         Ok(())
     }
 

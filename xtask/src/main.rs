@@ -14,6 +14,7 @@ mod cmd;
 mod deps;
 mod fuzz;
 mod interop;
+mod interop_common;
 mod interop_dt;
 
 use std::process::ExitCode;

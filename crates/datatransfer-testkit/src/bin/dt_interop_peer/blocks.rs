@@ -1,6 +1,9 @@
 //! The peer's block store: in memory, or one file per block under `--store DIR` (written to a
 //! temporary file, synced, then renamed, so that a SIGKILL loses no block the channel store
-//! counts as received), with the read delay of `--read-delay-after N:MS`.
+//! counts as received), with the read delay of `--read-delay-after N:MS`; or, for the bench
+//! commands (`bench.rs`), one file per block in go-ds-flatfs's `next-to-last/2` layout, never
+//! synced: the layout and write path of the Go bench peers' `FileBlockstore`
+//! (`interop/go-peer/filestore.go`).
 //!
 //! The files rather than the `blockstore` crate's sled backend: opening that needs `sled` as a
 //! direct dependency, which `cargo xtask deps` allows only to `datatransfer-store`; a test peer
@@ -18,16 +21,124 @@ use cid::CidGeneric;
 pub(crate) enum Backend {
     /// A fresh in-memory store.
     Memory(InMemoryBlockstore<64>),
-    /// One file per block in this directory, named by the CID.
-    Files(PathBuf, AtomicU64),
+    /// One file per block in a directory.
+    Files(FileBlocks),
+}
+
+/// How [`FileBlocks`] names and writes its files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    /// `DIR/<cid>`, every write synced before its rename (`--store`: a SIGKILL loses nothing
+    /// counted as received).
+    Durable,
+    /// `DIR/<next-to-last two characters of the cid>/<cid>` (go-ds-flatfs's
+    /// `next-to-last/2`), never synced, and a block already there is not written again: the
+    /// store of `cargo xtask bench`, kept exactly as the Go bench peers keep theirs.
+    Sharded,
+}
+
+/// One file per block, named by the CID's string form; written to a temporary name and
+/// renamed; file operations on tokio's blocking threads.
+pub(crate) struct FileBlocks {
+    dir: PathBuf,
+    layout: Layout,
+    /// Distinguishes the temporary names of concurrent writes.
+    next_temp: AtomicU64,
 }
 
 impl Backend {
-    /// The block files of `dir` (created if missing).
+    /// The durable block files of `dir` (created if missing).
     pub(crate) fn files(dir: PathBuf) -> std::io::Result<Self> {
-        std::fs::create_dir_all(&dir)?;
-        Ok(Backend::Files(dir, AtomicU64::new(0)))
+        FileBlocks::open(dir, Layout::Durable).map(Backend::Files)
     }
+
+    /// The `next-to-last/2` bench block files of `dir` (created if missing).
+    pub(crate) fn sharded(dir: PathBuf) -> std::io::Result<Self> {
+        FileBlocks::open(dir, Layout::Sharded).map(Backend::Files)
+    }
+}
+
+impl FileBlocks {
+    fn open(dir: PathBuf, layout: Layout) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        Ok(FileBlocks {
+            dir,
+            layout,
+            next_temp: AtomicU64::new(0),
+        })
+    }
+
+    /// The file of a block.
+    fn path<const S: usize>(&self, cid: &CidGeneric<S>) -> PathBuf {
+        let key = cid.to_string();
+        match self.layout {
+            Layout::Durable => self.dir.join(key),
+            Layout::Sharded => self.dir.join(shard(&key)).join(key),
+        }
+    }
+
+    async fn get<const S: usize>(
+        &self,
+        cid: &CidGeneric<S>,
+    ) -> blockstore::Result<Option<Vec<u8>>> {
+        match tokio::fs::read(self.path(cid)).await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(fatal(error)),
+        }
+    }
+
+    async fn has<const S: usize>(&self, cid: &CidGeneric<S>) -> blockstore::Result<bool> {
+        tokio::fs::try_exists(self.path(cid)).await.map_err(fatal)
+    }
+
+    async fn put_keyed<const S: usize>(
+        &self,
+        cid: &CidGeneric<S>,
+        data: &[u8],
+    ) -> blockstore::Result<()> {
+        let path = self.path(cid);
+        let dir = path.parent().unwrap_or(&self.dir).to_path_buf();
+        let n = self.next_temp.fetch_add(1, Ordering::Relaxed);
+        let temporary = dir.join(format!(".{cid}.{n}.tmp"));
+        let layout = self.layout;
+        // The trait lends the bytes; the blocking thread needs its own.
+        let data = data.to_vec();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            if layout == Layout::Sharded {
+                if path.exists() {
+                    return Ok(());
+                }
+                std::fs::create_dir_all(&dir)?;
+            }
+            let mut file = std::fs::File::create(&temporary)?;
+            file.write_all(&data)?;
+            if layout == Layout::Durable {
+                file.sync_all()?;
+            }
+            std::fs::rename(&temporary, &path)
+        })
+        .await
+        .map_err(|error| blockstore::Error::ExecutorError(error.to_string()))?
+        .map_err(fatal)
+    }
+
+    async fn remove<const S: usize>(&self, cid: &CidGeneric<S>) -> blockstore::Result<()> {
+        match tokio::fs::remove_file(self.path(cid)).await {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(fatal(error)),
+        }
+    }
+}
+
+/// go-ds-flatfs's `next-to-last/2` shard of a key: its next-to-last two characters (`__` for
+/// a key shorter than three).
+fn shard(key: &str) -> &str {
+    key.len()
+        .checked_sub(3)
+        .and_then(|start| key.get(start..key.len() - 1))
+        .unwrap_or("__")
 }
 
 fn fatal(error: std::io::Error) -> blockstore::Error {
@@ -107,20 +218,14 @@ impl Blockstore for Backend {
     ) -> blockstore::Result<Option<Vec<u8>>> {
         match self {
             Backend::Memory(store) => store.get(cid).await,
-            Backend::Files(dir, _) => match tokio::fs::read(dir.join(cid.to_string())).await {
-                Ok(bytes) => Ok(Some(bytes)),
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(error) => Err(fatal(error)),
-            },
+            Backend::Files(files) => files.get(cid).await,
         }
     }
 
     async fn has<const S: usize>(&self, cid: &CidGeneric<S>) -> blockstore::Result<bool> {
         match self {
             Backend::Memory(store) => store.has(cid).await,
-            Backend::Files(dir, _) => tokio::fs::try_exists(dir.join(cid.to_string()))
-                .await
-                .map_err(fatal),
+            Backend::Files(files) => files.has(cid).await,
         }
     }
 
@@ -131,40 +236,21 @@ impl Blockstore for Backend {
     ) -> blockstore::Result<()> {
         match self {
             Backend::Memory(store) => store.put_keyed(cid, data).await,
-            Backend::Files(dir, counter) => {
-                let path = dir.join(cid.to_string());
-                let n = counter.fetch_add(1, Ordering::Relaxed);
-                let temporary = dir.join(format!(".{cid}.{n}.tmp"));
-                let data = data.to_vec();
-                tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-                    let mut file = std::fs::File::create(&temporary)?;
-                    file.write_all(&data)?;
-                    file.sync_all()?;
-                    std::fs::rename(&temporary, &path)
-                })
-                .await
-                .map_err(|error| blockstore::Error::ExecutorError(error.to_string()))?
-                .map_err(fatal)
-            }
+            Backend::Files(files) => files.put_keyed(cid, data).await,
         }
     }
 
     async fn remove<const S: usize>(&self, cid: &CidGeneric<S>) -> blockstore::Result<()> {
         match self {
             Backend::Memory(store) => store.remove(cid).await,
-            Backend::Files(dir, _) => match tokio::fs::remove_file(dir.join(cid.to_string())).await
-            {
-                Ok(()) => Ok(()),
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(error) => Err(fatal(error)),
-            },
+            Backend::Files(files) => files.remove(cid).await,
         }
     }
 
     async fn close(self) -> blockstore::Result<()> {
         match self {
             Backend::Memory(store) => store.close().await,
-            Backend::Files(..) => Ok(()),
+            Backend::Files(_) => Ok(()),
         }
     }
 }
@@ -193,6 +279,43 @@ mod tests {
         again.remove(&cid).await?;
         assert_eq!(again.get(&cid).await?, None);
         Ok(())
+    }
+
+    #[tokio::test]
+    async fn sharded_block_files_use_the_flatfs_layout_and_are_written_once() -> anyhow::Result<()>
+    {
+        let dir = tempfile::tempdir()?;
+        let cid = raw(b"block")?;
+        let key = cid.to_string();
+        let store = Backend::sharded(dir.path().join("blocks"))?;
+        assert_eq!(store.get(&cid).await?, None);
+        assert!(!store.has(&cid).await?);
+        store.put_keyed(&cid, b"block").await?;
+        // go-ds-flatfs's next-to-last/2: the shard is the key's next-to-last two characters.
+        let shard = &key[key.len() - 3..key.len() - 1];
+        let file = dir.path().join("blocks").join(shard).join(&key);
+        assert_eq!(std::fs::read(&file)?, b"block");
+        // A block already stored is not written again (the file keeps its bytes).
+        std::fs::write(&file, b"kept")?;
+        store.put_keyed(&cid, b"block").await?;
+        assert_eq!(store.get(&cid).await?, Some(b"kept".to_vec()));
+        // No temporary file is left beside it.
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("blocks").join(shard))?
+            .map(|entry| entry.map(|entry| entry.file_name()))
+            .collect::<Result<_, _>>()?;
+        assert_eq!(names, vec![std::ffi::OsString::from(&key)]);
+        store.remove(&cid).await?;
+        assert!(!store.has(&cid).await?);
+        store.remove(&cid).await?;
+        Ok(())
+    }
+
+    #[test]
+    fn shards_are_the_next_to_last_two_characters() {
+        assert_eq!(shard("bafkreiabcdefgxy"), "gx");
+        assert_eq!(shard("abc"), "ab");
+        assert_eq!(shard("ab"), "__");
+        assert_eq!(shard(""), "__");
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@
 //! dt_interop_peer dt [--listen MULTIADDR] [--store DIR] [--car FILE]... [--file FILE]...
 //!     [--refuse] [--pay-every BYTES] [--finalize] [--accept-push=true|false]
 //!     [--read-delay-after N:MS] [--monitor]
+//! dt_interop_peer bench-serve|bench-pull ...   (cargo xtask bench, see bench.rs)
 //! ```
 //!
 //! Commands arrive on stdin, one JSON object a line; events leave on stdout, one JSON object a
@@ -16,6 +17,7 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod bench;
 mod blocks;
 mod types;
 
@@ -62,8 +64,11 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) != Some("dt") {
-        eprintln!("usage: dt_interop_peer dt [flags] (see interop/dt-protocol.md)");
+    let command = args.first().map(String::as_str);
+    if !matches!(command, Some("dt" | "bench-serve" | "bench-pull")) {
+        eprintln!(
+            "usage: dt_interop_peer dt [flags] (see interop/dt-protocol.md) | bench-serve | bench-pull"
+        );
         return ExitCode::from(2);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -76,8 +81,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = match runtime.block_on(run(&args[1..])) {
-        Ok(()) => 0,
+    let rest = &args[1..];
+    let outcome = match command {
+        Some("bench-serve") => runtime.block_on(bench::serve(rest)).map(|()| true),
+        Some("bench-pull") => runtime.block_on(bench::pull(rest)),
+        _ => runtime.block_on(run(rest)).map(|()| true),
+    };
+    let code = match outcome {
+        Ok(true) => 0,
+        Ok(false) => 1,
         Err(error) => {
             emit(&json!({"event": "fatal", "error": format!("{error:#}")}));
             1

@@ -1,9 +1,13 @@
-//! `cargo xtask bench`: Graphsync pulls between our node and the Go reference, each side a
-//! separate process with its blocks on disk, over loopback TCP, against the plain loopback TCP
-//! ceiling measured in the same run.
+//! `cargo xtask bench`: data-transfer pulls and Graphsync pulls between our stack and the Go
+//! reference, each side a separate process with its blocks on disk, over loopback TCP, against
+//! the plain loopback TCP ceiling measured in the same run.
 //!
-//! Builds the Go peer (`interop/go-peer`, go-graphsync v0.18.1) and graphsync's
-//! `examples/bench_peer.rs` in release mode. Setup (not measured, kept between runs under
+//! Builds, in release mode, two pairs of peers: for the **data-transfer** rows the Go
+//! data-transfer peer of the interop suite (`interop/go-dt-v2`, go-data-transfer v2.0.0 on
+//! go-graphsync v0.18.1: `go-dt-v2 bench-serve|bench-pull`) and the Rust one
+//! (`datatransfer-testkit`'s `dt_interop_peer bench-serve|bench-pull`, on the facade's
+//! `datatransfer::libp2p::Node`); for the **graphsync** rows the Go graphsync peer
+//! (`interop/go-peer`, go-graphsync v0.18.1) and graphsync's `examples/bench_peer.rs`. Setup (not measured, kept between runs under
 //! `<target>/bench/data-<size>-<blocks>/` once complete): `bench_peer gen-unixfs` imports
 //! `--size` bytes (default 1 GiB) of seeded pseudo-random data as a kubo-compatible UnixFS file
 //! (CIDv1, 256 KiB raw leaves) and `bench_peer gen-cbor` writes a tree of `--blocks` (default
@@ -12,16 +16,23 @@
 //! so every pair moves the same blocks. Both stores keep one file per block in go-ds-flatfs's
 //! `next-to-last/2` layout, unsynced.
 //!
-//! Then, per DAG, the four pairs requester ← responder: rust ← rust, go ← go, rust ← go and
-//! go ← rust (`bench_peer serve --store` / `request --store`, `go-peer bench-serve` /
-//! `bench-request`). Each requester writes into a fresh store directory, which is counted (every
-//! block must be there) and removed afterwards. Measured per transfer:
+//! Then, per DAG and per stack (data-transfer, then graphsync), the four pairs requester ←
+//! responder: rust ← rust, go ← go, rust ← go and go ← rust. A data-transfer pull opens a pull
+//! channel with an `InteropVoucher` the responder accepts and the explore-all selector, and
+//! counts only once the channel is Completed on both sides (the requester's `done`, the
+//! responder's `finished`, each with the DAG's bytes); a graphsync pull is one explore-all
+//! request (`bench_peer serve --store` / `request --store`, `go-peer bench-serve` /
+//! `bench-request`). The data-transfer peers serve and store in the same file-per-block layout
+//! as the graphsync ones, from the same prepared stores. Each requester writes into a fresh
+//! store directory, which is counted (every block must be there) and removed afterwards.
+//! Measured per transfer:
 //!
 //! - time from the requester's `connected` line to its `done` line (process start excluded);
 //!   MB/s are 10^6 bytes of block data per second, blocks/s the DAG's blocks per second;
 //! - CPU seconds (user + system, from `/proc`): the requester's whole-life total once it is
 //!   reaped (this process's `cutime + cstime` grow by it) minus its total at `connected`; the
-//!   responder's total after `done` minus its total at `connected`;
+//!   responder's total after `done` (data-transfer: after both `done` and its own `finished`)
+//!   minus its total at `connected`;
 //! - peak RSS (`VmHWM` of `/proc/<pid>/status`): the requester's sampled every [`SAMPLE_EVERY`]
 //!   while it runs (a lower bound by at most the last sample interval's growth), the
 //!   responder's read once after `done` (it still runs, so exact).
@@ -29,8 +40,8 @@
 //! The ceiling is one TCP connection on 127.0.0.1 between two threads of this process moving
 //! `--size` bytes in 256 KiB writes (no encryption, no multiplexing, no storage).
 //!
-//! Prints every transfer, then a table (per DAG and pair: the median-throughput run of
-//! `--runs`, with the largest peaks) and the issue's targets; with the default sizes it also
+//! Prints every transfer, then a table (per DAG, stack and pair: the median-throughput run of
+//! `--runs`, with the largest peaks) and the issue's targets for each stack; with the default sizes it also
 //! writes the table, the load average and the command into `docs/benchmarks.md` between
 //! [`BEGIN_MARKER`] and [`END_MARKER`]. Not part of `cargo xtask ci`.
 
@@ -65,6 +76,10 @@ const LISTEN_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How long one transfer may take.
 const RUN_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// How long a data-transfer responder may take, after the requester's `done`, to report its
+/// side of the channel finished.
+const FINISH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Marks the start of the generated part of `docs/benchmarks.md`.
 const BEGIN_MARKER: &str = "<!-- cargo xtask bench: begin -->";
@@ -150,6 +165,27 @@ impl Side {
     }
 }
 
+/// Which protocol stack a transfer runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stack {
+    /// A data-transfer pull channel (go-data-transfer v2 / our `datatransfer` facade).
+    DataTransfer,
+    /// A bare graphsync request (go-graphsync / our `graphsync` node).
+    Graphsync,
+}
+
+impl Stack {
+    fn name(self) -> &'static str {
+        match self {
+            Stack::DataTransfer => "data-transfer",
+            Stack::Graphsync => "graphsync",
+        }
+    }
+}
+
+/// The stacks, in the order they are measured and shown.
+const STACKS: [Stack; 2] = [Stack::DataTransfer, Stack::Graphsync];
+
 /// The pairs, requester first.
 const PAIRS: [(Side, Side); 4] = [
     (Side::Rust, Side::Rust),
@@ -186,19 +222,71 @@ impl Run {
     }
 }
 
+/// What one row of the table is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Key {
+    /// Index into the datasets.
+    dataset: usize,
+    stack: Stack,
+    /// Requester, responder.
+    pair: (Side, Side),
+}
+
 /// The programs, built.
 struct Peers {
+    /// graphsync's `bench_peer` (also generates, exports and loads the DAGs).
     rust: PathBuf,
+    /// `interop/go-peer` (also loads the DAGs into the Go store).
     go: PathBuf,
+    /// `datatransfer-testkit`'s `dt_interop_peer`.
+    rust_dt: PathBuf,
+    /// `interop/go-dt-v2`.
+    go_dt: PathBuf,
 }
 
 impl Peers {
-    fn binary(&self, side: Side) -> &Path {
-        match side {
-            Side::Rust => &self.rust,
-            Side::Go => &self.go,
+    fn binary(&self, stack: Stack, side: Side) -> &Path {
+        match (stack, side) {
+            (Stack::Graphsync, Side::Rust) => &self.rust,
+            (Stack::Graphsync, Side::Go) => &self.go,
+            (Stack::DataTransfer, Side::Rust) => &self.rust_dt,
+            (Stack::DataTransfer, Side::Go) => &self.go_dt,
         }
     }
+}
+
+/// The responder's command line: serve `store` until standard input closes.
+fn serve_args(stack: Stack, side: Side, store: &Path) -> Vec<std::ffi::OsString> {
+    let (command, flag) = match (stack, side) {
+        (Stack::Graphsync, Side::Rust) => ("serve", "--store"),
+        (Stack::Graphsync, Side::Go) => ("bench-serve", "--store"),
+        (Stack::DataTransfer, _) => ("bench-serve", "--blocks"),
+    };
+    vec![command.into(), flag.into(), store.into()]
+}
+
+/// The requester's command line: pull the DAG under `root` from `address` into `store`.
+fn request_args(
+    stack: Stack,
+    side: Side,
+    address: &str,
+    root: &str,
+    store: &Path,
+) -> Vec<std::ffi::OsString> {
+    let (command, flag) = match (stack, side) {
+        (Stack::Graphsync, Side::Rust) => ("request", "--store"),
+        (Stack::Graphsync, Side::Go) => ("bench-request", "--store"),
+        (Stack::DataTransfer, _) => ("bench-pull", "--blocks"),
+    };
+    vec![
+        command.into(),
+        "--peer".into(),
+        address.into(),
+        "--root".into(),
+        root.into(),
+        flag.into(),
+        store.into(),
+    ]
 }
 
 /// A child process that is killed and reaped when dropped.
@@ -241,52 +329,69 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
     );
 
     let receive = work.join("receive");
-    let mut results: Vec<(usize, (Side, Side), Run)> = Vec::new();
+    let mut results: Vec<(Key, Run)> = Vec::new();
     for index in 0..options.runs {
         for (number, dataset) in datasets.iter().enumerate() {
-            for pair in PAIRS {
-                let run =
-                    transfer(&peers, pair, dataset, &receive, clock_ticks).with_context(|| {
-                        format!(
-                            "{} <- {} on {} (run {})",
-                            pair.0.name(),
-                            pair.1.name(),
-                            dataset.label,
-                            index + 1
-                        )
-                    })?;
-                println!(
-                    "bench: {:<12} {:>4} <- {:<4} run {}: {:>8.1} MB/s {:>9.0} blocks/s in {:>7.2} s, CPU {:.2} s / {:.2} s, peak RSS {} / {} MiB",
-                    dataset.label,
-                    pair.0.name(),
-                    pair.1.name(),
-                    index + 1,
-                    run.megabytes_per_second(dataset.bytes),
-                    dataset.blocks as f64 / run.seconds,
-                    run.seconds,
-                    run.requester_cpu,
-                    run.responder_cpu,
-                    run.requester_hwm >> 20,
-                    run.responder_hwm >> 20,
-                );
-                results.push((number, pair, run));
+            for stack in STACKS {
+                for pair in PAIRS {
+                    let run = transfer(&peers, stack, pair, dataset, &receive, clock_ticks)
+                        .with_context(|| {
+                            format!(
+                                "{} {} <- {} on {} (run {})",
+                                stack.name(),
+                                pair.0.name(),
+                                pair.1.name(),
+                                dataset.label,
+                                index + 1
+                            )
+                        })?;
+                    println!(
+                        "bench: {:<16} {:<13} {:>4} <- {:<4} run {}: {:>8.1} MB/s {:>9.0} blocks/s in {:>7.2} s, CPU {:.2} s / {:.2} s, peak RSS {} / {} MiB",
+                        dataset.label,
+                        stack.name(),
+                        pair.0.name(),
+                        pair.1.name(),
+                        index + 1,
+                        run.megabytes_per_second(dataset.bytes),
+                        dataset.blocks as f64 / run.seconds,
+                        run.seconds,
+                        run.requester_cpu,
+                        run.responder_cpu,
+                        run.requester_hwm >> 20,
+                        run.responder_hwm >> 20,
+                    );
+                    results.push((
+                        Key {
+                            dataset: number,
+                            stack,
+                            pair,
+                        },
+                        run,
+                    ));
+                }
             }
         }
     }
     let finished = Instant::now();
     let load_after = load_average();
 
-    let rows: Vec<(usize, (Side, Side), Run)> = datasets
-        .iter()
-        .enumerate()
-        .flat_map(|(number, _)| PAIRS.iter().map(move |pair| (number, *pair)))
-        .filter_map(|(number, pair)| {
+    let rows: Vec<(Key, Run)> = (0..datasets.len())
+        .flat_map(|dataset| {
+            STACKS.iter().flat_map(move |stack| {
+                PAIRS.iter().map(move |pair| Key {
+                    dataset,
+                    stack: *stack,
+                    pair: *pair,
+                })
+            })
+        })
+        .filter_map(|key| {
             let runs: Vec<(Run, u64)> = results
                 .iter()
-                .filter(|(n, p, _)| *n == number && *p == pair)
-                .map(|(_, _, run)| (*run, datasets[number].bytes))
+                .filter(|(k, _)| *k == key)
+                .map(|(_, run)| (*run, datasets[key.dataset].bytes))
                 .collect();
-            summarise(&runs).map(|run| (number, pair, run))
+            summarise(&runs).map(|run| (key, run))
         })
         .collect();
     let table = render_table(&datasets, &rows, options.size, ceiling, options.runs);
@@ -353,17 +458,22 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds the Go peer and the Rust bench peer.
+/// Builds the Go peers and the Rust bench peers.
 fn build(root: &Path, target: &Path, work: &Path) -> anyhow::Result<Peers> {
     let go = work.join("go-peer");
-    cmd::run(
-        Command::new("go")
-            .arg("build")
-            .arg("-o")
-            .arg(&go)
-            .arg(".")
-            .current_dir(root.join("interop/go-peer")),
-    )?;
+    let go_dt = work.join("go-dt-v2");
+    for (binary, module) in [(&go, "interop/go-peer"), (&go_dt, "interop/go-dt-v2")] {
+        cmd::run(
+            Command::new("go")
+                .arg("build")
+                .arg("-o")
+                .arg(binary)
+                .arg(".")
+                .current_dir(root.join(module)),
+        )?;
+    }
+    // Two builds, not one: one cargo build of both packages would unify their dependencies'
+    // features, and each peer is measured as it builds on its own.
     cmd::run(cmd::cargo().args([
         "build",
         "--release",
@@ -372,11 +482,27 @@ fn build(root: &Path, target: &Path, work: &Path) -> anyhow::Result<Peers> {
         "--example",
         "bench_peer",
     ]))?;
+    cmd::run(cmd::cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "datatransfer-testkit",
+        "--bin",
+        "dt_interop_peer",
+    ]))?;
     let rust = target.join("release/examples/bench_peer");
-    if !rust.is_file() {
-        bail!("the Rust bench peer was not built at {}", rust.display());
+    let rust_dt = target.join("release/dt_interop_peer");
+    for binary in [&rust, &rust_dt] {
+        if !binary.is_file() {
+            bail!("the Rust bench peer was not built at {}", binary.display());
+        }
     }
-    Ok(Peers { rust, go })
+    Ok(Peers {
+        rust,
+        go,
+        rust_dt,
+        go_dt,
+    })
 }
 
 /// Generates both DAGs into the Rust store, exports them and loads them into the Go store, or
@@ -544,9 +670,11 @@ fn tcp_ceiling(size: u64) -> anyhow::Result<f64> {
     Ok(finished.duration_since(started).as_secs_f64())
 }
 
-/// One transfer of `dataset` from the responder of `pair.1` to the requester of `pair.0`.
+/// One transfer of `dataset` on `stack` from the responder of `pair.1` to the requester of
+/// `pair.0`.
 fn transfer(
     peers: &Peers,
+    stack: Stack,
     (requester, responder): (Side, Side),
     dataset: &Dataset,
     receive: &Path,
@@ -556,16 +684,14 @@ fn transfer(
         std::fs::remove_dir_all(receive)
             .with_context(|| format!("clearing {}", receive.display()))?;
     }
-    let (serve, store) = match responder {
-        Side::Rust => ("serve", &dataset.rust_store),
-        Side::Go => ("bench-serve", &dataset.go_store),
+    let store = match responder {
+        Side::Rust => &dataset.rust_store,
+        Side::Go => &dataset.go_store,
     };
-    let binary = peers.binary(responder);
+    let binary = peers.binary(stack, responder);
     let mut server = Guard(
         Command::new(binary)
-            .arg(serve)
-            .arg("--store")
-            .arg(store)
+            .args(serve_args(stack, responder, store))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -589,21 +715,17 @@ fn transfer(
     let address = wait_listening(&lines)?;
     let responder_pid = server.0.id();
 
-    let request = match requester {
-        Side::Rust => "request",
-        Side::Go => "bench-request",
-    };
-    let binary = peers.binary(requester);
+    let binary = peers.binary(stack, requester);
     let children_before = children_cpu().context("reading this process's children's CPU")?;
     let mut client = Guard(
         Command::new(binary)
-            .arg(request)
-            .arg("--peer")
-            .arg(&address)
-            .arg("--root")
-            .arg(&dataset.root)
-            .arg("--store")
-            .arg(receive)
+            .args(request_args(
+                stack,
+                requester,
+                &address,
+                &dataset.root,
+                receive,
+            ))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -654,6 +776,12 @@ fn transfer(
         }
         Ok(())
     };
+    // A data-transfer responder reports its side of the channel; a graphsync one has nothing
+    // to report (its side ends with the response it sent).
+    let mut finished: Option<serde_json::Value> = match stack {
+        Stack::DataTransfer => None,
+        Stack::Graphsync => Some(serde_json::Value::Null),
+    };
     let mut responder_cpu_at_done = None;
     let status = loop {
         if let Some(hwm) = vm_hwm(requester_pid) {
@@ -662,7 +790,8 @@ fn transfer(
         while let Ok((at, value)) = events.try_recv() {
             handle(at, value, &mut connected, &mut done)?;
         }
-        if done.is_some() && responder_cpu_at_done.is_none() {
+        take_finished(&lines, &mut finished)?;
+        if done.is_some() && finished.is_some() && responder_cpu_at_done.is_none() {
             responder_cpu_at_done = process_cpu(responder_pid);
         }
         if let Some(status) = client.0.try_wait().context("waiting for the requester")? {
@@ -681,6 +810,17 @@ fn transfer(
             .context("the requester printed no done event")?;
         handle(at, value, &mut connected, &mut done)?;
     }
+    let finish_deadline = Instant::now() + FINISH_TIMEOUT;
+    while finished.is_none() {
+        if Instant::now() > finish_deadline {
+            bail!(
+                "the responder did not report its side of the channel finished within \
+                 {FINISH_TIMEOUT:?} of the requester's done"
+            );
+        }
+        take_finished(&lines, &mut finished)?;
+        std::thread::sleep(SAMPLE_EVERY);
+    }
     let responder_cpu_at_done = match responder_cpu_at_done {
         Some(ticks) => ticks,
         None => process_cpu(responder_pid).context("the responder exited early")?,
@@ -689,25 +829,13 @@ fn transfer(
         vm_hwm(responder_pid).context("the responder exited before it could be measured")?;
     drop(server);
 
-    let (finished, done) = done.context("the requester printed no done event")?;
+    let (finished_at, done) = done.context("the requester printed no done event")?;
     let (connected, requester_cpu_at_connected, responder_cpu_at_connected) =
         connected.context("the requester printed no connected event")?;
     if !status.success() {
         bail!("the requester exited with {status}; it said {done}");
     }
-    if done["status"].as_i64() != Some(20) {
-        bail!(
-            "final status {} (expected 20); requester said {done}",
-            done["status"]
-        );
-    }
-    if done["blocks"].as_u64() != Some(dataset.blocks) {
-        bail!(
-            "the requester received {} blocks, the DAG has {}",
-            done["blocks"],
-            dataset.blocks
-        );
-    }
+    check_outcome(stack, &done, finished.as_ref(), dataset)?;
     let stored = count_files(receive)?;
     if stored != dataset.blocks {
         bail!(
@@ -716,7 +844,7 @@ fn transfer(
         );
     }
     std::fs::remove_dir_all(receive).with_context(|| format!("removing {}", receive.display()))?;
-    let seconds = finished.duration_since(connected).as_secs_f64();
+    let seconds = finished_at.duration_since(connected).as_secs_f64();
     if seconds <= 0.0 {
         bail!("the requester reported done before connected");
     }
@@ -729,6 +857,71 @@ fn transfer(
         requester_hwm,
         responder_hwm,
     })
+}
+
+/// Takes the responder's first `finished` line, if one has come, into `finished` (when that
+/// is still empty); a `fatal` line is an error.
+fn take_finished(
+    lines: &mpsc::Receiver<String>,
+    finished: &mut Option<serde_json::Value>,
+) -> anyhow::Result<()> {
+    while let Ok(line) = lines.try_recv() {
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        match value["event"].as_str() {
+            Some("finished") if finished.is_none() => *finished = Some(value),
+            Some("fatal") => bail!("the responder failed: {}", value["error"]),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Checks what the requester's `done` (and, for data-transfer, the responder's `finished`)
+/// say: the whole DAG arrived and the transfer ended as it should on both sides.
+fn check_outcome(
+    stack: Stack,
+    done: &serde_json::Value,
+    finished: Option<&serde_json::Value>,
+    dataset: &Dataset,
+) -> anyhow::Result<()> {
+    match stack {
+        Stack::Graphsync => {
+            if done["status"].as_i64() != Some(20) {
+                bail!(
+                    "final status {} (expected 20); requester said {done}",
+                    done["status"]
+                );
+            }
+            if done["blocks"].as_u64() != Some(dataset.blocks) {
+                bail!(
+                    "the requester received {} blocks, the DAG has {}",
+                    done["blocks"],
+                    dataset.blocks
+                );
+            }
+        }
+        Stack::DataTransfer => {
+            let finished = finished.context("the responder reported no finished channel")?;
+            for (side, value, bytes) in [
+                ("requester", done, "received"),
+                ("responder", finished, "sent"),
+            ] {
+                if value["status"].as_str() != Some("Completed") {
+                    bail!("the {side}'s channel ended {}: {value}", value["status"]);
+                }
+                if value[bytes].as_u64() != Some(dataset.bytes) {
+                    bail!(
+                        "the {side}'s channel {bytes} {} bytes, the DAG has {}",
+                        value[bytes],
+                        dataset.bytes
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reads the responder's lines until it has printed its listening address, and returns the
@@ -796,27 +989,29 @@ fn mib(bytes: u64) -> f64 {
 /// The results as a markdown table.
 fn render_table(
     datasets: &[Dataset],
-    rows: &[(usize, (Side, Side), Run)],
+    rows: &[(Key, Run)],
     size: u64,
     ceiling: f64,
     runs: usize,
 ) -> String {
     let mut out = String::new();
     out.push_str(
-        "| DAG | requester <- responder | MB/s | blocks/s | seconds | CPU s requester | CPU s responder | peak RSS requester (MiB) | peak RSS responder (MiB) |\n\
-         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        "| DAG | stack | requester <- responder | MB/s | blocks/s | seconds | CPU s requester | CPU s responder | peak RSS requester (MiB) | peak RSS responder (MiB) |\n\
+         | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     out.push_str(&format!(
-        "| {} MiB of bytes | plain loopback TCP (ceiling) | {:.1} | | {:.2} | | | | |\n",
+        "| {} MiB of bytes | TCP | plain loopback TCP (ceiling) | {:.1} | | {:.2} | | | | |\n",
         size >> 20,
         size as f64 / 1e6 / ceiling,
         ceiling
     ));
-    for (number, (requester, responder), run) in rows {
-        let dataset = &datasets[*number];
+    for (key, run) in rows {
+        let dataset = &datasets[key.dataset];
+        let (requester, responder) = key.pair;
         out.push_str(&format!(
-            "| {} | {} <- {} | {:.1} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} |\n",
+            "| {} | {} | {} <- {} | {:.1} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} |\n",
             dataset.label,
+            key.stack.name(),
             requester.name(),
             responder.name(),
             run.megabytes_per_second(dataset.bytes),
@@ -843,48 +1038,55 @@ fn render_table(
     out
 }
 
-/// The issue's targets, each with the measured figure and whether it is met.
-fn render_targets(
-    datasets: &[Dataset],
-    rows: &[(usize, (Side, Side), Run)],
-    options: &Options,
-) -> String {
-    let find = |number: usize, pair: (Side, Side)| {
+/// The issue's targets, each with the measured figure and whether it is met, for each stack.
+fn render_targets(datasets: &[Dataset], rows: &[(Key, Run)], options: &Options) -> String {
+    let find = |dataset: usize, stack: Stack, pair: (Side, Side)| {
         rows.iter()
-            .find(|(n, p, _)| *n == number && *p == pair)
-            .map(|(_, _, run)| *run)
+            .find(|(key, _)| {
+                *key == Key {
+                    dataset,
+                    stack,
+                    pair,
+                }
+            })
+            .map(|(_, run)| *run)
     };
     let verdict = |met: bool| if met { "met" } else { "missed" };
     let mut out = String::from("Targets (issue 9, §3):\n\n");
-    for (number, dataset) in datasets.iter().enumerate() {
-        let (Some(rust), Some(go)) = (
-            find(number, (Side::Rust, Side::Rust)),
-            find(number, (Side::Go, Side::Go)),
-        ) else {
-            continue;
-        };
-        let speed =
-            rust.megabytes_per_second(dataset.bytes) / go.megabytes_per_second(dataset.bytes);
-        let rust_peak = rust.requester_hwm.max(rust.responder_hwm);
-        let go_peak = go.requester_hwm.max(go.responder_hwm);
-        let memory = rust_peak as f64 / go_peak as f64;
-        out.push_str(&format!(
-            "- {}: rust <- rust is {speed:.2}x the throughput of go <- go (target at least 3x: {}); \
-             its larger peak RSS is {memory:.2} of go <- go's (target at most 0.5: {}).\n",
-            dataset.label,
-            verdict(speed >= 3.0),
-            verdict(memory <= 0.5),
-        ));
+    for stack in STACKS {
+        for (number, dataset) in datasets.iter().enumerate() {
+            let (Some(rust), Some(go)) = (
+                find(number, stack, (Side::Rust, Side::Rust)),
+                find(number, stack, (Side::Go, Side::Go)),
+            ) else {
+                continue;
+            };
+            let speed =
+                rust.megabytes_per_second(dataset.bytes) / go.megabytes_per_second(dataset.bytes);
+            let rust_peak = rust.requester_hwm.max(rust.responder_hwm);
+            let go_peak = go.requester_hwm.max(go.responder_hwm);
+            let memory = rust_peak as f64 / go_peak as f64;
+            out.push_str(&format!(
+                "- {} on {}: rust <- rust is {speed:.2}x the throughput of go <- go (target at \
+                 least 3x: {}); its larger peak RSS is {memory:.2} of go <- go's (target at most \
+                 0.5: {}).\n",
+                stack.name(),
+                dataset.label,
+                verdict(speed >= 3.0),
+                verdict(memory <= 0.5),
+            ));
+        }
     }
     if options.size >= DEFAULT_SIZE {
-        for (number, (requester, responder), run) in rows {
-            if *number != 0 {
+        for (key, run) in rows {
+            if key.dataset != 0 {
                 continue;
             }
             out.push_str(&format!(
-                "- {} <- {} on {}: peak RSS {:.0} / {:.0} MiB (target under 128 MiB per side: {}).\n",
-                requester.name(),
-                responder.name(),
+                "- {} {} <- {} on {}: peak RSS {:.0} / {:.0} MiB (target under 128 MiB per side: {}).\n",
+                key.stack.name(),
+                key.pair.0.name(),
+                key.pair.1.name(),
                 datasets[0].label,
                 mib(run.requester_hwm),
                 mib(run.responder_hwm),
@@ -1086,6 +1288,182 @@ mod tests {
         let counted = count_files(&dir);
         std::fs::remove_dir_all(&dir).expect("cleanup");
         assert_eq!(counted.expect("readable"), 2);
+    }
+
+    fn dataset() -> Dataset {
+        Dataset {
+            label: "dag-cbor 10".to_owned(),
+            root: "bafyroot".to_owned(),
+            blocks: 10,
+            bytes: 1_500,
+            rust_store: PathBuf::from("/r"),
+            go_store: PathBuf::from("/g"),
+        }
+    }
+
+    #[test]
+    fn each_stack_and_side_gets_its_own_command_line() {
+        let store = Path::new("/s");
+        let strings = |args: Vec<std::ffi::OsString>| -> Vec<String> {
+            args.into_iter()
+                .map(|arg| arg.to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(
+            strings(serve_args(Stack::Graphsync, Side::Rust, store)),
+            ["serve", "--store", "/s"]
+        );
+        assert_eq!(
+            strings(serve_args(Stack::Graphsync, Side::Go, store)),
+            ["bench-serve", "--store", "/s"]
+        );
+        for side in [Side::Rust, Side::Go] {
+            assert_eq!(
+                strings(serve_args(Stack::DataTransfer, side, store)),
+                ["bench-serve", "--blocks", "/s"]
+            );
+            assert_eq!(
+                strings(request_args(Stack::DataTransfer, side, "/a", "bafy", store)),
+                [
+                    "bench-pull",
+                    "--peer",
+                    "/a",
+                    "--root",
+                    "bafy",
+                    "--blocks",
+                    "/s"
+                ]
+            );
+        }
+        assert_eq!(
+            strings(request_args(
+                Stack::Graphsync,
+                Side::Go,
+                "/a",
+                "bafy",
+                store
+            ))[0],
+            "bench-request"
+        );
+        let peers = Peers {
+            rust: PathBuf::from("gs-rust"),
+            go: PathBuf::from("gs-go"),
+            rust_dt: PathBuf::from("dt-rust"),
+            go_dt: PathBuf::from("dt-go"),
+        };
+        assert_eq!(
+            peers.binary(Stack::DataTransfer, Side::Go),
+            Path::new("dt-go")
+        );
+        assert_eq!(
+            peers.binary(Stack::Graphsync, Side::Rust),
+            Path::new("gs-rust")
+        );
+    }
+
+    #[test]
+    fn a_data_transfer_pull_must_complete_with_every_byte_on_both_sides() {
+        let dataset = dataset();
+        let done = serde_json::json!({"status": "Completed", "received": 1_500});
+        let finished = serde_json::json!({"status": "Completed", "sent": 1_500});
+        check_outcome(Stack::DataTransfer, &done, Some(&finished), &dataset)
+            .expect("complete on both sides");
+        let short = serde_json::json!({"status": "Completed", "sent": 1_499});
+        let error = check_outcome(Stack::DataTransfer, &done, Some(&short), &dataset)
+            .expect_err("the responder sent less");
+        assert!(error.to_string().contains("responder"), "{error}");
+        let failed = serde_json::json!({"status": "Failed", "received": 1_500});
+        let error = check_outcome(Stack::DataTransfer, &failed, Some(&finished), &dataset)
+            .expect_err("the requester failed");
+        assert!(error.to_string().contains("requester"), "{error}");
+        assert!(check_outcome(Stack::DataTransfer, &done, None, &dataset).is_err());
+    }
+
+    #[test]
+    fn a_graphsync_pull_must_end_full_with_every_block() {
+        let dataset = dataset();
+        let done = serde_json::json!({"status": 20, "blocks": 10});
+        check_outcome(Stack::Graphsync, &done, None, &dataset).expect("complete");
+        let partial = serde_json::json!({"status": 21, "blocks": 10});
+        assert!(check_outcome(Stack::Graphsync, &partial, None, &dataset).is_err());
+        let missing = serde_json::json!({"status": 20, "blocks": 9});
+        assert!(check_outcome(Stack::Graphsync, &missing, None, &dataset).is_err());
+    }
+
+    #[test]
+    fn take_finished_keeps_the_first_finished_line_and_fails_on_fatal() {
+        let (tx, rx) = mpsc::channel();
+        let mut finished = None;
+        tx.send("not json".to_owned()).expect("send");
+        tx.send(r#"{"event":"listening"}"#.to_owned())
+            .expect("send");
+        take_finished(&rx, &mut finished).expect("nothing bad");
+        assert_eq!(finished, None);
+        tx.send(r#"{"event":"finished","status":"Completed"}"#.to_owned())
+            .expect("send");
+        tx.send(r#"{"event":"finished","status":"Failed"}"#.to_owned())
+            .expect("send");
+        take_finished(&rx, &mut finished).expect("nothing bad");
+        assert_eq!(
+            finished.as_ref().map(|value| value["status"].clone()),
+            Some(serde_json::json!("Completed"))
+        );
+        tx.send(r#"{"event":"fatal","error":"boom"}"#.to_owned())
+            .expect("send");
+        assert!(take_finished(&rx, &mut finished).is_err());
+    }
+
+    #[test]
+    fn the_table_and_targets_show_each_stack() {
+        let datasets = [dataset()];
+        let key = |stack, pair| Key {
+            dataset: 0,
+            stack,
+            pair,
+        };
+        let rows = [
+            (
+                key(Stack::DataTransfer, (Side::Rust, Side::Rust)),
+                run(1.0, 10 << 20, 20 << 20),
+            ),
+            (
+                key(Stack::DataTransfer, (Side::Go, Side::Go)),
+                run(4.0, 100 << 20, 50 << 20),
+            ),
+            (
+                key(Stack::Graphsync, (Side::Rust, Side::Rust)),
+                run(2.0, 10 << 20, 10 << 20),
+            ),
+            (
+                key(Stack::Graphsync, (Side::Go, Side::Go)),
+                run(2.0, 10 << 20, 10 << 20),
+            ),
+        ];
+        let table = render_table(&datasets, &rows, 1 << 20, 0.5, 1);
+        assert!(
+            table.contains("| dag-cbor 10 | data-transfer | rust <- rust | 0.0 | 10 | 1.00 |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| dag-cbor 10 | graphsync | go <- go |"),
+            "{table}"
+        );
+        let options = Options::parse(&["--size", "1048576", "--blocks", "10"]).expect("valid");
+        let targets = render_targets(&datasets, &rows, &options);
+        assert!(
+            targets.contains(
+                "- data-transfer on dag-cbor 10: rust <- rust is 4.00x the throughput of go <- go \
+                 (target at least 3x: met); its larger peak RSS is 0.20 of go <- go's (target at \
+                 most 0.5: met)."
+            ),
+            "{targets}"
+        );
+        assert!(
+            targets.contains("- graphsync on dag-cbor 10: rust <- rust is 1.00x"),
+            "{targets}"
+        );
+        // Below 1 GiB the per-side RSS target is not evaluated.
+        assert!(!targets.contains("per side"), "{targets}");
     }
 
     #[test]

@@ -1049,6 +1049,15 @@ impl Engine {
             return Err(unknown);
         }
         let state = self.state(&channel).expect("known channel");
+        if state.status == ChannelStatus::Completed {
+            // The restart raced the completion: it was sent before the initiator heard of it
+            // (a late transport error, a lost Complete). Go rejects it and the initiator, which
+            // may have every block, fails; the Complete again lets it complete
+            // (docs/decisions/0003-fsm-go-bugs.md #16).
+            let response = complete_response(channel.id, true, false, TypeIdentifier::EMPTY, None);
+            self.send_answer(&peer, &channel, request.is_pull(), response);
+            return Ok(());
+        }
         let reject = |reason: &'static str| (reason, request.is_pull());
         let mismatch = if state.status.is_terminal() {
             Some(reject("the channel is terminated"))

@@ -691,6 +691,70 @@ fn a_restart_with_another_voucher_is_rejected_and_leaves_the_channel_alone() {
 }
 
 #[test]
+fn a_restart_reaching_a_completed_responder_is_answered_with_complete() {
+    // The restart raced the completion: the responder completed and its Complete is still on
+    // its way when the initiator, its transfer finished, restarts. The answer is the Complete
+    // again (Go rejects, and the initiator fails with every block in hand).
+    let now = Instant::now();
+    let (mut a, mut b) = engines(Config::default());
+    let channel = accepted_pull(&mut a, &mut b, Verdict::Accept, now);
+    drain(&mut a);
+    b.handle_transport_event(&channel, TransportInput::Completed(Ok(())), now)
+        .expect("known");
+    drain(&mut b);
+    assert_eq!(status(&b, &channel), ChannelStatus::Completed);
+    a.handle_transport_event(&channel, TransportInput::Completed(Ok(())), now)
+        .expect("known");
+    drain(&mut a);
+    assert_eq!(status(&a, &channel), ChannelStatus::TransferFinished);
+
+    a.restart(&channel, now).expect("restart");
+    let restart = only_message(&drain(&mut a).transmits);
+    assert_eq!(restart.message_type(), MessageType::Restart);
+    b.handle_message(alice(), restart, now)
+        .expect("answered, not a protocol error");
+    let answer = drain(&mut b);
+    assert!(
+        answer.asks.is_empty(),
+        "no validation of a finished channel"
+    );
+    assert!(
+        answer.codes.is_empty(),
+        "the responder's channel is untouched"
+    );
+    let complete = only_message(&answer.transmits);
+    let response = complete.as_response().expect("a response");
+    assert!(
+        response.message_type() == MessageType::Complete
+            && response.accepted()
+            && !response.is_paused(),
+        "{response:?}"
+    );
+    assert!(
+        matches!(&answer.transmits[..], [Transmit::Attach { channel: c, .. }] if c == &channel),
+        "a pull's answer rides in the exchange: {:?}",
+        answer.transmits
+    );
+    a.handle_message(bob(), complete, now).expect("complete");
+    assert_eq!(status(&a, &channel), ChannelStatus::Completed);
+
+    // A responder whose channel failed still rejects the restart.
+    let (mut a, mut b) = engines(Config::default());
+    let channel = accepted_pull(&mut a, &mut b, Verdict::Accept, now);
+    drain(&mut a);
+    b.handle_transport_event(&channel, TransportInput::Completed(Err("lost".into())), now)
+        .expect("known");
+    drain(&mut b);
+    assert_eq!(status(&b, &channel), ChannelStatus::Failed);
+    a.restart(&channel, now).expect("restart");
+    let restart = only_message(&drain(&mut a).transmits);
+    assert!(b.handle_message(alice(), restart, now).is_err());
+    let rejection = only_message(&drain(&mut b).transmits);
+    let response = rejection.as_response().expect("a response");
+    assert!(response.is_restart() && !response.accepted());
+}
+
+#[test]
 fn a_responder_restart_asks_the_initiator_to_restart() {
     let now = Instant::now();
     let (mut a, mut b) = engines(Config::default());

@@ -1305,8 +1305,12 @@ where
         let answer = self.run(|shared, state| {
             let mut transmits = shared.input_message(state, peer, Message::Request(request));
             let answer = match take_attach(&mut transmits, channel) {
-                Some(Message::Response(response)) if !response.accepted() => {
-                    // The rejection ends the exchange; no separate close is needed.
+                Some(Message::Response(response))
+                    if !response.accepted() || response.is_complete() =>
+                {
+                    // The rejection ends the exchange; no separate close is needed. So does
+                    // the Complete that answers a restart of a channel this node completed
+                    // already (the restart raced the completion): there is nothing to send.
                     transmits.retain(
                         |t| !matches!(t, Transmit::CloseChannel { channel: c } if c == channel),
                     );

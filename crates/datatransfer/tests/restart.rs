@@ -209,3 +209,70 @@ async fn pull_survives_a_partition_and_restarts(backend: Backend) -> anyhow::Res
     ensure!(dag.is_in(&a.blocks).await?);
     Ok(())
 }
+
+over_both_stores!(pull_restart_after_the_responder_completed_completes);
+over_both_stores!(push_restart_after_the_responder_completed_completes);
+/// A pull restart that reaches the responder after it completed (its Complete message is
+/// still on its way, here lost): the responder answers with its Complete instead of a
+/// rejection, and the initiator, which has all the data, completes rather than fails.
+async fn pull_restart_after_the_responder_completed_completes(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    restart_after_the_responder_completed(backend, true).await
+}
+
+/// The same for a push: the initiator sent everything and waits for the Complete when its
+/// restart reaches the responder.
+async fn push_restart_after_the_responder_completed_completes(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    restart_after_the_responder_completed(backend, false).await
+}
+
+/// `a` pulls from (or pushes to) `b`; `b`'s network messages to `a` are lost, so `a` waits
+/// in `TransferFinished` with every block exchanged while `b` has completed. Then `a`
+/// restarts the channel (as its monitor does after a late transport error): the restart
+/// reaches a responder that has completed, and both ends complete with exact totals.
+async fn restart_after_the_responder_completed(backend: Backend, pull: bool) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let dag = Dag::new(6, 200, 70 + u8::from(pull))?;
+    let hub = hub();
+    let a = peer(&hub, 1, open_store(backend, &dir, "a")?).await?;
+    let b = peer(&hub, 2, open_store(backend, &dir, "b")?).await?;
+    let (sender, receiver) = if pull { (&b, &a) } else { (&a, &b) };
+    dag.load_into(&sender.blocks).await?;
+    // The Complete (always a network message) never reaches `a`.
+    hub.drop_messages(&b.id, &a.id, true);
+    let voucher = TestVoucher("finished".into());
+    let channel = if pull {
+        a.manager
+            .open_pull(b.id.clone(), &voucher, dag.root, everything())?
+    } else {
+        a.manager
+            .open_push(b.id.clone(), &voucher, dag.root, everything())?
+    };
+    until_status(&b.manager, &channel, ChannelStatus::Completed).await?;
+    until_status(&a.manager, &channel, ChannelStatus::TransferFinished).await?;
+    hub.drop_messages(&b.id, &a.id, false);
+
+    a.manager.restart_channel(&channel)?;
+    let at_a = until_status(&a.manager, &channel, ChannelStatus::Completed).await?;
+    let at_b = b.manager.channel_state(&channel)?;
+    ensure!(at_b.status == ChannelStatus::Completed, "{}", at_b.status);
+    let (sent, received) = if pull { (at_b, at_a) } else { (at_a, at_b) };
+    ensure!(
+        sent.sent == dag.total_bytes() && sent.sent_blocks_total == dag.block_count(),
+        "sent {} bytes in {} blocks",
+        sent.sent,
+        sent.sent_blocks_total
+    );
+    ensure!(
+        received.received == dag.total_bytes()
+            && received.received_blocks_total == dag.block_count(),
+        "received {} bytes in {} blocks",
+        received.received,
+        received.received_blocks_total
+    );
+    ensure!(dag.is_in(&receiver.blocks).await?, "a block is missing");
+    Ok(())
+}

@@ -38,6 +38,22 @@ pub trait Network: Send + Sync {
         message: Message,
     ) -> impl Future<Output = Result<(), NetworkError>> + Send;
 
+    /// Sends one message to `peer` only over a connection that is open now: never dials, and
+    /// fails fast when there is none. A channel's responder sends this way, so that after a
+    /// disconnect only the initiator dials again (and restarts the channel). A network without
+    /// connections (in memory) sends as [`Network::send_message`] does, which is the default.
+    ///
+    /// # Errors
+    /// As [`Network::send_message`]; no open connection is a [`NetworkError::Backend`] or
+    /// [`NetworkError::Disconnected`] error of the network.
+    fn send_message_connected(
+        &self,
+        peer: PeerId,
+        message: Message,
+    ) -> impl Future<Output = Result<(), NetworkError>> + Send {
+        self.send_message(peer, message)
+    }
+
     /// Makes sure `peer` can be reached, with retries (Go: `ConnectWithRetry`), before a
     /// restart.
     ///

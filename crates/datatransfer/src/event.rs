@@ -40,7 +40,7 @@ pub enum Event {
     TransmitFailed {
         /// The channel concerned.
         channel: ChannelId,
-        /// Why, as text.
+        /// Why, as text: the error and its causes, `: `-separated.
         reason: String,
     },
     /// A channel snapshot could not be written to the store. The channel goes on in memory

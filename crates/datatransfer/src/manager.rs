@@ -931,7 +931,7 @@ where
                 // pull's rides in the graphsync request); a restart's failure goes back to
                 // whoever restarted.
                 let push_request = message.as_request().is_some_and(|request| request.is_new());
-                if let Err(error) = self.network.send_message(peer, message).await {
+                if let Err(error) = self.send(&channel, peer, message).await {
                     self.transmit_failed(&channel, &error);
                     if push_request {
                         // Spec §4.5 step 1: the push fails at once (Go's `Error`: Failing,
@@ -1029,8 +1029,30 @@ where
 
     async fn send_to_other(&self, channel: &ChannelId, message: Message) {
         let peer = channel.other_party(&self.self_peer).clone();
-        if let Err(error) = self.network.send_message(peer, message).await {
+        if let Err(error) = self.send(channel, peer, message).await {
             self.transmit_failed(channel, &error);
+        }
+    }
+
+    /// Sends a message of `channel` to `peer`. Only the channel's initiator may dial (issue 7
+    /// §3: after a disconnect the initiator dials again and restarts the channel); the
+    /// responder sends over an open connection or fails at once, and its side waits for the
+    /// initiator's restart. One exception: the responder's request that the initiator restart
+    /// the channel ([`Manager::restart_channel`] on the responder, a local command, never
+    /// the monitor) may dial, as it exists to reach an initiator that is not connected.
+    async fn send(
+        &self,
+        channel: &ChannelId,
+        peer: PeerId,
+        message: Message,
+    ) -> Result<(), NetworkError> {
+        let asks_restart = message
+            .as_request()
+            .is_some_and(|request| request.is_restart_existing_channel_request());
+        if channel.initiator == self.self_peer || asks_restart {
+            self.network.send_message(peer, message).await
+        } else {
+            self.network.send_message_connected(peer, message).await
         }
     }
 
@@ -1091,10 +1113,12 @@ where
     }
 
     fn transmit_failed(&self, channel: &ChannelId, error: &dyn std::error::Error) {
-        tracing::warn!(%channel, %error, "transmit failed");
+        // With its causes: "network backend failed" alone does not say what failed.
+        let reason = error_chain(error);
+        tracing::warn!(%channel, %reason, "transmit failed");
         self.publish(Event::TransmitFailed {
             channel: channel.clone(),
-            reason: error.to_string(),
+            reason,
         });
     }
 }

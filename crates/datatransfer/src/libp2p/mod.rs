@@ -118,6 +118,13 @@ pub enum NetError {
         /// The limit.
         limit: usize,
     },
+    /// No connection to the peer is open, and the send may not dial (a channel responder's
+    /// send, [`Network::send_message_connected`](crate::Network::send_message_connected)).
+    #[error("no open connection to {peer}, and a responder does not dial")]
+    NotConnected {
+        /// The peer.
+        peer: PeerId,
+    },
     /// Writing or closing the message's stream failed (not retried).
     #[error("writing the message failed")]
     Write {

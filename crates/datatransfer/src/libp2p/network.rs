@@ -21,6 +21,9 @@ use super::{NetError, NetworkConfig, PROTOCOL, from_libp2p, to_libp2p};
 ///   tried [`NetworkConfig::max_attempts`] times, each within
 ///   [`NetworkConfig::open_timeout`], with Go's backoff between attempts; writing is not
 ///   retried and must finish within [`NetworkConfig::send_timeout`].
+///   [`Network::send_message_connected`] (a channel responder's sends) never dials: each
+///   attempt needs an open connection to the peer, and without one the send fails at once
+///   with [`NetError::NotConnected`], so that after a disconnect only the initiator dials.
 /// - Receiving: every inbound stream is read to its end (at most
 ///   [`NetworkConfig::max_message_size`] bytes within [`NetworkConfig::read_timeout`]) and
 ///   every complete message in it goes to the [`Receiver`] with the sender's peer id from the
@@ -128,14 +131,23 @@ impl Libp2pNetwork {
         self.inner.peers.add_address(peer, address);
     }
 
-    /// Opens a stream to `peer`, retrying as configured.
-    async fn open(&self, peer: &PeerId) -> Result<Stream, NetworkError> {
+    /// Opens a stream to `peer`, retrying as configured; with `dial` false only over a
+    /// connection that is open at each attempt (no connection fails at once with
+    /// [`NetError::NotConnected`]).
+    async fn open(&self, peer: &PeerId, dial: bool) -> Result<Stream, NetworkError> {
         let remote = to_libp2p(peer).map_err(|error| backend(peer, error))?;
         let config = &self.inner.config;
         let attempts = config.attempts();
         let mut attempt = 0;
         loop {
             attempt += 1;
+            // libp2p-stream dials a peer it has no connection to: a send that must not dial
+            // looks first. (A connection closing between this look and the open can still
+            // let libp2p-stream dial; the window is the swarm's next poll.)
+            if !dial && !self.inner.peers.is_connected(&remote) {
+                tracing::debug!(%peer, attempt, "no connection; a responder's send does not dial");
+                return Err(backend(peer, NetError::NotConnected { peer: peer.clone() }));
+            }
             let mut control = self.inner.control.clone();
             let opened =
                 tokio::time::timeout(config.open_timeout, control.open_stream(remote, PROTOCOL))
@@ -170,40 +182,20 @@ impl Network for Libp2pNetwork {
     }
 
     async fn send_message(&self, peer: PeerId, message: Message) -> Result<(), NetworkError> {
-        let bytes = to_vec(&message).map_err(|error| NetworkError::Encode {
-            peer: peer.clone(),
-            reason: error.to_string(),
-        })?;
-        let limit = self.inner.config.max_message_size;
-        if bytes.len() > limit {
-            let error = NetError::MessageTooLarge {
-                size: bytes.len(),
-                limit,
-            };
-            return Err(backend(&peer, error));
-        }
-        let mut stream = self.open(&peer).await?;
-        let written = tokio::time::timeout(self.inner.config.send_timeout, async {
-            stream.write_all(&bytes).await?;
-            stream.close().await
-        })
-        .await;
-        // On failure the stream is dropped, which resets it (Go: `Reset`).
-        match written {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(source)) => Err(backend(&peer, NetError::Write { source })),
-            Err(_) => Err(backend(
-                &peer,
-                NetError::SendTimedOut {
-                    after: self.inner.config.send_timeout,
-                },
-            )),
-        }
+        self.send(peer, message, true).await
+    }
+
+    async fn send_message_connected(
+        &self,
+        peer: PeerId,
+        message: Message,
+    ) -> Result<(), NetworkError> {
+        self.send(peer, message, false).await
     }
 
     async fn connect(&self, peer: PeerId) -> Result<(), NetworkError> {
         // Go's `ConnectWithRetry`: open a stream with the same retries and close it unwritten.
-        let mut stream = self.open(&peer).await?;
+        let mut stream = self.open(&peer, true).await?;
         let closed = tokio::time::timeout(self.inner.config.send_timeout, stream.close()).await;
         if !matches!(closed, Ok(Ok(()))) {
             tracing::debug!(%peer, "closing an empty data-transfer stream failed");
@@ -222,6 +214,41 @@ impl Network for Libp2pNetwork {
         match to_libp2p(peer) {
             Ok(remote) => self.inner.peers.unprotect(remote, tag),
             Err(_) => false,
+        }
+    }
+}
+
+impl Libp2pNetwork {
+    /// Sends one message on a fresh stream; with `dial` false only over an open connection.
+    async fn send(&self, peer: PeerId, message: Message, dial: bool) -> Result<(), NetworkError> {
+        let bytes = to_vec(&message).map_err(|error| NetworkError::Encode {
+            peer: peer.clone(),
+            reason: error.to_string(),
+        })?;
+        let limit = self.inner.config.max_message_size;
+        if bytes.len() > limit {
+            let error = NetError::MessageTooLarge {
+                size: bytes.len(),
+                limit,
+            };
+            return Err(backend(&peer, error));
+        }
+        let mut stream = self.open(&peer, dial).await?;
+        let written = tokio::time::timeout(self.inner.config.send_timeout, async {
+            stream.write_all(&bytes).await?;
+            stream.close().await
+        })
+        .await;
+        // On failure the stream is dropped, which resets it (Go: `Reset`).
+        match written {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(source)) => Err(backend(&peer, NetError::Write { source })),
+            Err(_) => Err(backend(
+                &peer,
+                NetError::SendTimedOut {
+                    after: self.inner.config.send_timeout,
+                },
+            )),
         }
     }
 }

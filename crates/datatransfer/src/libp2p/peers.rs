@@ -13,6 +13,7 @@ use super::PROTOCOL;
 use libp2p::core::transport::PortUse;
 use libp2p::core::upgrade::{DeniedUpgrade, ReadyUpgrade};
 use libp2p::core::{Endpoint, Multiaddr};
+use libp2p::swarm::behaviour::ConnectionEstablished;
 use libp2p::swarm::handler::{ConnectionEvent, FullyNegotiatedInbound};
 use libp2p::swarm::{
     ConnectionClosed, ConnectionDenied, ConnectionHandler, ConnectionHandlerEvent, ConnectionId,
@@ -41,6 +42,10 @@ const INBOUND_QUEUE: usize = 64;
 /// [`Libp2pNetwork::add_address`](super::Libp2pNetwork::add_address), bounded to 8 per peer
 /// and 1 024 peers; they are offered whenever the swarm dials a peer by id (as opening a
 /// stream to an unconnected peer does).
+///
+/// It also knows which peers the swarm is connected to, so that a
+/// [`Network::send_message_connected`](crate::Network::send_message_connected) (a channel
+/// responder's send) goes only over an open connection and never dials.
 ///
 /// Its handler also accepts the inbound `/fil/datatransfer/1.2.0` streams and queues them (64
 /// at most; more are dropped) for the [`Libp2pNetwork`](super::Libp2pNetwork): libp2p-stream's
@@ -85,6 +90,9 @@ struct State {
     wakers: HashMap<PeerId, HashMap<ConnectionId, Waker>>,
     addresses: HashMap<PeerId, VecDeque<Multiaddr>>,
     address_order: VecDeque<PeerId>,
+    /// Established connections per connected peer, as the swarm reports them (a peer is
+    /// removed with its last connection, so this is bounded by the swarm's connections).
+    connections: HashMap<PeerId, usize>,
 }
 
 impl Shared {
@@ -146,6 +154,24 @@ impl Shared {
             known.pop_front();
         }
         known.push_back(address);
+    }
+
+    /// Whether the swarm has at least one established connection to `peer`.
+    pub(super) fn is_connected(&self, peer: &PeerId) -> bool {
+        self.lock().connections.contains_key(peer)
+    }
+
+    fn connection_opened(&self, peer: PeerId) {
+        *self.lock().connections.entry(peer).or_default() += 1;
+    }
+
+    fn connection_closed(&self, peer: PeerId, remaining: usize) {
+        let mut state = self.lock();
+        if remaining == 0 {
+            state.connections.remove(&peer);
+        } else {
+            state.connections.insert(peer, remaining);
+        }
     }
 
     fn addresses(&self, peer: &PeerId) -> Vec<Multiaddr> {
@@ -228,11 +254,19 @@ impl NetworkBehaviour for PeerBook {
             FromSwarm::NewExternalAddrOfPeer(NewExternalAddrOfPeer { peer_id, addr }) => {
                 self.shared.add_address(peer_id, addr.clone());
             }
+            FromSwarm::ConnectionEstablished(ConnectionEstablished { peer_id, .. }) => {
+                self.shared.connection_opened(peer_id);
+            }
             FromSwarm::ConnectionClosed(ConnectionClosed {
                 peer_id,
                 connection_id,
+                remaining_established,
                 ..
-            }) => self.shared.forget(peer_id, connection_id),
+            }) => {
+                self.shared.forget(peer_id, connection_id);
+                self.shared
+                    .connection_closed(peer_id, remaining_established);
+            }
             _ => {}
         }
     }

@@ -151,7 +151,7 @@ pub(crate) async fn push(settings: &Settings, out: Output, args: PushArgs) -> Re
         }
         root
     };
-    dagfiles::verify(blocks.as_ref(), &root, &everything).await?;
+    let verified = dagfiles::verify(blocks.as_ref(), &root, &everything).await?;
     let node = Node::start(&data_dir, blocks, NodeOptions::client()).await?;
     let outcome = async {
         let _metrics = match args.metrics {
@@ -178,19 +178,21 @@ pub(crate) async fn push(settings: &Settings, out: Output, args: PushArgs) -> Re
         bar.finish_and_clear();
         let state = state?;
         finished(&state, "push", &peer.to_string())?;
+        // The DAG that was pushed, as checked before sending (the peer completed the channel);
+        // the channel's own counters are on its `channel` lines.
         out.event(
             ordered!({
                 "event": "pushed",
                 "channel": channel.to_string(),
                 "peer": peer.to_string(),
                 "root": root.to_string(),
-                "blocks": state.sent_blocks_total,
-                "bytes": state.sent,
+                "blocks": verified.blocks,
+                "bytes": verified.bytes,
             }),
             || {
                 format!(
                     "pushed {root} to {peer}: {} blocks, {} bytes",
-                    state.sent_blocks_total, state.sent
+                    verified.blocks, verified.bytes
                 )
             },
         );

@@ -330,21 +330,29 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
 
     let receive = work.join("receive");
     let mut results: Vec<(Key, Run)> = Vec::new();
+    // A failed transfer is reported (printed, and as a line under the table) and the run goes
+    // on, so that one failing pair does not cost the figures of all the others.
+    let mut failures: Vec<String> = Vec::new();
     for index in 0..options.runs {
         for (number, dataset) in datasets.iter().enumerate() {
             for stack in STACKS {
                 for pair in PAIRS {
-                    let run = transfer(&peers, stack, pair, dataset, &receive, clock_ticks)
-                        .with_context(|| {
-                            format!(
-                                "{} {} <- {} on {} (run {})",
-                                stack.name(),
-                                pair.0.name(),
-                                pair.1.name(),
-                                dataset.label,
-                                index + 1
-                            )
-                        })?;
+                    let what = format!(
+                        "{} {} <- {} on {} (run {})",
+                        stack.name(),
+                        pair.0.name(),
+                        pair.1.name(),
+                        dataset.label,
+                        index + 1
+                    );
+                    let run = match transfer(&peers, stack, pair, dataset, &receive, clock_ticks) {
+                        Ok(run) => run,
+                        Err(error) => {
+                            println!("bench: {what} FAILED: {error:#}");
+                            failures.push(format!("{what}: {error:#}"));
+                            continue;
+                        }
+                    };
                     println!(
                         "bench: {:<16} {:<13} {:>4} <- {:<4} run {}: {:>8.1} MB/s {:>9.0} blocks/s in {:>7.2} s, CPU {:.2} s / {:.2} s, peak RSS {} / {} MiB",
                         dataset.label,
@@ -395,7 +403,10 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
         })
         .collect();
     let table = render_table(&datasets, &rows, options.size, ceiling, options.runs);
-    let targets = render_targets(&datasets, &rows, options);
+    let mut targets = render_targets(&datasets, &rows, options);
+    if !failures.is_empty() {
+        targets.push_str(&render_failures(&failures));
+    }
     let timing = format!(
         "The whole bench took {:.0} s: {:.0} s building the peers, {:.0} s preparing the data \
          (reused when already there), {:.0} s measuring.",
@@ -455,7 +466,27 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
     } else if options.docs {
         println!("bench: not the default sizes, so docs/benchmarks.md is left as it is");
     }
+    if !failures.is_empty() {
+        bail!(
+            "{} transfer(s) failed (listed above); the table holds the others",
+            failures.len()
+        );
+    }
     Ok(())
+}
+
+/// The failed transfers, one line each (what, then why), for under the table.
+fn render_failures(failures: &[String]) -> String {
+    let mut out = format!(
+        "\nFailed transfers ({}; their pairs have no row, and a target that needs one is not \
+         evaluated):\n\n",
+        failures.len()
+    );
+    for failure in failures {
+        // One line each, whatever the error's text holds.
+        out.push_str(&format!("- {}\n", failure.replace('\n', " ")));
+    }
+    out
 }
 
 /// Builds the Go peers and the Rust bench peers.
@@ -1059,6 +1090,11 @@ fn render_targets(datasets: &[Dataset], rows: &[(Key, Run)], options: &Options) 
                 find(number, stack, (Side::Rust, Side::Rust)),
                 find(number, stack, (Side::Go, Side::Go)),
             ) else {
+                out.push_str(&format!(
+                    "- {} on {}: not evaluated (rust <- rust or go <- go failed).\n",
+                    stack.name(),
+                    dataset.label
+                ));
                 continue;
             };
             let speed =
@@ -1464,6 +1500,33 @@ mod tests {
         );
         // Below 1 GiB the per-side RSS target is not evaluated.
         assert!(!targets.contains("per side"), "{targets}");
+    }
+
+    #[test]
+    fn failures_are_listed_one_line_each_and_leave_targets_unevaluated() {
+        let failures = vec!["data-transfer rust <- rust on x (run 1): it\nbroke".to_owned()];
+        let text = render_failures(&failures);
+        assert!(
+            text.contains("- data-transfer rust <- rust on x (run 1): it broke\n"),
+            "{text}"
+        );
+        let datasets = [dataset()];
+        let rows = [(
+            Key {
+                dataset: 0,
+                stack: Stack::DataTransfer,
+                pair: (Side::Go, Side::Go),
+            },
+            run(1.0, 1, 1),
+        )];
+        let options = Options::parse(&["--size", "1048576", "--blocks", "10"]).expect("valid");
+        let targets = render_targets(&datasets, &rows, &options);
+        assert!(
+            targets.contains(
+                "- data-transfer on dag-cbor 10: not evaluated (rust <- rust or go <- go failed)."
+            ),
+            "{targets}"
+        );
     }
 
     #[test]

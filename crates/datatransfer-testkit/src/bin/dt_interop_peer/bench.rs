@@ -15,8 +15,9 @@
 //! terminal status, and runs until its standard input ends. `bench-pull` dials the peer
 //! (`connected`), opens a pull of the whole DAG (explore-all) with the voucher
 //! `InteropVoucher{ID: "bench", Amount: 0}`, waits for the channel to finish and prints `done`
-//! (the same fields; `blocks` counts the blocks received, a block the traversal meets twice
-//! twice); it fails unless the channel is Completed. The Go peer's
+//! (the same fields, `blocks` counting the blocks received, a block the traversal meets twice
+//! twice, and `messages`, the channel's distinct event messages: a failure's causes); it fails
+//! unless the channel is Completed. The Go peer's
 //! `go-dt-v2 bench-serve|bench-pull` (`interop/go-dt-v2/dtbench.go`) print the same lines.
 
 use std::collections::BTreeSet;
@@ -182,12 +183,21 @@ pub(crate) async fn pull(args: &[String]) -> anyhow::Result<bool> {
         Selector::explore_all_recursively().to_node(),
     )?;
     let deadline = tokio::time::Instant::now() + timeout;
+    // The channel's distinct event messages, in order: a failure's causes (the final
+    // message of a failed channel may name only the last of them).
+    let mut messages: Vec<String> = Vec::new();
     loop {
         if tokio::time::Instant::now() >= deadline {
             bail!("the pull did not finish within {timeout:?}");
         }
         match tokio::time::timeout(POLL, events.recv()).await {
-            Ok(Ok(Event::Channel { state, .. })) => {
+            Ok(Ok(Event::Channel { event, state })) => {
+                if event.channel == channel
+                    && !event.message.is_empty()
+                    && !messages.contains(&event.message)
+                {
+                    messages.push(event.message.clone());
+                }
                 if state.channel_id == channel && state.status.is_terminal() {
                     break;
                 }
@@ -202,7 +212,11 @@ pub(crate) async fn pull(args: &[String]) -> anyhow::Result<bool> {
         }
     }
     let state = node.manager().channel_state(&channel)?;
-    emit(&with_event(report(&state), "done"));
+    let mut done = with_event(report(&state), "done");
+    if let Some(map) = done.as_object_mut() {
+        map.insert("messages".to_owned(), Value::from(messages));
+    }
+    emit(&done);
     let _ = tokio::time::timeout(Duration::from_secs(5), node.shutdown()).await;
     Ok(state.status == ChannelStatus::Completed)
 }

@@ -28,6 +28,7 @@ use super::hooks::{
     IncomingResponseActions, NetworkFailure, OutgoingBlockActions, OutgoingRequest,
     OutgoingRequestActions, Registry, RequestUpdatedActions,
 };
+use super::report_order::ReportOrder;
 use super::store::{DynBlockstore, Stores};
 use super::streams::{Inbound, Outbound, PeerWire, read_stream, spawn_writer};
 use super::{Config, NodeError, RequestEvent, RequestHandle, RequestStats, Stats};
@@ -112,8 +113,9 @@ enum Sent {
     Requests(Vec<RequestId>),
 }
 
-/// A message's send result: the peer, what it carried and whether it was written.
-type SendReport = Pin<Box<dyn Future<Output = (PeerId, Sent, bool)> + Send>>;
+/// A message's send result: the peer, the message's place in the peer's queue, what it
+/// carried and whether it was written.
+type SendReport = Pin<Box<dyn Future<Output = (PeerId, u64, Sent, bool)> + Send>>;
 
 /// A blockstore call waiting for a slot.
 enum Job {
@@ -231,6 +233,8 @@ pub(super) struct Driver {
     /// Seeds of the per-peer 1.0.0 id maps.
     seeds: RandomState,
     sends: FuturesUnordered<SendReport>,
+    /// Puts the reports of `sends` back in each peer's write order.
+    send_order: ReportOrder<PeerId, (Sent, bool)>,
     subscribers: HashMap<RequestId, Subscriber>,
     served: HashMap<(PeerId, RequestId), Served>,
     inbound_tx: mpsc::Sender<Inbound>,
@@ -299,6 +303,7 @@ impl Driver {
             wires: HashMap::new(),
             seeds,
             sends: FuturesUnordered::new(),
+            send_order: ReportOrder::new(),
             subscribers: HashMap::new(),
             served: HashMap::new(),
             inbound_tx,
@@ -354,8 +359,10 @@ impl Driver {
                         tracing::trace!(%request, %error, "stale terminal-status timer");
                     }
                 }
-                Some((peer, sent, written)) = self.sends.next(), if !self.sends.is_empty() => {
-                    self.sent(peer, sent, written);
+                Some((peer, sequence, sent, written)) = self.sends.next(), if !self.sends.is_empty() => {
+                    for (sent, written) in self.send_order.arrived(&peer, sequence, (sent, written)) {
+                        self.sent(peer, sent, written);
+                    }
                 }
                 Some(done) = self.jobs.next(), if !self.jobs.is_empty() => {
                     self.job_done(done);
@@ -1314,8 +1321,9 @@ impl Driver {
             self.writers.insert(peer, writer);
         }
         let (report, written) = oneshot::channel();
+        let sequence = self.send_order.issue(&peer);
         self.sends.push(Box::pin(async move {
-            (peer, sent, written.await.unwrap_or(false))
+            (peer, sequence, sent, written.await.unwrap_or(false))
         }));
         let outbound = Outbound {
             message,

@@ -113,6 +113,7 @@
 mod behaviour;
 mod driver;
 mod hooks;
+mod report_order;
 mod store;
 mod streams;
 

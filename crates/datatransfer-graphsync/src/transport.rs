@@ -1156,7 +1156,10 @@ fn register_hooks(inner: &Arc<Inner>) {
                 })
                 .unwrap_or(false);
             if fresh && let Some(handler) = inner.handler() {
-                let info = BlockInfo::new(record.cid, record.size, record.index, true);
+                let mut info = BlockInfo::new(record.cid, record.size, record.index, true);
+                if record.sent == 0 {
+                    info = info.withheld();
+                }
                 handler.on_data_sent(&channel, info);
             }
         }),

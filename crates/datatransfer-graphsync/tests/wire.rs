@@ -596,19 +596,23 @@ async fn a_restart_reports_withheld_blocks_the_sender_never_reported() {
         .expect("the restart goes out");
     bounded("both completions", world.completed_both()).await;
 
-    // Every block is reported sent once, in order, with its size: the withheld ones too.
-    let sent: Vec<(u64, Cid, u64, bool)> = world
+    // Every block is reported sent once, in order, with its size: the withheld ones too,
+    // marked as such.
+    let sent: Vec<(u64, Cid, u64, bool, bool)> = world
         .sender_log
         .data(Kind::Sent)
         .iter()
-        .map(|b| (b.index, b.link, b.size, b.unique))
+        .map(|b| (b.index, b.link, b.size, b.unique, b.withheld))
         .collect();
-    let expected: Vec<(u64, Cid, u64, bool)> = world
+    let expected: Vec<(u64, Cid, u64, bool, bool)> = world
         .dag
         .blocks
         .iter()
         .enumerate()
-        .map(|(i, (cid, bytes))| (i as u64 + 1, *cid, bytes.len() as u64, true))
+        .map(|(i, (cid, bytes))| {
+            let index = i as u64 + 1;
+            (index, *cid, bytes.len() as u64, true, index <= SKIP)
+        })
         .collect();
     assert_eq!(sent, expected);
     // Only the blocks after the skipped ones crossed the wire.

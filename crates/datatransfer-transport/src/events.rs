@@ -22,6 +22,13 @@ pub struct BlockInfo {
     /// block already sent in the same exchange. Senders report only unique blocks, as Go's
     /// graphsync hooks ignore blocks with no bytes on the wire.
     pub unique: bool,
+    /// Only in [`EventsHandler::on_data_sent`]: the sender did not put the block on the wire
+    /// in this exchange because a restart's skip count says the receiver holds it, and the
+    /// transport never reported it sent before (its write was not confirmed when the
+    /// connection went, or the sender's process started again). A late confirmation: the
+    /// handler counts it if its index is new and otherwise ignores it (no `DataSent`: nothing
+    /// was sent). `false` from [`BlockInfo::new`]; set with [`BlockInfo::withheld`].
+    pub withheld: bool,
 }
 
 impl BlockInfo {
@@ -32,7 +39,14 @@ impl BlockInfo {
             size,
             index,
             unique,
+            withheld: false,
         }
+    }
+
+    /// This record marked [`withheld`](Self::withheld).
+    pub fn withheld(mut self) -> Self {
+        self.withheld = true;
+        self
     }
 }
 

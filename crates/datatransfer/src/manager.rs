@@ -1402,6 +1402,21 @@ where
     }
 
     fn on_data_sent(&self, channel: &ChannelId, block: BlockInfo) {
+        if block.withheld {
+            // A late confirmation of a block a restart skips (datatransfer-graphsync's "Sent
+            // totals"): counted when its index is new, and otherwise nothing was sent, so no
+            // `DataSent` either (a restarted sender's transport reports every skipped block).
+            let fresh = self.run(|_, state| {
+                let fresh = state
+                    .engine
+                    .channel(channel)
+                    .is_some_and(|state| block.index > state.sent_blocks_total);
+                (fresh, Vec::new())
+            });
+            if fresh != Some(true) {
+                return;
+            }
+        }
         let input = data_input(datatransfer_fsm::DataKind::Sent, &block);
         self.report(channel, input);
     }

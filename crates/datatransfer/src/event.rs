@@ -52,6 +52,21 @@ pub enum Event {
         /// Why, as text.
         reason: String,
     },
+    /// A data-transfer message from `peer` was dropped unprocessed: the transmits that
+    /// peers' earlier messages caused (answers, rejections, transport commands) still wait to
+    /// go out, as many as [`Config::max_queued_per_peer`](crate::Config::max_queued_per_peer)
+    /// for this peer or [`Config::max_queued_for_peers`](crate::Config::max_queued_for_peers)
+    /// for all peers. Counted in [`OutboundStats::dropped_messages`](crate::OutboundStats).
+    MessageDropped {
+        /// The sender.
+        peer: PeerId,
+        /// Which bound was reached.
+        scope: QueueScope,
+        /// The transmits waiting under that bound.
+        queued: usize,
+        /// The bound.
+        limit: usize,
+    },
     /// A decision of the channel monitor ([`Config::monitor`](crate::Config::monitor)): a
     /// stall, a restart and its outcome, or the failure of the channel.
     Monitor {
@@ -72,8 +87,20 @@ impl Event {
             | Event::StoreFailed { channel, .. }
             | Event::Monitor { channel, .. } => Some(channel),
             Event::ProtocolViolated { error, .. } => protocol_error_channel(error),
+            Event::MessageDropped { .. } => None,
         }
     }
+}
+
+/// Which bound of the outbound queue dropped a peer's message ([`Event::MessageDropped`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum QueueScope {
+    /// The sender's own bound, [`Config::max_queued_per_peer`](crate::Config::max_queued_per_peer).
+    Peer,
+    /// The bound of all peers together,
+    /// [`Config::max_queued_for_peers`](crate::Config::max_queued_for_peers).
+    AllPeers,
 }
 
 fn protocol_error_channel(error: &ProtocolError) -> Option<&ChannelId> {

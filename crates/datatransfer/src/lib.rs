@@ -167,8 +167,8 @@ pub use datatransfer_transport::{Network, NetworkError, Transport, TransportErro
 pub use ipld_dagcbor::Node;
 
 pub use error::Error;
-pub use event::{Event, Subscription, SubscriptionError};
-pub use manager::{Config, Manager};
+pub use event::{Event, QueueScope, Subscription, SubscriptionError};
+pub use manager::{Config, Manager, OutboundStats};
 pub use monitor::{MonitorConfig, MonitorEvent, MonitorFailure};
 pub use registry::{Hook, Registry, RegistryError};
 pub use voucher::{

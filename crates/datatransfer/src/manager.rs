@@ -2,7 +2,7 @@
 //! [`Transport`], a [`Network`] and a [`ChannelStore`] (Go's `Manager`).
 
 use std::any::Any;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -26,7 +26,7 @@ use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
 
 use crate::error::Error;
-use crate::event::{Event, Subscription};
+use crate::event::{Event, QueueScope, Subscription};
 use crate::monitor::{Action, Monitor, MonitorConfig, MonitorEvent, MonitorFailure};
 use crate::registry::Registry;
 use crate::voucher::{
@@ -51,9 +51,10 @@ pub struct Config {
     /// [`Subscription`]). Default 1024.
     pub subscriber_capacity: usize,
     /// The most transmits (messages and transport commands) waiting to go out; commands are
-    /// refused with [`Error::QueueFull`] beyond it. Peer messages and transport reports are
-    /// never dropped, so what they queue (at most 32 transmits each) can pass the bound while
-    /// the outbound task catches up. Default 1024.
+    /// refused with [`Error::QueueFull`] beyond it. Transport reports are never dropped, and
+    /// peer messages only under their own bounds ([`Config::max_queued_per_peer`],
+    /// [`Config::max_queued_for_peers`]), so what they queue (at most 32 transmits each) can
+    /// pass this bound while the outbound task catches up. Default 1024.
     pub max_outbound: usize,
     /// The channel monitor (spec §7.4): accept and complete timeouts, automatic restarts
     /// after transport errors, the no-progress window. Default `None`: off, as Go's monitor
@@ -66,6 +67,17 @@ pub struct Config {
     /// take every channel slot of the engine (`engine.max_channels`). Go has no such bound.
     /// Default 256.
     pub max_channels_per_peer: usize,
+    /// The most transmits waiting to go out that one peer's data-transfer messages caused
+    /// (its requests' answers and rejections, and the transport commands they lead to). A
+    /// message from a peer that has this many waiting is dropped unprocessed, with an
+    /// [`Event::MessageDropped`] (the sender may retry later; a peer that floods requests
+    /// while never reading its answers cannot grow the queue). The bound is checked before a
+    /// message is processed, so the transmits of one message (at most 32) can pass it.
+    /// Default 64.
+    pub max_queued_per_peer: usize,
+    /// The most transmits waiting to go out that peers' messages caused, all peers together;
+    /// beyond it messages from every peer are dropped as above. Default 512.
+    pub max_queued_for_peers: usize,
 }
 
 impl Default for Config {
@@ -82,6 +94,8 @@ impl Default for Config {
             max_outbound: 1024,
             monitor: None,
             max_channels_per_peer: 256,
+            max_queued_per_peer: 64,
+            max_queued_for_peers: 512,
         }
     }
 }
@@ -110,6 +124,29 @@ impl Config {
         self.max_channels_per_peer = limit;
         self
     }
+
+    /// This configuration with other bounds on the transmits peers' messages queue: per peer
+    /// ([`Config::max_queued_per_peer`]) and in all ([`Config::max_queued_for_peers`]).
+    pub fn with_peer_queue_limits(mut self, per_peer: usize, in_all: usize) -> Self {
+        self.max_queued_per_peer = per_peer;
+        self.max_queued_for_peers = in_all;
+        self
+    }
+}
+
+/// The state of a manager's outbound queue, from [`Manager::outbound_stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OutboundStats {
+    /// Transmits (messages and transport commands) waiting to go out.
+    pub queued: usize,
+    /// Of those, the ones peers' data-transfer messages caused.
+    pub caused_by_peers: usize,
+    /// The most of those that one peer's messages caused.
+    pub most_by_one_peer: usize,
+    /// Peer messages dropped unprocessed since the start because their peer (or all peers)
+    /// had as many transmits waiting as the configuration allows.
+    pub dropped_messages: u64,
 }
 
 /// One node's data transfers over a transport `T` and a network `N` (Go's `Manager`).
@@ -150,7 +187,14 @@ struct Shared<T, N> {
 struct State {
     engine: Engine,
     registry: Registry,
-    outbound: VecDeque<Transmit>,
+    /// Transmits waiting for the outbound task, each with the peer whose message caused it.
+    outbound: VecDeque<(Transmit, Option<PeerId>)>,
+    /// Per peer, the waiting transmits its messages caused (peers with none are absent).
+    caused: HashMap<PeerId, usize>,
+    /// The sum of `caused`.
+    caused_total: usize,
+    /// Peer messages dropped because of `caused` bounds.
+    dropped_messages: u64,
     /// Block stores chosen by transport configurers, for channels that are not finished.
     stores: BTreeMap<ChannelId, StoreName>,
     phase: Phase,
@@ -237,6 +281,9 @@ where
             engine,
             registry: Registry::new(),
             outbound: VecDeque::new(),
+            caused: HashMap::new(),
+            caused_total: 0,
+            dropped_messages: 0,
             stores: BTreeMap::new(),
             phase: Phase::New,
             ready: Vec::new(),
@@ -581,6 +628,19 @@ where
         Ok(all)
     }
 
+    /// The outbound queue now: transmits waiting, those peers' messages caused, and the peer
+    /// messages dropped so far because those were at their bounds
+    /// ([`Config::max_queued_per_peer`], [`Config::max_queued_for_peers`]).
+    pub fn outbound_stats(&self) -> OutboundStats {
+        let state = self.shared.lock();
+        OutboundStats {
+            queued: state.outbound.len(),
+            caused_by_peers: state.caused_total,
+            most_by_one_peer: state.caused.values().copied().max().unwrap_or(0),
+            dropped_messages: state.dropped_messages,
+        }
+    }
+
     /// Subscribes to every event of this node (Go's `SubscribeToEvents`); drop the
     /// subscription to unsubscribe.
     pub fn subscribe(&self) -> Subscription {
@@ -872,7 +932,23 @@ where
     }
 
     fn enqueue(&self, state: &mut State, transmits: Vec<Transmit>) {
-        state.outbound.extend(transmits);
+        state
+            .outbound
+            .extend(transmits.into_iter().map(|transmit| (transmit, None)));
+    }
+
+    /// Queues the transmits a message from `peer` caused, counted against the peer's bounds.
+    fn enqueue_caused(&self, state: &mut State, peer: &PeerId, transmits: Vec<Transmit>) {
+        if transmits.is_empty() {
+            return;
+        }
+        *state.caused.entry(peer.clone()).or_default() += transmits.len();
+        state.caused_total += transmits.len();
+        state.outbound.extend(
+            transmits
+                .into_iter()
+                .map(|transmit| (transmit, Some(peer.clone()))),
+        );
     }
 
     /// Feeds a peer's message to the engine.
@@ -1183,6 +1259,19 @@ where
     }
 }
 
+impl State {
+    /// One transmit a message of `peer` caused has left the queue.
+    fn release_caused(&mut self, peer: &PeerId) {
+        self.caused_total = self.caused_total.saturating_sub(1);
+        if let Some(count) = self.caused.get_mut(peer) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.caused.remove(peer);
+            }
+        }
+    }
+}
+
 /// The outbound task: carries out queued transmits in order until the manager stops.
 async fn outbound<T, N>(shared: Arc<Shared<T, N>>)
 where
@@ -1195,7 +1284,11 @@ where
             if state.phase == Phase::Stopped {
                 return;
             }
-            state.outbound.pop_front()
+            let next = state.outbound.pop_front();
+            if let Some((_, Some(peer))) = &next {
+                state.release_caused(peer);
+            }
+            next.map(|(transmit, _)| transmit)
         };
         match next {
             Some(transmit) => shared.execute(transmit).await,
@@ -1488,7 +1581,45 @@ where
     N: Network + 'static,
 {
     fn receive_message(&self, from: PeerId, message: Message) {
-        self.run(|shared, state| ((), shared.input_message(state, from, message)));
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        let mut state = shared.lock();
+        if state.phase != Phase::Running {
+            return;
+        }
+        // The peer's earlier messages still have this many transmits waiting: this one is
+        // dropped before the engine sees it, so a peer that floods requests while never
+        // reading the answers cannot grow the queue (nor make the engine work for nothing).
+        let queued = state.caused.get(&from).copied().unwrap_or(0);
+        let full = if queued >= shared.config.max_queued_per_peer {
+            Some((queued, shared.config.max_queued_per_peer, QueueScope::Peer))
+        } else if state.caused_total >= shared.config.max_queued_for_peers {
+            Some((
+                state.caused_total,
+                shared.config.max_queued_for_peers,
+                QueueScope::AllPeers,
+            ))
+        } else {
+            None
+        };
+        if let Some((queued, limit, scope)) = full {
+            state.dropped_messages += 1;
+            drop(state);
+            tracing::debug!(peer = %from, queued, limit, ?scope, "outbound queue full; message dropped");
+            shared.publish(Event::MessageDropped {
+                peer: from,
+                scope,
+                queued,
+                limit,
+            });
+            return;
+        }
+        shared.evict_finished(&mut state);
+        let transmits = shared.input_message(&mut state, from.clone(), message);
+        shared.enqueue_caused(&mut state, &from, transmits);
+        drop(state);
+        shared.wake.notify_one();
     }
 
     fn receive_error(&self, error: NetworkError) {
@@ -1501,6 +1632,21 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+
+    /// The bounds on what peers' messages queue have their documented defaults.
+    #[test]
+    fn peer_queue_bounds_default_to_64_per_peer_and_512_in_all() {
+        let config = Config::default();
+        assert_eq!(
+            (config.max_queued_per_peer, config.max_queued_for_peers),
+            (64, 512)
+        );
+        let config = config.with_peer_queue_limits(3, 5);
+        assert_eq!(
+            (config.max_queued_per_peer, config.max_queued_for_peers),
+            (3, 5)
+        );
+    }
 
     /// A data error's text for the monitor names its cause, not only "backend failed".
     #[test]

@@ -846,7 +846,9 @@ fn transfer(
         if Instant::now() > finish_deadline {
             bail!(
                 "the responder did not report its side of the channel finished within \
-                 {FINISH_TIMEOUT:?} of the requester's done"
+                 {FINISH_TIMEOUT:?} of the requester's done ({})",
+                done.as_ref()
+                    .map_or(serde_json::Value::Null, |(_, done)| done.clone())
             );
         }
         take_finished(&lines, &mut finished)?;

@@ -332,7 +332,12 @@ impl Driver {
                     Some(command) => self.command(command),
                     None => break,
                 },
-                Some(inbound) = self.inbound_rx.recv() => self.inbound(inbound),
+                // A store slower than the network: no more inbound blocks until it catches up.
+                Some(inbound) = self.inbound_rx.recv(),
+                    if self.waiting_jobs.len() < self.config.max_waiting_store_calls.max(1) =>
+                {
+                    self.inbound(inbound);
+                }
                 Some((peer, stream, version, closed)) = incoming.recv() => {
                     tokio::spawn(read_stream(
                         peer,
@@ -893,6 +898,29 @@ impl Driver {
                         index,
                         awaits_decision,
                     });
+            }
+            requester::Event::ResponseReceived {
+                request,
+                status,
+                extensions,
+                awaits_decision: true,
+            } if queued && self.hooks.incoming_response.snapshot().is_empty() => {
+                // No hook to run: the response is approved at once and only its report waits
+                // behind the earlier puts. Held undecided, it stalled the traversal until those
+                // puts finished, so a responder faster than the store overflowed the
+                // requester's response buffer (`max_buffered_bytes`) and failed the request.
+                let decision = requester::ResponseDecision::proceed();
+                if let Err(error) = self.requester.handle_response_decision(request, decision) {
+                    tracing::debug!(%request, %error, "stale response decision");
+                }
+                if let Some(queue) = self.held.get_mut(&request) {
+                    queue.push_back(Held::Event(requester::Event::ResponseReceived {
+                        request,
+                        status,
+                        extensions,
+                        awaits_decision: false,
+                    }));
+                }
             }
             event if queued => {
                 if let Some(queue) = self.held.get_mut(&request) {

@@ -41,7 +41,9 @@
 //! calls: a call whose future is ready at its first poll (an in-memory store) is answered at
 //! once; others run in spawned tasks, at most [`Config::max_store_tasks`] at a time, and their
 //! answers are fed back to the cores when they finish, so a slow store delays only the
-//! requests that wait for it. A block whose put has not finished is served to loads from
+//! requests that wait for it; when [`Config::max_waiting_store_calls`] more wait for a slot,
+//! inbound messages wait too, so a store slower than the network slows the peers instead of
+//! filling memory. A block whose put has not finished is served to loads from
 //! memory; [`Node::cancel`] returns, and a request's outcome reaches its caller, only once the
 //! request's puts are done (so the caller finds every verified block in its store). Likewise
 //! a received block reaches the incoming-block hooks and its [`RequestEvent::BlockReceived`]
@@ -224,6 +226,11 @@ pub struct Config {
     /// driver. A call whose future is ready at its first poll (an in-memory store) is
     /// answered at once without a task. Default: 32.
     pub max_store_tasks: usize,
+    /// Store calls waiting for one of those task slots. At this many the driver stops taking
+    /// inbound messages until some finish (the streams' flow control then slows the peers), so
+    /// a store slower than the network bounds the memory of received blocks instead of
+    /// queueing every one of them. Default: 64. 0 means 1.
+    pub max_waiting_store_calls: usize,
     /// An incoming-request hook registered first when the node starts (the same as calling
     /// [`Node::register_incoming_request_hook`] right after [`Node::spawn`]). Default: `None`.
     pub request_hook: Option<RequestHook>,
@@ -244,6 +251,7 @@ impl Default for Config {
             outbound_idle: Duration::from_secs(5),
             open_timeout: Duration::from_secs(10),
             max_store_tasks: 32,
+            max_waiting_store_calls: 64,
             request_hook: None,
         }
     }

@@ -353,15 +353,10 @@ fn check_transfer_lines(
     }
     let end = channel_lines.last().context("no channel line")?;
     ensure!(end["status"] == "Completed", "{end}");
-    ensure!(end[&block_counter] == *blocks, "{end}");
-    if counter == "sent" {
-        // FIXME(issue 9, sender byte totals): a sender's `sent` sometimes lacks a block's
-        // bytes or two at the end (a push of 600158 bytes ended Completed with 338014 sent,
-        // 4 of 4 blocks, at 9da5f4b); assert `sent == bytes` once the sender totals are fixed.
-        ensure!(end[counter].as_u64() <= bytes.as_u64(), "{end}");
-    } else {
-        ensure!(end[counter] == *bytes, "{end}");
-    }
+    ensure!(
+        end[counter] == *bytes && end[&block_counter] == *blocks,
+        "{end}"
+    );
     Ok(lines)
 }
 
@@ -409,13 +404,7 @@ fn pull_json_prints_each_channel_event_then_the_result() -> anyhow::Result<()> {
     };
     ensure!(served["channel"] == lines[0]["channel"], "{served}");
     ensure!(served["sent_blocks"] == imported["blocks"], "{served}");
-    // FIXME(issue 9, sender byte totals): the provider's `sent` sometimes lacks one block's
-    // bytes at the end (seen in 1 release-build pull of 5 at a202e10, all blocks counted);
-    // assert `sent == bytes` once the sender totals are fixed.
-    ensure!(
-        served["sent"].as_u64() <= imported["bytes"].as_u64(),
-        "{served}"
-    );
+    ensure!(served["sent"] == imported["bytes"], "{served}");
     Ok(())
 }
 

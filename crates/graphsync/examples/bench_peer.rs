@@ -31,9 +31,13 @@
 //! The on-disk store ([`FileStore`]) keeps one file per block, named by the CID's string form
 //! under a directory named by the string's next-to-last two characters (go-ds-flatfs's
 //! `next-to-last/2` layout), written to a temporary name and renamed, never synced: the same
-//! layout and write path as the Go peer's bench store (`interop/go-peer/bench.go`). Its file
-//! operations run on tokio's blocking threads (Go's file I/O runs beside its network
-//! goroutines in the same way).
+//! layout and write path as the Go peer's bench store (`interop/go-peer/bench.go`). Reads run
+//! inline on the node's thread, as Go's traversal goroutine reads (a page-cache read is cheaper
+//! than two thread hand-offs per block); puts go through a bounded queue (`--write-queue N`,
+//! default 64) to a pool of writer threads (`--writers N`, default 4), so the network keeps
+//! running while files are created, a slow disk slows the requester through the queue instead
+//! of growing memory, and the thread count stays fixed. The runtime has two threads, as Go runs
+//! with `GOMAXPROCS` = 2 on the bench's 2-core machine.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -64,6 +68,22 @@ const CBOR_FANOUT: u64 = 10;
 /// Payload bytes per node of the `gen-cbor` tree.
 const CBOR_PAYLOAD: usize = 96;
 
+/// Default number of writer threads of a [`FileStore`] (`--writers`).
+const DEFAULT_WRITERS: usize = 4;
+
+/// Default number of puts waiting for a writer thread (`--write-queue`); a put beyond it waits
+/// for room, so a requester whose disk is slower than its network holds at most this many
+/// blocks (plus one per writer) in the store's queue.
+const DEFAULT_WRITE_QUEUE: usize = 64;
+
+/// One put for a writer thread.
+struct Write {
+    path: PathBuf,
+    temp: String,
+    data: Vec<u8>,
+    done: tokio::sync::oneshot::Sender<blockstore::Result<()>>,
+}
+
 /// A block store with one file per block (see the module docs).
 struct FileStore {
     dir: PathBuf,
@@ -71,15 +91,45 @@ struct FileStore {
     next_temp: AtomicU64,
     /// Puts finished (written, or found already there).
     puts_done: AtomicU64,
+    /// The queue of the writer threads (bounded).
+    writes: tokio::sync::mpsc::Sender<Write>,
 }
 
 impl FileStore {
-    fn open(dir: &Path) -> anyhow::Result<Self> {
+    /// Opens the store with the writer pool sized by `--writers` and `--write-queue` (defaults
+    /// [`DEFAULT_WRITERS`] and [`DEFAULT_WRITE_QUEUE`]).
+    fn open(dir: &Path, args: &[String]) -> anyhow::Result<Self> {
+        let writers = optional_number(args, "--writers", DEFAULT_WRITERS)?;
+        let queue = optional_number(args, "--write-queue", DEFAULT_WRITE_QUEUE)?;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let (writes, queue) = tokio::sync::mpsc::channel::<Write>(queue.max(1));
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        for _ in 0..writers.max(1) {
+            let queue = Arc::clone(&queue);
+            std::thread::Builder::new()
+                .name("file-store-writer".to_owned())
+                .spawn(move || {
+                    loop {
+                        // One thread waits for the next put while the others write; the
+                        // lock is released before the file is written.
+                        let next = queue
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .blocking_recv();
+                        let Some(write) = next else {
+                            return;
+                        };
+                        let result = write_block(&write.path, &write.temp, &write.data);
+                        let _ = write.done.send(result);
+                    }
+                })
+                .context("starting a writer thread")?;
+        }
         Ok(Self {
             dir: dir.to_path_buf(),
             next_temp: AtomicU64::new(0),
             puts_done: AtomicU64::new(0),
+            writes,
         })
     }
 
@@ -99,15 +149,22 @@ fn io_error(error: std::io::Error) -> blockstore::Error {
     blockstore::Error::FatalDatabaseError(error.to_string())
 }
 
-/// Runs file I/O on tokio's blocking threads, so that the runtime's thread keeps reading and
-/// writing the network while a block is read or written (inline, every file operation stalled
-/// the whole node).
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> blockstore::Result<T> + Send + 'static,
-) -> blockstore::Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|error| blockstore::Error::ExecutorError(error.to_string()))?
+/// Writes one block file: to a temporary name in its shard, then renamed; nothing when the
+/// block is already there.
+fn write_block(path: &Path, temp: &str, data: &[u8]) -> blockstore::Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    let Some(shard) = path.parent() else {
+        return Err(blockstore::Error::StoredDataError(format!(
+            "{} has no parent directory",
+            path.display()
+        )));
+    };
+    std::fs::create_dir_all(shard).map_err(io_error)?;
+    let temp = shard.join(temp);
+    std::fs::write(&temp, data).map_err(io_error)?;
+    std::fs::rename(&temp, path).map_err(io_error)
 }
 
 impl Blockstore for FileStore {
@@ -115,13 +172,16 @@ impl Blockstore for FileStore {
         &self,
         cid: &CidGeneric<S>,
     ) -> blockstore::Result<Option<Vec<u8>>> {
-        let path = self.path(cid);
-        blocking(move || match std::fs::read(path) {
+        // Read inline, on the node's thread, as Go's responder reads in its traversal goroutine:
+        // a block read from the page cache takes tens of microseconds, while a hop to a
+        // blocking thread and back costs two thread wake-ups per block, which on a loaded
+        // machine wait for a time slice each and were most of the responder's time per block.
+        // The driver answers a load that is ready at its first poll at once, without a task.
+        match std::fs::read(self.path(cid)) {
             Ok(data) => Ok(Some(data)),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(error) => Err(io_error(error)),
-        })
-        .await
+        }
     }
 
     async fn put_keyed<const S: usize>(
@@ -135,24 +195,17 @@ impl Blockstore for FileStore {
             std::process::id(),
             self.next_temp.fetch_add(1, Ordering::Relaxed)
         );
-        // The trait lends the bytes; the blocking thread needs its own copy.
-        let data = data.to_vec();
-        blocking(move || {
-            if path.exists() {
-                return Ok(());
-            }
-            let Some(shard) = path.parent() else {
-                return Err(blockstore::Error::StoredDataError(format!(
-                    "{} has no parent directory",
-                    path.display()
-                )));
-            };
-            std::fs::create_dir_all(shard).map_err(io_error)?;
-            let temp = shard.join(temp);
-            std::fs::write(&temp, data).map_err(io_error)?;
-            std::fs::rename(&temp, &path).map_err(io_error)
-        })
-        .await?;
+        // The trait lends the bytes; the writer thread needs its own copy.
+        let (done, written) = tokio::sync::oneshot::channel();
+        let write = Write {
+            path,
+            temp,
+            data: data.to_vec(),
+            done,
+        };
+        let stopped = || blockstore::Error::ExecutorError("the writer threads stopped".to_owned());
+        self.writes.send(write).await.map_err(|_| stopped())?;
+        written.await.map_err(|_| stopped())??;
         self.puts_done.fetch_add(1, Ordering::Release);
         Ok(())
     }
@@ -246,6 +299,16 @@ fn flag<'a>(args: &'a [String], name: &str) -> anyhow::Result<&'a str> {
         .with_context(|| format!("missing {name}"))
 }
 
+/// The value of an optional flag, or `default` when it is absent.
+fn optional_number(args: &[String], name: &str, default: usize) -> anyhow::Result<usize> {
+    match args.windows(2).find(|pair| pair[0] == name) {
+        Some(pair) => pair[1]
+            .parse()
+            .with_context(|| format!("{name} must be a whole number")),
+        None => Ok(default),
+    }
+}
+
 fn number(args: &[String], name: &str) -> anyhow::Result<u64> {
     flag(args, name)?
         .parse()
@@ -261,7 +324,7 @@ fn emit(value: &serde_json::Value) {
 
 /// Imports `size` pseudo-random bytes as a UnixFS file into the store.
 async fn generate_unixfs(args: &[String]) -> anyhow::Result<()> {
-    let store = FileStore::open(Path::new(flag(args, "--store")?))?;
+    let store = FileStore::open(Path::new(flag(args, "--store")?), args)?;
     let size = number(args, "--size")?;
     let options = dag_io::unixfs::ImportOptions::default();
     let imported = dag_io::unixfs::import_file(
@@ -282,7 +345,7 @@ async fn generate_unixfs(args: &[String]) -> anyhow::Result<()> {
 
 /// Writes a tree of small dag-cbor blocks into the store, leaves first.
 async fn generate_cbor(args: &[String]) -> anyhow::Result<()> {
-    let store = FileStore::open(Path::new(flag(args, "--store")?))?;
+    let store = FileStore::open(Path::new(flag(args, "--store")?), args)?;
     let count = number(args, "--blocks")?;
     let seed = number(args, "--seed")?;
     if count == 0 {
@@ -321,7 +384,7 @@ async fn generate_cbor(args: &[String]) -> anyhow::Result<()> {
 
 /// Writes the DAG under `--root` from the store as a CARv1.
 async fn export(args: &[String]) -> anyhow::Result<()> {
-    let store = FileStore::open(Path::new(flag(args, "--store")?))?;
+    let store = FileStore::open(Path::new(flag(args, "--store")?), args)?;
     let root: Cid = flag(args, "--root")?.parse().context("parsing --root")?;
     let out = flag(args, "--out")?;
     let file = std::fs::File::create(out).with_context(|| format!("creating {out}"))?;
@@ -347,7 +410,7 @@ async fn export(args: &[String]) -> anyhow::Result<()> {
 
 /// Stores every block of a CAR.
 async fn load(args: &[String]) -> anyhow::Result<()> {
-    let store = FileStore::open(Path::new(flag(args, "--store")?))?;
+    let store = FileStore::open(Path::new(flag(args, "--store")?), args)?;
     let car = flag(args, "--car")?;
     let file = std::fs::File::open(car).with_context(|| format!("opening {car}"))?;
     let summary = dag_io::car::import(std::io::BufReader::new(file), &store)
@@ -359,7 +422,7 @@ async fn load(args: &[String]) -> anyhow::Result<()> {
 }
 
 async fn serve(args: &[String]) -> anyhow::Result<()> {
-    let store = Arc::new(FileStore::open(Path::new(flag(args, "--store")?))?);
+    let store = Arc::new(FileStore::open(Path::new(flag(args, "--store")?), args)?);
     let mut swarm = new_swarm()?;
     let config = Config::default()
         .with_request_hook(RequestHook::new(|_, _, _| RequestDecision::validate()));
@@ -397,7 +460,7 @@ async fn serve(args: &[String]) -> anyhow::Result<()> {
 async fn request(args: &[String]) -> anyhow::Result<bool> {
     let mut peer_addr: Multiaddr = flag(args, "--peer")?.parse().context("parsing --peer")?;
     let root: Cid = flag(args, "--root")?.parse().context("parsing --root")?;
-    let store = Arc::new(FileStore::open(Path::new(flag(args, "--store")?))?);
+    let store = Arc::new(FileStore::open(Path::new(flag(args, "--store")?), args)?);
     let Some(Protocol::P2p(peer)) = peer_addr.pop() else {
         bail!("--peer must end in /p2p/ID");
     };
@@ -467,7 +530,9 @@ async fn request(args: &[String]) -> anyhow::Result<bool> {
     Ok(ok)
 }
 
-#[tokio::main(flavor = "current_thread")]
+// Two runtime threads, as Go runs with GOMAXPROCS = 2 on this 2-core machine: the swarm
+// (decryption, yamux) and the graphsync driver (hashing, traversal) can run at once.
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rest = args.get(1..).unwrap_or_default();

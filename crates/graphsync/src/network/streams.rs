@@ -204,11 +204,12 @@ impl Writer {
                         let opened_in = self.links.epoch(&peer);
                         self.stream = Some((opened, version, opened_in));
                         // A connection that closed (and perhaps came back) while the stream
-                        // was being opened: the message is not for this one.
-                        if bound.is_none() {
-                            bound = opened_in;
-                        }
-                        if bound.is_none() || !self.sendable(bound, outbound.dial) {
+                        // was being opened: the message is not for this one. The stream of a
+                        // new connection may come before the swarm has told the behaviour of
+                        // that connection (libp2p negotiates lazily, on another task): with no
+                        // epoch yet, a message that may dial goes out on it all the same.
+                        bound = bound.or(opened_in);
+                        if !self.sendable(bound, outbound.dial) {
                             tracing::debug!(%peer, "the connection closed while opening");
                             return false;
                         }

@@ -624,6 +624,8 @@ pub struct Requester<P> {
     in_progress: usize,
     per_peer: HashMap<P, usize>,
     out: Outputs<P>,
+    /// The most bytes one request has had buffered.
+    peak_buffered_bytes: usize,
 }
 
 impl<P: Clone + Eq + Hash + Ord + Debug> Requester<P> {
@@ -637,6 +639,7 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Requester<P> {
             in_progress: 0,
             per_peer: HashMap::new(),
             out: Outputs::default(),
+            peak_buffered_bytes: 0,
         }
     }
 
@@ -653,6 +656,25 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Requester<P> {
     /// Requests waiting unsent.
     pub fn queued(&self) -> usize {
         self.queue.len()
+    }
+
+    /// Block bytes buffered ahead of the traversal of each running request, as `(peer,
+    /// bytes)`, one item per running request with bytes buffered. Requests whose traversal
+    /// is complete (leftover entries are never consumed) and paused ones are left out: their
+    /// buffers do not drain by the traversal going on, so a driver that slows a peer's
+    /// reading on these figures must not count them.
+    pub fn buffered_bytes(&self) -> impl Iterator<Item = (&P, usize)> + '_ {
+        self.requests
+            .values()
+            .filter(|req| req.phase == Phase::Running && req.buffered_bytes > 0)
+            .map(|req| (&req.peer, req.buffered_bytes))
+    }
+
+    /// The most block bytes one request has held buffered ahead of its traversal since this
+    /// requester was made (never more than [`Config::max_buffered_bytes`]: beyond it the
+    /// request fails).
+    pub fn peak_buffered_bytes(&self) -> usize {
+        self.peak_buffered_bytes
     }
 
     /// Asks `peer` for the DAG under `root` selected by `selector`, with `extensions`.
@@ -770,6 +792,7 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Requester<P> {
             }
             req.buffered_items = items_after;
             req.buffered_bytes = bytes_after;
+            self.peak_buffered_bytes = self.peak_buffered_bytes.max(bytes_after);
             self.out.events.push_back(Event::ResponseReceived {
                 request: id,
                 status: response.status,

@@ -260,6 +260,11 @@ pub(super) struct Driver {
     /// themselves) waits for its put: a block reaches the hooks and the caller only once it
     /// is stored, as Go stores a block before it runs the incoming-block hooks.
     held: HashMap<RequestId, VecDeque<Held>>,
+    /// Per peer, the bytes last reported to its [`ReadGate`](super::streams::ReadGate) as
+    /// buffered ahead of its running traversals (peers with none are left out).
+    ahead: HashMap<PeerId, usize>,
+    /// The bytes ahead per peer being counted (kept to reuse its memory).
+    ahead_now: HashMap<PeerId, usize>,
 }
 
 impl Driver {
@@ -317,6 +322,8 @@ impl Driver {
             cancel_waiters: HashMap::new(),
             held_outcomes: HashMap::new(),
             held: HashMap::new(),
+            ahead: HashMap::new(),
+            ahead_now: HashMap::new(),
         }
     }
 
@@ -327,6 +334,7 @@ impl Driver {
     ) {
         loop {
             self.drain();
+            self.update_gates();
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(command) => self.command(command),
@@ -379,7 +387,8 @@ impl Driver {
 
     fn inbound(&mut self, inbound: Inbound) {
         match inbound {
-            Inbound::Message(peer, message) => {
+            Inbound::Message(peer, message, bytes) => {
+                self.wire(peer).gate.take(bytes);
                 self.counters.messages_received += 1;
                 // Requests are the responder's business, responses and blocks the requester's:
                 // each core gets its part, nothing is copied.
@@ -626,7 +635,31 @@ impl Driver {
             messages_received: counters.messages_received,
             messages_failed: counters.messages_failed,
             responder_memory: self.responder.total_memory(),
+            peak_buffered_bytes: self.requester.peak_buffered_bytes() as u64,
+            reading_pauses: self.wires.values().map(|wire| wire.gate.pauses()).sum(),
         }
+    }
+
+    /// Tells each peer's read gate how many bytes its running requests hold buffered ahead
+    /// of their traversals (the gate holds the peer's readers above its high watermark).
+    fn update_gates(&mut self) {
+        let mut now = std::mem::take(&mut self.ahead_now);
+        now.clear();
+        for (peer, bytes) in self.requester.buffered_bytes() {
+            let sum = now.entry(*peer).or_insert(0);
+            *sum = sum.saturating_add(bytes);
+        }
+        for peer in self.ahead.keys() {
+            if let Some(wire) = self.wires.get(peer).filter(|_| !now.contains_key(peer)) {
+                wire.gate.set_ahead(0);
+            }
+        }
+        for (peer, bytes) in &now {
+            if self.ahead.get(peer) != Some(bytes) {
+                self.wire(*peer).gate.set_ahead(*bytes);
+            }
+        }
+        self.ahead_now = std::mem::replace(&mut self.ahead, now);
     }
 
     /// Drains both cores until neither has anything left, answering what they ask.
@@ -1322,9 +1355,10 @@ impl Driver {
     /// The wire state of `peer`, created on first use.
     fn wire(&mut self, peer: PeerId) -> Arc<PeerWire> {
         let seeds = &self.seeds;
+        let high = self.config.read_pause_threshold();
         self.wires
             .entry(peer)
-            .or_insert_with(|| Arc::new(PeerWire::new(seeds.hash_one(peer))))
+            .or_insert_with(|| Arc::new(PeerWire::new(seeds.hash_one(peer), high)))
             .clone()
     }
 

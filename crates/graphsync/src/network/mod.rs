@@ -43,7 +43,13 @@
 //! answers are fed back to the cores when they finish, so a slow store delays only the
 //! requests that wait for it; when [`Config::max_waiting_store_calls`] more wait for a slot,
 //! inbound messages wait too, so a store slower than the network slows the peers instead of
-//! filling memory. A block whose put has not finished is served to loads from
+//! filling memory. Likewise, while more than [`Config::pause_reading_above`] block bytes
+//! from one peer wait for this node (read and not yet taken, or buffered ahead of the
+//! traversals of its running requests), that peer's streams are not read until half of it
+//! is left, so a traversal slower than the network (a block hook waiting for each put)
+//! slows the responder instead of failing with
+//! [`Failure::BufferExceeded`](requester::Failure::BufferExceeded); other peers go on. A
+//! block whose put has not finished is served to loads from
 //! memory; [`Node::cancel`] returns, and a request's outcome reaches its caller, only once the
 //! request's puts are done (so the caller finds every verified block in its store). Likewise
 //! a received block reaches the incoming-block hooks and its [`RequestEvent::BlockReceived`]
@@ -231,6 +237,16 @@ pub struct Config {
     /// a store slower than the network bounds the memory of received blocks instead of
     /// queueing every one of them. Default: 64. 0 means 1.
     pub max_waiting_store_calls: usize,
+    /// Backpressure per peer: once more than this many block bytes from one peer wait for
+    /// this node (in messages read but not yet taken by the driver, and buffered ahead of the
+    /// traversals of that peer's running requests), the node stops reading that peer's
+    /// inbound streams until they fall to half of it; the streams' flow control then slows
+    /// the peer, and a responder faster than this node's traversals (a slow store, a block
+    /// hook waiting for each put) does not overflow [`requester::Config::max_buffered_bytes`],
+    /// which stays as the last line of defence. Other peers are not held. Paused requests and
+    /// requests whose traversal is complete are not counted (their buffers do not drain).
+    /// Default `None`: half of [`requester::Config::max_buffered_bytes`] (16 MiB).
+    pub pause_reading_above: Option<usize>,
     /// An incoming-request hook registered first when the node starts (the same as calling
     /// [`Node::register_incoming_request_hook`] right after [`Node::spawn`]). Default: `None`.
     pub request_hook: Option<RequestHook>,
@@ -252,6 +268,7 @@ impl Default for Config {
             open_timeout: Duration::from_secs(10),
             max_store_tasks: 32,
             max_waiting_store_calls: 64,
+            pause_reading_above: None,
             request_hook: None,
         }
     }
@@ -261,6 +278,14 @@ impl Config {
     /// This config speaking only `protocols` (in order of preference).
     pub fn with_protocols(self, protocols: Vec<Version>) -> Self {
         Config { protocols, ..self }
+    }
+
+    /// The bytes above which a peer's inbound streams are no longer read
+    /// ([`Config::pause_reading_above`], or its default).
+    fn read_pause_threshold(&self) -> usize {
+        self.pause_reading_above
+            .unwrap_or(self.requester.max_buffered_bytes / 2)
+            .max(1)
     }
 
     /// This config with an incoming-request hook registered at start.
@@ -352,6 +377,12 @@ pub struct Stats {
     pub messages_failed: u64,
     /// Block bytes the responder holds queued or in flight (its memory budget in use).
     pub responder_memory: u64,
+    /// The most block bytes one outgoing request has held buffered ahead of its traversal
+    /// (never more than [`requester::Config::max_buffered_bytes`]).
+    pub peak_buffered_bytes: u64,
+    /// Times the node stopped reading a peer's streams because too many of its bytes waited
+    /// ([`Config::pause_reading_above`]).
+    pub reading_pauses: u64,
 }
 
 /// Active and pending request counts.

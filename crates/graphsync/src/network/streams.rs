@@ -9,7 +9,7 @@
 //! no connection (and only when it was queued while none was open); responses, cancels and
 //! updates go over an open connection or fail.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use bytes::BytesMut;
 use futures::AsyncWriteExt;
 use libp2p::{PeerId, Stream};
 use libp2p_stream::OpenStreamError;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use super::behaviour::Disconnects;
 use super::{Config, Version};
@@ -40,8 +40,9 @@ pub(super) struct Outbound {
 
 /// What a reader task hands the driver.
 pub(super) enum Inbound {
-    /// A message arrived.
-    Message(PeerId, Message),
+    /// A message arrived, with the block bytes it added to its peer's [`ReadGate`] (the
+    /// driver takes them off when it takes the message).
+    Message(PeerId, Message, usize),
     /// The stream failed to read or decode and was dropped.
     Failed(PeerId, ProtocolError),
 }
@@ -52,13 +53,18 @@ pub(super) enum Inbound {
 pub(super) struct PeerWire {
     ids: Mutex<PeerIds>,
     preferred: AtomicU8,
+    /// Holds the peer's readers while too many of its block bytes wait for the traversals.
+    pub(super) gate: ReadGate,
 }
 
 impl PeerWire {
-    pub(super) fn new(seed: u64) -> Self {
+    /// The wire state of a new peer; its readers pause above `high` bytes ahead (see
+    /// [`ReadGate`]).
+    pub(super) fn new(seed: u64, high: usize) -> Self {
         PeerWire {
             ids: Mutex::new(PeerIds::new(seed)),
             preferred: AtomicU8::new(0),
+            gate: ReadGate::new(high),
         }
     }
 
@@ -95,6 +101,110 @@ impl PeerWire {
         }
         .map_err(|source| ProtocolError::Decode { source })
     }
+}
+
+/// Backpressure on one peer's inbound streams: counts the peer's block bytes that wait
+/// for this node, both in messages its readers handed the driver and not yet taken
+/// (`queued`) and in the requester's buffers ahead of the traversals of running requests
+/// (`ahead`, set by the driver after each input). Above the high watermark the gate closes:
+/// the peer's readers read no further message (a read under way finishes), so the streams'
+/// flow control slows the peer; at or below the low watermark (half the high)
+/// it opens again. Other peers' readers are not held.
+///
+/// No deadlock: only bytes that drain without this peer sending more are counted (the
+/// driver takes queued messages whatever the gate; the requester leaves out paused requests
+/// and those whose traversal is complete, and drops the buffers of requests that end), and
+/// the traversals' other needs (store calls, hook decisions) never pass a reader.
+pub(super) struct ReadGate {
+    high: usize,
+    low: usize,
+    queued: AtomicUsize,
+    ahead: AtomicUsize,
+    closed: AtomicBool,
+    opened: Notify,
+    /// Times the gate closed.
+    pauses: AtomicU64,
+}
+
+impl ReadGate {
+    fn new(high: usize) -> Self {
+        let high = high.max(1);
+        ReadGate {
+            high,
+            low: high / 2,
+            queued: AtomicUsize::new(0),
+            ahead: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            opened: Notify::new(),
+            pauses: AtomicU64::new(0),
+        }
+    }
+
+    /// A reader hands the driver a message with `bytes` of blocks.
+    fn queue(&self, bytes: usize) {
+        self.queued.fetch_add(bytes, Ordering::SeqCst);
+        self.update();
+    }
+
+    /// The driver took a message with `bytes` of blocks.
+    pub(super) fn take(&self, bytes: usize) {
+        // Saturating: a count never goes below zero, whatever the order of updates.
+        let _ = self
+            .queued
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |queued| {
+                Some(queued.saturating_sub(bytes))
+            });
+        self.update();
+    }
+
+    /// The driver's figure of the bytes buffered ahead of the peer's running traversals.
+    pub(super) fn set_ahead(&self, bytes: usize) {
+        if self.ahead.swap(bytes, Ordering::SeqCst) != bytes {
+            self.update();
+        }
+    }
+
+    /// How many times the gate has closed.
+    pub(super) fn pauses(&self) -> u64 {
+        self.pauses.load(Ordering::Relaxed)
+    }
+
+    /// Closes above the high watermark, opens at or below the low one.
+    fn update(&self) {
+        let total = self
+            .queued
+            .load(Ordering::SeqCst)
+            .saturating_add(self.ahead.load(Ordering::SeqCst));
+        if total > self.high {
+            if !self.closed.swap(true, Ordering::SeqCst) {
+                self.pauses.fetch_add(1, Ordering::Relaxed);
+            }
+        } else if total <= self.low && self.closed.swap(false, Ordering::SeqCst) {
+            self.opened.notify_waiters();
+        }
+    }
+
+    /// Returns once the gate is open.
+    async fn open(&self) {
+        loop {
+            let opened = self.opened.notified();
+            tokio::pin!(opened);
+            // Registered before the check, so an opening between the two is not missed.
+            opened.as_mut().enable();
+            if !self.closed.load(Ordering::SeqCst) {
+                return;
+            }
+            opened.await;
+        }
+    }
+}
+
+/// Block bytes a message carries.
+fn block_bytes(message: &Message) -> usize {
+    message
+        .blocks
+        .iter()
+        .fold(0usize, |sum, block| sum.saturating_add(block.data.len()))
 }
 
 /// Starts the writer task of `peer`.
@@ -298,6 +408,15 @@ pub(super) async fn read_stream(
     wire.prefer(version);
     let mut reader = MessageReader::new(frame);
     loop {
+        // Backpressure: while too many of this peer's block bytes wait for the traversals,
+        // nothing more is read from the stream (its flow control then slows the peer).
+        tokio::select! {
+            () = wire.gate.open() => {}
+            _ = closed.changed() => {
+                tracing::debug!(%peer, "connection closed; inbound stream reader ends");
+                return;
+            }
+        }
         let read = tokio::select! {
             read = reader.read_body(&mut stream) => read,
             // Nothing is ever sent: `changed` returns only when the connection's handler is
@@ -314,7 +433,14 @@ pub(super) async fn read_stream(
         };
         match result {
             Ok(Some(message)) => {
-                if driver.send(Inbound::Message(peer, message)).await.is_err() {
+                let bytes = block_bytes(&message);
+                wire.gate.queue(bytes);
+                if driver
+                    .send(Inbound::Message(peer, message, bytes))
+                    .await
+                    .is_err()
+                {
+                    wire.gate.take(bytes);
                     return;
                 }
             }

@@ -1,0 +1,241 @@
+//! Backpressure per peer (issues 7 and 9: large pulls must not fail). A requester whose
+//! traversal is slower than the network (a block hook makes it wait for each block's put, and
+//! each put is slow, as a data-transfer node's) stops reading the responder's stream while
+//! too many bytes wait for its traversal, instead of buffering them until the request fails.
+//! Before the fix the request failed with `BufferExceeded` once
+//! `requester::Config::max_buffered_bytes` were buffered ahead (the 256 MiB pulls of
+//! `cargo xtask bench` with a Rust requester).
+
+mod net_support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use blockstore::Blockstore;
+use graphsync::Extensions;
+use graphsync::network::{Config, HookHandle, Node, RequestEvent};
+use graphsync::requester::{self, Outcome};
+use ipld_selector::Selector;
+use libp2p::PeerId;
+use net_support::{
+    Dag, Store, assert_stored, bounded, connect, drive, finish, memory_swarm, store_with,
+};
+
+/// Leaves of the DAG.
+const LEAVES: usize = 128;
+
+/// Bytes per leaf: the DAG holds 8 MiB.
+const LEAF_SIZE: usize = 64 << 10;
+
+/// The requester's per-request buffer bound, an eighth of the DAG.
+const BOUND: usize = 1 << 20;
+
+/// A requester store whose every put takes a while (a store that syncs each block).
+struct SlowPuts {
+    inner: Store,
+    delay: Duration,
+    /// Puts finished.
+    stored: AtomicUsize,
+}
+
+impl Blockstore for SlowPuts {
+    async fn get<const S: usize>(
+        &self,
+        cid: &cid::CidGeneric<S>,
+    ) -> blockstore::Result<Option<Vec<u8>>> {
+        self.inner.get(cid).await
+    }
+
+    async fn put_keyed<const S: usize>(
+        &self,
+        cid: &cid::CidGeneric<S>,
+        data: &[u8],
+    ) -> blockstore::Result<()> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.put_keyed(cid, data).await?;
+        self.stored.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn remove<const S: usize>(&self, cid: &cid::CidGeneric<S>) -> blockstore::Result<()> {
+        self.inner.remove(cid).await
+    }
+
+    async fn close(self) -> blockstore::Result<()> {
+        Ok(())
+    }
+}
+
+/// A responder serving `blocks` and a requester storing into a [`SlowPuts`] store, with
+/// [`BOUND`] bytes of buffer per request, connected over the memory transport.
+struct Nodes {
+    requester: Node,
+    /// Kept so that the responder runs and validates.
+    _responder: (Node, HookHandle),
+    responder_id: PeerId,
+    store: Arc<SlowPuts>,
+}
+
+async fn nodes(blocks: &[(cid::Cid, Vec<u8>)]) -> Nodes {
+    let store = Arc::new(SlowPuts {
+        inner: Store::new(),
+        delay: Duration::from_millis(2),
+        stored: AtomicUsize::new(0),
+    });
+    let mut responder_swarm = memory_swarm();
+    let mut requester_swarm = memory_swarm();
+    connect(&mut responder_swarm, &mut requester_swarm, "/memory/0").await;
+    let responder = Node::spawn(
+        responder_swarm.behaviour(),
+        store_with(blocks).await,
+        Config::default(),
+    )
+    .expect("the responder starts");
+    let validate = responder.register_incoming_request_hook(|_, _, actions| actions.validate());
+    let requester_config = Config {
+        requester: requester::Config::default().with_max_buffered(65_536, BOUND),
+        ..Config::default()
+    };
+    let requester = Node::spawn(requester_swarm.behaviour(), store.clone(), requester_config)
+        .expect("the requester starts");
+    let responder_id = *responder_swarm.local_peer_id();
+    drop(drive(responder_swarm));
+    drop(drive(requester_swarm));
+    Nodes {
+        requester,
+        _responder: (responder, validate),
+        responder_id,
+        store,
+    }
+}
+
+#[tokio::test]
+async fn a_traversal_slower_than_the_network_slows_the_responder_instead_of_failing() {
+    let dag = Dag::flat(LEAVES, LEAF_SIZE, 41);
+    let Nodes {
+        requester,
+        responder_id,
+        store,
+        _responder: _running,
+    } = nodes(&dag.blocks).await;
+    // With a block hook the traversal waits for each block's put (as Go stores a block
+    // before it runs the hooks): the traversal goes at the store's pace.
+    let hooked = Arc::new(AtomicUsize::new(0));
+    let counted = hooked.clone();
+    let _hook = requester.register_incoming_block_hook(move |_, _, _| {
+        counted.fetch_add(1, Ordering::SeqCst);
+    });
+
+    let handle = requester
+        .request(
+            responder_id,
+            dag.root,
+            Selector::explore_all_recursively(),
+            Extensions::new(),
+        )
+        .await
+        .expect("the request starts");
+    let (_, outcome) = finish(handle).await;
+    assert!(
+        matches!(&outcome, Ok(Outcome::Completed(completion)) if completion.missing.is_empty()),
+        "{outcome:?}"
+    );
+    let blocks = dag.flat_order().len();
+    assert_eq!(store.stored.load(Ordering::SeqCst), blocks);
+    assert_eq!(hooked.load(Ordering::SeqCst), blocks);
+    assert_stored(&store.inner, &dag.blocks).await;
+    let stats = requester.stats().await.expect("the node runs");
+    assert_eq!(stats.blocks_received, blocks as u64);
+    assert!(
+        stats.peak_buffered_bytes <= BOUND as u64,
+        "{} bytes buffered, bound {BOUND}",
+        stats.peak_buffered_bytes
+    );
+    assert!(stats.peak_buffered_bytes > 0);
+    // The responder was faster than the store: the reading paused at least once.
+    assert!(stats.reading_pauses > 0, "{stats:?}");
+}
+
+/// A request paused while the reading is held does not keep it held: its buffer is dropped,
+/// so another request to the same peer runs to the end, and the paused one completes once
+/// resumed.
+#[tokio::test]
+async fn a_request_paused_while_the_reading_is_held_does_not_hold_the_peer() {
+    let first = Dag::flat(LEAVES, LEAF_SIZE, 42);
+    let second = Dag::flat(LEAVES / 4, LEAF_SIZE, 43);
+    let mut blocks = first.blocks.clone();
+    blocks.extend(second.blocks.iter().cloned());
+    let Nodes {
+        requester,
+        responder_id,
+        store,
+        _responder: _running,
+    } = nodes(&blocks).await;
+    // The first request pauses at its 40th load: by then the responder has sent more than
+    // the gate lets wait (the traversal goes at the store's pace), so the reading is held.
+    let _hook = requester.register_incoming_block_hook(move |_, block, actions| {
+        // Only the first request has this many loads.
+        if block.index == 40 {
+            actions.pause();
+        }
+    });
+    let mut paused = requester
+        .request(
+            responder_id,
+            first.root,
+            Selector::explore_all_recursively(),
+            Extensions::new(),
+        )
+        .await
+        .expect("the first request starts");
+    let paused_id = paused.id();
+    bounded("the first request to pause", async {
+        loop {
+            match paused.next_event().await {
+                Some(RequestEvent::Paused) => break,
+                Some(_) => {}
+                None => panic!("the first request ended before pausing"),
+            }
+        }
+    })
+    .await;
+    assert!(
+        requester
+            .stats()
+            .await
+            .expect("the node runs")
+            .reading_pauses
+            > 0,
+        "the reading was never held: the pause tests nothing"
+    );
+
+    let other = requester
+        .request(
+            responder_id,
+            second.root,
+            Selector::explore_all_recursively(),
+            Extensions::new(),
+        )
+        .await
+        .expect("the second request starts");
+    let (_, outcome) = finish(other).await;
+    assert!(
+        matches!(&outcome, Ok(Outcome::Completed(completion)) if completion.missing.is_empty()),
+        "{outcome:?}"
+    );
+    assert_stored(&store.inner, &second.blocks).await;
+
+    requester
+        .unpause(paused_id, Extensions::new())
+        .await
+        .expect("the first request resumes");
+    let (_, outcome) = finish(paused).await;
+    assert!(
+        matches!(&outcome, Ok(Outcome::Completed(completion)) if completion.missing.is_empty()),
+        "{outcome:?}"
+    );
+    assert_stored(&store.inner, &first.blocks).await;
+    let stats = requester.stats().await.expect("the node runs");
+    assert!(stats.peak_buffered_bytes <= BOUND as u64, "{stats:?}");
+}

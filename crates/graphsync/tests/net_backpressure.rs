@@ -8,11 +8,13 @@
 
 mod net_support;
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use blockstore::Blockstore;
+use cid::Cid;
 use graphsync::Extensions;
 use graphsync::network::{Config, HookHandle, Node, RequestEvent};
 use graphsync::requester::{self, Outcome};
@@ -21,6 +23,7 @@ use libp2p::PeerId;
 use net_support::{
     Dag, Store, assert_stored, bounded, connect, drive, finish, memory_swarm, store_with,
 };
+use tokio::sync::Notify;
 
 /// Leaves of the DAG.
 const LEAVES: usize = 128;
@@ -31,12 +34,36 @@ const LEAF_SIZE: usize = 64 << 10;
 /// The requester's per-request buffer bound, an eighth of the DAG.
 const BOUND: usize = 1 << 20;
 
-/// A requester store whose every put takes a while (a store that syncs each block).
+/// A requester store whose every put takes a while (a store that syncs each block), and
+/// whose puts of the held CIDs wait until [`SlowPuts::release`].
 struct SlowPuts {
     inner: Store,
     delay: Duration,
     /// Puts finished.
     stored: AtomicUsize,
+    held: Mutex<HashSet<Cid>>,
+    released: Notify,
+}
+
+impl SlowPuts {
+    fn new() -> Arc<SlowPuts> {
+        Arc::new(SlowPuts {
+            inner: Store::new(),
+            delay: Duration::from_millis(2),
+            stored: AtomicUsize::new(0),
+            held: Mutex::new(HashSet::new()),
+            released: Notify::new(),
+        })
+    }
+
+    fn hold(&self, cids: impl IntoIterator<Item = Cid>) {
+        self.held.lock().expect("not poisoned").extend(cids);
+    }
+
+    fn release(&self) {
+        self.held.lock().expect("not poisoned").clear();
+        self.released.notify_waiters();
+    }
 }
 
 impl Blockstore for SlowPuts {
@@ -52,6 +79,14 @@ impl Blockstore for SlowPuts {
         cid: &cid::CidGeneric<S>,
         data: &[u8],
     ) -> blockstore::Result<()> {
+        let key = Cid::try_from(cid.to_bytes()).expect("a valid cid");
+        loop {
+            let released = self.released.notified();
+            if !self.held.lock().expect("not poisoned").contains(&key) {
+                break;
+            }
+            released.await;
+        }
         tokio::time::sleep(self.delay).await;
         self.inner.put_keyed(cid, data).await?;
         self.stored.fetch_add(1, Ordering::SeqCst);
@@ -77,36 +112,49 @@ struct Nodes {
     store: Arc<SlowPuts>,
 }
 
-async fn nodes(blocks: &[(cid::Cid, Vec<u8>)]) -> Nodes {
-    let store = Arc::new(SlowPuts {
-        inner: Store::new(),
-        delay: Duration::from_millis(2),
-        stored: AtomicUsize::new(0),
-    });
+async fn nodes(blocks: &[(Cid, Vec<u8>)]) -> Nodes {
+    let store = SlowPuts::new();
     let mut responder_swarm = memory_swarm();
     let mut requester_swarm = memory_swarm();
     connect(&mut responder_swarm, &mut requester_swarm, "/memory/0").await;
-    let responder = Node::spawn(
-        responder_swarm.behaviour(),
-        store_with(blocks).await,
-        Config::default(),
+    let responder = serve(&responder_swarm, blocks).await;
+    let requester = Node::spawn(
+        requester_swarm.behaviour(),
+        store.clone(),
+        requester_config(),
     )
-    .expect("the responder starts");
-    let validate = responder.register_incoming_request_hook(|_, _, actions| actions.validate());
-    let requester_config = Config {
-        requester: requester::Config::default().with_max_buffered(65_536, BOUND),
-        ..Config::default()
-    };
-    let requester = Node::spawn(requester_swarm.behaviour(), store.clone(), requester_config)
-        .expect("the requester starts");
+    .expect("the requester starts");
     let responder_id = *responder_swarm.local_peer_id();
     drop(drive(responder_swarm));
     drop(drive(requester_swarm));
     Nodes {
         requester,
-        _responder: (responder, validate),
+        _responder: responder,
         responder_id,
         store,
+    }
+}
+
+/// A responder node on `swarm` serving `blocks`, validating every request.
+async fn serve(
+    swarm: &libp2p::Swarm<graphsync::network::Behaviour>,
+    blocks: &[(Cid, Vec<u8>)],
+) -> (Node, HookHandle) {
+    let responder = Node::spawn(
+        swarm.behaviour(),
+        store_with(blocks).await,
+        Config::default(),
+    )
+    .expect("the responder starts");
+    let validate = responder.register_incoming_request_hook(|_, _, actions| actions.validate());
+    (responder, validate)
+}
+
+/// The requester's config: [`BOUND`] bytes of buffer per request.
+fn requester_config() -> Config {
+    Config {
+        requester: requester::Config::default().with_max_buffered(65_536, BOUND),
+        ..Config::default()
     }
 }
 
@@ -236,6 +284,90 @@ async fn a_request_paused_while_the_reading_is_held_does_not_hold_the_peer() {
         "{outcome:?}"
     );
     assert_stored(&store.inner, &first.blocks).await;
+    let stats = requester.stats().await.expect("the node runs");
+    assert!(stats.peak_buffered_bytes <= BOUND as u64, "{stats:?}");
+}
+
+/// A peer whose reading is held does not hold another peer: while the requester's traversal
+/// of one responder's DAG waits for a put that does not finish (so that responder's stream is
+/// no longer read), a request to a second responder runs to the end; the first completes
+/// once its puts go on.
+#[tokio::test]
+async fn a_held_peer_does_not_hold_the_others() {
+    let held_dag = Dag::flat(LEAVES, LEAF_SIZE, 44);
+    let free_dag = Dag::flat(LEAVES / 4, LEAF_SIZE, 45);
+    let store = SlowPuts::new();
+    // The first leaf's put waits: the traversal of the held DAG stops there.
+    store.hold(held_dag.flat_order().get(1).copied());
+    let mut requester_swarm = memory_swarm();
+    let mut held_swarm = memory_swarm();
+    let mut free_swarm = memory_swarm();
+    connect(&mut held_swarm, &mut requester_swarm, "/memory/0").await;
+    connect(&mut free_swarm, &mut requester_swarm, "/memory/0").await;
+    let _held = serve(&held_swarm, &held_dag.blocks).await;
+    let _free = serve(&free_swarm, &free_dag.blocks).await;
+    let requester = Node::spawn(
+        requester_swarm.behaviour(),
+        store.clone(),
+        requester_config(),
+    )
+    .expect("the requester starts");
+    // With a block hook each block's put finishes before the traversal goes on.
+    let _hook = requester.register_incoming_block_hook(|_, _, _| {});
+    let held_id = *held_swarm.local_peer_id();
+    let free_id = *free_swarm.local_peer_id();
+    drop(drive(held_swarm));
+    drop(drive(free_swarm));
+    drop(drive(requester_swarm));
+
+    let held = requester
+        .request(
+            held_id,
+            held_dag.root,
+            Selector::explore_all_recursively(),
+            Extensions::new(),
+        )
+        .await
+        .expect("the held request starts");
+    bounded("the held peer's reading to pause", async {
+        while requester
+            .stats()
+            .await
+            .expect("the node runs")
+            .reading_pauses
+            == 0
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+
+    let free = requester
+        .request(
+            free_id,
+            free_dag.root,
+            Selector::explore_all_recursively(),
+            Extensions::new(),
+        )
+        .await
+        .expect("the free request starts");
+    let (_, outcome) = finish(free).await;
+    assert!(
+        matches!(&outcome, Ok(Outcome::Completed(completion)) if completion.missing.is_empty()),
+        "{outcome:?}"
+    );
+    assert_stored(&store.inner, &free_dag.blocks).await;
+    let stats = requester.stats().await.expect("the node runs");
+    // The held request still runs (before the fix it failed with BufferExceeded).
+    assert_eq!(stats.outgoing_requests.active, 1, "{stats:?}");
+
+    store.release();
+    let (_, outcome) = finish(held).await;
+    assert!(
+        matches!(&outcome, Ok(Outcome::Completed(completion)) if completion.missing.is_empty()),
+        "{outcome:?}"
+    );
+    assert_stored(&store.inner, &held_dag.blocks).await;
     let stats = requester.stats().await.expect("the node runs");
     assert!(stats.peak_buffered_bytes <= BOUND as u64, "{stats:?}");
 }

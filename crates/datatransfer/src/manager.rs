@@ -1365,13 +1365,10 @@ fn take_pause(transmits: &mut Vec<Transmit>, channel: &ChannelId) -> bool {
     transmits.len() != before
 }
 
+/// The text of a transport error with its causes: it becomes the channel's message or the
+/// monitor's restart reason, which must say what failed ("transport backend failed" alone
+/// does not).
 fn data_text(error: &DataError) -> String {
-    error.to_string()
-}
-
-/// The text of a send or receive error with its causes: it becomes the monitor's restart
-/// reason, which must say what failed ("transport backend failed" alone does not).
-fn data_reason(error: &DataError) -> String {
     error_chain(error)
 }
 
@@ -1564,14 +1561,11 @@ where
     // With the causes: the monitor's restart reason is this text ("transport backend
     // failed" alone did not say what failed).
     fn on_send_data_error(&self, channel: &ChannelId, error: DataError) {
-        self.report(channel, TransportInput::SendDataError(data_reason(&error)));
+        self.report(channel, TransportInput::SendDataError(data_text(&error)));
     }
 
     fn on_receive_data_error(&self, channel: &ChannelId, error: DataError) {
-        self.report(
-            channel,
-            TransportInput::ReceiveDataError(data_reason(&error)),
-        );
+        self.report(channel, TransportInput::ReceiveDataError(data_text(&error)));
     }
 }
 
@@ -1650,12 +1644,12 @@ mod tests {
 
     /// A data error's text for the monitor names its cause, not only "backend failed".
     #[test]
-    fn data_error_reasons_carry_their_cause() {
+    fn data_error_texts_carry_their_cause() {
         let error = DataError::Backend {
             source: Arc::new(std::io::Error::other("stream from peer x reset")),
         };
         assert_eq!(
-            data_reason(&error),
+            data_text(&error),
             "transport backend failed: stream from peer x reset"
         );
     }

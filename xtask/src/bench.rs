@@ -91,8 +91,13 @@ const END_MARKER: &str = "<!-- cargo xtask bench: end -->";
 const RSS_TARGET: u64 = 128 << 20;
 
 /// Usage of `cargo xtask bench`.
-pub(crate) const USAGE: &str =
-    "cargo xtask bench [--size BYTES] [--blocks N] [--runs N] [--no-docs]";
+pub(crate) const USAGE: &str = "cargo xtask bench [--size BYTES] [--blocks N] [--runs N] [--no-docs] [--only TEXT] \
+     [--receive-dir DIR]";
+
+/// Where requesters write when `--receive-dir` is not given and this exists: a tmpfs, so that
+/// the figures measure the stacks rather than the disk's file creation (both sides write one
+/// file per block).
+const TMPFS: &str = "/dev/shm";
 
 /// What to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,8 +108,14 @@ pub(crate) struct Options {
     blocks: u64,
     /// Transfers per DAG and pair.
     runs: usize,
-    /// Write `docs/benchmarks.md` (only with the default sizes).
+    /// Write `docs/benchmarks.md` (only with the default sizes and no `--only`).
     docs: bool,
+    /// Run only the transfers whose description (`"data-transfer rust <- go on dag-cbor
+    /// 100000"`) contains this text.
+    only: Option<String>,
+    /// The parent of the requesters' store directories (default: [`TMPFS`] when it exists,
+    /// else the bench's work directory).
+    receive_dir: Option<PathBuf>,
 }
 
 impl Options {
@@ -118,6 +129,8 @@ impl Options {
             blocks: DEFAULT_BLOCKS,
             runs: 1,
             docs: true,
+            only: None,
+            receive_dir: None,
         };
         let mut args = args.iter();
         while let Some(arg) = args.next() {
@@ -137,15 +150,41 @@ impl Options {
                     options.runs = usize::try_from(value("--runs")?).context("--runs too large")?;
                 }
                 "--no-docs" => options.docs = false,
+                "--only" => options.only = Some(text(args.next(), "--only")?),
+                "--receive-dir" => {
+                    options.receive_dir = Some(text(args.next(), "--receive-dir")?.into());
+                }
                 other => bail!("unknown argument {other:?} ({USAGE})"),
             }
         }
         Ok(options)
     }
 
-    /// Whether these are the sizes of issue 9 (the only ones written into the docs).
+    /// Whether this is the whole run of issue 9 (the only one written into the docs).
     fn full(&self) -> bool {
-        self.size == DEFAULT_SIZE && self.blocks == DEFAULT_BLOCKS
+        self.size == DEFAULT_SIZE && self.blocks == DEFAULT_BLOCKS && self.only.is_none()
+    }
+
+    /// Whether the transfer described by `what` is to run.
+    fn selects(&self, what: &str) -> bool {
+        self.only.as_deref().is_none_or(|only| what.contains(only))
+    }
+
+    /// The directory the requesters' stores are made in.
+    fn receive_parent(&self, work: &Path) -> PathBuf {
+        match &self.receive_dir {
+            Some(dir) => dir.clone(),
+            None if Path::new(TMPFS).is_dir() => PathBuf::from(TMPFS),
+            None => work.to_path_buf(),
+        }
+    }
+}
+
+/// The text value of a flag.
+fn text(value: Option<&&str>, name: &str) -> anyhow::Result<String> {
+    match value {
+        Some(value) if !value.is_empty() => Ok((*value).to_owned()),
+        _ => bail!("{name} needs a value ({USAGE})"),
     }
 }
 
@@ -328,7 +367,10 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
         ceiling
     );
 
-    let receive = work.join("receive");
+    let receive = options
+        .receive_parent(&work)
+        .join(format!("dtx-bench-receive-{}", std::process::id()));
+    println!("bench: requesters write into {}", receive.display());
     let mut results: Vec<(Key, Run)> = Vec::new();
     // A failed transfer is reported (printed, and as a line under the table) and the run goes
     // on, so that one failing pair does not cost the figures of all the others.
@@ -345,6 +387,9 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
                         dataset.label,
                         index + 1
                     );
+                    if !options.selects(&what) {
+                        continue;
+                    }
                     let run = match transfer(&peers, stack, pair, dataset, &receive, clock_ticks) {
                         Ok(run) => run,
                         Err(error) => {
@@ -464,7 +509,9 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
         std::fs::write(&path, new).with_context(|| format!("writing {}", path.display()))?;
         println!("bench: wrote the table into {}", path.display());
     } else if options.docs {
-        println!("bench: not the default sizes, so docs/benchmarks.md is left as it is");
+        println!(
+            "bench: not the whole run (default sizes, every transfer), so docs/benchmarks.md is left as it is"
+        );
     }
     if !failures.is_empty() {
         bail!(
@@ -1297,6 +1344,16 @@ mod tests {
         assert!(!options.full());
         assert!(Options::parse(&["--size"]).is_err());
         assert!(Options::parse(&["--size", "0"]).is_err());
+        let options = Options::parse(&["--only", "rust <- rust on dag", "--receive-dir", "/x"])
+            .expect("valid flags");
+        assert!(
+            !options.full(),
+            "a partial run is not written into the docs"
+        );
+        assert!(options.selects("data-transfer rust <- rust on dag-cbor 100000 (run 1)"));
+        assert!(!options.selects("data-transfer go <- rust on dag-cbor 100000 (run 1)"));
+        assert_eq!(options.receive_parent(Path::new("/w")), PathBuf::from("/x"));
+        assert!(Options::parse(&["--only"]).is_err());
         assert!(Options::parse(&["--frobnicate"]).is_err());
         assert!(!Options::parse(&["--no-docs"]).expect("valid").docs);
     }

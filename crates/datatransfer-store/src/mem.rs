@@ -7,7 +7,7 @@ use datatransfer_fsm::ChannelState;
 use datatransfer_message::ChannelId;
 
 use crate::error::StoreError;
-use crate::store::{ChannelStore, read_record, write_record};
+use crate::store::{ChannelStore, KeyCache, read_record, write_record};
 
 /// A [`ChannelStore`] in memory, for tests and nodes that need no restart.
 ///
@@ -29,6 +29,7 @@ use crate::store::{ChannelStore, read_record, write_record};
 #[derive(Clone, Debug, Default)]
 pub struct MemStore {
     records: Arc<Mutex<BTreeMap<Vec<u8>, Vec<u8>>>>,
+    keys: Arc<KeyCache>,
 }
 
 impl MemStore {
@@ -55,8 +56,8 @@ impl MemStore {
 
 impl ChannelStore for MemStore {
     fn put(&self, state: &ChannelState) -> Result<(), StoreError> {
-        let (key, bytes) = write_record(state)?;
-        self.lock().insert(key.into_bytes(), bytes);
+        let (key, bytes) = write_record(state, &self.keys)?;
+        self.lock().insert(key.as_bytes().to_vec(), bytes);
         Ok(())
     }
 
@@ -70,6 +71,7 @@ impl ChannelStore for MemStore {
 
     fn delete(&self, channel: &ChannelId) -> Result<bool, StoreError> {
         let key = crate::record::key(channel);
+        self.keys.forget(channel);
         Ok(self.lock().remove(key.as_bytes()).is_some())
     }
 

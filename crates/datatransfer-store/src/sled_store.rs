@@ -1,13 +1,14 @@
 //! [`SledStore`]: channel snapshots in a sled database, and its [`Config`].
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datatransfer_fsm::ChannelState;
 use datatransfer_message::ChannelId;
 
 use crate::error::StoreError;
-use crate::store::{ChannelStore, read_record, write_record};
+use crate::store::{ChannelStore, KeyCache, read_record, write_record};
 
 /// The sled tree that holds channel records.
 pub const CHANNELS_TREE: &str = "channels";
@@ -86,6 +87,7 @@ pub struct SledStore {
     db: sled::Db,
     channels: sled::Tree,
     config: Config,
+    keys: Arc<KeyCache>,
 }
 
 impl SledStore {
@@ -111,6 +113,7 @@ impl SledStore {
             db,
             channels,
             config,
+            keys: Arc::default(),
         })
     }
 
@@ -137,7 +140,7 @@ impl SledStore {
 
 impl ChannelStore for SledStore {
     fn put(&self, state: &ChannelState) -> Result<(), StoreError> {
-        let (key, bytes) = write_record(state)?;
+        let (key, bytes) = write_record(state, &self.keys)?;
         self.channels
             .insert(key.as_bytes(), bytes)
             .map_err(backend("put"))?;
@@ -154,6 +157,7 @@ impl ChannelStore for SledStore {
 
     fn delete(&self, channel: &ChannelId) -> Result<bool, StoreError> {
         let key = crate::record::key(channel);
+        self.keys.forget(channel);
         let removed = self
             .channels
             .remove(key.as_bytes())

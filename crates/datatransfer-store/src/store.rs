@@ -1,5 +1,8 @@
 //! The [`ChannelStore`] trait.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use datatransfer_fsm::ChannelState;
 use datatransfer_message::ChannelId;
 
@@ -75,10 +78,87 @@ pub(crate) fn read_record(key: &[u8], bytes: &[u8]) -> Result<ChannelState, Stor
 }
 
 /// Encodes `state` as a record, with its key.
-pub(crate) fn write_record(state: &ChannelState) -> Result<(String, Vec<u8>), StoreError> {
-    let key = crate::record::key(&state.channel_id);
+pub(crate) fn write_record(
+    state: &ChannelState,
+    keys: &KeyCache,
+) -> Result<(Arc<str>, Vec<u8>), StoreError> {
+    let key = keys.key(&state.channel_id);
     match crate::record::encode(state) {
         Ok(bytes) => Ok((key, bytes)),
-        Err(source) => Err(StoreError::Unencodable { key, source }),
+        Err(source) => Err(StoreError::Unencodable {
+            key: key.to_string(),
+            source,
+        }),
+    }
+}
+
+/// How many channels' keys a [`KeyCache`] holds before it starts afresh.
+const KEY_CACHE_LIMIT: usize = 1024;
+
+/// The record keys of the channels written lately. A key base58-encodes two peer ids, and a
+/// busy channel is written once or twice per block, so its key is formatted once and reused.
+/// Bounded: at [`KEY_CACHE_LIMIT`] channels the cache is emptied.
+#[derive(Debug, Default)]
+pub(crate) struct KeyCache(Mutex<HashMap<ChannelId, Arc<str>>>);
+
+impl KeyCache {
+    /// The record key of `channel`.
+    pub(crate) fn key(&self, channel: &ChannelId) -> Arc<str> {
+        let mut keys = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(key) = keys.get(channel) {
+            return Arc::clone(key);
+        }
+        if keys.len() >= KEY_CACHE_LIMIT {
+            keys.clear();
+        }
+        let key: Arc<str> = crate::record::key(channel).into();
+        keys.insert(channel.clone(), Arc::clone(&key));
+        key
+    }
+
+    /// Drops `channel`'s key (its record is deleted).
+    pub(crate) fn forget(&self, channel: &ChannelId) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(channel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datatransfer_message::{PeerId, TransferId};
+
+    use super::*;
+
+    fn channel(id: u64) -> ChannelId {
+        ChannelId::new(
+            PeerId::from_bytes(vec![1, 2]),
+            PeerId::from_bytes(vec![3]),
+            TransferId(id),
+        )
+    }
+
+    #[test]
+    fn cached_keys_are_the_record_keys_and_the_cache_stays_bounded() {
+        let cache = KeyCache::default();
+        for id in 0..(KEY_CACHE_LIMIT as u64 * 2 + 3) {
+            let key = cache.key(&channel(id));
+            assert_eq!(&*key, crate::record::key(&channel(id)));
+            assert_eq!(
+                cache.key(&channel(id)),
+                key,
+                "a second lookup gives the same key"
+            );
+            let cached = cache.0.lock().expect("not poisoned").len();
+            assert!(cached <= KEY_CACHE_LIMIT, "{cached} keys cached");
+        }
+        let last = channel(KEY_CACHE_LIMIT as u64 * 2 + 2);
+        assert!(cache.0.lock().expect("not poisoned").contains_key(&last));
+        cache.forget(&last);
+        assert!(!cache.0.lock().expect("not poisoned").contains_key(&last));
     }
 }

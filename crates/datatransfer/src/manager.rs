@@ -867,11 +867,14 @@ where
     /// Keeps the connection to the other peer protected while a channel lives, under the
     /// channel id's text (Go's `Protect` / `Unprotect`).
     fn protection(&self, event: &ChannelEvent, state: &ChannelState) {
-        let tag = event.channel.to_string();
+        // The tag is formatted only when used: it base58-encodes two peer ids, and most
+        // events (one or two per block) neither protect nor unprotect.
         if event.status.is_terminal() {
-            self.network.unprotect(state.other_peer(), &tag);
+            self.network
+                .unprotect(state.other_peer(), &event.channel.to_string());
         } else if matches!(event.code, EventCode::Open | EventCode::Restart) {
-            self.network.protect(state.other_peer(), &tag);
+            self.network
+                .protect(state.other_peer(), &event.channel.to_string());
         }
     }
 

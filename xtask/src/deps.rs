@@ -50,6 +50,7 @@ const DT_GRAPHSYNC: &str = "datatransfer-graphsync";
 const FACADE: &str = "datatransfer";
 const DTX: &str = "dtx";
 const TESTKIT: &str = "datatransfer-testkit";
+const BLOCK_FILES: &str = "block-files";
 const XTASK: &str = "xtask";
 
 /// The layering of STYLE §2 plus decisions 0001 (`ipld-dagcbor`, the foundation every crate that
@@ -141,10 +142,20 @@ pub(crate) const RULES: &[CrateRule] = &[
         internal: &[FACADE, DAG_IO, DT_GRAPHSYNC, STORE, GRAPHSYNC, SELECTOR],
         never: &[],
     },
+    // The file-per-block store of the interop and bench peers: tooling beside the stack, under
+    // the testkit (a normal dependency) and graphsync's bench example (a dev-dependency). It
+    // needs tokio's sync primitives only (the queue to its writer threads), no runtime.
+    CrateRule {
+        name: BLOCK_FILES,
+        layer: 0,
+        internal: &[],
+        never: &["libp2p*", "sled", "datatransfer*", GRAPHSYNC],
+    },
     CrateRule {
         name: TESTKIT,
         layer: 5,
         internal: &[
+            BLOCK_FILES,
             DAGCBOR,
             MESSAGE,
             SELECTOR,
@@ -171,7 +182,11 @@ pub(crate) const RULES: &[CrateRule] = &[
 /// Other crates may still reach them through those crates (the facade reaches sled through the
 /// store); [`CrateRule::never`] is what forbids the closure.
 pub(crate) const DIRECT_ONLY: &[(&str, &[&str])] = &[
-    ("tokio*", &[GRAPHSYNC, DT_GRAPHSYNC, FACADE, DTX, TESTKIT]),
+    // block-files: its writer threads' queue (tokio's `sync` feature, no runtime).
+    (
+        "tokio*",
+        &[GRAPHSYNC, DT_GRAPHSYNC, FACADE, DTX, TESTKIT, BLOCK_FILES],
+    ),
     ("libp2p*", &[GRAPHSYNC, DT_GRAPHSYNC, FACADE, DTX, TESTKIT]),
     // dtx opens the sled database that the `blockstore` crate's `SledBlockstore` lives in; the
     // testkit's `dt_role` node program keeps its blocks in a sled database of its own.
@@ -530,7 +545,10 @@ mod tests {
             (DTX, FACADE),
             (DTX, DAG_IO),
             (DTX, "sled"),
+            (BLOCK_FILES, "blockstore"),
+            (BLOCK_FILES, "tokio"),
             (TESTKIT, FACADE),
+            (TESTKIT, BLOCK_FILES),
             (TESTKIT, "sled"),
             (XTASK, "anyhow"),
         ]
@@ -646,6 +664,35 @@ mod tests {
                 package: "sled".into(),
             }]
         );
+    }
+
+    #[test]
+    fn block_files_may_reach_neither_libp2p_nor_sled_nor_the_data_transfer_crates() {
+        let mut edges = clean_edges();
+        edges.push((BLOCK_FILES, "libp2p"));
+        edges.push((BLOCK_FILES, "sled"));
+        edges.push((BLOCK_FILES, MESSAGE));
+        let violations = check(RULES, DIRECT_ONLY, &closures(&all_members(), &edges));
+        let forbidden = |rule: &'static str, package: &str, path: &[&str]| Violation::Forbidden {
+            krate: BLOCK_FILES.into(),
+            rule,
+            package: package.into(),
+            path: path.iter().map(|step| (*step).to_owned()).collect(),
+        };
+        for expected in [
+            forbidden("libp2p*", "libp2p", &[BLOCK_FILES, "libp2p"]),
+            forbidden("sled", "sled", &[BLOCK_FILES, "sled"]),
+            forbidden("datatransfer*", MESSAGE, &[BLOCK_FILES, MESSAGE]),
+            Violation::InternalNotAllowed {
+                krate: BLOCK_FILES.into(),
+                dep: MESSAGE.into(),
+            },
+        ] {
+            assert!(
+                violations.contains(&expected),
+                "{expected:?} in {violations:?}"
+            );
+        }
     }
 
     #[test]

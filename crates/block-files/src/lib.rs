@@ -1,0 +1,357 @@
+//! A [`blockstore::Blockstore`] with one file per block, named by the CID's string form: the
+//! one block store of the Rust interop and bench peers.
+//!
+//! Place in the stack: test and bench tooling beside the layers, not part of the shipped
+//! library. `datatransfer-testkit`'s `dt_interop_peer` keeps its blocks in it, and `graphsync`'s
+//! `bench_peer` example takes it as a dev-dependency. It depends on no workspace crate and never
+//! on libp2p, sled or the data-transfer crates.
+//!
+//! Main types:
+//! - [`Store`]: the store; [`Store::open`] creates its directory.
+//! - [`Layout`]: [`Layout::Durable`] (`DIR/<cid>`, every file synced before its rename, so a
+//!   SIGKILL loses no block a put reported stored) or [`Layout::Sharded`]
+//!   (`DIR/<next-to-last two characters>/<cid>`, go-ds-flatfs's `next-to-last/2`, never synced:
+//!   the layout and write path of the Go bench peers' `FileBlockstore`,
+//!   `interop/go-peer/filestore.go`).
+//! - [`Config`]: the writer threads ([`DEFAULT_WRITERS`]) and their queue
+//!   ([`DEFAULT_WRITE_QUEUE`]).
+//! - [`OpenError`]: why a store could not be opened.
+//!
+//! How it does its I/O, in both layouts:
+//! - Reads (`get`, `has`) and `remove` run inline on the caller's thread: a block read from the
+//!   page cache takes microseconds, while a hop to a blocking thread and back costs two thread
+//!   wake-ups per block (on the bench's 2-core machine most of a peer's CPU went there).
+//! - Puts go through a bounded queue to a fixed pool of writer threads, so a node keeps running
+//!   while files are created, a disk slower than the network slows the caller through the
+//!   queue instead of growing memory, and the thread count stays fixed. A put returns once its
+//!   file has its final name (after the sync, in the durable layout).
+//! - Every file is written under a temporary name in its final directory and renamed, so a
+//!   reader never sees half a block; a block already stored is not written again.
+//!
+//! No feature flags.
+//!
+//! ```
+//! use blockstore::Blockstore;
+//! use block_files::{Config, Layout, Store};
+//! use cid::Cid;
+//! use cid::multihash::Multihash;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let store = Store::open(dir.path(), Layout::Sharded, Config::default())?;
+//! // A raw block with an identity hash: the store does not check hashes.
+//! let cid = Cid::new_v1(0x55, Multihash::wrap(0x00, b"hello")?);
+//! pollster::block_on(store.put_keyed(&cid, b"hello"))?;
+//! assert_eq!(pollster::block_on(store.get(&cid))?, Some(b"hello".to_vec()));
+//! // The shard of bafkqablimvwgy3y is its next-to-last two characters.
+//! assert_eq!(cid.to_string(), "bafkqablimvwgy3y");
+//! assert_eq!(store.path(&cid), dir.path().join("y3").join("bafkqablimvwgy3y"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use blockstore::Blockstore;
+use cid::CidGeneric;
+
+use crate::writers::{WriteError, Writers};
+
+mod writers;
+
+/// The default number of writer threads ([`Config::with_writers`]).
+pub const DEFAULT_WRITERS: usize = 4;
+
+/// The default number of puts waiting for a writer thread ([`Config::with_write_queue`]): a put
+/// beyond it waits for room, so a store whose disk is slower than its caller holds at most this
+/// many blocks (plus one per writer thread) in memory.
+pub const DEFAULT_WRITE_QUEUE: usize = 64;
+
+/// How a [`Store`] names and writes its files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Layout {
+    /// `DIR/<cid>`, every file synced before its rename: a SIGKILL loses no block that a put
+    /// reported stored (the interop peers' `--store`).
+    Durable,
+    /// `DIR/<next-to-last two characters of the cid>/<cid>` (go-ds-flatfs's `next-to-last/2`;
+    /// `__` for a name shorter than three characters), never synced: the store of
+    /// `cargo xtask bench`, kept as the Go bench peers keep theirs.
+    Sharded,
+}
+
+/// The writer threads of a [`Store`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    writers: usize,
+    write_queue: usize,
+}
+
+/// Why a [`Store`] could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The store's directory could not be created.
+    #[error("cannot create the block directory {}", dir.display())]
+    CreateDir {
+        /// The directory.
+        dir: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A writer thread could not be started.
+    #[error("cannot start the writer threads")]
+    StartWriters {
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A block store with one file per block (see the crate docs).
+///
+/// Dropping it lets the writer threads finish the puts already queued and exit.
+#[derive(Debug)]
+pub struct Store {
+    dir: PathBuf,
+    layout: Layout,
+    /// Distinguishes the temporary names of concurrent writes.
+    next_temp: AtomicU64,
+    /// Puts that finished without an error.
+    puts: AtomicU64,
+    writers: Writers,
+}
+
+impl Config {
+    /// Sets the number of writer threads (at least one; default [`DEFAULT_WRITERS`]).
+    #[must_use]
+    pub fn with_writers(mut self, writers: usize) -> Self {
+        self.writers = writers.max(1);
+        self
+    }
+
+    /// Sets how many puts may wait for a writer thread before the next put waits for room (at
+    /// least one; default [`DEFAULT_WRITE_QUEUE`]).
+    #[must_use]
+    pub fn with_write_queue(mut self, write_queue: usize) -> Self {
+        self.write_queue = write_queue.max(1);
+        self
+    }
+
+    /// The number of writer threads.
+    pub fn writers(&self) -> usize {
+        self.writers
+    }
+
+    /// How many puts may wait for a writer thread.
+    pub fn write_queue(&self) -> usize {
+        self.write_queue
+    }
+}
+
+impl Default for Config {
+    /// [`DEFAULT_WRITERS`] threads behind a queue of [`DEFAULT_WRITE_QUEUE`] puts.
+    fn default() -> Self {
+        Self {
+            writers: DEFAULT_WRITERS,
+            write_queue: DEFAULT_WRITE_QUEUE,
+        }
+    }
+}
+
+impl Store {
+    /// Opens the store in `dir` (created if missing) and starts its writer threads.
+    ///
+    /// # Errors
+    /// [`OpenError::CreateDir`] when the directory cannot be created,
+    /// [`OpenError::StartWriters`] when a thread cannot be started.
+    pub fn open(dir: impl AsRef<Path>, layout: Layout, config: Config) -> Result<Self, OpenError> {
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(|source| OpenError::CreateDir {
+            dir: dir.clone(),
+            source,
+        })?;
+        let writers = Writers::start(config.writers, config.write_queue)
+            .map_err(|source| OpenError::StartWriters { source })?;
+        Ok(Self {
+            dir,
+            layout,
+            next_temp: AtomicU64::new(0),
+            puts: AtomicU64::new(0),
+            writers,
+        })
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The store's layout.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// The file that holds (or would hold) a block.
+    pub fn path<const S: usize>(&self, cid: &CidGeneric<S>) -> PathBuf {
+        let key = cid.to_string();
+        match self.layout {
+            Layout::Durable => self.dir.join(key),
+            Layout::Sharded => self.dir.join(shard(&key)).join(key),
+        }
+    }
+
+    /// How many puts have finished without an error (the block written, or found already
+    /// stored) since the store was opened.
+    pub fn puts(&self) -> u64 {
+        self.puts.load(Ordering::Acquire)
+    }
+
+    /// The work of one put, for a writer thread.
+    fn write_job(&self, path: PathBuf, data: Vec<u8>) -> writers::Work {
+        let temp_name = format!(
+            ".tmp-{}-{}",
+            std::process::id(),
+            self.next_temp.fetch_add(1, Ordering::Relaxed)
+        );
+        let layout = self.layout;
+        Box::new(move || write_block(&path, &temp_name, &data, layout))
+    }
+}
+
+impl Blockstore for Store {
+    async fn get<const S: usize>(
+        &self,
+        cid: &CidGeneric<S>,
+    ) -> blockstore::Result<Option<Vec<u8>>> {
+        // Inline, on the caller's thread (see the crate docs).
+        let path = self.path(cid);
+        match std::fs::read(&path) {
+            Ok(data) => Ok(Some(data)),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(fatal(WriteError::Io {
+                operation: "read",
+                path,
+                source,
+            })),
+        }
+    }
+
+    async fn put_keyed<const S: usize>(
+        &self,
+        cid: &CidGeneric<S>,
+        data: &[u8],
+    ) -> blockstore::Result<()> {
+        // The trait lends the bytes; the writer thread needs its own copy.
+        let job = self.write_job(self.path(cid), data.to_vec());
+        self.writers.run(job).await.map_err(fatal)?;
+        self.puts.fetch_add(1, Ordering::Release);
+        Ok(())
+    }
+
+    async fn remove<const S: usize>(&self, cid: &CidGeneric<S>) -> blockstore::Result<()> {
+        let path = self.path(cid);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(fatal(WriteError::Io {
+                operation: "remove",
+                path,
+                source,
+            })),
+        }
+    }
+
+    async fn has<const S: usize>(&self, cid: &CidGeneric<S>) -> blockstore::Result<bool> {
+        let path = self.path(cid);
+        std::fs::exists(&path).map_err(|source| {
+            fatal(WriteError::Io {
+                operation: "look up",
+                path,
+                source,
+            })
+        })
+    }
+
+    async fn close(self) -> blockstore::Result<()> {
+        // Every put has returned, so its file is in place; the threads exit when the queue
+        // closes.
+        Ok(())
+    }
+}
+
+/// go-ds-flatfs's `next-to-last/2` shard of a key: its next-to-last two characters (`__` for
+/// a key shorter than three).
+fn shard(key: &str) -> &str {
+    key.len()
+        .checked_sub(3)
+        .and_then(|start| key.get(start..key.len() - 1))
+        .unwrap_or("__")
+}
+
+/// Writes one block file on a writer thread: nothing when the block is already stored;
+/// otherwise to `temp_name` beside its final name (the shard directory created if needed),
+/// synced in the durable layout, then renamed. A failed write removes its temporary file.
+fn write_block(
+    path: &Path,
+    temp_name: &str,
+    data: &[u8],
+    layout: Layout,
+) -> Result<(), WriteError> {
+    let io = |operation, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| WriteError::Io {
+            operation,
+            path,
+            source,
+        }
+    };
+    if std::fs::exists(path).map_err(io("look up", path))? {
+        return Ok(());
+    }
+    let Some(dir) = path.parent() else {
+        return Err(WriteError::Io {
+            operation: "find the directory of",
+            path: path.to_path_buf(),
+            source: std::io::ErrorKind::InvalidInput.into(),
+        });
+    };
+    if layout == Layout::Sharded {
+        std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+    }
+    let temp = dir.join(temp_name);
+    let written = (|| {
+        let mut file = std::fs::File::create(&temp).map_err(io("create", &temp))?;
+        file.write_all(data).map_err(io("write", &temp))?;
+        if layout == Layout::Durable {
+            file.sync_all().map_err(io("sync", &temp))?;
+        }
+        drop(file);
+        std::fs::rename(&temp, path).map_err(io("rename", &temp))
+    })();
+    if written.is_err() {
+        // Best effort: the temporary file may not exist, and the write's error is the one
+        // worth reporting.
+        let _ = std::fs::remove_file(&temp);
+    }
+    written
+}
+
+/// A file error as the `Blockstore` trait reports it: the message with its cause.
+fn fatal(error: WriteError) -> blockstore::Error {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    match error {
+        WriteError::Stopped => blockstore::Error::ExecutorError(message),
+        _ => blockstore::Error::FatalDatabaseError(message),
+    }
+}
+
+#[cfg(test)]
+mod tests;

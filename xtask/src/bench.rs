@@ -1140,7 +1140,7 @@ fn render_targets(datasets: &[Dataset], rows: &[(Key, Run)], options: &Options) 
                 find(number, stack, (Side::Go, Side::Go)),
             ) else {
                 out.push_str(&format!(
-                    "- {} on {}: not evaluated (rust <- rust or go <- go failed).\n",
+                    "- {} on {}: not evaluated (no rust <- rust or go <- go row: failed or not run).\n",
                     stack.name(),
                     dataset.label
                 ));
@@ -1582,7 +1582,7 @@ mod tests {
         let targets = render_targets(&datasets, &rows, &options);
         assert!(
             targets.contains(
-                "- data-transfer on dag-cbor 10: not evaluated (rust <- rust or go <- go failed)."
+                "- data-transfer on dag-cbor 10: not evaluated (no rust <- rust or go <- go row: failed or not run)."
             ),
             "{targets}"
         );

@@ -28,13 +28,15 @@
 //!   exits 0 only on a completed traversal with no missing block and every block written. It prints nothing per block, so that only the
 //!   transfer is measured.
 //!
-//! The on-disk store ([`FileStore`]) keeps one file per block, named by the CID's string form
+//! The on-disk store is [`block_files::Store`] in its sharded layout (the store of
+//! `dt_interop_peer`'s bench commands too): one file per block, named by the CID's string form
 //! under a directory named by the string's next-to-last two characters (go-ds-flatfs's
 //! `next-to-last/2` layout), written to a temporary name and renamed, never synced: the same
-//! layout and write path as the Go peer's bench store (`interop/go-peer/bench.go`). Reads run
-//! inline on the node's thread, as Go's traversal goroutine reads (a page-cache read is cheaper
-//! than two thread hand-offs per block); puts go through a bounded queue (`--write-queue N`,
-//! default 64) to a pool of writer threads (`--writers N`, default 4), so the network keeps
+//! layout and write path as the Go peer's bench store (`interop/go-peer/filestore.go`). Reads
+//! run inline on the node's thread, as Go's traversal goroutine reads (a page-cache read is
+//! cheaper than two thread hand-offs per block); puts go through a bounded queue
+//! (`--write-queue N`, default [`block_files::DEFAULT_WRITE_QUEUE`]) to a pool of writer
+//! threads (`--writers N`, default [`block_files::DEFAULT_WRITERS`]), so the network keeps
 //! running while files are created, a slow disk slows the requester through the queue instead
 //! of growing memory, and the thread count stays fixed. The runtime has two threads, as Go runs
 //! with `GOMAXPROCS` = 2 on the bench's 2-core machine.
@@ -42,15 +44,14 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::io::{Read, Write as _};
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use block_files::{Layout, Store};
 use blockstore::Blockstore;
-use cid::{Cid, CidGeneric};
+use cid::Cid;
 use futures::StreamExt;
 use graphsync::network::{Behaviour, Config, Node, RequestHook};
 use graphsync::requester::Outcome;
@@ -68,163 +69,23 @@ const CBOR_FANOUT: u64 = 10;
 /// Payload bytes per node of the `gen-cbor` tree.
 const CBOR_PAYLOAD: usize = 96;
 
-/// Default number of writer threads of a [`FileStore`] (`--writers`).
-const DEFAULT_WRITERS: usize = 4;
-
-/// Default number of puts waiting for a writer thread (`--write-queue`); a put beyond it waits
-/// for room, so a requester whose disk is slower than its network holds at most this many
-/// blocks (plus one per writer) in the store's queue.
-const DEFAULT_WRITE_QUEUE: usize = 64;
-
-/// One put for a writer thread.
-struct Write {
-    path: PathBuf,
-    temp: String,
-    data: Vec<u8>,
-    done: tokio::sync::oneshot::Sender<blockstore::Result<()>>,
-}
-
-/// A block store with one file per block (see the module docs).
-struct FileStore {
-    dir: PathBuf,
-    /// Distinguishes the temporary names of concurrent writes.
-    next_temp: AtomicU64,
-    /// Puts finished (written, or found already there).
-    puts_done: AtomicU64,
-    /// The queue of the writer threads (bounded).
-    writes: tokio::sync::mpsc::Sender<Write>,
-}
-
-impl FileStore {
-    /// Opens the store with the writer pool sized by `--writers` and `--write-queue` (defaults
-    /// [`DEFAULT_WRITERS`] and [`DEFAULT_WRITE_QUEUE`]).
-    fn open(dir: &Path, args: &[String]) -> anyhow::Result<Self> {
-        let writers = optional_number(args, "--writers", DEFAULT_WRITERS)?;
-        let queue = optional_number(args, "--write-queue", DEFAULT_WRITE_QUEUE)?;
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let (writes, queue) = tokio::sync::mpsc::channel::<Write>(queue.max(1));
-        let queue = Arc::new(std::sync::Mutex::new(queue));
-        for _ in 0..writers.max(1) {
-            let queue = Arc::clone(&queue);
-            std::thread::Builder::new()
-                .name("file-store-writer".to_owned())
-                .spawn(move || {
-                    loop {
-                        // One thread waits for the next put while the others write; the
-                        // lock is released before the file is written.
-                        let next = queue
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .blocking_recv();
-                        let Some(write) = next else {
-                            return;
-                        };
-                        let result = write_block(&write.path, &write.temp, &write.data);
-                        let _ = write.done.send(result);
-                    }
-                })
-                .context("starting a writer thread")?;
-        }
-        Ok(Self {
-            dir: dir.to_path_buf(),
-            next_temp: AtomicU64::new(0),
-            puts_done: AtomicU64::new(0),
-            writes,
-        })
-    }
-
-    fn path<const S: usize>(&self, cid: &CidGeneric<S>) -> PathBuf {
-        let key = cid.to_string();
-        let bytes = key.as_bytes();
-        let shard = if bytes.len() >= 3 {
-            String::from_utf8_lossy(&bytes[bytes.len() - 3..bytes.len() - 1]).into_owned()
-        } else {
-            "__".to_owned()
-        };
-        self.dir.join(shard).join(key)
-    }
-}
-
-fn io_error(error: std::io::Error) -> blockstore::Error {
-    blockstore::Error::FatalDatabaseError(error.to_string())
-}
-
-/// Writes one block file: to a temporary name in its shard, then renamed; nothing when the
-/// block is already there.
-fn write_block(path: &Path, temp: &str, data: &[u8]) -> blockstore::Result<()> {
-    if path.exists() {
-        return Ok(());
-    }
-    let Some(shard) = path.parent() else {
-        return Err(blockstore::Error::StoredDataError(format!(
-            "{} has no parent directory",
-            path.display()
-        )));
-    };
-    std::fs::create_dir_all(shard).map_err(io_error)?;
-    let temp = shard.join(temp);
-    std::fs::write(&temp, data).map_err(io_error)?;
-    std::fs::rename(&temp, path).map_err(io_error)
-}
-
-impl Blockstore for FileStore {
-    async fn get<const S: usize>(
-        &self,
-        cid: &CidGeneric<S>,
-    ) -> blockstore::Result<Option<Vec<u8>>> {
-        // Read inline, on the node's thread, as Go's responder reads in its traversal goroutine:
-        // a block read from the page cache takes tens of microseconds, while a hop to a
-        // blocking thread and back costs two thread wake-ups per block, which on a loaded
-        // machine wait for a time slice each and were most of the responder's time per block.
-        // The driver answers a load that is ready at its first poll at once, without a task.
-        match std::fs::read(self.path(cid)) {
-            Ok(data) => Ok(Some(data)),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(error) => Err(io_error(error)),
-        }
-    }
-
-    async fn put_keyed<const S: usize>(
-        &self,
-        cid: &CidGeneric<S>,
-        data: &[u8],
-    ) -> blockstore::Result<()> {
-        let path = self.path(cid);
-        let temp = format!(
-            ".tmp-{}-{}",
-            std::process::id(),
-            self.next_temp.fetch_add(1, Ordering::Relaxed)
-        );
-        // The trait lends the bytes; the writer thread needs its own copy.
-        let (done, written) = tokio::sync::oneshot::channel();
-        let write = Write {
-            path,
-            temp,
-            data: data.to_vec(),
-            done,
-        };
-        let stopped = || blockstore::Error::ExecutorError("the writer threads stopped".to_owned());
-        self.writes.send(write).await.map_err(|_| stopped())?;
-        written.await.map_err(|_| stopped())??;
-        self.puts_done.fetch_add(1, Ordering::Release);
-        Ok(())
-    }
-
-    async fn remove<const S: usize>(&self, cid: &CidGeneric<S>) -> blockstore::Result<()> {
-        match std::fs::remove_file(self.path(cid)) {
-            Ok(()) => Ok(()),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(error) => Err(io_error(error)),
-        }
-    }
-
-    async fn has<const S: usize>(&self, cid: &CidGeneric<S>) -> blockstore::Result<bool> {
-        Ok(self.path(cid).exists())
-    }
-
-    async fn close(self) -> blockstore::Result<()> {
-        Ok(())
-    }
+/// Opens the sharded block store of `--store DIR`, its writer pool sized by `--writers` and
+/// `--write-queue` (defaults [`block_files::DEFAULT_WRITERS`] and
+/// [`block_files::DEFAULT_WRITE_QUEUE`]).
+fn open_store(args: &[String]) -> anyhow::Result<Store> {
+    let dir = flag(args, "--store")?;
+    let config = block_files::Config::default()
+        .with_writers(optional_number(
+            args,
+            "--writers",
+            block_files::DEFAULT_WRITERS,
+        )?)
+        .with_write_queue(optional_number(
+            args,
+            "--write-queue",
+            block_files::DEFAULT_WRITE_QUEUE,
+        )?);
+    Store::open(dir, Layout::Sharded, config).with_context(|| format!("opening the store in {dir}"))
 }
 
 /// xorshift64*: the byte stream of `go-peer genfile` (byte `i` is byte `i % 8`, little-endian,
@@ -324,7 +185,7 @@ fn emit(value: &serde_json::Value) {
 
 /// Imports `size` pseudo-random bytes as a UnixFS file into the store.
 async fn generate_unixfs(args: &[String]) -> anyhow::Result<()> {
-    let store = FileStore::open(Path::new(flag(args, "--store")?), args)?;
+    let store = open_store(args)?;
     let size = number(args, "--size")?;
     let options = dag_io::unixfs::ImportOptions::default();
     let imported = dag_io::unixfs::import_file(
@@ -345,7 +206,7 @@ async fn generate_unixfs(args: &[String]) -> anyhow::Result<()> {
 
 /// Writes a tree of small dag-cbor blocks into the store, leaves first.
 async fn generate_cbor(args: &[String]) -> anyhow::Result<()> {
-    let store = FileStore::open(Path::new(flag(args, "--store")?), args)?;
+    let store = open_store(args)?;
     let count = number(args, "--blocks")?;
     let seed = number(args, "--seed")?;
     if count == 0 {
@@ -384,7 +245,7 @@ async fn generate_cbor(args: &[String]) -> anyhow::Result<()> {
 
 /// Writes the DAG under `--root` from the store as a CARv1.
 async fn export(args: &[String]) -> anyhow::Result<()> {
-    let store = FileStore::open(Path::new(flag(args, "--store")?), args)?;
+    let store = open_store(args)?;
     let root: Cid = flag(args, "--root")?.parse().context("parsing --root")?;
     let out = flag(args, "--out")?;
     let file = std::fs::File::create(out).with_context(|| format!("creating {out}"))?;
@@ -410,7 +271,7 @@ async fn export(args: &[String]) -> anyhow::Result<()> {
 
 /// Stores every block of a CAR.
 async fn load(args: &[String]) -> anyhow::Result<()> {
-    let store = FileStore::open(Path::new(flag(args, "--store")?), args)?;
+    let store = open_store(args)?;
     let car = flag(args, "--car")?;
     let file = std::fs::File::open(car).with_context(|| format!("opening {car}"))?;
     let summary = dag_io::car::import(std::io::BufReader::new(file), &store)
@@ -422,7 +283,7 @@ async fn load(args: &[String]) -> anyhow::Result<()> {
 }
 
 async fn serve(args: &[String]) -> anyhow::Result<()> {
-    let store = Arc::new(FileStore::open(Path::new(flag(args, "--store")?), args)?);
+    let store = Arc::new(open_store(args)?);
     let mut swarm = new_swarm()?;
     let config = Config::default()
         .with_request_hook(RequestHook::new(|_, _, _| RequestDecision::validate()));
@@ -460,7 +321,7 @@ async fn serve(args: &[String]) -> anyhow::Result<()> {
 async fn request(args: &[String]) -> anyhow::Result<bool> {
     let mut peer_addr: Multiaddr = flag(args, "--peer")?.parse().context("parsing --peer")?;
     let root: Cid = flag(args, "--root")?.parse().context("parsing --root")?;
-    let store = Arc::new(FileStore::open(Path::new(flag(args, "--store")?), args)?);
+    let store = Arc::new(open_store(args)?);
     let Some(Protocol::P2p(peer)) = peer_addr.pop() else {
         bail!("--peer must end in /p2p/ID");
     };
@@ -504,7 +365,7 @@ async fn request(args: &[String]) -> anyhow::Result<bool> {
     let (blocks, bytes) = (stats.blocks_received, stats.bytes_received);
     // The node hands out the outcome only after the request's last put, so every received
     // block is on disk by now (`done` means the DAG is stored).
-    let written = store.puts_done.load(Ordering::Acquire);
+    let written = store.puts();
     if written < blocks {
         bail!("only {written} of the {blocks} received blocks were written at the outcome");
     }

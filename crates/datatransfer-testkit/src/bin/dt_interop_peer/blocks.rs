@@ -1,19 +1,20 @@
-//! The peer's block store: in memory, or one file per block under `--store DIR` (written to a
-//! temporary file, synced, then renamed, so that a SIGKILL loses no block the channel store
-//! counts as received), with the read delay of `--read-delay-after N:MS`; or, for the bench
-//! commands (`bench.rs`), one file per block in go-ds-flatfs's `next-to-last/2` layout, never
-//! synced: the layout and write path of the Go bench peers' `FileBlockstore`
-//! (`interop/go-peer/filestore.go`).
+//! The peer's block store: in memory, or one file per block ([`block_files::Store`]): under
+//! `--store DIR` in the durable layout (every file synced before its rename, so that a SIGKILL
+//! loses no block the channel store counts as received), with the read delay of
+//! `--read-delay-after N:MS`; or, for the bench commands (`bench.rs`), in go-ds-flatfs's
+//! `next-to-last/2` layout, never synced: the layout and write path of the Go bench peers'
+//! `FileBlockstore` (`interop/go-peer/filestore.go`). Reads run inline, puts on the store's
+//! writer threads (defaults of [`block_files::Config`]).
 //!
 //! The files rather than the `blockstore` crate's sled backend: opening that needs `sled` as a
 //! direct dependency, which `cargo xtask deps` allows only to `datatransfer-store`; a test peer
 //! does not justify widening that rule, and one file per block is as durable.
 
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use block_files::{Config, Layout, OpenError, Store};
 use blockstore::{Blockstore, InMemoryBlockstore};
 use cid::CidGeneric;
 
@@ -22,127 +23,19 @@ pub(crate) enum Backend {
     /// A fresh in-memory store.
     Memory(InMemoryBlockstore<64>),
     /// One file per block in a directory.
-    Files(FileBlocks),
-}
-
-/// How [`FileBlocks`] names and writes its files.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Layout {
-    /// `DIR/<cid>`, every write synced before its rename (`--store`: a SIGKILL loses nothing
-    /// counted as received).
-    Durable,
-    /// `DIR/<next-to-last two characters of the cid>/<cid>` (go-ds-flatfs's
-    /// `next-to-last/2`), never synced, and a block already there is not written again: the
-    /// store of `cargo xtask bench`, kept exactly as the Go bench peers keep theirs.
-    Sharded,
-}
-
-/// One file per block, named by the CID's string form; written to a temporary name and
-/// renamed; file operations on tokio's blocking threads.
-pub(crate) struct FileBlocks {
-    dir: PathBuf,
-    layout: Layout,
-    /// Distinguishes the temporary names of concurrent writes.
-    next_temp: AtomicU64,
+    Files(Store),
 }
 
 impl Backend {
     /// The durable block files of `dir` (created if missing).
-    pub(crate) fn files(dir: PathBuf) -> std::io::Result<Self> {
-        FileBlocks::open(dir, Layout::Durable).map(Backend::Files)
+    pub(crate) fn files(dir: PathBuf) -> Result<Self, OpenError> {
+        Store::open(dir, Layout::Durable, Config::default()).map(Backend::Files)
     }
 
     /// The `next-to-last/2` bench block files of `dir` (created if missing).
-    pub(crate) fn sharded(dir: PathBuf) -> std::io::Result<Self> {
-        FileBlocks::open(dir, Layout::Sharded).map(Backend::Files)
+    pub(crate) fn sharded(dir: PathBuf) -> Result<Self, OpenError> {
+        Store::open(dir, Layout::Sharded, Config::default()).map(Backend::Files)
     }
-}
-
-impl FileBlocks {
-    fn open(dir: PathBuf, layout: Layout) -> std::io::Result<Self> {
-        std::fs::create_dir_all(&dir)?;
-        Ok(FileBlocks {
-            dir,
-            layout,
-            next_temp: AtomicU64::new(0),
-        })
-    }
-
-    /// The file of a block.
-    fn path<const S: usize>(&self, cid: &CidGeneric<S>) -> PathBuf {
-        let key = cid.to_string();
-        match self.layout {
-            Layout::Durable => self.dir.join(key),
-            Layout::Sharded => self.dir.join(shard(&key)).join(key),
-        }
-    }
-
-    async fn get<const S: usize>(
-        &self,
-        cid: &CidGeneric<S>,
-    ) -> blockstore::Result<Option<Vec<u8>>> {
-        match tokio::fs::read(self.path(cid)).await {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(error) => Err(fatal(error)),
-        }
-    }
-
-    async fn has<const S: usize>(&self, cid: &CidGeneric<S>) -> blockstore::Result<bool> {
-        tokio::fs::try_exists(self.path(cid)).await.map_err(fatal)
-    }
-
-    async fn put_keyed<const S: usize>(
-        &self,
-        cid: &CidGeneric<S>,
-        data: &[u8],
-    ) -> blockstore::Result<()> {
-        let path = self.path(cid);
-        let dir = path.parent().unwrap_or(&self.dir).to_path_buf();
-        let n = self.next_temp.fetch_add(1, Ordering::Relaxed);
-        let temporary = dir.join(format!(".{cid}.{n}.tmp"));
-        let layout = self.layout;
-        // The trait lends the bytes; the blocking thread needs its own.
-        let data = data.to_vec();
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            if layout == Layout::Sharded {
-                if path.exists() {
-                    return Ok(());
-                }
-                std::fs::create_dir_all(&dir)?;
-            }
-            let mut file = std::fs::File::create(&temporary)?;
-            file.write_all(&data)?;
-            if layout == Layout::Durable {
-                file.sync_all()?;
-            }
-            std::fs::rename(&temporary, &path)
-        })
-        .await
-        .map_err(|error| blockstore::Error::ExecutorError(error.to_string()))?
-        .map_err(fatal)
-    }
-
-    async fn remove<const S: usize>(&self, cid: &CidGeneric<S>) -> blockstore::Result<()> {
-        match tokio::fs::remove_file(self.path(cid)).await {
-            Ok(()) => Ok(()),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(error) => Err(fatal(error)),
-        }
-    }
-}
-
-/// go-ds-flatfs's `next-to-last/2` shard of a key: its next-to-last two characters (`__` for
-/// a key shorter than three).
-fn shard(key: &str) -> &str {
-    key.len()
-        .checked_sub(3)
-        .and_then(|start| key.get(start..key.len() - 1))
-        .unwrap_or("__")
-}
-
-fn fatal(error: std::io::Error) -> blockstore::Error {
-    blockstore::Error::FatalDatabaseError(error.to_string())
 }
 
 /// The node's block store.
@@ -266,56 +159,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn block_files_survive_a_new_handle() -> anyhow::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let cid = raw(b"block")?;
-        let store = Backend::files(dir.path().join("blocks"))?;
-        assert_eq!(store.get(&cid).await?, None);
-        store.put_keyed(&cid, b"block").await?;
-        drop(store);
-        let again = Backend::files(dir.path().join("blocks"))?;
-        assert!(again.has(&cid).await?);
-        assert_eq!(again.get(&cid).await?, Some(b"block".to_vec()));
-        again.remove(&cid).await?;
-        assert_eq!(again.get(&cid).await?, None);
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn sharded_block_files_use_the_flatfs_layout_and_are_written_once() -> anyhow::Result<()>
-    {
+    async fn store_uses_the_durable_layout_and_bench_the_sharded_one() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let cid = raw(b"block")?;
         let key = cid.to_string();
-        let store = Backend::sharded(dir.path().join("blocks"))?;
-        assert_eq!(store.get(&cid).await?, None);
-        assert!(!store.has(&cid).await?);
-        store.put_keyed(&cid, b"block").await?;
-        // go-ds-flatfs's next-to-last/2: the shard is the key's next-to-last two characters.
+        let durable = Backend::files(dir.path().join("durable"))?;
+        let sharded = Backend::sharded(dir.path().join("sharded"))?;
+        for store in [&durable, &sharded] {
+            store.put_keyed(&cid, b"block").await?;
+            assert_eq!(store.get(&cid).await?, Some(b"block".to_vec()));
+        }
+        assert_eq!(
+            std::fs::read(dir.path().join("durable").join(&key))?,
+            b"block"
+        );
         let shard = &key[key.len() - 3..key.len() - 1];
-        let file = dir.path().join("blocks").join(shard).join(&key);
-        assert_eq!(std::fs::read(&file)?, b"block");
-        // A block already stored is not written again (the file keeps its bytes).
-        std::fs::write(&file, b"kept")?;
-        store.put_keyed(&cid, b"block").await?;
-        assert_eq!(store.get(&cid).await?, Some(b"kept".to_vec()));
-        // No temporary file is left beside it.
-        let names: Vec<_> = std::fs::read_dir(dir.path().join("blocks").join(shard))?
-            .map(|entry| entry.map(|entry| entry.file_name()))
-            .collect::<Result<_, _>>()?;
-        assert_eq!(names, vec![std::ffi::OsString::from(&key)]);
-        store.remove(&cid).await?;
-        assert!(!store.has(&cid).await?);
-        store.remove(&cid).await?;
+        assert_eq!(
+            std::fs::read(dir.path().join("sharded").join(shard).join(&key))?,
+            b"block"
+        );
         Ok(())
-    }
-
-    #[test]
-    fn shards_are_the_next_to_last_two_characters() {
-        assert_eq!(shard("bafkreiabcdefgxy"), "gx");
-        assert_eq!(shard("abc"), "ab");
-        assert_eq!(shard("ab"), "__");
-        assert_eq!(shard(""), "__");
     }
 
     #[tokio::test]

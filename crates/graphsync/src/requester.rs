@@ -670,6 +670,16 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Requester<P> {
             .map(|req| (&req.peer, req.buffered_bytes))
     }
 
+    /// Per running request (paused ones and those whose traversal is complete are left out,
+    /// as in [`Requester::buffered_bytes`]), its peer and the metadata entries it holds
+    /// buffered ahead of its traversal (at most [`Config::max_buffered_items`]).
+    pub fn buffered_items(&self) -> impl Iterator<Item = (&P, usize)> + '_ {
+        self.requests
+            .values()
+            .filter(|req| req.phase == Phase::Running && req.buffered_items > 0)
+            .map(|req| (&req.peer, req.buffered_items))
+    }
+
     /// The most block bytes one request has held buffered ahead of its traversal since this
     /// requester was made (never more than [`Config::max_buffered_bytes`]: beyond it the
     /// request fails).

@@ -371,3 +371,70 @@ async fn a_held_peer_does_not_hold_the_others() {
     let stats = requester.stats().await.expect("the node runs");
     assert!(stats.peak_buffered_bytes <= BOUND as u64, "{stats:?}");
 }
+
+/// Small blocks: the buffer's entry bound (`max_buffered_items`) is reached long before its
+/// byte bound, so the reading must pause on entries too. Before the fix the gate counted
+/// bytes only and the request failed with `BufferExceeded` on entries (a data-transfer pull of
+/// 100 000 dag-cbor blocks of ~150 bytes in `cargo xtask bench`, once the responder read its
+/// blocks inline: 65 536 entries buffered, under 10 MB).
+#[tokio::test]
+async fn many_small_blocks_pause_the_reading_on_the_entry_bound() {
+    /// Entries the requester may hold buffered ahead of a traversal.
+    const ENTRIES: usize = 256;
+    let dag = Dag::flat(600, 16, 46);
+    let store = SlowPuts::new();
+    let mut responder_swarm = memory_swarm();
+    let mut requester_swarm = memory_swarm();
+    connect(&mut responder_swarm, &mut requester_swarm, "/memory/0").await;
+    // Messages of at most 1 KiB of blocks (about 60 leaves): the bound holds the entries
+    // below the gate's threshold plus one message.
+    let responder = Node::spawn(
+        responder_swarm.behaviour(),
+        store_with(&dag.blocks).await,
+        Config {
+            responder: graphsync::responder::Config {
+                max_block_bytes_per_message: 1 << 10,
+                ..graphsync::responder::Config::default()
+            },
+            ..Config::default()
+        },
+    )
+    .expect("the responder starts");
+    let _validate = responder.register_incoming_request_hook(|_, _, actions| actions.validate());
+    let requester = Node::spawn(
+        requester_swarm.behaviour(),
+        store.clone(),
+        Config {
+            requester: requester::Config::default().with_max_buffered(ENTRIES, BOUND),
+            ..Config::default()
+        },
+    )
+    .expect("the requester starts");
+    let responder_id = *responder_swarm.local_peer_id();
+    drop(drive(responder_swarm));
+    drop(drive(requester_swarm));
+    // The traversal waits for each block's put: it goes at the store's pace.
+    let _hook = requester.register_incoming_block_hook(|_, _, _| {});
+
+    let handle = requester
+        .request(
+            responder_id,
+            dag.root,
+            Selector::explore_all_recursively(),
+            Extensions::new(),
+        )
+        .await
+        .expect("the request starts");
+    let (_, outcome) = finish(handle).await;
+    assert!(
+        matches!(&outcome, Ok(Outcome::Completed(completion)) if completion.missing.is_empty()),
+        "{outcome:?}"
+    );
+    let blocks = dag.flat_order().len();
+    assert_eq!(store.stored.load(Ordering::SeqCst), blocks);
+    assert_stored(&store.inner, &dag.blocks).await;
+    let stats = requester.stats().await.expect("the node runs");
+    // 600 blocks of 16 bytes never come near the byte bound: the entries paused the reading.
+    assert!(stats.peak_buffered_bytes < (BOUND / 2) as u64, "{stats:?}");
+    assert!(stats.reading_pauses > 0, "{stats:?}");
+}

@@ -641,13 +641,20 @@ impl Driver {
     }
 
     /// Tells each peer's read gate how many bytes its running requests hold buffered ahead
-    /// of their traversals (the gate holds the peer's readers above its high watermark).
+    /// of their traversals (the gate holds the peer's readers above its high watermark): the
+    /// block bytes, or the entries at their least weight when that is more (small blocks).
     fn update_gates(&mut self) {
         let mut now = std::mem::take(&mut self.ahead_now);
         now.clear();
         for (peer, bytes) in self.requester.buffered_bytes() {
             let sum = now.entry(*peer).or_insert(0);
             *sum = sum.saturating_add(bytes);
+        }
+        let entry_weight = self.config.entry_weight();
+        for (peer, items) in self.requester.buffered_items() {
+            let weight = items.saturating_mul(entry_weight);
+            let sum = now.entry(*peer).or_insert(0);
+            *sum = (*sum).max(weight);
         }
         for peer in self.ahead.keys() {
             if let Some(wire) = self.wires.get(peer).filter(|_| !now.contains_key(peer)) {
@@ -1356,9 +1363,10 @@ impl Driver {
     fn wire(&mut self, peer: PeerId) -> Arc<PeerWire> {
         let seeds = &self.seeds;
         let high = self.config.read_pause_threshold();
+        let entry_weight = self.config.entry_weight();
         self.wires
             .entry(peer)
-            .or_insert_with(|| Arc::new(PeerWire::new(seeds.hash_one(peer), high)))
+            .or_insert_with(|| Arc::new(PeerWire::new(seeds.hash_one(peer), high, entry_weight)))
             .clone()
     }
 

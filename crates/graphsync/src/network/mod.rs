@@ -246,6 +246,11 @@ pub struct Config {
     /// which stays as the last line of defence. Other peers are not held. Paused requests and
     /// requests whose traversal is complete are not counted (their buffers do not drain).
     /// Default `None`: half of [`requester::Config::max_buffered_bytes`] (16 MiB).
+    ///
+    /// Metadata entries count too: each one weighs at least
+    /// `max_buffered_bytes / max_buffered_items` bytes (512 with the defaults), so that with
+    /// small blocks the reading pauses before [`requester::Config::max_buffered_items`]
+    /// entries are buffered (at half of them with the defaults).
     pub pause_reading_above: Option<usize>,
     /// An incoming-request hook registered first when the node starts (the same as calling
     /// [`Node::register_incoming_request_hook`] right after [`Node::spawn`]). Default: `None`.
@@ -286,6 +291,12 @@ impl Config {
         self.pause_reading_above
             .unwrap_or(self.requester.max_buffered_bytes / 2)
             .max(1)
+    }
+
+    /// The least weight of one metadata entry in the read gate's count (see
+    /// [`Config::pause_reading_above`]).
+    fn entry_weight(&self) -> usize {
+        (self.requester.max_buffered_bytes / self.requester.max_buffered_items.max(1)).max(1)
     }
 
     /// This config with an incoming-request hook registered at start.

@@ -58,13 +58,13 @@ pub(super) struct PeerWire {
 }
 
 impl PeerWire {
-    /// The wire state of a new peer; its readers pause above `high` bytes ahead (see
-    /// [`ReadGate`]).
-    pub(super) fn new(seed: u64, high: usize) -> Self {
+    /// The wire state of a new peer; its readers pause above `high` bytes ahead, a metadata
+    /// entry weighing at least `entry_weight` bytes (see [`ReadGate`]).
+    pub(super) fn new(seed: u64, high: usize, entry_weight: usize) -> Self {
         PeerWire {
             ids: Mutex::new(PeerIds::new(seed)),
             preferred: AtomicU8::new(0),
-            gate: ReadGate::new(high),
+            gate: ReadGate::new(high, entry_weight),
         }
     }
 
@@ -117,6 +117,9 @@ impl PeerWire {
 /// the traversals' other needs (store calls, hook decisions) never pass a reader.
 pub(super) struct ReadGate {
     high: usize,
+    /// The least weight of one metadata entry: a message of many small blocks counts its
+    /// entries at this weight each (the requester's buffer bounds entries as well as bytes).
+    entry_weight: usize,
     low: usize,
     queued: AtomicUsize,
     ahead: AtomicUsize,
@@ -127,10 +130,11 @@ pub(super) struct ReadGate {
 }
 
 impl ReadGate {
-    fn new(high: usize) -> Self {
+    fn new(high: usize, entry_weight: usize) -> Self {
         let high = high.max(1);
         ReadGate {
             high,
+            entry_weight,
             low: high / 2,
             queued: AtomicUsize::new(0),
             ahead: AtomicUsize::new(0),
@@ -138,6 +142,15 @@ impl ReadGate {
             opened: Notify::new(),
             pauses: AtomicU64::new(0),
         }
+    }
+
+    /// What a message counts for: its block bytes, or its metadata entries at their least
+    /// weight when that is more.
+    fn weight(&self, message: &Message) -> usize {
+        let entries = message.responses.iter().fold(0usize, |sum, response| {
+            sum.saturating_add(response.metadata.len())
+        });
+        block_bytes(message).max(entries.saturating_mul(self.entry_weight))
     }
 
     /// A reader hands the driver a message with `bytes` of blocks.
@@ -433,7 +446,7 @@ pub(super) async fn read_stream(
         };
         match result {
             Ok(Some(message)) => {
-                let bytes = block_bytes(&message);
+                let bytes = wire.gate.weight(&message);
                 wire.gate.queue(bytes);
                 if driver
                     .send(Inbound::Message(peer, message, bytes))

@@ -283,6 +283,56 @@ fn memory_back_pressure_stops_a_peer_until_its_messages_are_sent() {
     assert_eq!(h.responder.memory(&ALICE), (0, 0));
 }
 
+/// Tiny blocks are bounded too: each queued entry costs more memory than its few bytes (its
+/// CID and bookkeeping), so a budget far above the DAG's bytes still stops the traversal.
+#[test]
+fn memory_back_pressure_counts_each_small_block_entry() {
+    let (root, blocks) = wide_dag(1000, 1);
+    let dag_bytes: usize = blocks.iter().map(|(_, data)| data.len()).sum();
+    let budget = 128 * KIB as u64;
+    assert!(
+        (dag_bytes as u64) < budget / 2,
+        "the DAG's bytes ({dag_bytes}) fit the budget"
+    );
+    let mut h = open_with(Config {
+        max_memory_per_peer: budget,
+        ..Config::default()
+    })
+    .with_blocks(blocks);
+    h.ack = false;
+    h.serve(ALICE, new_request(rid(1), root));
+    let loaded = h.metadata(ALICE, rid(1)).len();
+    assert!(
+        loaded < 500,
+        "the traversal stopped at the entry budget ({loaded} entries queued)"
+    );
+    assert!(h.responder.memory(&ALICE).1 <= budget);
+
+    h.ack = true;
+    loop {
+        let unacked: Vec<_> = h
+            .sent
+            .iter()
+            .filter(|t| t.peer == ALICE)
+            .map(|t| t.id)
+            .collect();
+        for id in unacked {
+            let _ = h.responder.handle_sent(&ALICE, id);
+        }
+        h.settle();
+        assert!(h.responder.memory(&ALICE).1 <= budget);
+        if h.flush().is_empty() {
+            break;
+        }
+    }
+    assert_eq!(h.metadata(ALICE, rid(1)).len(), 1001);
+    assert_eq!(
+        h.last_status(ALICE, rid(1)),
+        Some(ResponseStatus::RequestCompletedFull)
+    );
+    assert_eq!(h.responder.memory(&ALICE), (0, 0));
+}
+
 #[test]
 fn overall_memory_budget_throttles_every_peer() {
     let (root, blocks) = wide_dag(6, 300 * KIB);

@@ -22,6 +22,10 @@ const ENTRY_OVERHEAD: usize = 40;
 const METADATUM_OVERHEAD: usize = 8;
 /// Rough encoded size of one block entry beyond its data.
 const BLOCK_OVERHEAD: usize = 12;
+/// What a queued metadata entry costs in memory beyond its block's bytes (its CID, entry and
+/// block record), counted in the responder's memory bounds so that they bound a DAG of many
+/// small blocks too, not only its bytes.
+pub(super) const ENTRY_MEMORY: u64 = 256;
 
 /// One unit of work for one request: Go's responder transaction.
 #[derive(Debug)]
@@ -60,6 +64,17 @@ impl Transaction {
 
     pub(super) fn block_bytes(&self) -> u64 {
         self.block.as_ref().map_or(0, |(_, data)| data.len() as u64)
+    }
+
+    /// What this transaction holds in memory while queued or in flight, as the responder's
+    /// memory bounds count it: its block bytes plus [`ENTRY_MEMORY`] for a metadata entry.
+    pub(super) fn memory(&self) -> u64 {
+        let entry = if self.metadata.is_some() {
+            ENTRY_MEMORY
+        } else {
+            0
+        };
+        self.block_bytes() + entry
     }
 
     fn metadata_estimate(&self) -> usize {
@@ -109,6 +124,8 @@ struct Entry {
     blocks: Vec<(Cid, Bytes)>,
     block_bytes: u64,
     metadata_bytes: usize,
+    /// The sum of its transactions' [`Transaction::memory`].
+    memory: u64,
     records: Vec<BlockRecord>,
 }
 
@@ -122,6 +139,7 @@ impl Entry {
             extensions: Extensions::new(),
             blocks: Vec::new(),
             block_bytes: 0,
+            memory: 0,
             metadata_bytes: ENTRY_OVERHEAD,
             records: Vec::new(),
         }
@@ -131,6 +149,7 @@ impl Entry {
         let carries_data = txn.metadata.is_some() || txn.block.is_some();
         self.metadata_bytes += metadata_bytes;
         self.block_bytes += txn.block_bytes();
+        self.memory += txn.memory();
         if let Some(entry) = txn.metadata {
             self.metadata.push(entry);
         }
@@ -162,6 +181,8 @@ struct Builder {
     index: HashMap<RequestId, usize>,
     block_bytes: u64,
     metadata_bytes: usize,
+    /// The sum of its entries' memory.
+    memory: u64,
 }
 
 impl Builder {
@@ -190,7 +211,7 @@ impl Builder {
         }
         Built {
             message,
-            memory: self.block_bytes,
+            memory: self.memory,
             entries,
         }
     }
@@ -229,6 +250,7 @@ impl Outbox {
             .expect("a builder was just ensured");
         last.block_bytes += block_bytes;
         last.metadata_bytes += metadata_bytes;
+        last.memory += txn.memory();
         match last.index.get(&txn.id) {
             Some(position) => last.entries[*position].add(txn, metadata_bytes),
             None => {
@@ -266,13 +288,14 @@ impl Outbox {
             .count()
     }
 
-    /// Removes everything queued for one request instance; returns the block bytes freed.
+    /// Removes everything queued for one request instance; returns the memory freed (as
+    /// [`Transaction::memory`] counts it).
     pub(super) fn purge(&mut self, key: TaskKey) -> u64 {
         let mut freed = 0;
         for builder in &mut self.builders {
             builder.entries.retain(|entry| {
                 if entry.key == key {
-                    freed += entry.block_bytes;
+                    freed += entry.memory;
                     false
                 } else {
                     true
@@ -285,6 +308,7 @@ impl Outbox {
                 .map(|(position, entry)| (entry.id, position))
                 .collect();
             builder.block_bytes = builder.entries.iter().map(|entry| entry.block_bytes).sum();
+            builder.memory = builder.entries.iter().map(|entry| entry.memory).sum();
             builder.metadata_bytes = builder
                 .entries
                 .iter()

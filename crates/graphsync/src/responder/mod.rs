@@ -85,10 +85,11 @@ pub struct Config {
     pub max_requests: usize,
     /// Requests tracked in any state for one peer. Default: 500.
     pub max_requests_per_peer: usize,
-    /// Block bytes queued or in flight but not yet reported sent, all peers. Over it, no
-    /// traversal pulls more blocks. Default: 8 GiB.
+    /// Block bytes queued or in flight but not yet reported sent, all peers, each metadata
+    /// entry counting 256 bytes more (its CID and bookkeeping, so that many small blocks are
+    /// bounded as well as large ones). Over it, no traversal pulls more blocks. Default: 8 GiB.
     pub max_memory: u64,
-    /// The same bound per peer. Default: 32 MiB. A transaction whose block alone exceeds the
+    /// The same bound per peer (counted the same way). Default: 32 MiB. A transaction whose block alone exceeds the
     /// bound still goes out once nothing else of that peer is held.
     pub max_memory_per_peer: u64,
     /// Block bytes per message (Go's `maxBlockSize`); a larger single block gets a message of
@@ -926,7 +927,8 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Responder<P> {
         )
     }
 
-    /// Block bytes queued or in flight, not yet reported sent, all peers together.
+    /// Memory queued or in flight, not yet reported sent, all peers together: block bytes plus
+    /// the per-entry charge of [`Config::max_memory`].
     pub fn total_memory(&self) -> u64 {
         self.memory
     }
@@ -1228,7 +1230,7 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Responder<P> {
             pending.pause = true;
         }
         let peer = task.peer.clone();
-        if !self.fits(&peer, pending.txn.block_bytes()) {
+        if !self.fits(&peer, pending.txn.memory()) {
             self.task_mut(key).state = State::AwaitingMemory(pending);
             self.runnable.insert(key);
             return;
@@ -1318,7 +1320,7 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Responder<P> {
                         progressed = true;
                     }
                     State::AwaitingMemory(pending) => {
-                        if !self.fits(&peer, pending.txn.block_bytes()) {
+                        if !self.fits(&peer, pending.txn.memory()) {
                             continue;
                         }
                         self.runnable.remove(&key);
@@ -1353,7 +1355,8 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Responder<P> {
                 >= self.config.max_unsent_messages_per_peer
     }
 
-    /// Whether `size` more block bytes may be queued for `peer`.
+    /// Whether `size` more bytes of memory (as [`Config::max_memory`] counts it) may be queued
+    /// for `peer`.
     fn fits(&self, peer: &P, size: u64) -> bool {
         if size == 0 {
             return true;
@@ -1525,7 +1528,7 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Responder<P> {
             max_block_bytes: self.config.max_block_bytes_per_message,
             max_metadata_bytes: self.config.max_metadata_bytes_per_message,
         };
-        let size = txn.block_bytes();
+        let size = txn.memory();
         let state = self.peers.entry(peer.clone()).or_default();
         state.memory += size;
         self.memory += size;

@@ -22,10 +22,11 @@ const ENTRY_OVERHEAD: usize = 40;
 const METADATUM_OVERHEAD: usize = 8;
 /// Rough encoded size of one block entry beyond its data.
 const BLOCK_OVERHEAD: usize = 12;
-/// What a queued metadata entry costs in memory beyond its block's bytes (its CID, entry and
-/// block record), counted in the responder's memory bounds so that they bound a DAG of many
-/// small blocks too, not only its bytes.
-pub(super) const ENTRY_MEMORY: u64 = 256;
+/// What a queued metadata entry costs in memory beyond its block's bytes (its CID in the
+/// entry, the block list and the block record, the allocations' overhead), counted in the
+/// responder's memory bounds so that they bound a DAG of many small blocks too, not only its
+/// bytes.
+pub(super) const ENTRY_MEMORY: u64 = 512;
 
 /// One unit of work for one request: Go's responder transaction.
 #[derive(Debug)]

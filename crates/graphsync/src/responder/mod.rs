@@ -86,10 +86,12 @@ pub struct Config {
     /// Requests tracked in any state for one peer. Default: 500.
     pub max_requests_per_peer: usize,
     /// Block bytes queued or in flight but not yet reported sent, all peers, each metadata
-    /// entry counting 256 bytes more (its CID and bookkeeping, so that many small blocks are
-    /// bounded as well as large ones). Over it, no traversal pulls more blocks. Default: 8 GiB.
+    /// entry counting 512 bytes more (its CID and bookkeeping, so that many small blocks are
+    /// bounded as well as large ones). Over it, no traversal pulls more blocks. Default:
+    /// 256 MiB (go-graphsync's `MaxMemoryResponder`).
     pub max_memory: u64,
-    /// The same bound per peer (counted the same way). Default: 32 MiB. A transaction whose block alone exceeds the
+    /// The same bound per peer (counted the same way). Default: 16 MiB (go-graphsync's
+    /// `MaxMemoryPerPeerResponder`). A transaction whose block alone exceeds the
     /// bound still goes out once nothing else of that peer is held.
     pub max_memory_per_peer: u64,
     /// Block bytes per message (Go's `maxBlockSize`); a larger single block gets a message of
@@ -123,8 +125,8 @@ impl Default for Config {
             max_in_progress_per_peer: 20,
             max_requests: 10_000,
             max_requests_per_peer: 500,
-            max_memory: 8 << 30,
-            max_memory_per_peer: 32 << 20,
+            max_memory: 256 << 20,
+            max_memory_per_peer: 16 << 20,
             max_block_bytes_per_message: 512 << 10,
             max_metadata_bytes_per_message: 1 << 20,
             max_unsent_messages_per_peer: 64,

@@ -367,10 +367,19 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
         ceiling
     );
 
-    let receive = options
-        .receive_parent(&work)
-        .join(format!("dtx-bench-receive-{}", std::process::id()));
-    println!("bench: requesters write into {}", receive.display());
+    let receive_parent = options.receive_parent(&work);
+    let receive = receive_parent.join(format!("dtx-bench-receive-{}", std::process::id()));
+    let receive_fs = cmd::output(
+        Command::new("stat")
+            .args(["-f", "-c", "%T"])
+            .arg(&receive_parent),
+    )
+    .map(|out| out.trim().to_owned())
+    .unwrap_or_else(|_| "unknown".to_owned());
+    println!(
+        "bench: requesters write into {} ({receive_fs})",
+        receive.display()
+    );
     let mut results: Vec<(Key, Run)> = Vec::new();
     // A failed transfer is reported (printed, and as a line under the table) and the run goes
     // on, so that one failing pair does not cost the figures of all the others.
@@ -485,17 +494,20 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
             .unwrap_or_else(|_| "unknown date".to_owned());
         let section = format!(
             "{BEGIN_MARKER}\nMeasured {date} at commit {commit}{} with `cargo xtask bench` \
-             (median of {} run(s) per row; on a 2-core machine, load average {} before and {} \
+             (median of {} run(s) per row; on a {}-core machine, load average {} before and {} \
              after the run; other engineers' builds were running unless the load says \
-             otherwise).\n\n{table}\n{targets}\n{timing}\n{END_MARKER}",
+             otherwise). The requesters wrote their blocks under {} ({receive_fs}).\n\n{table}\n\
+             {targets}\n{timing}\n{END_MARKER}",
             if dirty {
                 " (with uncommitted changes)"
             } else {
                 ""
             },
             options.runs,
+            std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
             load_before,
             load_after,
+            receive_parent.display(),
         );
         let path = root.join("docs/benchmarks.md");
         let old = std::fs::read_to_string(&path)

@@ -1992,12 +1992,17 @@ impl Engine {
         }
     }
 
+    /// Queues a snapshot of the channel, unless the last queued event is the same snapshot
+    /// (compared in place: a state is cloned once per snapshot, which is once or twice per
+    /// block).
     fn snapshot(&mut self, channel: &ChannelId) {
-        if let Some(state) = self.channel(channel) {
+        let Some(state) = self.channel(channel) else {
+            return;
+        };
+        let repeated = matches!(self.events.back(), Some(Event::Snapshot(last)) if last == state);
+        if !repeated {
             let state = state.clone();
-            if self.events.back() != Some(&Event::Snapshot(state.clone())) {
-                self.events.push_back(Event::Snapshot(state));
-            }
+            self.events.push_back(Event::Snapshot(state));
         }
     }
 }

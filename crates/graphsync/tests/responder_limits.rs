@@ -224,6 +224,30 @@ fn wide_dag(count: usize, size: usize) -> (Cid, Vec<(Cid, bytes::Bytes)>) {
     (root.0, blocks)
 }
 
+/// Reports every message sent to `peer` so far as written, then runs the responder with
+/// every later message acknowledged until nothing more goes out; returns `peer`'s largest
+/// memory figure meanwhile.
+fn ack_and_finish(h: &mut Harness, peer: Peer) -> u64 {
+    let unacked: Vec<_> = h
+        .sent
+        .iter()
+        .filter(|t| t.peer == peer)
+        .map(|t| t.id)
+        .collect();
+    for id in unacked {
+        h.responder.handle_sent(&peer, id).expect("in flight");
+    }
+    h.ack = true;
+    let mut peak = 0;
+    loop {
+        h.settle();
+        peak = peak.max(h.responder.memory(&peer).1);
+        if h.flush().is_empty() {
+            return peak;
+        }
+    }
+}
+
 #[test]
 fn memory_back_pressure_stops_a_peer_until_its_messages_are_sent() {
     let (root, blocks) = wide_dag(10, 300 * KIB);
@@ -257,23 +281,7 @@ fn memory_back_pressure_stops_a_peer_until_its_messages_are_sent() {
     assert_eq!(h.metadata(ALICE, rid(1)).len(), loaded, "alice still waits");
 
     // Reporting alice's messages sent frees memory and the traversal goes on.
-    let unacked: Vec<_> = h
-        .sent
-        .iter()
-        .filter(|t| t.peer == ALICE)
-        .map(|t| t.id)
-        .collect();
-    let mut peak = 0;
-    for id in unacked {
-        h.responder.handle_sent(&ALICE, id).expect("in flight");
-    }
-    loop {
-        h.settle();
-        peak = peak.max(h.responder.memory(&ALICE).1);
-        if h.flush().is_empty() {
-            break;
-        }
-    }
+    let peak = ack_and_finish(&mut h, ALICE);
     assert!(peak <= budget);
     assert_eq!(h.metadata(ALICE, rid(1)).len(), 11);
     assert_eq!(
@@ -308,23 +316,8 @@ fn memory_back_pressure_counts_each_small_block_entry() {
     );
     assert!(h.responder.memory(&ALICE).1 <= budget);
 
-    h.ack = true;
-    loop {
-        let unacked: Vec<_> = h
-            .sent
-            .iter()
-            .filter(|t| t.peer == ALICE)
-            .map(|t| t.id)
-            .collect();
-        for id in unacked {
-            let _ = h.responder.handle_sent(&ALICE, id);
-        }
-        h.settle();
-        assert!(h.responder.memory(&ALICE).1 <= budget);
-        if h.flush().is_empty() {
-            break;
-        }
-    }
+    let peak = ack_and_finish(&mut h, ALICE);
+    assert!(peak <= budget);
     assert_eq!(h.metadata(ALICE, rid(1)).len(), 1001);
     assert_eq!(
         h.last_status(ALICE, rid(1)),

@@ -8,22 +8,17 @@
 
 mod net_support;
 
-use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use blockstore::Blockstore;
-use cid::Cid;
 use graphsync::Extensions;
-use graphsync::network::{Config, HookHandle, Node, RequestEvent};
-use graphsync::requester::{self, Outcome};
-use ipld_selector::Selector;
-use libp2p::PeerId;
+use graphsync::network::{Config, Node, RequestEvent};
+use graphsync::requester;
 use net_support::{
-    Dag, Store, assert_stored, bounded, connect, drive, finish, memory_swarm, store_with,
+    Dag, SlowPuts, assert_complete, assert_stored, bounded, connect, drive, finish, memory_swarm,
+    nodes_with, request_all, validating_responder,
 };
-use tokio::sync::Notify;
 
 /// Leaves of the DAG.
 const LEAVES: usize = 128;
@@ -34,121 +29,8 @@ const LEAF_SIZE: usize = 64 << 10;
 /// The requester's per-request buffer bound, an eighth of the DAG.
 const BOUND: usize = 1 << 20;
 
-/// A requester store whose every put takes a while (a store that syncs each block), and
-/// whose puts of the held CIDs wait until [`SlowPuts::release`].
-struct SlowPuts {
-    inner: Store,
-    delay: Duration,
-    /// Puts finished.
-    stored: AtomicUsize,
-    held: Mutex<HashSet<Cid>>,
-    released: Notify,
-}
-
-impl SlowPuts {
-    fn new() -> Arc<SlowPuts> {
-        Arc::new(SlowPuts {
-            inner: Store::new(),
-            delay: Duration::from_millis(2),
-            stored: AtomicUsize::new(0),
-            held: Mutex::new(HashSet::new()),
-            released: Notify::new(),
-        })
-    }
-
-    fn hold(&self, cids: impl IntoIterator<Item = Cid>) {
-        self.held.lock().expect("not poisoned").extend(cids);
-    }
-
-    fn release(&self) {
-        self.held.lock().expect("not poisoned").clear();
-        self.released.notify_waiters();
-    }
-}
-
-impl Blockstore for SlowPuts {
-    async fn get<const S: usize>(
-        &self,
-        cid: &cid::CidGeneric<S>,
-    ) -> blockstore::Result<Option<Vec<u8>>> {
-        self.inner.get(cid).await
-    }
-
-    async fn put_keyed<const S: usize>(
-        &self,
-        cid: &cid::CidGeneric<S>,
-        data: &[u8],
-    ) -> blockstore::Result<()> {
-        let key = Cid::try_from(cid.to_bytes()).expect("a valid cid");
-        loop {
-            let released = self.released.notified();
-            if !self.held.lock().expect("not poisoned").contains(&key) {
-                break;
-            }
-            released.await;
-        }
-        tokio::time::sleep(self.delay).await;
-        self.inner.put_keyed(cid, data).await?;
-        self.stored.fetch_add(1, Ordering::SeqCst);
-        Ok(())
-    }
-
-    async fn remove<const S: usize>(&self, cid: &cid::CidGeneric<S>) -> blockstore::Result<()> {
-        self.inner.remove(cid).await
-    }
-
-    async fn close(self) -> blockstore::Result<()> {
-        Ok(())
-    }
-}
-
-/// A responder serving `blocks` and a requester storing into a [`SlowPuts`] store, with
-/// [`BOUND`] bytes of buffer per request, connected over the memory transport.
-struct Nodes {
-    requester: Node,
-    /// Kept so that the responder runs and validates.
-    _responder: (Node, HookHandle),
-    responder_id: PeerId,
-    store: Arc<SlowPuts>,
-}
-
-async fn nodes(blocks: &[(Cid, Vec<u8>)]) -> Nodes {
-    let store = SlowPuts::new();
-    let mut responder_swarm = memory_swarm();
-    let mut requester_swarm = memory_swarm();
-    connect(&mut responder_swarm, &mut requester_swarm, "/memory/0").await;
-    let responder = serve(&responder_swarm, blocks).await;
-    let requester = Node::spawn(
-        requester_swarm.behaviour(),
-        store.clone(),
-        requester_config(),
-    )
-    .expect("the requester starts");
-    let responder_id = *responder_swarm.local_peer_id();
-    drop(drive(responder_swarm));
-    drop(drive(requester_swarm));
-    Nodes {
-        requester,
-        _responder: responder,
-        responder_id,
-        store,
-    }
-}
-
-/// A responder node on `swarm` serving `blocks`, validating every request.
-async fn serve(
-    swarm: &libp2p::Swarm<graphsync::network::Behaviour>,
-    blocks: &[(Cid, Vec<u8>)],
-) -> (Node, HookHandle) {
-    let responder = Node::spawn(
-        swarm.behaviour(),
-        store_with(blocks).await,
-        Config::default(),
-    )
-    .expect("the responder starts");
-    let validate = responder.register_incoming_request_hook(|_, _, actions| actions.validate());
-    (responder, validate)
-}
+/// How long each put of the requester's store takes (a store that syncs each block).
+const PUT_DELAY: Duration = Duration::from_millis(2);
 
 /// The requester's config: [`BOUND`] bytes of buffer per request.
 fn requester_config() -> Config {
@@ -161,12 +43,14 @@ fn requester_config() -> Config {
 #[tokio::test]
 async fn a_traversal_slower_than_the_network_slows_the_responder_instead_of_failing() {
     let dag = Dag::flat(LEAVES, LEAF_SIZE, 41);
-    let Nodes {
-        requester,
-        responder_id,
-        store,
-        _responder: _running,
-    } = nodes(&dag.blocks).await;
+    let store = SlowPuts::delayed(PUT_DELAY);
+    let (requester, responder_id, _running) = nodes_with(
+        &dag.blocks,
+        Config::default(),
+        store.clone(),
+        requester_config(),
+    )
+    .await;
     // With a block hook the traversal waits for each block's put (as Go stores a block
     // before it runs the hooks): the traversal goes at the store's pace.
     let hooked = Arc::new(AtomicUsize::new(0));
@@ -175,22 +59,11 @@ async fn a_traversal_slower_than_the_network_slows_the_responder_instead_of_fail
         counted.fetch_add(1, Ordering::SeqCst);
     });
 
-    let handle = requester
-        .request(
-            responder_id,
-            dag.root,
-            Selector::explore_all_recursively(),
-            Extensions::new(),
-        )
-        .await
-        .expect("the request starts");
+    let handle = request_all(&requester, responder_id, dag.root, "the request").await;
     let (_, outcome) = finish(handle).await;
-    assert!(
-        matches!(&outcome, Ok(Outcome::Completed(completion)) if completion.missing.is_empty()),
-        "{outcome:?}"
-    );
+    assert_complete(&outcome);
     let blocks = dag.flat_order().len();
-    assert_eq!(store.stored.load(Ordering::SeqCst), blocks);
+    assert_eq!(store.finished(), blocks);
     assert_eq!(hooked.load(Ordering::SeqCst), blocks);
     assert_stored(&store.inner, &dag.blocks).await;
     let stats = requester.stats().await.expect("the node runs");
@@ -214,12 +87,14 @@ async fn a_request_paused_while_the_reading_is_held_does_not_hold_the_peer() {
     let second = Dag::flat(LEAVES / 4, LEAF_SIZE, 43);
     let mut blocks = first.blocks.clone();
     blocks.extend(second.blocks.iter().cloned());
-    let Nodes {
-        requester,
-        responder_id,
-        store,
-        _responder: _running,
-    } = nodes(&blocks).await;
+    let store = SlowPuts::delayed(PUT_DELAY);
+    let (requester, responder_id, _running) = nodes_with(
+        &blocks,
+        Config::default(),
+        store.clone(),
+        requester_config(),
+    )
+    .await;
     // The first request pauses at its 40th load: by then the responder has sent more than
     // the gate lets wait (the traversal goes at the store's pace), so the reading is held.
     let _hook = requester.register_incoming_block_hook(move |_, block, actions| {
@@ -228,15 +103,7 @@ async fn a_request_paused_while_the_reading_is_held_does_not_hold_the_peer() {
             actions.pause();
         }
     });
-    let mut paused = requester
-        .request(
-            responder_id,
-            first.root,
-            Selector::explore_all_recursively(),
-            Extensions::new(),
-        )
-        .await
-        .expect("the first request starts");
+    let mut paused = request_all(&requester, responder_id, first.root, "the first request").await;
     let paused_id = paused.id();
     bounded("the first request to pause", async {
         loop {
@@ -258,20 +125,9 @@ async fn a_request_paused_while_the_reading_is_held_does_not_hold_the_peer() {
         "the reading was never held: the pause tests nothing"
     );
 
-    let other = requester
-        .request(
-            responder_id,
-            second.root,
-            Selector::explore_all_recursively(),
-            Extensions::new(),
-        )
-        .await
-        .expect("the second request starts");
+    let other = request_all(&requester, responder_id, second.root, "the second request").await;
     let (_, outcome) = finish(other).await;
-    assert!(
-        matches!(&outcome, Ok(Outcome::Completed(completion)) if completion.missing.is_empty()),
-        "{outcome:?}"
-    );
+    assert_complete(&outcome);
     assert_stored(&store.inner, &second.blocks).await;
 
     requester
@@ -279,10 +135,7 @@ async fn a_request_paused_while_the_reading_is_held_does_not_hold_the_peer() {
         .await
         .expect("the first request resumes");
     let (_, outcome) = finish(paused).await;
-    assert!(
-        matches!(&outcome, Ok(Outcome::Completed(completion)) if completion.missing.is_empty()),
-        "{outcome:?}"
-    );
+    assert_complete(&outcome);
     assert_stored(&store.inner, &first.blocks).await;
     let stats = requester.stats().await.expect("the node runs");
     assert!(stats.peak_buffered_bytes <= BOUND as u64, "{stats:?}");
@@ -296,7 +149,7 @@ async fn a_request_paused_while_the_reading_is_held_does_not_hold_the_peer() {
 async fn a_held_peer_does_not_hold_the_others() {
     let held_dag = Dag::flat(LEAVES, LEAF_SIZE, 44);
     let free_dag = Dag::flat(LEAVES / 4, LEAF_SIZE, 45);
-    let store = SlowPuts::new();
+    let store = SlowPuts::delayed(PUT_DELAY);
     // The first leaf's put waits: the traversal of the held DAG stops there.
     store.hold(held_dag.flat_order().get(1).copied());
     let mut requester_swarm = memory_swarm();
@@ -304,8 +157,8 @@ async fn a_held_peer_does_not_hold_the_others() {
     let mut free_swarm = memory_swarm();
     connect(&mut held_swarm, &mut requester_swarm, "/memory/0").await;
     connect(&mut free_swarm, &mut requester_swarm, "/memory/0").await;
-    let _held = serve(&held_swarm, &held_dag.blocks).await;
-    let _free = serve(&free_swarm, &free_dag.blocks).await;
+    let _held = validating_responder(&held_swarm, &held_dag.blocks, Config::default()).await;
+    let _free = validating_responder(&free_swarm, &free_dag.blocks, Config::default()).await;
     let requester = Node::spawn(
         requester_swarm.behaviour(),
         store.clone(),
@@ -320,15 +173,7 @@ async fn a_held_peer_does_not_hold_the_others() {
     drop(drive(free_swarm));
     drop(drive(requester_swarm));
 
-    let held = requester
-        .request(
-            held_id,
-            held_dag.root,
-            Selector::explore_all_recursively(),
-            Extensions::new(),
-        )
-        .await
-        .expect("the held request starts");
+    let held = request_all(&requester, held_id, held_dag.root, "the held request").await;
     bounded("the held peer's reading to pause", async {
         while requester
             .stats()
@@ -342,31 +187,17 @@ async fn a_held_peer_does_not_hold_the_others() {
     })
     .await;
 
-    let free = requester
-        .request(
-            free_id,
-            free_dag.root,
-            Selector::explore_all_recursively(),
-            Extensions::new(),
-        )
-        .await
-        .expect("the free request starts");
+    let free = request_all(&requester, free_id, free_dag.root, "the free request").await;
     let (_, outcome) = finish(free).await;
-    assert!(
-        matches!(&outcome, Ok(Outcome::Completed(completion)) if completion.missing.is_empty()),
-        "{outcome:?}"
-    );
+    assert_complete(&outcome);
     assert_stored(&store.inner, &free_dag.blocks).await;
     let stats = requester.stats().await.expect("the node runs");
     // The held request still runs (before the fix it failed with BufferExceeded).
     assert_eq!(stats.outgoing_requests.active, 1, "{stats:?}");
 
-    store.release();
+    store.release_held();
     let (_, outcome) = finish(held).await;
-    assert!(
-        matches!(&outcome, Ok(Outcome::Completed(completion)) if completion.missing.is_empty()),
-        "{outcome:?}"
-    );
+    assert_complete(&outcome);
     assert_stored(&store.inner, &held_dag.blocks).await;
     let stats = requester.stats().await.expect("the node runs");
     assert!(stats.peak_buffered_bytes <= BOUND as u64, "{stats:?}");
@@ -382,56 +213,35 @@ async fn many_small_blocks_pause_the_reading_on_the_entry_bound() {
     /// Entries the requester may hold buffered ahead of a traversal.
     const ENTRIES: usize = 256;
     let dag = Dag::flat(600, 16, 46);
-    let store = SlowPuts::new();
-    let mut responder_swarm = memory_swarm();
-    let mut requester_swarm = memory_swarm();
-    connect(&mut responder_swarm, &mut requester_swarm, "/memory/0").await;
+    let store = SlowPuts::delayed(PUT_DELAY);
     // Messages of at most 1 KiB of blocks (about 60 leaves): the bound holds the entries
     // below the gate's threshold plus one message.
-    let responder = Node::spawn(
-        responder_swarm.behaviour(),
-        store_with(&dag.blocks).await,
-        Config {
-            responder: graphsync::responder::Config {
-                max_block_bytes_per_message: 1 << 10,
-                ..graphsync::responder::Config::default()
-            },
-            ..Config::default()
+    let responder_config = Config {
+        responder: graphsync::responder::Config {
+            max_block_bytes_per_message: 1 << 10,
+            ..graphsync::responder::Config::default()
         },
-    )
-    .expect("the responder starts");
-    let _validate = responder.register_incoming_request_hook(|_, _, actions| actions.validate());
-    let requester = Node::spawn(
-        requester_swarm.behaviour(),
+        ..Config::default()
+    };
+    let requester_config = Config {
+        requester: requester::Config::default().with_max_buffered(ENTRIES, BOUND),
+        ..Config::default()
+    };
+    let (requester, responder_id, _running) = nodes_with(
+        &dag.blocks,
+        responder_config,
         store.clone(),
-        Config {
-            requester: requester::Config::default().with_max_buffered(ENTRIES, BOUND),
-            ..Config::default()
-        },
+        requester_config,
     )
-    .expect("the requester starts");
-    let responder_id = *responder_swarm.local_peer_id();
-    drop(drive(responder_swarm));
-    drop(drive(requester_swarm));
+    .await;
     // The traversal waits for each block's put: it goes at the store's pace.
     let _hook = requester.register_incoming_block_hook(|_, _, _| {});
 
-    let handle = requester
-        .request(
-            responder_id,
-            dag.root,
-            Selector::explore_all_recursively(),
-            Extensions::new(),
-        )
-        .await
-        .expect("the request starts");
+    let handle = request_all(&requester, responder_id, dag.root, "the request").await;
     let (_, outcome) = finish(handle).await;
-    assert!(
-        matches!(&outcome, Ok(Outcome::Completed(completion)) if completion.missing.is_empty()),
-        "{outcome:?}"
-    );
+    assert_complete(&outcome);
     let blocks = dag.flat_order().len();
-    assert_eq!(store.stored.load(Ordering::SeqCst), blocks);
+    assert_eq!(store.finished(), blocks);
     assert_stored(&store.inner, &dag.blocks).await;
     let stats = requester.stats().await.expect("the node runs");
     // 600 blocks of 16 bytes never come near the byte bound: the entries paused the reading.

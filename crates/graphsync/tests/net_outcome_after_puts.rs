@@ -10,11 +10,8 @@ mod net_support;
 use std::time::Duration;
 
 use blockstore::Blockstore;
-use graphsync::Extensions;
-use graphsync::network::{Config, Node};
-use graphsync::requester::Outcome;
-use ipld_selector::Selector;
-use net_support::{Dag, Gated, bounded, connect, drive, memory_swarm, received, store_with};
+use graphsync::network::Config;
+use net_support::{Dag, Gated, assert_complete, bounded, nodes_with, received, request_all};
 
 /// How long the test leaves a driver that ignores held puts to hand out the outcome early.
 const EARLY_OUTCOME_WINDOW: Duration = Duration::from_millis(300);
@@ -23,39 +20,20 @@ const EARLY_OUTCOME_WINDOW: Duration = Duration::from_millis(300);
 async fn the_outcome_comes_after_the_last_put_of_the_request() {
     // More blocks than store tasks: some puts wait in the driver, not only in the store.
     let dag = Dag::flat(40, 1_000, 9);
-    let mut responder_swarm = memory_swarm();
-    let mut requester_swarm = memory_swarm();
-    connect(&mut responder_swarm, &mut requester_swarm, "/memory/0").await;
-    let responder = Node::spawn(
-        responder_swarm.behaviour(),
-        store_with(&dag.blocks).await,
-        Config::default(),
-    )
-    .expect("the responder starts");
-    let _validate = responder.register_incoming_request_hook(|_, _, actions| actions.validate());
     let store = Gated::puts_held();
-    let requester = Node::spawn(
-        requester_swarm.behaviour(),
+    let requester_config = Config {
+        max_store_tasks: 8,
+        ..Config::default()
+    };
+    let (requester, responder_id, _responder) = nodes_with(
+        &dag.blocks,
+        Config::default(),
         store.clone(),
-        Config {
-            max_store_tasks: 8,
-            ..Config::default()
-        },
+        requester_config,
     )
-    .expect("the requester starts");
-    let responder_id = *responder_swarm.local_peer_id();
-    let _responder_swarm = drive(responder_swarm);
-    let _requester_swarm = drive(requester_swarm);
+    .await;
 
-    let mut handle = requester
-        .request(
-            responder_id,
-            dag.root,
-            Selector::explore_all_recursively(),
-            Extensions::new(),
-        )
-        .await
-        .expect("the request starts");
+    let mut handle = request_all(&requester, responder_id, dag.root, "the request").await;
     let reader = {
         let store = store.clone();
         let blocks = dag.blocks.clone();
@@ -84,10 +62,7 @@ async fn the_outcome_comes_after_the_last_put_of_the_request() {
     let (events, outcome, stored) = bounded("the outcome", reader)
         .await
         .expect("the reader task ran");
-    assert!(
-        matches!(outcome, Ok(Outcome::Completed(ref completion)) if completion.missing.is_empty()),
-        "{outcome:?}"
-    );
+    assert_complete(&outcome);
     assert_eq!(received(&events), dag.flat_order());
     assert_eq!(
         stored,

@@ -17,8 +17,8 @@ use ipld_dagcbor::Node as Ipld;
 use ipld_selector::Selector;
 use libp2p::PeerId;
 use net_support::{
-    Dag, Gated, Pair, Store, assert_stored, bounded, connect, finish, memory_swarm, pair,
-    pair_with, received, start, store_with, tcp_swarm, wire_sizes,
+    Dag, Gated, Pair, Store, assert_stored, bounded, connect, finish, memory_swarm, nodes_with,
+    pair, pair_with, received, start, store_with, tcp_swarm, wire_sizes,
 };
 
 fn all() -> Selector {
@@ -1177,36 +1177,25 @@ async fn a_terminal_status_that_never_comes_ends_the_request_after_the_timeout()
 #[tokio::test]
 async fn cancel_with_puts_waiting_for_a_slot_returns_once_the_running_put_is_done() {
     let dag = Dag::tree(37);
-    let mut responder_swarm = memory_swarm();
-    let mut requester_swarm = memory_swarm();
-    connect(&mut responder_swarm, &mut requester_swarm, "/memory/0").await;
-    let responder = Node::spawn(
-        responder_swarm.behaviour(),
-        store_with(&dag.blocks).await,
+    // One store task: the first put holds it, the other verified blocks wait in the driver.
+    let store = Gated::puts_held();
+    let requester_config = Config {
+        max_store_tasks: 1,
+        ..Config::default()
+    };
+    let (requester, responder_id, responder) = nodes_with(
+        &dag.blocks,
         Config::default(),
+        store.clone(),
+        requester_config,
     )
-    .expect("the responder starts");
-    let _validate = responder.register_incoming_request_hook(|_, _, actions| actions.validate());
+    .await;
     // Paused after three blocks, so the request is still running when it is cancelled.
     let _pause = responder.register_outgoing_block_hook(|_, _, record, actions| {
         if record.index == 3 {
             actions.pause();
         }
     });
-    // One store task: the first put holds it, the other verified blocks wait in the driver.
-    let store = Gated::puts_held();
-    let requester = Node::spawn(
-        requester_swarm.behaviour(),
-        store.clone(),
-        Config {
-            max_store_tasks: 1,
-            ..Config::default()
-        },
-    )
-    .expect("the requester starts");
-    let responder_id = *responder_swarm.local_peer_id();
-    let _responder_swarm = net_support::drive(responder_swarm);
-    let _requester_swarm = net_support::drive(requester_swarm);
     let handle = requester
         .request(responder_id, dag.root, all(), Extensions::new())
         .await

@@ -1,25 +1,27 @@
 //! Helpers of the two-node tests: swarms on the memory transport (and loopback TCP), DAG
-//! builders, gated stores and bounded waits.
+//! builders, gated and slow stores, node set-up and bounded waits.
 
 #![allow(dead_code)]
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use blockstore::{Blockstore, InMemoryBlockstore};
 use cid::Cid;
 use futures::StreamExt;
-use graphsync::CidPrefix;
 use graphsync::network::{Behaviour, Config, Node, NodeError, RequestEvent, RequestHandle};
 use graphsync::requester::Outcome;
+use graphsync::{CidPrefix, Extensions};
 use ipld_dagcbor::Node as Ipld;
+use ipld_selector::Selector;
 use libp2p::core::transport::MemoryTransport;
 use libp2p::core::upgrade::Version;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, Transport, identity, noise, tcp, yamux};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 /// Upper bound for any wait; only reached when a test fails.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(20);
@@ -233,6 +235,137 @@ impl Blockstore for Gated {
     }
 }
 
+/// A requester store whose puts can be slowed, held or metered (a slow or stalled disk),
+/// counting the puts started and finished. A put, in order: counts as started; waits while
+/// its CID is held ([`SlowPuts::hold`], until [`SlowPuts::release_held`]); when metered,
+/// waits for a permit ([`SlowPuts::allow`]); sleeps the delay, if any; stores; counts as
+/// finished.
+pub(crate) struct SlowPuts {
+    pub(crate) inner: Store,
+    delay: Duration,
+    held: Mutex<HashSet<Cid>>,
+    released: Notify,
+    /// Set when each put takes a permit.
+    permits: Option<Semaphore>,
+    /// Puts started (waiting or done).
+    started: AtomicUsize,
+    /// Puts finished.
+    finished: AtomicUsize,
+    /// Blocks whose put has finished.
+    stored: Mutex<HashSet<Cid>>,
+}
+
+impl SlowPuts {
+    fn with(delay: Duration, permits: Option<Semaphore>) -> Arc<SlowPuts> {
+        Arc::new(SlowPuts {
+            inner: Store::new(),
+            delay,
+            held: Mutex::new(HashSet::new()),
+            released: Notify::new(),
+            permits,
+            started: AtomicUsize::new(0),
+            finished: AtomicUsize::new(0),
+            stored: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// An empty store whose every put takes `delay` (a store that syncs each block).
+    pub(crate) fn delayed(delay: Duration) -> Arc<SlowPuts> {
+        SlowPuts::with(delay, None)
+    }
+
+    /// An empty store whose puts finish only as the test allows them ([`SlowPuts::allow`]).
+    pub(crate) fn metered() -> Arc<SlowPuts> {
+        SlowPuts::with(Duration::ZERO, Some(Semaphore::new(0)))
+    }
+
+    /// Makes the puts of `cids` wait until [`SlowPuts::release_held`].
+    pub(crate) fn hold(&self, cids: impl IntoIterator<Item = Cid>) {
+        self.held.lock().expect("not poisoned").extend(cids);
+    }
+
+    /// Lets the held puts, and later puts of the same CIDs, go on.
+    pub(crate) fn release_held(&self) {
+        self.held.lock().expect("not poisoned").clear();
+        self.released.notify_waiters();
+    }
+
+    /// Lets `puts` more puts of a metered store finish.
+    pub(crate) fn allow(&self, puts: usize) {
+        self.permits
+            .as_ref()
+            .expect("allow is only called on a metered store")
+            .add_permits(puts);
+    }
+
+    /// Puts finished.
+    pub(crate) fn finished(&self) -> usize {
+        self.finished.load(Ordering::SeqCst)
+    }
+
+    /// Whether the put of `cid` has finished.
+    pub(crate) fn is_stored(&self, cid: &Cid) -> bool {
+        self.stored.lock().expect("not poisoned").contains(cid)
+    }
+
+    /// Waits (bounded) until a put has started.
+    pub(crate) async fn first_put_waiting(&self) {
+        bounded("a put to start", async {
+            while self.started.load(Ordering::SeqCst) == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+    }
+}
+
+impl Blockstore for SlowPuts {
+    async fn get<const S: usize>(
+        &self,
+        cid: &cid::CidGeneric<S>,
+    ) -> blockstore::Result<Option<Vec<u8>>> {
+        self.inner.get(cid).await
+    }
+
+    async fn put_keyed<const S: usize>(
+        &self,
+        cid: &cid::CidGeneric<S>,
+        data: &[u8],
+    ) -> blockstore::Result<()> {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        let key = Cid::try_from(cid.to_bytes()).expect("a valid cid");
+        loop {
+            let released = self.released.notified();
+            if !self.held.lock().expect("not poisoned").contains(&key) {
+                break;
+            }
+            released.await;
+        }
+        if let Some(permits) = &self.permits {
+            permits
+                .acquire()
+                .await
+                .expect("the semaphore is never closed")
+                .forget();
+        }
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        self.inner.put_keyed(cid, data).await?;
+        self.stored.lock().expect("not poisoned").insert(key);
+        self.finished.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn remove<const S: usize>(&self, cid: &cid::CidGeneric<S>) -> blockstore::Result<()> {
+        self.inner.remove(cid).await
+    }
+
+    async fn close(self) -> blockstore::Result<()> {
+        Ok(())
+    }
+}
+
 /// A swarm with a Graphsync behaviour on the memory transport.
 pub(crate) fn memory_swarm() -> Swarm<Behaviour> {
     libp2p::SwarmBuilder::with_existing_identity(identity::Keypair::generate_ed25519())
@@ -377,6 +510,87 @@ pub(crate) async fn pair(blocks: &[(Cid, Vec<u8>)]) -> Pair {
         .responder
         .register_incoming_request_hook(|_, _, actions| actions.validate());
     pair
+}
+
+/// A responder node on `swarm` serving `blocks` with `config`, validating every request.
+pub(crate) async fn validating_responder(
+    swarm: &Swarm<Behaviour>,
+    blocks: &[(Cid, Vec<u8>)],
+    config: Config,
+) -> Node {
+    let responder = Node::spawn(swarm.behaviour(), store_with(blocks).await, config)
+        .expect("the responder starts");
+    // Dropping the handle keeps the hook.
+    let _validate = responder.register_incoming_request_hook(|_, _, actions| actions.validate());
+    responder
+}
+
+/// Two nodes connected over the memory transport, their swarms running until the test's
+/// runtime ends: a [`validating_responder`] serving `blocks` and a requester storing into
+/// `requester_store`, both with the default config. Returns the requester, the responder's
+/// peer id and the responder (to keep while it should run).
+pub(crate) async fn nodes<B: Blockstore + 'static>(
+    blocks: &[(Cid, Vec<u8>)],
+    requester_store: Arc<B>,
+) -> (Node, PeerId, Node) {
+    nodes_with(
+        blocks,
+        Config::default(),
+        requester_store,
+        Config::default(),
+    )
+    .await
+}
+
+/// [`nodes`] with the given configs.
+pub(crate) async fn nodes_with<B: Blockstore + 'static>(
+    blocks: &[(Cid, Vec<u8>)],
+    responder_config: Config,
+    requester_store: Arc<B>,
+    requester_config: Config,
+) -> (Node, PeerId, Node) {
+    let mut responder_swarm = memory_swarm();
+    let mut requester_swarm = memory_swarm();
+    connect(&mut responder_swarm, &mut requester_swarm, "/memory/0").await;
+    let responder = validating_responder(&responder_swarm, blocks, responder_config).await;
+    let requester = Node::spawn(
+        requester_swarm.behaviour(),
+        requester_store,
+        requester_config,
+    )
+    .expect("the requester starts");
+    let responder_id = *responder_swarm.local_peer_id();
+    drop(drive(responder_swarm));
+    drop(drive(requester_swarm));
+    (requester, responder_id, responder)
+}
+
+/// Starts an explore-all request of `root` at `responder`; `what` names the request in the
+/// failure message.
+pub(crate) async fn request_all(
+    requester: &Node,
+    responder: PeerId,
+    root: Cid,
+    what: &str,
+) -> RequestHandle {
+    requester
+        .request(
+            responder,
+            root,
+            Selector::explore_all_recursively(),
+            Extensions::new(),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("{what} does not start: {error}"))
+}
+
+/// Asserts that `outcome` is a completion with no block missing.
+#[track_caller]
+pub(crate) fn assert_complete(outcome: &Result<Outcome, NodeError>) {
+    assert!(
+        matches!(outcome, Ok(Outcome::Completed(completion)) if completion.missing.is_empty()),
+        "{outcome:?}"
+    );
 }
 
 /// Reads every progress event of a request, then its outcome.

@@ -775,8 +775,13 @@ where
 
     /// Drains the engine after an input: persists snapshots, answers validation questions,
     /// publishes events; returns the transmits, which the caller sends only afterwards.
+    ///
+    /// A channel event is published once the snapshot its step took is stored (as Go stores a
+    /// channel's state before it notifies), carrying that snapshot rather than another copy of
+    /// the state; events are published in the engine's order.
     fn drain(&self, state: &mut State, now: Instant) -> Vec<Transmit> {
         let mut transmits = Vec::new();
+        let mut unpublished: Vec<ChannelEvent> = Vec::new();
         loop {
             let mut moved = false;
             while let Some(event) = state.engine.poll_event() {
@@ -790,6 +795,7 @@ where
                                 reason: error.to_string(),
                             });
                         }
+                        self.publish_waiting(state, &mut unpublished, Some(snapshot));
                     }
                     EngineEvent::ValidationRequested(question) => {
                         let answer = match self.peer_over_limit(state, &question) {
@@ -828,11 +834,7 @@ where
                         if event.status.is_terminal() {
                             state.stores.remove(&event.channel);
                         }
-                        let channel_state = Box::new(channel_state.clone());
-                        self.publish(Event::Channel {
-                            event,
-                            state: channel_state,
-                        });
+                        unpublished.push(event);
                     }
                 }
             }
@@ -841,8 +843,43 @@ where
                 transmits.push(transmit);
             }
             if !moved {
+                self.publish_waiting(state, &mut unpublished, None);
                 self.rearm(state);
                 return transmits;
+            }
+        }
+    }
+
+    /// Publishes the waiting channel events in order: those of `snapshot`'s channel with that
+    /// stored snapshot (the last one takes it, earlier ones a copy), the others with their
+    /// channel's current state.
+    fn publish_waiting(
+        &self,
+        state: &State,
+        unpublished: &mut Vec<ChannelEvent>,
+        mut snapshot: Option<ChannelState>,
+    ) {
+        let last = snapshot.as_ref().and_then(|taken| {
+            unpublished
+                .iter()
+                .rposition(|event| event.channel == taken.channel_id)
+        });
+        for (index, event) in std::mem::take(unpublished).into_iter().enumerate() {
+            let of_snapshot = snapshot
+                .as_ref()
+                .is_some_and(|taken| taken.channel_id == event.channel);
+            let channel_state = if Some(index) == last {
+                snapshot.take()
+            } else if of_snapshot {
+                snapshot.clone()
+            } else {
+                state.engine.channel(&event.channel).cloned()
+            };
+            if let Some(channel_state) = channel_state {
+                self.publish(Event::Channel {
+                    event,
+                    state: Box::new(channel_state),
+                });
             }
         }
     }

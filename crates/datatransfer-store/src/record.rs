@@ -31,7 +31,7 @@ use datatransfer_fsm::{
     VoucherResult,
 };
 use datatransfer_message::{ChannelId, PeerId, TransferId, TypeIdentifier};
-use ipld_dagcbor::{Limits, Map, Node, Text};
+use ipld_dagcbor::{EncodeError, Limits, Map, Node, Text, write_head};
 
 use crate::error::RecordError;
 
@@ -114,7 +114,73 @@ pub fn key(channel: &ChannelId) -> String {
     channel.to_string()
 }
 
+/// Writes one field's value.
+type WriteField = fn(&ChannelState, &mut Vec<u8>) -> Result<(), EncodeError>;
+
+/// The record's fields with their writers, keys in canonical DAG-CBOR order (by length, then
+/// bytewise): the order [`encode`] writes them in.
+const CANONICAL_FIELDS: [(&str, WriteField); 21] = [
+    (SENT, |state, out| put_uint(state.sent, out)),
+    (QUEUED, |state, out| put_uint(state.queued, out)),
+    (SENDER, |state, out| put_text(state.sender.as_bytes(), out)),
+    (STAGES, |state, out| {
+        write_stages(&state.stages, out);
+        Ok(())
+    }),
+    (STATUS, |state, out| put_uint(state.status.code(), out)),
+    (BASE_CID, |state, out| {
+        ipld_dagcbor::encode(&Node::Link(state.base_cid), out)
+    }),
+    (MESSAGE, |state, out| {
+        put_text(state.message.as_bytes(), out)
+    }),
+    (VERSION, |_, out| put_uint(CURRENT_VERSION, out)),
+    (RECEIVED, |state, out| put_uint(state.received, out)),
+    (SELECTOR, |state, out| {
+        ipld_dagcbor::encode(&state.selector, out)
+    }),
+    (SELF_PEER, |state, out| {
+        put_text(state.self_peer.as_bytes(), out)
+    }),
+    (VOUCHERS, |state, out| {
+        let entries = state.vouchers.iter().map(|v| (&v.voucher_type, &v.node));
+        write_typed_list(entries, state.vouchers.len(), VOUCHER, out)
+    }),
+    (INITIATOR, |state, out| {
+        put_text(state.channel_id.initiator.as_bytes(), out)
+    }),
+    (RECIPIENT, |state, out| {
+        put_text(state.recipient.as_bytes(), out)
+    }),
+    (RESPONDER, |state, out| {
+        put_text(state.channel_id.responder.as_bytes(), out)
+    }),
+    (TOTAL_SIZE, |state, out| put_uint(state.total_size, out)),
+    (TRANSFER_ID, |state, out| {
+        put_uint(state.channel_id.id.value(), out)
+    }),
+    (VOUCHER_RESULTS, |state, out| {
+        let entries = state
+            .voucher_results
+            .iter()
+            .map(|r| (&r.result_type, &r.node));
+        write_typed_list(entries, state.voucher_results.len(), VOUCHER_RESULT, out)
+    }),
+    (SENT_BLOCKS_TOTAL, |state, out| {
+        put_uint(state.sent_blocks_total, out)
+    }),
+    (QUEUED_BLOCKS_TOTAL, |state, out| {
+        put_uint(state.queued_blocks_total, out)
+    }),
+    (RECEIVED_BLOCKS_TOTAL, |state, out| {
+        put_uint(state.received_blocks_total, out)
+    }),
+];
+
 /// The record of `state`, in [`CURRENT_VERSION`], as canonical DAG-CBOR.
+///
+/// The bytes are written straight from `state` (a channel's record is written on every block
+/// it moves), the same bytes as the [`Node`] tree of the record would encode to.
 ///
 /// # Errors
 /// [`RecordError::Encode`] when the selector, a voucher or a result holds an integer DAG-CBOR
@@ -123,51 +189,78 @@ pub fn key(channel: &ChannelId) -> String {
 /// # Examples
 /// See [`decode`].
 pub fn encode(state: &ChannelState) -> Result<Vec<u8>, RecordError> {
-    let vouchers = state
-        .vouchers
-        .iter()
-        .map(|voucher| {
-            Node::Map(
-                Map::new()
-                    .with(TYPE, type_node(&voucher.voucher_type))
-                    .with(VOUCHER, voucher.node.clone()),
-            )
-        })
-        .collect::<Vec<_>>();
-    let results = state
-        .voucher_results
-        .iter()
-        .map(|result| {
-            Node::Map(
-                Map::new()
-                    .with(TYPE, type_node(&result.result_type))
-                    .with(VOUCHER_RESULT, result.node.clone()),
-            )
-        })
-        .collect::<Vec<_>>();
-    let map = Map::new()
-        .with(VERSION, CURRENT_VERSION)
-        .with(SELF_PEER, peer_node(&state.self_peer))
-        .with(TRANSFER_ID, state.channel_id.id.value())
-        .with(INITIATOR, peer_node(&state.channel_id.initiator))
-        .with(RESPONDER, peer_node(&state.channel_id.responder))
-        .with(BASE_CID, state.base_cid)
-        .with(SELECTOR, state.selector.clone())
-        .with(SENDER, peer_node(&state.sender))
-        .with(RECIPIENT, peer_node(&state.recipient))
-        .with(TOTAL_SIZE, state.total_size)
-        .with(STATUS, state.status.code())
-        .with(QUEUED, state.queued)
-        .with(SENT, state.sent)
-        .with(RECEIVED, state.received)
-        .with(MESSAGE, Node::String(Text::from(state.message.as_str())))
-        .with(VOUCHERS, vouchers)
-        .with(VOUCHER_RESULTS, results)
-        .with(RECEIVED_BLOCKS_TOTAL, state.received_blocks_total)
-        .with(QUEUED_BLOCKS_TOTAL, state.queued_blocks_total)
-        .with(SENT_BLOCKS_TOTAL, state.sent_blocks_total)
-        .with(STAGES, stages_node(&state.stages));
-    ipld_dagcbor::to_vec(&Node::Map(map)).map_err(RecordError::Encode)
+    let mut out = Vec::with_capacity(512);
+    write_head(MAP, CANONICAL_FIELDS.len() as u64, &mut out);
+    for (name, write) in CANONICAL_FIELDS {
+        write_text(name.as_bytes(), &mut out);
+        write(state, &mut out).map_err(RecordError::Encode)?;
+    }
+    Ok(out)
+}
+
+const TEXT: u8 = 3;
+const LIST: u8 = 4;
+const MAP: u8 = 5;
+
+fn put_uint(value: u64, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    write_head(0, value, out);
+    Ok(())
+}
+
+fn put_text(bytes: &[u8], out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    write_text(bytes, out);
+    Ok(())
+}
+
+fn write_text(bytes: &[u8], out: &mut Vec<u8>) {
+    write_head(TEXT, bytes.len() as u64, out);
+    out.extend_from_slice(bytes);
+}
+
+/// A list of `{Type: text, <value_key>: value}` maps (`Type` sorts first: it is shorter).
+fn write_typed_list<'a>(
+    entries: impl Iterator<Item = (&'a TypeIdentifier, &'a Node)>,
+    len: usize,
+    value_key: &str,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    write_head(LIST, len as u64, out);
+    for (kind, value) in entries {
+        write_head(MAP, 2, out);
+        write_text(TYPE.as_bytes(), out);
+        write_text(kind.as_bytes(), out);
+        write_text(value_key.as_bytes(), out);
+        ipld_dagcbor::encode(value, out)?;
+    }
+    Ok(())
+}
+
+/// Go's cbor-gen tuple layout of `ChannelStages`: `[[stage…]]`, stage =
+/// `[Name, Description, CreatedTime, UpdatedTime, [[Log, UpdatedTime]…]]`.
+fn write_stages(stages: &ChannelStages, out: &mut Vec<u8>) {
+    write_head(LIST, 1, out);
+    write_head(LIST, stages.stages.len() as u64, out);
+    for stage in &stages.stages {
+        write_head(LIST, 5, out);
+        write_text(stage.name.as_bytes(), out);
+        write_text(stage.description.as_bytes(), out);
+        write_time(stage.created_time, out);
+        write_time(stage.updated_time, out);
+        write_head(LIST, stage.logs.len() as u64, out);
+        for line in &stage.logs {
+            write_head(LIST, 2, out);
+            write_text(line.log.as_bytes(), out);
+            write_time(line.updated_time, out);
+        }
+    }
+}
+
+/// A time as a CBOR integer (major type 1 below the epoch).
+fn write_time(time: UnixNanos, out: &mut Vec<u8>) {
+    match u64::try_from(time.0) {
+        Ok(after) => write_head(0, after, out),
+        Err(_) => write_head(1, time.0.unsigned_abs() - 1, out),
+    }
 }
 
 /// Decodes a record of any [supported version](SUPPORTED_VERSIONS), within the default
@@ -307,31 +400,7 @@ pub fn decode_with(bytes: &[u8], limits: &Limits) -> Result<ChannelState, Record
     })
 }
 
-/// Go's cbor-gen tuple layout of `ChannelStages`: `[[stage…]]`.
-fn stages_node(stages: &ChannelStages) -> Node {
-    let text = |value: &str| Node::String(Text::from(value));
-    let list = stages
-        .stages
-        .iter()
-        .map(|stage| {
-            let logs = stage
-                .logs
-                .iter()
-                .map(|line| Node::List(vec![text(&line.log), Node::from(line.updated_time.0)]))
-                .collect::<Vec<_>>();
-            Node::List(vec![
-                text(&stage.name),
-                text(&stage.description),
-                Node::from(stage.created_time.0),
-                Node::from(stage.updated_time.0),
-                Node::List(logs),
-            ])
-        })
-        .collect::<Vec<_>>();
-    Node::List(vec![Node::List(list)])
-}
-
-/// The trace in `node`, or `None` when it does not have the layout of [`stages_node`].
+/// The trace in `node`, or `None` when it does not have the layout [`write_stages`] writes.
 fn decode_stages(node: &Node) -> Option<ChannelStages> {
     let [stages] = node.as_list()? else {
         return None;
@@ -374,14 +443,6 @@ fn utf8(node: &Node) -> Option<String> {
 
 fn time(node: &Node) -> Option<UnixNanos> {
     i64::try_from(node.as_integer()?).ok().map(UnixNanos)
-}
-
-fn peer_node(peer: &PeerId) -> Node {
-    Node::String(Text::from_bytes(peer.as_bytes()))
-}
-
-fn type_node(identifier: &TypeIdentifier) -> Node {
-    Node::String(Text::from_bytes(identifier.as_bytes()))
 }
 
 fn field<'a>(map: &'a Map, name: &'static str) -> Result<&'a Node, RecordError> {
@@ -444,6 +505,19 @@ mod tests {
         let distinct: std::collections::BTreeSet<_> = all.iter().collect();
         assert_eq!(distinct.len(), all.len());
         assert_eq!(all.len(), 21, "Go's 20 record keys and Version");
+    }
+
+    #[test]
+    fn the_canonical_fields_are_every_field_in_canonical_order() {
+        let mut all: Vec<&str> = V1_FIELDS
+            .iter()
+            .chain(V2_EXTRA_FIELDS)
+            .chain(V3_EXTRA_FIELDS)
+            .copied()
+            .collect();
+        all.sort_by(|a, b| ipld_dagcbor::canonical_key_order(a.as_bytes(), b.as_bytes()));
+        let written: Vec<&str> = CANONICAL_FIELDS.iter().map(|(name, _)| *name).collect();
+        assert_eq!(all, written);
     }
 
     #[test]

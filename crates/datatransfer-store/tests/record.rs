@@ -18,6 +18,13 @@ proptest! {
     }
 
     #[test]
+    fn records_are_canonical_dag_cbor(state in arb_channel_state()) {
+        let bytes = record::encode(&state).expect("arbitrary states encode");
+        let node = ipld_dagcbor::decode(&bytes).expect("a record is DAG-CBOR");
+        prop_assert_eq!(ipld_dagcbor::to_vec(&node).expect("it encodes again"), bytes);
+    }
+
+    #[test]
     fn version_1_reads_with_zero_block_totals(state in arb_channel_state()) {
         let mut expected = state.clone();
         expected.received_blocks_total = 0;

@@ -60,14 +60,16 @@ type VoucherResult struct {
 
 // DtConfig holds the flags of `dt`.
 type DtConfig struct {
-	Listen     string
-	Store      string
-	Cars       []string
-	Files      []string
-	Refuse     bool
-	PayEvery   uint64
-	Finalize   bool
-	AcceptPush bool
+	Listen   string
+	Store    string
+	Cars     []string
+	Files    []string
+	Refuse   bool
+	PayEvery uint64
+	// SkipRequestCopies: see freshRequest in go-dt-v2/dtnode.go (go-dt-v115 always skips).
+	SkipRequestCopies bool
+	Finalize          bool
+	AcceptPush        bool
 	// ReadDelayAfter and ReadDelay: after ReadDelayAfter blocks read for sending, every read
 	// sleeps ReadDelay (off when ReadDelay is 0).
 	ReadDelayAfter int64
@@ -88,6 +90,8 @@ func parseDtConfig(args []string) (DtConfig, error) {
 	fs.BoolVar(&cfg.Refuse, "refuse", false, "refuse every push and pull")
 	fs.Uint64Var(&cfg.PayEvery, "pay-every", 0, "as the sender of a pull, ask for payment after every BYTES")
 	fs.BoolVar(&cfg.Finalize, "finalize", false, "ask for a final payment before completing")
+	fs.BoolVar(&cfg.SkipRequestCopies, "skip-request-copies", false,
+		"as the initiator, do not pay a payment request equal to the one before (the copy a go-data-transfer v1.15 responder sends; the v1.15 peer never pays it)")
 	fs.BoolVar(&cfg.AcceptPush, "accept-push", true, "accept pushes")
 	fs.StringVar(&readDelay, "read-delay-after", "", "N:MS: after N blocks read, every read sleeps MS milliseconds")
 	fs.BoolVar(&cfg.Monitor, "monitor", false, "run the channel monitor with short test values")

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	datatransfer "github.com/filecoin-project/go-data-transfer/v2"
@@ -42,6 +43,11 @@ type dtNode struct {
 	// payq runs the initiator's payments one at a time, in the order they were asked for.
 	payq chan func()
 	ctx  context.Context
+
+	mu sync.Mutex
+	// lastRequest: the Owed of the channel's last voucher result, if it was a payment
+	// request (initiator).
+	lastRequest map[datatransfer.ChannelID]uint64
 }
 
 // newDtNode starts the manager on st and registers InteropVoucher.
@@ -59,7 +65,7 @@ func newDtNode(ctx context.Context, cfg DtConfig, st *Stack, ev *events, out *Em
 		return nil, err
 	}
 	n := &dtNode{cfg: cfg, ev: ev, out: out, self: st.Host.ID(), mgr: mgr, tp: tp, ctx: ctx,
-		payq: make(chan func(), 1024)}
+		payq: make(chan func(), 1024), lastRequest: map[datatransfer.ChannelID]uint64{}}
 	go func() {
 		for {
 			select {
@@ -272,7 +278,7 @@ func (n *dtNode) onEvent(event datatransfer.Event, chst datatransfer.ChannelStat
 			return
 		}
 		res, ok := decodeResult(chst.LastVoucherResult())
-		if !ok || res.Outcome != OutcomePaymentRequired {
+		if !n.freshRequest(chid, res, ok) {
 			return
 		}
 		first, err := decodeVoucher(chst.Voucher().Voucher)
@@ -318,6 +324,32 @@ func (n *dtNode) onEvent(event datatransfer.Event, chst datatransfer.ChannelStat
 		go n.update(chid, datatransfer.ValidationResult{Accepted: true, DataLimit: limit + n.cfg.PayEvery,
 			RequiresFinalization: n.cfg.Finalize, VoucherResult: resultVoucher(0, OutcomePaid)})
 	}
+}
+
+// freshRequest says whether a voucher result is a payment request to pay. With
+// --skip-request-copies a request equal to the one before is not: a go-data-transfer v1.15
+// responder (and the Rust one) sends each data-limit request under both extension names and
+// the initiator decodes both, so a request arrives twice, back to back, and such a responder
+// sends the answer to a payment and the next request on the same graphsync response. Paying
+// the copy would overpay, and an overpaid responder settles at once on a payment still in
+// flight, racing its own finalization request (this initiator may then apply the two out of
+// order). A go-data-transfer v2 responder sends no copies, but its next request may overtake
+// the answer to the payment (both go on the data-transfer network), so against it the
+// option stays off.
+func (n *dtNode) freshRequest(chid datatransfer.ChannelID, res VoucherResult, ok bool) bool {
+	isRequest := ok && res.Outcome == OutcomePaymentRequired
+	if !n.cfg.SkipRequestCopies {
+		return isRequest
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	last, lastWasRequest := n.lastRequest[chid]
+	if !isRequest {
+		delete(n.lastRequest, chid)
+		return false
+	}
+	n.lastRequest[chid] = res.Owed
+	return !lastWasRequest || last != res.Owed
 }
 
 func (n *dtNode) pay(chid datatransfer.ChannelID, v Voucher) {

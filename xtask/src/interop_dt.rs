@@ -33,10 +33,12 @@ use crate::interop_common::{
     write_report,
 };
 
-/// The Go data-transfer builds: their label and module directory.
-const GO_BUILDS: &[(&str, &str)] = &[
-    ("go-data-transfer v2", "interop/go-dt-v2"),
-    ("go-data-transfer v1.15.1", "interop/go-dt-v115"),
+/// The Go data-transfer builds: their label, module directory, and whether their responder
+/// sends each data-limit payment request twice (go-data-transfer v1.15 does, under both
+/// extension names, as the Rust peer does; v2 does not).
+const GO_BUILDS: &[(&str, &str, bool)] = &[
+    ("go-data-transfer v2", "interop/go-dt-v2", false),
+    ("go-data-transfer v1.15.1", "interop/go-dt-v115", true),
 ];
 
 /// The complete CAR fixtures, transferred whole.
@@ -213,6 +215,8 @@ struct Build {
     label: String,
     /// The "Go" binary, or why there is none.
     go: Result<PathBuf, String>,
+    /// Whether the Go responder sends each payment request twice.
+    go_copies_requests: bool,
     /// The Rust peer.
     rust: PathBuf,
 }
@@ -221,15 +225,15 @@ struct Build {
 fn build(root: &Path, target: &Path, work: &Path) -> anyhow::Result<Vec<Build>> {
     let dev = std::env::var("INTEROP_DT_GO").is_ok_and(|value| value == "rust");
     let mut go_builds = Vec::new();
-    for &(label, dir) in GO_BUILDS {
+    for &(label, dir, copies) in GO_BUILDS {
         if dev {
             break;
         }
         if !root.join(dir).join("go.mod").is_file() {
-            go_builds.push((label, Err(format!("no Go module at {dir}"))));
+            go_builds.push((label, copies, Err(format!("no Go module at {dir}"))));
             continue;
         }
-        go_builds.push((label, Ok(GoBuild::start(root, work, dir)?)));
+        go_builds.push((label, copies, Ok(GoBuild::start(root, work, dir)?)));
     }
     cmd::run(cmd::cargo().args([
         "build",
@@ -249,11 +253,12 @@ fn build(root: &Path, target: &Path, work: &Path) -> anyhow::Result<Vec<Build>> 
         return Ok(vec![Build {
             label: "rust as go (INTEROP_DT_GO=rust)".to_owned(),
             go: Ok(rust.clone()),
+            go_copies_requests: true,
             rust,
         }]);
     }
     let mut builds = Vec::new();
-    for (label, go) in go_builds {
+    for (label, go_copies_requests, go) in go_builds {
         let go = match go {
             Err(why) => Err(why),
             Ok(build) => Ok(build.finish()?),
@@ -261,6 +266,7 @@ fn build(root: &Path, target: &Path, work: &Path) -> anyhow::Result<Vec<Build>> 
         builds.push(Build {
             label: label.to_owned(),
             go,
+            go_copies_requests,
             rust: rust.clone(),
         });
     }
@@ -515,7 +521,20 @@ fn run_row(build: &Build, scenario: &Scenario, inputs: &Inputs, work: &Path) -> 
             std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
         }
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        run_case(&scenario.kind, inputs, initiator, responder, &dir)
+        let responder_copies = responder == build.rust || build.go_copies_requests;
+        let outcome = run_case(
+            &scenario.kind,
+            inputs,
+            (initiator, responder, responder_copies),
+            &dir,
+        );
+        if outcome.is_err() {
+            print_last_events(
+                &dir,
+                &format!("{} [{}] ({tag})", scenario.name, build.label),
+            );
+        }
+        outcome
     };
     // Go's own run is the reference; go-data-transfer's disconnect restart is flaky under load
     // (docs/interop.md), so a failed reference gets one more try. The Rust directions get one.
@@ -555,6 +574,52 @@ fn run_row(build: &Build, scenario: &Scenario, inputs: &Inputs, work: &Path) -> 
     row
 }
 
+/// How many of each side's last events a failed run prints.
+const EVENTS_ON_FAILURE: usize = 12;
+
+/// Prints the last events of both sides of a failed run, one short line each, so that a CI
+/// log (where the run directory is gone) shows how the channel ended.
+fn print_last_events(dir: &Path, run: &str) {
+    for side in ["initiator", "responder"] {
+        let Ok(log) = std::fs::read_to_string(dir.join(format!("{side}.log"))) else {
+            continue;
+        };
+        let events: Vec<String> = log
+            .lines()
+            .filter_map(|line| line.strip_prefix("< "))
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .map(|event| short_event(&event))
+            .collect();
+        let from = events.len().saturating_sub(EVENTS_ON_FAILURE);
+        println!(
+            "interop dt: {run}: the {side}'s last {} of {} events: {}",
+            events.len() - from,
+            events.len(),
+            events[from..].join(" | ")
+        );
+    }
+}
+
+/// `event name status {voucher result} received/sent`, leaving out what is absent.
+fn short_event(event: &Value) -> String {
+    let mut text = event["event"].as_str().unwrap_or("?").to_owned();
+    for key in ["name", "status"] {
+        if let Some(value) = event[key].as_str() {
+            text.push(' ');
+            text.push_str(value);
+        }
+    }
+    for key in ["voucher_result", "amount", "error"] {
+        if !event[key].is_null() {
+            text.push_str(&format!(" {key}={}", event[key]));
+        }
+    }
+    if let (Some(received), Some(sent)) = (event["received"].as_u64(), event["sent"].as_u64()) {
+        text.push_str(&format!(" {received}/{sent}"));
+    }
+    text
+}
+
 fn same_outcome(got: &Outcome, reference: &Outcome) -> anyhow::Result<()> {
     ensure!(
         got.statuses == reference.statuses,
@@ -584,12 +649,12 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-/// Runs one scenario with these two programs in `dir`.
+/// Runs one scenario with these two programs in `dir`; `responder_copies`: the responder sends
+/// each payment request twice (so the initiator is told to skip the copies).
 fn run_case(
     kind: &Kind,
     inputs: &Inputs,
-    initiator: &Path,
-    responder: &Path,
+    (initiator, responder, responder_copies): (&Path, &Path, bool),
     dir: &Path,
 ) -> anyhow::Result<Outcome> {
     let mid = &inputs.mid;
@@ -748,7 +813,12 @@ fn run_case(
                 strings(&["--pay-every", "1048576", "--finalize"]),
             ]
             .concat();
-            let mut pair = Pair::start(initiator, &[], responder, &resp_args, dir)?;
+            let init_args = if responder_copies {
+                strings(&["--skip-request-copies"])
+            } else {
+                Vec::new()
+            };
+            let mut pair = Pair::start(initiator, &init_args, responder, &resp_args, dir)?;
             let root = pair.root()?;
             let channel = pair.open(true, &root, None, None)?;
             let (init, resp) = pair.finish_both(&channel)?;
@@ -768,9 +838,9 @@ fn run_case(
                 payments.len() >= 2,
                 "expected several payments, got {payments:?}"
             );
-            // A responder may ask twice for the same step (go-data-transfer v1.15 does when a
-            // payment beats its pause) and the initiator pays every request: at least the
-            // bytes sent, and the last result settles.
+            // The initiator pays every request it takes for one (a v1.15-style responder's
+            // copies are skipped, --skip-request-copies), and a responder may ask again for a
+            // step: at least the bytes sent, and the last result settles.
             ensure!(
                 payments.iter().sum::<u64>() >= bytes,
                 "payments {payments:?} do not cover the {bytes} bytes sent"
@@ -1079,7 +1149,7 @@ impl Peer {
             {
                 Ok(line) => self.record(&line),
                 Err(mpsc::RecvTimeoutError::Timeout) if left.is_zero() => {
-                    bail!("no {what} within {timeout:?}")
+                    bail!("timed out after {timeout:?} waiting for {what}")
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {

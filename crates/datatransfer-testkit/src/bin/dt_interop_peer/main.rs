@@ -239,7 +239,8 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
         "addrs": addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
     }));
     tokio::spawn(drive_swarm(swarm, swarm_rx));
-    tokio::spawn(report(manager.clone(), events));
+    let skip_copies = flags.switch("--skip-request-copies");
+    tokio::spawn(report(manager.clone(), events, skip_copies));
 
     let peer = Peer {
         manager,
@@ -359,10 +360,12 @@ async fn drive_swarm(mut swarm: Swarm<NodeBehaviour>, mut commands: mpsc::Receiv
 }
 
 /// Prints a `dt` line per data-transfer event and `finished` once per channel, and pays what
-/// responders ask for on the channels this node opened: each voucher result that arrives
-/// (Go's `NewVoucherResult`) asking for a payment is paid once, as Go's initiator does.
-async fn report(manager: Mgr, mut events: datatransfer::Subscription) {
+/// responders ask for on the channels this node opened: each payment request that arrives
+/// (Go's `NewVoucherResult`) is paid once, and with `skip_copies` (`--skip-request-copies`)
+/// the copy of a request is not (see [`Requests`]).
+async fn report(manager: Mgr, mut events: datatransfer::Subscription, skip_copies: bool) {
     let mut finished = BTreeSet::new();
+    let mut requests = Requests::default();
     loop {
         let (event, state) = match events.recv().await {
             Ok(Event::Channel { event, state }) => (event, state),
@@ -396,9 +399,37 @@ async fn report(manager: Mgr, mut events: datatransfer::Subscription) {
         if let Some(result) = result
             && state.is_initiator()
             && !event.status.is_terminal()
+            && (!skip_copies || requests.fresh(&event.channel, &result))
         {
             pay(&manager, &state, &result);
         }
+    }
+}
+
+/// The initiator's last payment request per channel, to tell a request from its copy.
+///
+/// A go-data-transfer v1.15 responder, and ours, sends each data-limit request under both
+/// extension names and the initiator decodes both, so a request arrives twice, back to back;
+/// such a responder sends the answer to a payment and the next request on the same graphsync
+/// response, so a request equal to the one before is its copy. Paying the copy would overpay,
+/// and an overpaid responder settles at once on a payment still in flight, racing its own
+/// finalization request. A go-data-transfer v2 responder sends no copies, but its next request
+/// may overtake the answer to the payment (both go on the data-transfer network), so against
+/// it this must stay off.
+#[derive(Default)]
+struct Requests {
+    last: std::collections::HashMap<datatransfer::ChannelId, u64>,
+}
+
+impl Requests {
+    /// Records `result`; true when it is a payment request that is not the copy of the
+    /// request before it.
+    fn fresh(&mut self, channel: &datatransfer::ChannelId, result: &InteropResult) -> bool {
+        if result.outcome != "payment-required" {
+            self.last.remove(channel);
+            return false;
+        }
+        self.last.insert(channel.clone(), result.owed) != Some(result.owed)
     }
 }
 

@@ -111,7 +111,7 @@ pub(crate) struct Options {
     /// Write `docs/benchmarks.md` (only with the default sizes and no `--only`).
     docs: bool,
     /// Run only the transfers whose description (`"data-transfer rust <- go on dag-cbor
-    /// 100000"`) contains this text.
+    /// 100000"`) contains this text, or one of its `|`-separated parts.
     only: Option<String>,
     /// The parent of the requesters' store directories (default: [`TMPFS`] when it exists,
     /// else the bench's work directory).
@@ -167,7 +167,9 @@ impl Options {
 
     /// Whether the transfer described by `what` is to run.
     fn selects(&self, what: &str) -> bool {
-        self.only.as_deref().is_none_or(|only| what.contains(only))
+        self.only
+            .as_deref()
+            .is_none_or(|only| only.split('|').any(|part| what.contains(part)))
     }
 
     /// The directory the requesters' stores are made in.
@@ -1364,6 +1366,11 @@ mod tests {
         );
         assert!(options.selects("data-transfer rust <- rust on dag-cbor 100000 (run 1)"));
         assert!(!options.selects("data-transfer go <- rust on dag-cbor 100000 (run 1)"));
+        let either = Options::parse(&["--only", "rust <- rust on dag|go <- go on dag"])
+            .expect("valid flags");
+        assert!(either.selects("graphsync go <- go on dag-cbor 100000 (run 2)"));
+        assert!(either.selects("graphsync rust <- rust on dag-cbor 100000 (run 2)"));
+        assert!(!either.selects("graphsync go <- rust on dag-cbor 100000 (run 2)"));
         assert_eq!(options.receive_parent(Path::new("/w")), PathBuf::from("/x"));
         assert!(Options::parse(&["--only"]).is_err());
         assert!(Options::parse(&["--frobnicate"]).is_err());

@@ -14,7 +14,7 @@
 //!   the layout and write path of the Go bench peers' `FileBlockstore`,
 //!   `interop/go-peer/filestore.go`).
 //! - [`Config`]: the writer threads ([`DEFAULT_WRITERS`]) and their queue
-//!   ([`DEFAULT_WRITE_QUEUE`]).
+//!   ([`DEFAULT_WRITE_QUEUE`]), or inline writes.
 //! - [`OpenError`]: why a store could not be opened.
 //!
 //! How it does its I/O, in both layouts:
@@ -25,6 +25,10 @@
 //!   while files are created, a disk slower than the network slows the caller through the
 //!   queue instead of growing memory, and the thread count stays fixed. A put returns once its
 //!   file has its final name (after the sync, in the durable layout).
+//! - Or, with [`Config::with_inline_writes`], puts write inline too, as the Go bench peers do:
+//!   where a file costs microseconds (tmpfs, an unsynced layout), the hop to a writer thread and
+//!   back cost more than the file (in the data-transfer bench's dag-cbor pull, about a third of
+//!   the requester's time).
 //! - Every file is written under a temporary name in its final directory and renamed, so a
 //!   reader never sees half a block; a block already stored is not written again.
 //!
@@ -80,11 +84,12 @@ pub enum Layout {
     Sharded,
 }
 
-/// The writer threads of a [`Store`].
+/// How a [`Store`] writes: on writer threads (the default) or inline.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     writers: usize,
     write_queue: usize,
+    inline_writes: bool,
 }
 
 /// Why a [`Store`] could not be opened.
@@ -111,7 +116,7 @@ pub enum OpenError {
 
 /// A block store with one file per block (see the crate docs).
 ///
-/// Dropping it lets the writer threads finish the puts already queued and exit.
+/// Dropping it lets the writer threads (if any) finish the puts already queued and exit.
 #[derive(Debug)]
 pub struct Store {
     dir: PathBuf,
@@ -120,7 +125,8 @@ pub struct Store {
     next_temp: AtomicU64,
     /// Puts that finished without an error.
     puts: AtomicU64,
-    writers: Writers,
+    /// `None` with inline writes.
+    writers: Option<Writers>,
 }
 
 impl Config {
@@ -137,6 +143,26 @@ impl Config {
     pub fn with_write_queue(mut self, write_queue: usize) -> Self {
         self.write_queue = write_queue.max(1);
         self
+    }
+
+    /// Writes each file inline, on the thread that calls `put`, as reads are done, instead of
+    /// on the writer threads (default: false).
+    ///
+    /// This saves the hop to a writer thread and back, two thread wake-ups per block, which
+    /// cost more than the file itself where a file costs microseconds (tmpfs, or the page cache
+    /// of an unsynced layout): it is how the Go bench peers' `FileBlockstore` writes, in the
+    /// caller's goroutine. It blocks the caller for each file's create, write and rename, so
+    /// where those wait for a disk (the [`Layout::Durable`] sync) the threads are the better
+    /// choice. The writer settings are then unused and no thread is started.
+    #[must_use]
+    pub fn with_inline_writes(mut self, inline_writes: bool) -> Self {
+        self.inline_writes = inline_writes;
+        self
+    }
+
+    /// Whether files are written inline ([`Config::with_inline_writes`]).
+    pub fn inline_writes(&self) -> bool {
+        self.inline_writes
     }
 
     /// The number of writer threads.
@@ -156,12 +182,14 @@ impl Default for Config {
         Self {
             writers: DEFAULT_WRITERS,
             write_queue: DEFAULT_WRITE_QUEUE,
+            inline_writes: false,
         }
     }
 }
 
 impl Store {
-    /// Opens the store in `dir` (created if missing) and starts its writer threads.
+    /// Opens the store in `dir` (created if missing) and starts its writer threads (none with
+    /// [`Config::with_inline_writes`]).
     ///
     /// # Errors
     /// [`OpenError::CreateDir`] when the directory cannot be created,
@@ -172,8 +200,13 @@ impl Store {
             dir: dir.clone(),
             source,
         })?;
-        let writers = Writers::start(config.writers, config.write_queue)
-            .map_err(|source| OpenError::StartWriters { source })?;
+        let writers = if config.inline_writes {
+            None
+        } else {
+            let writers = Writers::start(config.writers, config.write_queue)
+                .map_err(|source| OpenError::StartWriters { source })?;
+            Some(writers)
+        };
         Ok(Self {
             dir,
             layout,
@@ -208,15 +241,13 @@ impl Store {
         self.puts.load(Ordering::Acquire)
     }
 
-    /// The work of one put, for a writer thread.
-    fn write_job(&self, path: PathBuf, data: Vec<u8>) -> writers::Work {
-        let temp_name = format!(
+    /// A temporary file name no other write of this process uses.
+    fn temp_name(&self) -> String {
+        format!(
             ".tmp-{}-{}",
             std::process::id(),
             self.next_temp.fetch_add(1, Ordering::Relaxed)
-        );
-        let layout = self.layout;
-        Box::new(move || write_block(&path, &temp_name, &data, layout))
+        )
     }
 }
 
@@ -243,9 +274,16 @@ impl Blockstore for Store {
         cid: &CidGeneric<S>,
         data: &[u8],
     ) -> blockstore::Result<()> {
-        // The trait lends the bytes; the writer thread needs its own copy.
-        let job = self.write_job(self.path(cid), data.to_vec());
-        self.writers.run(job).await.map_err(fatal)?;
+        let (path, temp_name, layout) = (self.path(cid), self.temp_name(), self.layout);
+        match &self.writers {
+            None => write_block(&path, &temp_name, data, layout).map_err(fatal)?,
+            Some(writers) => {
+                // The trait lends the bytes; the writer thread needs its own copy.
+                let data = data.to_vec();
+                let job = Box::new(move || write_block(&path, &temp_name, &data, layout));
+                writers.run(job).await.map_err(fatal)?;
+            }
+        }
         self.puts.fetch_add(1, Ordering::Release);
         Ok(())
     }

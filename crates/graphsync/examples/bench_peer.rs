@@ -34,11 +34,12 @@
 //! `next-to-last/2` layout), written to a temporary name and renamed, never synced: the same
 //! layout and write path as the Go peer's bench store (`interop/go-peer/filestore.go`). Reads
 //! run inline on the node's thread, as Go's traversal goroutine reads (a page-cache read is
-//! cheaper than two thread hand-offs per block); puts go through a bounded queue
-//! (`--write-queue N`, default [`block_files::DEFAULT_WRITE_QUEUE`]) to a pool of writer
-//! threads (`--writers N`, default [`block_files::DEFAULT_WRITERS`]), so the network keeps
-//! running while files are created, a slow disk slows the requester through the queue instead
-//! of growing memory, and the thread count stays fixed. The runtime has two threads, as Go runs
+//! cheaper than two thread hand-offs per block), and so do puts (`--writes inline`, the
+//! default), as Go's `FileBlockstore.Put` writes in the caller's goroutine: on the bench's tmpfs
+//! a file costs microseconds, less than the hand-off to a writer thread and back.
+//! `--writes threads` sends them through a bounded queue (`--write-queue N`, default
+//! [`block_files::DEFAULT_WRITE_QUEUE`]) to a pool of writer threads (`--writers N`, default
+//! [`block_files::DEFAULT_WRITERS`]) instead, for a disk whose files wait for the device. The runtime has two threads, as Go runs
 //! with `GOMAXPROCS` = 2 on the bench's 2-core machine.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -69,12 +70,18 @@ const CBOR_FANOUT: u64 = 10;
 /// Payload bytes per node of the `gen-cbor` tree.
 const CBOR_PAYLOAD: usize = 96;
 
-/// Opens the sharded block store of `--store DIR`, its writer pool sized by `--writers` and
-/// `--write-queue` (defaults [`block_files::DEFAULT_WRITERS`] and
-/// [`block_files::DEFAULT_WRITE_QUEUE`]).
+/// Opens the sharded block store of `--store DIR`, writing inline unless `--writes threads`,
+/// then on a pool sized by `--writers` and `--write-queue` (defaults
+/// [`block_files::DEFAULT_WRITERS`] and [`block_files::DEFAULT_WRITE_QUEUE`]).
 fn open_store(args: &[String]) -> anyhow::Result<Store> {
     let dir = flag(args, "--store")?;
+    let inline = match optional_flag(args, "--writes") {
+        None | Some("inline") => true,
+        Some("threads") => false,
+        Some(other) => bail!("--writes must be inline or threads, not {other:?}"),
+    };
     let config = block_files::Config::default()
+        .with_inline_writes(inline)
         .with_writers(optional_number(
             args,
             "--writers",
@@ -154,10 +161,13 @@ fn new_swarm() -> anyhow::Result<Swarm<Behaviour>> {
 }
 
 fn flag<'a>(args: &'a [String], name: &str) -> anyhow::Result<&'a str> {
+    optional_flag(args, name).with_context(|| format!("missing {name}"))
+}
+
+fn optional_flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
     args.windows(2)
         .find(|pair| pair[0] == name)
         .map(|pair| pair[1].as_str())
-        .with_context(|| format!("missing {name}"))
 }
 
 /// The value of an optional flag, or `default` when it is absent.

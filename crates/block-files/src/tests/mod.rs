@@ -24,11 +24,11 @@ fn names(dir: &Path) -> anyhow::Result<Vec<OsString>> {
     Ok(names)
 }
 
-async fn round_trip(layout: Layout) -> anyhow::Result<()> {
+async fn round_trip(layout: Layout, config: Config) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let blocks = dir.path().join("blocks");
     let cid = raw(b"block")?;
-    let store = Store::open(&blocks, layout, Config::default())?;
+    let store = Store::open(&blocks, layout, config.clone())?;
     assert_eq!(store.get(&cid).await?, None);
     assert!(!store.has(&cid).await?);
     store.put_keyed(&cid, b"block").await?;
@@ -38,7 +38,7 @@ async fn round_trip(layout: Layout) -> anyhow::Result<()> {
     assert_eq!(store.puts(), 1);
     drop(store);
     // The files outlive the handle.
-    let again = Store::open(&blocks, layout, Config::default())?;
+    let again = Store::open(&blocks, layout, config)?;
     assert_eq!(again.get(&cid).await?, Some(b"block".to_vec()));
     again.remove(&cid).await?;
     assert!(!again.has(&cid).await?);
@@ -51,12 +51,33 @@ async fn round_trip(layout: Layout) -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn durable_blocks_round_trip_and_outlive_the_handle() -> anyhow::Result<()> {
-    round_trip(Layout::Durable).await
+    round_trip(Layout::Durable, Config::default()).await?;
+    round_trip(Layout::Durable, Config::default().with_inline_writes(true)).await
 }
 
 #[tokio::test]
 async fn sharded_blocks_round_trip_and_outlive_the_handle() -> anyhow::Result<()> {
-    round_trip(Layout::Sharded).await
+    round_trip(Layout::Sharded, Config::default()).await?;
+    round_trip(Layout::Sharded, Config::default().with_inline_writes(true)).await
+}
+
+#[test]
+fn an_inline_put_has_written_its_file_at_its_first_poll() -> anyhow::Result<()> {
+    use std::future::Future as _;
+    use std::task::{Context, Poll, Waker};
+
+    let dir = tempfile::tempdir()?;
+    let cid = raw(b"block")?;
+    let config = Config::default().with_inline_writes(true);
+    assert!(config.inline_writes());
+    let store = Store::open(dir.path(), Layout::Sharded, config)?;
+    let mut put = std::pin::pin!(store.put_keyed(&cid, b"block"));
+    // Ready at once: graphsync's driver then answers it without a task or a wake-up.
+    let polled = put.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+    assert!(matches!(polled, Poll::Ready(Ok(()))), "{polled:?}");
+    assert_eq!(std::fs::read(store.path(&cid))?, b"block");
+    assert_eq!(store.puts(), 1);
+    Ok(())
 }
 
 #[tokio::test]

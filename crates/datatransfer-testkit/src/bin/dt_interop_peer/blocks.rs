@@ -3,8 +3,11 @@
 //! loses no block the channel store counts as received), with the read delay of
 //! `--read-delay-after N:MS`; or, for the bench commands (`bench.rs`), in go-ds-flatfs's
 //! `next-to-last/2` layout, never synced: the layout and write path of the Go bench peers'
-//! `FileBlockstore` (`interop/go-peer/filestore.go`). Reads run inline, puts on the store's
-//! writer threads (defaults of [`block_files::Config`]).
+//! `FileBlockstore` (`interop/go-peer/filestore.go`). Reads run inline; puts run on the store's
+//! writer threads in the durable layout (defaults of [`block_files::Config`]: a synced file
+//! waits for the disk) and inline in the bench's, as Go's `FileBlockstore.Put` writes in the
+//! caller's goroutine (on the bench's tmpfs a file costs less than the hand-off to a writer
+//! thread and back).
 //!
 //! The files rather than the `blockstore` crate's sled backend: opening that needs `sled` as a
 //! direct dependency, which `cargo xtask deps` allows only to `datatransfer-store`; a test peer
@@ -32,9 +35,10 @@ impl Backend {
         Store::open(dir, Layout::Durable, Config::default()).map(Backend::Files)
     }
 
-    /// The `next-to-last/2` bench block files of `dir` (created if missing).
+    /// The `next-to-last/2` bench block files of `dir` (created if missing), written inline.
     pub(crate) fn sharded(dir: PathBuf) -> Result<Self, OpenError> {
-        Store::open(dir, Layout::Sharded, Config::default()).map(Backend::Files)
+        let config = Config::default().with_inline_writes(true);
+        Store::open(dir, Layout::Sharded, config).map(Backend::Files)
     }
 }
 

@@ -1362,6 +1362,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_failed_run_prints_each_event_on_one_short_line() {
+        let dt = json!({"event": "dt", "name": "NewVoucherResult", "status": "Ongoing",
+            "received": 10, "sent": 0, "voucher_result": {"Outcome": "paid", "Owed": 0},
+            "message": ""});
+        assert_eq!(
+            short_event(&dt),
+            r#"dt NewVoucherResult Ongoing voucher_result={"Outcome":"paid","Owed":0} 10/0"#
+        );
+        let paid = json!({"event": "paid", "amount": 1024, "channel": {"id": 1}});
+        assert_eq!(short_event(&paid), "paid amount=1024");
+    }
+
+    #[test]
     fn block_bytes_skips_the_cids() -> anyhow::Result<()> {
         // Header of 2 bytes; a CIDv1 raw section (1, 0x55, 0x12, 2, digest ab cd) with 3 data
         // bytes; a CIDv0 section with 1 data byte.

@@ -21,28 +21,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
-use common::{AcceptAll, Blocks, Dag, PATIENCE, TestVoucher, everything, until_event};
-use datatransfer::libp2p::{
-    Libp2pNetwork, NetworkConfig, NodeBehaviour, PROTOCOL, SwarmConfig, build_swarm, from_libp2p,
-};
+use common::{Blocks, Dag, PATIENCE, TestVoucher, everything, until_event, until_state};
+use datatransfer::libp2p::{NodeBehaviour, PROTOCOL, SwarmConfig, build_swarm, from_libp2p};
 use datatransfer::{
-    ChannelId, ChannelState, ChannelStatus, Config, Event, Manager, ProtocolError, Subscription,
-    TransferId, Voucher,
+    ChannelId, ChannelState, ChannelStatus, Config, Event, ProtocolError, Subscription, TransferId,
+    Voucher,
 };
-use datatransfer_graphsync::GraphsyncTransport;
 use datatransfer_message::{
     Message, Response, cancel_request, cancel_response, complete_response, new_request,
     restart_existing_channel_request, restart_request, update_request, update_response,
     voucher_request, voucher_result_response,
 };
-use datatransfer_store::MemStore;
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::core::transport::MemoryTransport;
 use libp2p::core::upgrade::Version;
 use libp2p::identity::Keypair;
-use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, Transport, noise, yamux};
-use net::{Mgr, Slow, until_state};
+use net::{GatedStore, Layers, Mgr, accept_all, dial, listen, manager_on, run};
 use tokio::sync::mpsc;
 
 /// The hostile peer's channel limit at `N` in this test.
@@ -101,39 +96,19 @@ impl Hostile {
     }
 }
 
-async fn listen(swarm: &mut Swarm<NodeBehaviour>) -> anyhow::Result<Multiaddr> {
-    swarm.listen_on("/memory/0".parse()?)?;
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
-                return address;
-            }
-        }
-    })
-    .await
-    .context("no listen address")
-}
-
 /// An honest node (whose blocks are read in [`READ_DELAY`]) with `config`, and its swarm to
 /// drive.
 async fn honest(config: Config) -> anyhow::Result<(Honest, Swarm<NodeBehaviour>)> {
     let mut swarm = build_swarm(Keypair::generate_ed25519(), SwarmConfig::default())?;
-    let address = listen(&mut swarm).await?;
+    let address = listen(&mut swarm, "/memory/0").await?;
     let blocks = Arc::new(Blocks::new());
-    let node = graphsync::network::Node::spawn(
-        &swarm.behaviour().graphsync,
-        Arc::new(Slow {
-            inner: Arc::clone(&blocks),
-            delay: READ_DELAY,
-        }),
-        graphsync::network::Config::default(),
-    )?;
+    let served = GatedStore::slow(Arc::clone(&blocks), READ_DELAY);
+    let layers = Layers {
+        config,
+        ..Layers::default()
+    };
+    let manager = manager_on(&swarm, served, layers, accept_all).await?;
     let id = *swarm.local_peer_id();
-    let transport = GraphsyncTransport::new(node, id, datatransfer_graphsync::Config::default());
-    let network = Libp2pNetwork::for_swarm(&swarm, NetworkConfig::default())?;
-    let manager = Manager::new(transport, network, MemStore::new(), config);
-    manager.register_voucher_type(AcceptAll)?;
-    manager.start().await?;
     Ok((
         Honest {
             manager,
@@ -143,14 +118,6 @@ async fn honest(config: Config) -> anyhow::Result<(Honest, Swarm<NodeBehaviour>)
         },
         swarm,
     ))
-}
-
-fn run(mut swarm: Swarm<NodeBehaviour>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            swarm.select_next_some().await;
-        }
-    })
 }
 
 /// The hostile peer, connected to `target` at `address`.
@@ -205,24 +172,10 @@ async fn hostile(
         }));
     }
 
-    swarm.dial(address.clone())?;
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            if let SwarmEvent::ConnectionEstablished { peer_id, .. } =
-                swarm.select_next_some().await
-                && peer_id == target
-            {
-                return;
-            }
-        }
-    })
-    .await
-    .context("the hostile peer could not connect")?;
-    tasks.push(tokio::spawn(async move {
-        loop {
-            swarm.select_next_some().await;
-        }
-    }));
+    dial(&mut swarm, target, address)
+        .await
+        .context("the hostile peer could not connect")?;
+    tasks.push(run(swarm));
     Ok(Hostile { id, control, inbox })
 }
 

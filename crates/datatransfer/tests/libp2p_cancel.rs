@@ -24,16 +24,9 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 use blockstore::Blockstore;
 use cid::CidGeneric;
-use common::{AcceptAll, Blocks, Dag, PATIENCE, TestVoucher, everything};
-use datatransfer::libp2p::{Libp2pNetwork, NetworkConfig, NodeBehaviour, SwarmConfig, build_swarm};
-use datatransfer::{ChannelId, ChannelStatus, Config, Manager};
-use datatransfer_graphsync::GraphsyncTransport;
-use datatransfer_store::MemStore;
-use futures::StreamExt;
-use libp2p::Swarm;
-use libp2p::identity::Keypair;
-use libp2p::swarm::SwarmEvent;
-use net::{Mgr, until_state};
+use common::{Blocks, Dag, PATIENCE, TestVoucher, everything, until_state};
+use datatransfer::{ChannelId, ChannelStatus};
+use net::{Layers, Mgr, accept_all, manager_on, run, swarm_pair};
 use tokio::sync::watch;
 
 /// Index of the first put the receiver's store holds: the root and two leaves are stored, the
@@ -177,66 +170,24 @@ struct Storage {
     store_tasks: usize,
 }
 
-async fn listen(swarm: &mut Swarm<NodeBehaviour>) -> anyhow::Result<libp2p::Multiaddr> {
-    swarm.listen_on("/memory/0".parse()?)?;
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
-                return address;
-            }
-        }
-    })
-    .await
-    .context("no listen address")
-}
-
 async fn pair(storage: [Storage; 2]) -> anyhow::Result<Pair> {
-    let mut swarms = Vec::new();
-    let mut addresses = Vec::new();
-    for _ in 0..2 {
-        let mut swarm = build_swarm(Keypair::generate_ed25519(), SwarmConfig::default())?;
-        addresses.push((*swarm.local_peer_id(), listen(&mut swarm).await?));
-        swarms.push(swarm);
-    }
     let mut pair = Pair {
         sides: Vec::new(),
         swarms: Vec::new(),
     };
-    for (n, (mut swarm, storage)) in swarms.into_iter().zip(storage).enumerate() {
-        let (peer, address) = addresses[1 - n].clone();
-        swarm.add_peer_address(peer, address);
+    for (swarm, storage) in swarm_pair().await?.into_iter().zip(storage) {
         let blocks = Arc::new(Blocks::new());
-        // The configuration is `#[non_exhaustive]`: no struct update syntax outside its crate.
-        #[allow(clippy::field_reassign_with_default)]
-        let graphsync_config = {
-            let mut config = graphsync::network::Config::default();
-            config.max_store_tasks = storage.store_tasks;
-            config
+        let served = Gated {
+            inner: Arc::clone(&blocks),
+            reads: storage.reads,
+            puts: storage.puts,
         };
-        let node = graphsync::network::Node::spawn(
-            &swarm.behaviour().graphsync,
-            Arc::new(Gated {
-                inner: Arc::clone(&blocks),
-                reads: storage.reads,
-                puts: storage.puts,
-            }),
-            graphsync_config,
-        )?;
-        let transport = GraphsyncTransport::new(
-            node,
-            *swarm.local_peer_id(),
-            datatransfer_graphsync::Config::default(),
-        );
-        let network = Libp2pNetwork::for_swarm(&swarm, NetworkConfig::default())?;
-        let manager = Manager::new(transport, network, MemStore::new(), Config::default());
-        manager.register_voucher_type(AcceptAll)?;
-        manager.start().await?;
+        // The configuration is `#[non_exhaustive]`: no struct update syntax outside its crate.
+        let mut layers = Layers::default();
+        layers.graphsync.max_store_tasks = storage.store_tasks;
+        let manager = manager_on(&swarm, served, layers, accept_all).await?;
         pair.sides.push(Side { manager, blocks });
-        pair.swarms.push(tokio::spawn(async move {
-            loop {
-                swarm.select_next_some().await;
-            }
-        }));
+        pair.swarms.push(run(swarm));
     }
     Ok(pair)
 }

@@ -27,16 +27,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use blockstore::Blockstore;
-use common::{AcceptAll, Blocks, Dag, PATIENCE, TestVoucher, everything};
-use datatransfer::libp2p::{Libp2pNetwork, NetworkConfig, NodeBehaviour, SwarmConfig, build_swarm};
-use datatransfer::{ChannelId, ChannelStatus, Config, Manager};
-use datatransfer_graphsync::GraphsyncTransport;
-use datatransfer_store::MemStore;
+use common::{Blocks, Dag, PATIENCE, TestVoucher, everything, until_state};
+use datatransfer::libp2p::NodeBehaviour;
+use datatransfer::{ChannelId, ChannelStatus};
 use futures::StreamExt;
-use libp2p::identity::Keypair;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{PeerId, Swarm};
-use net::{Mgr, Slow, until_state};
+use net::{GatedStore, Layers, Mgr, accept_all, manager_on, swarm_pair};
 use tokio::sync::{mpsc, oneshot};
 
 /// Transfers cut by a disconnect.
@@ -162,19 +159,6 @@ impl Drop for Pair {
     }
 }
 
-async fn listen(swarm: &mut Swarm<NodeBehaviour>) -> anyhow::Result<libp2p::Multiaddr> {
-    swarm.listen_on("/memory/0".parse()?)?;
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
-                return address;
-            }
-        }
-    })
-    .await
-    .context("no listen address")
-}
-
 /// Drives `swarm` and answers its commands until aborted.
 async fn drive(mut swarm: Swarm<NodeBehaviour>, mut commands: mpsc::Receiver<SwarmCommand>) {
     let mut waiting: Vec<(PeerId, oneshot::Sender<()>)> = Vec::new();
@@ -210,49 +194,20 @@ async fn drive(mut swarm: Swarm<NodeBehaviour>, mut commands: mpsc::Receiver<Swa
 }
 
 async fn pair() -> anyhow::Result<Pair> {
-    let mut swarms = Vec::new();
-    let mut addresses = Vec::new();
-    for _ in 0..2 {
-        let mut swarm = build_swarm(Keypair::generate_ed25519(), SwarmConfig::default())?;
-        addresses.push((*swarm.local_peer_id(), listen(&mut swarm).await?));
-        swarms.push(swarm);
-    }
     let mut pair = Pair {
         sides: Vec::new(),
         swarms: Vec::new(),
     };
-    for (n, mut swarm) in swarms.into_iter().enumerate() {
-        let (peer, address) = addresses[1 - n].clone();
-        swarm.add_peer_address(peer, address);
+    for swarm in swarm_pair().await? {
         let blocks = Arc::new(Blocks::new());
-        // The configuration is `#[non_exhaustive]`: no struct update syntax outside its crate.
-        #[allow(clippy::field_reassign_with_default)]
-        let graphsync_config = {
-            let mut config = graphsync::network::Config::default();
-            config.outbound_idle = IDLE;
-            config
-        };
-        let node = graphsync::network::Node::spawn(
-            &swarm.behaviour().graphsync,
-            Arc::new(Slow {
-                inner: Arc::clone(&blocks),
-                delay: READ_DELAY,
-            }),
-            graphsync_config,
-        )?;
+        let served = GatedStore::slow(Arc::clone(&blocks), READ_DELAY);
+        // The configurations are `#[non_exhaustive]`: no struct update syntax outside their
+        // crates.
+        let mut layers = Layers::default();
+        layers.graphsync.outbound_idle = IDLE;
+        layers.network.inbound_idle = IDLE;
+        let manager = manager_on(&swarm, served, layers, accept_all).await?;
         let id = *swarm.local_peer_id();
-        let transport =
-            GraphsyncTransport::new(node, id, datatransfer_graphsync::Config::default());
-        #[allow(clippy::field_reassign_with_default)]
-        let network_config = {
-            let mut config = NetworkConfig::default();
-            config.inbound_idle = IDLE;
-            config
-        };
-        let network = Libp2pNetwork::for_swarm(&swarm, network_config)?;
-        let manager = Manager::new(transport, network, MemStore::new(), Config::default());
-        manager.register_voucher_type(AcceptAll)?;
-        manager.start().await?;
         let (commands, command_rx) = mpsc::channel(4);
         pair.sides.push(Side {
             manager,

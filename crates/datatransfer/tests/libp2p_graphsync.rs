@@ -13,9 +13,9 @@ mod net;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use common::{Dag, PATIENCE, TestVoucher, everything};
+use common::{Dag, PATIENCE, TestVoucher, everything, until_status};
 use datatransfer::{ChannelId, ChannelStatus, SubscriptionError};
-use net::{Mgr, Net, Node, Spec, accept_all, until_status};
+use net::{Mgr, Net, Node, Spec, accept_all};
 
 /// Two started nodes on the memory transport that know each other, `AcceptAll` registered on
 /// both, whose graphsync nodes read their blocks at full speed.

@@ -2,6 +2,13 @@
 //! swarms on the memory transport) with the in-memory transport carrying the data: the peer ids
 //! line up because the hub's peers are given the swarms' libp2p ids.
 
+// The managers here are over the in-memory transport with libp2p messages: only the swarm
+// helpers of `net` apply.
+#[allow(unused_macros)]
+mod common;
+#[path = "common/libp2p.rs"]
+mod net;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -9,7 +16,7 @@ use std::time::Duration;
 use anyhow::Context;
 use blockstore::{Blockstore, InMemoryBlockstore};
 use cid::Cid;
-use datatransfer::libp2p::{Libp2pNetwork, NetworkConfig, NodeBehaviour, SwarmConfig, build_swarm};
+use datatransfer::libp2p::{Libp2pNetwork, NetworkConfig};
 use datatransfer::{
     ChannelStatus, Config, Decision, Manager, Network, NetworkError, PeerId, Request,
     RequestValidator, Voucher, VoucherError,
@@ -18,12 +25,9 @@ use datatransfer_message::Message;
 use datatransfer_store::MemStore;
 use datatransfer_transport::Receiver;
 use datatransfer_transport::mem::{MemHub, MemTransport};
-use futures::StreamExt;
 use ipld_dagcbor::Node;
-use libp2p::Swarm;
-use libp2p::identity::Keypair;
-use libp2p::swarm::SwarmEvent;
 use multihash_codetable::{Code, MultihashDigest};
+use net::{run, swarm_pair};
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -113,45 +117,23 @@ impl Drop for Nodes {
     }
 }
 
-async fn listen(swarm: &mut Swarm<NodeBehaviour>) -> anyhow::Result<libp2p::Multiaddr> {
-    swarm.listen_on("/memory/0".parse()?)?;
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
-                return address;
-            }
-        }
-    })
-    .await
-    .context("no listen address")
-}
-
 /// Two managers whose networks are libp2p swarms that know each other's addresses.
 async fn nodes() -> anyhow::Result<Nodes> {
     let hub = MemHub::new(Default::default(), |task| {
         tokio::spawn(task);
     });
-    let mut swarms = Vec::new();
-    let mut addresses = Vec::new();
-    for _ in 0..2 {
-        let mut swarm = build_swarm(Keypair::generate_ed25519(), SwarmConfig::default())?;
-        addresses.push((*swarm.local_peer_id(), listen(&mut swarm).await?));
-        swarms.push(swarm);
-    }
     let mut nodes = Nodes {
         managers: Vec::new(),
         sent: Vec::new(),
         stores: Vec::new(),
         swarms: Vec::new(),
     };
-    for (n, mut swarm) in swarms.into_iter().enumerate() {
+    for swarm in swarm_pair().await? {
         let network = Counted {
             inner: Libp2pNetwork::for_swarm(&swarm, NetworkConfig::default())?,
             sent: Arc::new(AtomicUsize::new(0)),
         };
         nodes.sent.push(Arc::clone(&network.sent));
-        let (peer, address) = addresses[1 - n].clone();
-        swarm.add_peer_address(peer, address);
         let store = Arc::new(Blocks::new());
         let (transport, _) = hub.add_peer(network.self_peer(), Arc::clone(&store))?;
         let manager = Manager::new(transport, network, MemStore::new(), Config::default());
@@ -159,11 +141,7 @@ async fn nodes() -> anyhow::Result<Nodes> {
         manager.start().await?;
         nodes.managers.push(manager);
         nodes.stores.push(store);
-        nodes.swarms.push(tokio::spawn(async move {
-            loop {
-                swarm.select_next_some().await;
-            }
-        }));
+        nodes.swarms.push(run(swarm));
     }
     Ok(nodes)
 }

@@ -1,10 +1,17 @@
 //! `Libp2pNetwork` between real swarms: messages both ways on the memory transport, loopback
 //! TCP and QUIC; bad frames; retries and their limit; the size limit; protection.
 
+// Networks alone here, without managers: only the swarm helpers of `net` apply.
+#[allow(unused_macros)]
+mod common;
+#[path = "common/libp2p.rs"]
+mod net;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use common::PATIENCE;
 use datatransfer::libp2p::{
     Libp2pNetwork, NetError, NetworkConfig, NodeBehaviour, PROTOCOL, SwarmConfig, build_swarm,
     from_libp2p,
@@ -20,10 +27,8 @@ use ipld_dagcbor::Node;
 use libp2p::identity::Keypair;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, Swarm};
+use net::listen;
 use tokio::sync::mpsc;
-
-/// Upper bound for any wait; only reached when a test fails.
-const PATIENCE: Duration = Duration::from_secs(20);
 
 /// What a test receiver saw.
 #[derive(Debug)]
@@ -96,20 +101,6 @@ impl TestNode {
 
 fn swarm_with(config: SwarmConfig) -> anyhow::Result<Swarm<NodeBehaviour>> {
     Ok(build_swarm(Keypair::generate_ed25519(), config)?)
-}
-
-/// Makes `swarm` listen on `address` and returns the address it got.
-async fn listen(swarm: &mut Swarm<NodeBehaviour>, address: &str) -> anyhow::Result<Multiaddr> {
-    swarm.listen_on(address.parse()?)?;
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
-                return address;
-            }
-        }
-    })
-    .await
-    .context("no listen address")
 }
 
 /// Starts the network of `swarm` with `config` and drives the swarm in a task.

@@ -18,7 +18,7 @@ use std::error::Error as StdError;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use common::{Dag, PATIENCE, TestVoucher, everything};
+use common::{Dag, PATIENCE, TestVoucher, everything, until_status};
 use datatransfer::libp2p::{NetworkConfig, PROTOCOL};
 use datatransfer::{ChannelStatus, Config, Event, QueueScope, TransferId, Voucher};
 use datatransfer_message::new_request;
@@ -26,9 +26,8 @@ use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::core::transport::MemoryTransport;
 use libp2p::core::upgrade::Version;
 use libp2p::identity::Keypair;
-use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm, Transport, noise, yamux};
-use net::{Net, Node, Spec, accept_all, ensure_whole, until_status};
+use libp2p::{PeerId, Swarm, Transport, noise, yamux};
+use net::{Net, Node, Spec, accept_all, dial, ensure_whole, run};
 
 /// The bound per peer in this test.
 const PER_PEER: usize = 8;
@@ -61,27 +60,6 @@ fn raw_swarm() -> anyhow::Result<Swarm<libp2p_stream::Behaviour>> {
     ))
 }
 
-/// Dials `address` and polls the swarm until the connection to `target` is up.
-async fn connect(
-    swarm: &mut Swarm<libp2p_stream::Behaviour>,
-    target: PeerId,
-    address: Multiaddr,
-) -> anyhow::Result<()> {
-    swarm.dial(address)?;
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            if let SwarmEvent::ConnectionEstablished { peer_id, .. } =
-                swarm.select_next_some().await
-                && peer_id == target
-            {
-                return;
-            }
-        }
-    })
-    .await
-    .context("connecting to the node")
-}
-
 /// A hostile peer: connected to the node, its swarm polled in a task of its own.
 struct Hostile {
     id: PeerId,
@@ -99,12 +77,10 @@ async fn hostile(node: &Node) -> anyhow::Result<Hostile> {
     let mut swarm = raw_swarm()?;
     let id = *swarm.local_peer_id();
     let control = swarm.behaviour().new_control();
-    connect(&mut swarm, node.peer_id, node.address.clone()).await?;
-    let task = tokio::spawn(async move {
-        loop {
-            swarm.select_next_some().await;
-        }
-    });
+    dial(&mut swarm, node.peer_id, node.address.clone())
+        .await
+        .context("connecting to the node")?;
+    let task = run(swarm);
     Ok(Hostile { id, control, task })
 }
 
@@ -157,7 +133,9 @@ async fn a_flood_while_sends_are_stuck_is_bounded_per_peer_and_in_all() -> anyho
     // holds the node's outbound task for `STUCK`.
     let mut frozen = raw_swarm()?;
     let frozen_id = *frozen.local_peer_id();
-    connect(&mut frozen, node.peer_id, node.address.clone()).await?;
+    dial(&mut frozen, node.peer_id, node.address.clone())
+        .await
+        .context("connecting to the node")?;
     // Polled until the node has the connection too, so that its push goes on it (a node
     // without it would dial, fail at once and not be held).
     let node_has_it = node.until_connections(|c| c.open >= 1);

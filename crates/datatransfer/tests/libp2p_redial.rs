@@ -18,10 +18,10 @@ mod net;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use common::{Dag, TestVoucher, everything};
+use common::{Dag, TestVoucher, everything, until_state, until_status};
 use datatransfer::libp2p::NetworkConfig;
 use datatransfer::{ChannelStatus, Config, Event, MonitorConfig, MonitorEvent};
-use net::{Net, Node, Spec, accept_all, ensure_whole, until_state, until_status};
+use net::{Net, Node, Spec, accept_all, ensure_whole};
 
 /// Blocks that flow before the connection is closed.
 const FIRST: u64 = 4;

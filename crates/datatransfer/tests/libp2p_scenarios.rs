@@ -20,14 +20,13 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 use common::{
     AcceptAll, Amount, Backend, Dag, PATIENCE, TestStore, TestVoucher, UnknownVoucher, everything,
-    open_store,
+    open_store, until_state, until_status,
 };
 use datatransfer::{
     ChannelId, ChannelStatus, Decision, Event, EventCode, Revalidator, Voucher, VoucherError,
     decode_result,
 };
-use net::until_status;
-use net::{Mgr, Net, Node, Spec, accept_all, ensure_whole, pair, prefix_bytes, until_state};
+use net::{Mgr, Net, Node, Spec, accept_all, ensure_whole, pair, prefix_bytes};
 
 /// Blocks that flow before a test acts mid-transfer.
 const FIRST: u64 = 4;

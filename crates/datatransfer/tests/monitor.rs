@@ -11,12 +11,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use common::{Blocks, Dag, Mgr, Peer, TestStore, TestVoucher, everything, hub, peer_configured};
 use datatransfer::{
     ChannelId, ChannelState, ChannelStatus, Config, Decision, Event, MemStore, MonitorConfig,
-    MonitorEvent, MonitorFailure, Node, Revalidator, Subscription, SubscriptionError, Voucher,
-    VoucherError,
+    MonitorEvent, MonitorFailure, Node, Revalidator, Subscription, Voucher, VoucherError,
 };
 use datatransfer_transport::mem::MemHub;
 
@@ -60,25 +59,9 @@ async fn node(hub: &MemHub<Blocks>, n: u8, config: Config) -> anyhow::Result<Pee
 async fn until(
     peer: &Mgr,
     channel: &ChannelId,
-    mut test: impl FnMut(&ChannelState) -> bool,
+    test: impl FnMut(&ChannelState) -> bool,
 ) -> anyhow::Result<ChannelState> {
-    let mut events = peer.subscribe_channel(channel.clone());
-    let wait = async {
-        loop {
-            if let Ok(state) = peer.channel_state(channel)
-                && test(&state)
-            {
-                return Ok(state);
-            }
-            match events.recv().await {
-                Ok(_) | Err(SubscriptionError::Lagged { .. }) => {}
-                Err(error) => return Err(error.into()),
-            }
-        }
-    };
-    tokio::time::timeout(PATIENCE, wait)
-        .await
-        .with_context(|| format!("waiting on the state of {channel}"))?
+    common::until_state_within(peer, channel, PATIENCE, test).await
 }
 
 /// Waits for `channel` to reach `status`, failing if it ends otherwise.
@@ -87,18 +70,7 @@ async fn until_status(
     channel: &ChannelId,
     status: ChannelStatus,
 ) -> anyhow::Result<ChannelState> {
-    let state = until(peer, channel, |s| {
-        s.status == status || s.status.is_terminal()
-    })
-    .await?;
-    if state.status != status {
-        bail!(
-            "{channel} ended {} ({:?}), not {status}",
-            state.status,
-            state.message
-        );
-    }
-    Ok(state)
+    common::until_status_within(peer, channel, PATIENCE, status).await
 }
 
 /// Waits for the next monitor event of `events` that `pick` accepts; returns the monitor

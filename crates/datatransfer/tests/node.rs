@@ -6,19 +6,16 @@
 
 #[allow(unused_macros)]
 mod common;
-#[path = "common/libp2p.rs"]
-mod net;
 
 use std::sync::Arc;
 
 use anyhow::{Context, ensure};
-use common::{AcceptAll, Blocks, Dag, PATIENCE, TestVoucher, everything};
+use common::{AcceptAll, Blocks, Dag, PATIENCE, TestVoucher, everything, until_status};
 use datatransfer::ChannelStatus;
 use datatransfer::libp2p::{DialError, Node, NodeError};
 use libp2p::Multiaddr;
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
-use net::until_status;
 
 /// A node over `blocks` on loopback TCP with `AcceptAll` registered.
 async fn node(blocks: Arc<Blocks>) -> anyhow::Result<Node> {

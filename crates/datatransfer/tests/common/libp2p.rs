@@ -4,6 +4,10 @@
 //! held after a number of them, so that "mid-transfer" is a block count, not a moment), and
 //! whose swarm runs in a task that counts connections and can drop one on command.
 //!
+//! Tests that need their own nodes build them from the parts: [`swarm_pair`] (two listening
+//! swarms that know each other), [`manager_on`] (a manager over a swarm, its layers set by
+//! [`Layers`]), [`listen`], [`dial`] and [`run`].
+//!
 //! Include it next to `common` with `#[path = "common/libp2p.rs"] mod net;`.
 
 #![allow(dead_code, unreachable_pub)]
@@ -12,16 +16,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use blockstore::Blockstore;
 use cid::CidGeneric;
 use datatransfer::libp2p::{Libp2pNetwork, NetworkConfig, NodeBehaviour, SwarmConfig, build_swarm};
-use datatransfer::{ChannelId, ChannelState, ChannelStatus, Config, Manager, SubscriptionError};
+use datatransfer::{ChannelState, Config, Manager};
 use datatransfer_graphsync::GraphsyncTransport;
 use futures::StreamExt;
 use libp2p::core::transport::ListenerId;
 use libp2p::identity::Keypair;
-use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, Swarm};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -85,10 +89,22 @@ impl Gate {
 
 /// The block store a node's graphsync node serves: `inner` behind a [`Gate`], each read taking
 /// `delay` (as a disk's would).
-struct GatedStore {
+pub struct GatedStore {
     inner: Arc<Blocks>,
     gate: Gate,
     delay: Duration,
+}
+
+impl GatedStore {
+    /// `inner` behind an open gate, each read taking `delay` (a transfer that lasts long enough
+    /// to be cut or attacked while it runs).
+    pub fn slow(inner: Arc<Blocks>, delay: Duration) -> Self {
+        GatedStore {
+            inner,
+            gate: Gate::open(),
+            delay,
+        }
+    }
 }
 
 impl Blockstore for GatedStore {
@@ -223,21 +239,18 @@ impl Node {
             .await
             .with_context(|| format!("listening on {listen}"))?;
         let peer_id = *swarm.local_peer_id();
-        let node = graphsync::network::Node::spawn(
-            &swarm.behaviour().graphsync,
-            Arc::new(GatedStore {
-                inner: Arc::clone(&blocks),
-                gate: gate.clone(),
-                delay: read_delay,
-            }),
-            graphsync::network::Config::default(),
-        )?;
-        let transport =
-            GraphsyncTransport::new(node, peer_id, datatransfer_graphsync::Config::default());
-        let network = Libp2pNetwork::for_swarm(&swarm, network)?;
-        let manager = Manager::new(transport, network, store.clone(), config);
-        register(&manager)?;
-        manager.start().await.context("starting the manager")?;
+        let served = GatedStore {
+            inner: Arc::clone(&blocks),
+            gate: gate.clone(),
+            delay: read_delay,
+        };
+        let layers = Layers {
+            network,
+            store: store.clone(),
+            config,
+            ..Layers::default()
+        };
+        let manager = manager_on(&swarm, served, layers, register).await?;
         let (connections_tx, connections) = watch::channel(Connections::default());
         let (commands, commands_rx) = mpsc::channel(8);
         let swarm = tokio::spawn(drive(swarm, listener, commands_rx, connections_tx));
@@ -362,8 +375,10 @@ pub fn accept_all(manager: &Mgr) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn listen_on(
-    swarm: &mut Swarm<NodeBehaviour>,
+/// Makes `swarm` listen on `address`; returns the listener and the address it got, within
+/// [`PATIENCE`].
+pub async fn listen_on<B: NetworkBehaviour>(
+    swarm: &mut Swarm<B>,
     address: Multiaddr,
 ) -> anyhow::Result<(ListenerId, Multiaddr)> {
     let listener = swarm.listen_on(address)?;
@@ -377,6 +392,115 @@ async fn listen_on(
     .await
     .context("no listen address")?;
     Ok((listener, address))
+}
+
+/// Makes `swarm` listen on `address` (a multiaddr's text) and returns the address it got.
+pub async fn listen<B: NetworkBehaviour>(
+    swarm: &mut Swarm<B>,
+    address: &str,
+) -> anyhow::Result<Multiaddr> {
+    let (_, address) = listen_on(swarm, address.parse()?).await?;
+    Ok(address)
+}
+
+/// Dials `address` and polls `swarm` until its connection to `target` is up, within
+/// [`PATIENCE`].
+pub async fn dial<B: NetworkBehaviour>(
+    swarm: &mut Swarm<B>,
+    target: libp2p::PeerId,
+    address: Multiaddr,
+) -> anyhow::Result<()> {
+    swarm.dial(address)?;
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let SwarmEvent::ConnectionEstablished { peer_id, .. } =
+                swarm.select_next_some().await
+                && peer_id == target
+            {
+                return;
+            }
+        }
+    })
+    .await
+    .with_context(|| format!("connecting to {target}"))
+}
+
+/// Polls `swarm` in a task of its own until the task is aborted.
+pub fn run<B>(mut swarm: Swarm<B>) -> tokio::task::JoinHandle<()>
+where
+    B: NetworkBehaviour + Send + 'static,
+    Swarm<B>: Send,
+{
+    tokio::spawn(async move {
+        loop {
+            swarm.select_next_some().await;
+        }
+    })
+}
+
+/// Two `build_swarm` swarms with fresh identities, listening on the memory transport, each
+/// knowing the other's address.
+pub async fn swarm_pair() -> anyhow::Result<[Swarm<NodeBehaviour>; 2]> {
+    let mut a = build_swarm(Keypair::generate_ed25519(), SwarmConfig::default())?;
+    let mut b = build_swarm(Keypair::generate_ed25519(), SwarmConfig::default())?;
+    let a_address = listen(&mut a, "/memory/0").await?;
+    let b_address = listen(&mut b, "/memory/0").await?;
+    let (a_id, b_id) = (*a.local_peer_id(), *b.local_peer_id());
+    a.add_peer_address(b_id, b_address);
+    b.add_peer_address(a_id, a_address);
+    Ok([a, b])
+}
+
+/// The layers of a manager on a swarm, but its block store: each one's configuration, and the
+/// channel store.
+pub struct Layers {
+    /// The graphsync node's configuration.
+    pub graphsync: graphsync::network::Config,
+    /// The data-transfer network's configuration.
+    pub network: NetworkConfig,
+    /// The channel store.
+    pub store: TestStore,
+    /// The manager's configuration.
+    pub config: Config,
+}
+
+impl Default for Layers {
+    /// Default configurations and a `MemStore`.
+    fn default() -> Self {
+        Layers {
+            graphsync: graphsync::network::Config::default(),
+            network: NetworkConfig::default(),
+            store: TestStore::Mem(datatransfer::MemStore::new()),
+            config: Config::default(),
+        }
+    }
+}
+
+/// A manager over `swarm`: a graphsync node serving `blocks` under a `GraphsyncTransport`, and
+/// a `Libp2pNetwork`, made as `layers` says, with registrations done by `register`, started.
+/// The swarm is still to be driven.
+pub async fn manager_on(
+    swarm: &Swarm<NodeBehaviour>,
+    blocks: impl Blockstore + 'static,
+    layers: Layers,
+    register: impl FnOnce(&Mgr) -> anyhow::Result<()>,
+) -> anyhow::Result<Mgr> {
+    let Layers {
+        graphsync,
+        network,
+        store,
+        config,
+    } = layers;
+    let peer_id = *swarm.local_peer_id();
+    let node =
+        graphsync::network::Node::spawn(&swarm.behaviour().graphsync, Arc::new(blocks), graphsync)?;
+    let transport =
+        GraphsyncTransport::new(node, peer_id, datatransfer_graphsync::Config::default());
+    let network = Libp2pNetwork::for_swarm(swarm, network)?;
+    let manager = Manager::new(transport, network, store, config);
+    register(&manager)?;
+    manager.start().await.context("starting the manager")?;
+    Ok(manager)
 }
 
 /// What a test asks of a node's swarm task.
@@ -426,91 +550,6 @@ async fn drive(
             },
         }
     }
-}
-
-/// A block store whose every read takes `delay` (a transfer that lasts long enough to be cut or
-/// attacked while it runs).
-pub struct Slow {
-    pub inner: Arc<Blocks>,
-    pub delay: Duration,
-}
-
-impl Blockstore for Slow {
-    async fn get<const S: usize>(
-        &self,
-        cid: &CidGeneric<S>,
-    ) -> blockstore::Result<Option<Vec<u8>>> {
-        tokio::time::sleep(self.delay).await;
-        self.inner.get(cid).await
-    }
-
-    async fn put_keyed<const S: usize>(
-        &self,
-        cid: &CidGeneric<S>,
-        data: &[u8],
-    ) -> blockstore::Result<()> {
-        self.inner.put_keyed(cid, data).await
-    }
-
-    async fn remove<const S: usize>(&self, cid: &CidGeneric<S>) -> blockstore::Result<()> {
-        self.inner.remove(cid).await
-    }
-
-    async fn close(self) -> blockstore::Result<()> {
-        Ok(())
-    }
-}
-
-/// Waits, at most [`PATIENCE`], until the state of `channel` at `manager` satisfies `test`.
-pub async fn until_state(
-    manager: &Mgr,
-    channel: &ChannelId,
-    mut test: impl FnMut(&ChannelState) -> bool,
-) -> anyhow::Result<ChannelState> {
-    let mut events = manager.subscribe_channel(channel.clone());
-    let wait = async {
-        loop {
-            if let Ok(state) = manager.channel_state(channel)
-                && test(&state)
-            {
-                return Ok(state);
-            }
-            match events.recv().await {
-                Ok(_) | Err(SubscriptionError::Lagged { .. }) => {}
-                Err(error) => return Err(error.into()),
-            }
-        }
-    };
-    tokio::time::timeout(PATIENCE, wait)
-        .await
-        .with_context(|| {
-            format!(
-                "waiting on the state of {channel}; it is {} ({:?})",
-                manager.status(channel),
-                manager.channel_state(channel).map(|s| s.message).ok()
-            )
-        })?
-}
-
-/// Waits, at most [`PATIENCE`], until `channel` has `status` at `manager`; fails early when
-/// it ends otherwise.
-pub async fn until_status(
-    manager: &Mgr,
-    channel: &ChannelId,
-    status: ChannelStatus,
-) -> anyhow::Result<ChannelState> {
-    let state = until_state(manager, channel, |s| {
-        s.status == status || s.status.is_terminal()
-    })
-    .await?;
-    if state.status != status {
-        bail!(
-            "{channel} ended {} ({:?}), not {status}",
-            state.status,
-            state.message
-        );
-    }
-    Ok(state)
 }
 
 /// The bytes of the first `blocks` blocks of `dag` in traversal order (the root, then the

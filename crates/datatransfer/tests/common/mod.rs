@@ -11,8 +11,8 @@ use anyhow::{Context, bail};
 use blockstore::{Blockstore, InMemoryBlockstore};
 use cid::Cid;
 use datatransfer::{
-    Config, Decision, Event, Manager, Request, RequestValidator, Subscription, SubscriptionError,
-    Voucher, VoucherError, VoucherResult,
+    Config, Decision, Event, Manager, Network, Request, RequestValidator, Subscription,
+    SubscriptionError, Transport, Voucher, VoucherError, VoucherResult,
 };
 use datatransfer_fsm::{ChannelState, ChannelStatus};
 use datatransfer_message::{ChannelId, PeerId};
@@ -313,16 +313,35 @@ pub async fn peer_configured(
     })
 }
 
-/// Waits until the state of `channel` at `peer` satisfies `test`, returning it.
-pub async fn until_state(
-    peer: &Mgr,
+/// Waits, at most [`PATIENCE`], until the state of `channel` at `manager` satisfies `test`,
+/// returning it.
+pub async fn until_state<T, N>(
+    manager: &Manager<T, N>,
     channel: &ChannelId,
+    test: impl FnMut(&ChannelState) -> bool,
+) -> anyhow::Result<ChannelState>
+where
+    T: Transport + 'static,
+    N: Network + 'static,
+{
+    until_state_within(manager, channel, PATIENCE, test).await
+}
+
+/// As [`until_state`], waiting at most `patience`.
+pub async fn until_state_within<T, N>(
+    manager: &Manager<T, N>,
+    channel: &ChannelId,
+    patience: Duration,
     mut test: impl FnMut(&ChannelState) -> bool,
-) -> anyhow::Result<ChannelState> {
-    let mut events = peer.subscribe_channel(channel.clone());
+) -> anyhow::Result<ChannelState>
+where
+    T: Transport + 'static,
+    N: Network + 'static,
+{
+    let mut events = manager.subscribe_channel(channel.clone());
     let wait = async {
         loop {
-            if let Ok(state) = peer.channel_state(channel)
+            if let Ok(state) = manager.channel_state(channel)
                 && test(&state)
             {
                 return Ok(state);
@@ -333,9 +352,41 @@ pub async fn until_state(
             }
         }
     };
-    tokio::time::timeout(PATIENCE, wait)
+    tokio::time::timeout(patience, wait)
         .await
-        .with_context(|| format!("waiting on the state of {channel}"))?
+        .with_context(|| {
+            format!(
+                "waiting on the state of {channel}; it is {} ({:?})",
+                manager.status(channel),
+                manager.channel_state(channel).map(|s| s.message).ok()
+            )
+        })?
+}
+
+/// Waits, at most `patience`, until `channel` has `status` at `manager`, returning its state;
+/// fails early when it ends otherwise.
+pub async fn until_status_within<T, N>(
+    manager: &Manager<T, N>,
+    channel: &ChannelId,
+    patience: Duration,
+    status: ChannelStatus,
+) -> anyhow::Result<ChannelState>
+where
+    T: Transport + 'static,
+    N: Network + 'static,
+{
+    let state = until_state_within(manager, channel, patience, |s| {
+        s.status == status || s.status.is_terminal()
+    })
+    .await?;
+    if state.status != status {
+        bail!(
+            "{channel} ended {} ({:?}), not {status}",
+            state.status,
+            state.message
+        );
+    }
+    Ok(state)
 }
 
 /// The id of test peer `n`.
@@ -343,14 +394,18 @@ pub fn peer_id(n: u8) -> PeerId {
     PeerId::from_bytes(vec![0, 0x24, 8, 1, n])
 }
 
-/// Waits until `channel` has `status` at `peer`, returning its state.
-pub async fn until_status(
-    peer: &Mgr,
+/// Waits, at most [`PATIENCE`], until `channel` has `status` at `manager`, returning its
+/// state; fails early when it ends otherwise.
+pub async fn until_status<T, N>(
+    manager: &Manager<T, N>,
     channel: &ChannelId,
     status: ChannelStatus,
-) -> anyhow::Result<ChannelState> {
-    let mut events = peer.subscribe_channel(channel.clone());
-    until_status_on(peer, &mut events, channel, status).await
+) -> anyhow::Result<ChannelState>
+where
+    T: Transport + 'static,
+    N: Network + 'static,
+{
+    until_status_within(manager, channel, PATIENCE, status).await
 }
 
 /// As [`until_status`], over an existing subscription to the channel.

@@ -20,10 +20,9 @@ mod net;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use common::{Dag, TestVoucher, everything, until_state, until_status};
-use datatransfer::libp2p::NetworkConfig;
-use datatransfer::{ChannelStatus, Config, Event, MonitorConfig, MonitorEvent};
-use net::{Net, Node, Spec, accept_all, ensure_whole};
+use common::{Dag, TestVoucher, everything, until_state};
+use datatransfer::{ChannelStatus, Event, MonitorConfig, MonitorEvent};
+use net::{Net, cut, ensure_completed, monitored, open, restarting_monitor};
 
 /// Blocks the receiver has counted when the connection is closed.
 const FIRST: u64 = 4;
@@ -31,29 +30,10 @@ const FIRST: u64 = 4;
 /// Blocks the sender may read beyond [`FIRST`] before the cut: in flight when it comes.
 const IN_FLIGHT: u64 = 2;
 
-/// The monitor of these tests: restarts 100 ms after the last error, at most three in a row,
-/// 500 ms apart; a no-progress window of 3 s (long enough that a loaded machine does not
-/// stall a transfer before the cut); accept and complete timeouts beyond the tests' run time.
+/// The monitor of these tests: restarts 100 ms after the last error (see
+/// [`restarting_monitor`]).
 fn monitor() -> MonitorConfig {
-    MonitorConfig::default()
-        .with_restart_timing(Duration::from_millis(100), Duration::from_millis(500))
-        .with_max_consecutive_restarts(3)
-        .with_accept_timeout(Some(Duration::from_secs(10)))
-        .with_complete_timeout(Some(Duration::from_secs(10)))
-        .with_no_progress_window(Some(Duration::from_secs(3)))
-}
-
-/// A node on `net` with the monitor on and short network retries (an unreachable peer is
-/// given up on within a second or so).
-async fn monitored(net: Net, monitor: MonitorConfig) -> anyhow::Result<Node> {
-    let spec = Spec {
-        config: Config::default().with_monitor(Some(monitor)),
-        network: NetworkConfig::default()
-            .with_retries(Duration::from_millis(50), Duration::from_millis(200), 3, 2)
-            .with_timeouts(Duration::from_secs(1), Duration::from_secs(1)),
-        ..Spec::new(net)
-    };
-    Node::start(spec, accept_all).await
+    restarting_monitor(Duration::from_millis(100))
 }
 
 /// `a` pulls from (or pushes to) `b` on `net`; after [`FIRST`] blocks `closer` (the initiator
@@ -72,13 +52,7 @@ async fn disconnect_and_restart(
     let (sender, receiver) = if pull { (&b, &a) } else { (&a, &b) };
     dag.load_into(&sender.blocks).await?;
     sender.gate.hold_after(FIRST + IN_FLIGHT);
-    let channel = if pull {
-        a.manager
-            .open_pull(b.id(), &TestVoucher("cut".into()), dag.root, everything())?
-    } else {
-        a.manager
-            .open_push(b.id(), &TestVoucher("cut".into()), dag.root, everything())?
-    };
+    let channel = open(&a, &b, pull, "cut", &dag)?;
     // The cut comes as soon as the receiver has the first blocks, whatever the sender has
     // counted or still has on the wire.
     until_state(&receiver.manager, &channel, |s| {
@@ -89,13 +63,7 @@ async fn disconnect_and_restart(
     // Only what the monitor does after the cut counts.
     let mut a_events = a.manager.subscribe();
 
-    if initiator_closes {
-        a.disconnect(&b).await?;
-    } else {
-        b.disconnect(&a).await?;
-    }
-    b.until_connections(|c| c.open == 0).await?;
-    a.until_connections(|c| c.open == 0).await?;
+    cut(&a, &b, initiator_closes).await?;
     // The sender reads on only once the initiator has restarted the channel. In a pull the
     // initiator hears of the lost connection from graphsync (its request ends disconnected,
     // or a transport error comes first) and restarts after the debounce. In a push the
@@ -124,10 +92,7 @@ async fn disconnect_and_restart(
     );
     sender.gate.release();
 
-    let at_a = until_status(&a.manager, &channel, ChannelStatus::Completed).await?;
-    let at_b = until_status(&b.manager, &channel, ChannelStatus::Completed).await?;
-    let (sent, received) = if pull { (at_b, at_a) } else { (at_a, at_b) };
-    ensure_whole(&dag, &sent, &received, &receiver.blocks).await?;
+    ensure_completed(&a, &b, &channel, pull, &dag).await?;
 
     // The initiator's monitor restarted the channel, over a connection the initiator dialed.
     ensure!(

@@ -13,9 +13,9 @@ mod net;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use common::{Dag, PATIENCE, TestVoucher, everything, until_status};
+use common::{Dag, PATIENCE, until_status};
 use datatransfer::{ChannelId, ChannelStatus, SubscriptionError};
-use net::{Mgr, Net, Node, Spec, accept_all};
+use net::{Mgr, Net, Node, Spec, accept_all, ensure_completed, open};
 
 /// Two started nodes on the memory transport that know each other, `AcceptAll` registered on
 /// both, whose graphsync nodes read their blocks at full speed.
@@ -25,22 +25,12 @@ async fn pair() -> anyhow::Result<(Node, Node)> {
 
 /// As [`pair`], with graphsync nodes whose every block read takes `read_delay`.
 async fn pair_reading_in(read_delay: Duration) -> anyhow::Result<(Node, Node)> {
-    let a = Node::start(
-        Spec {
-            read_delay,
-            ..Spec::new(Net::Memory)
-        },
-        accept_all,
-    )
-    .await?;
-    let b = Node::start(
-        Spec {
-            read_delay,
-            ..Spec::new(Net::Memory)
-        },
-        accept_all,
-    )
-    .await?;
+    let spec = || Spec {
+        read_delay,
+        ..Spec::new(Net::Memory)
+    };
+    let a = Node::start(spec(), accept_all).await?;
+    let b = Node::start(spec(), accept_all).await?;
     a.learn(&b);
     b.learn(&a);
     Ok((a, b))
@@ -51,50 +41,72 @@ fn dag() -> anyhow::Result<Dag> {
     Dag::new(8, 4096, 7)
 }
 
+/// A transfer of `dag` that `client` opened: a pull from `provider` or a push to it.
+struct Transfer {
+    client: Node,
+    provider: Node,
+    dag: Dag,
+    channel: ChannelId,
+    pull: bool,
+}
+
+impl Transfer {
+    /// Puts `dag` into the data sender's blocks and opens the channel at the client, with a
+    /// `TestVoucher` of `voucher`.
+    async fn open(
+        (client, provider): (Node, Node),
+        dag: Dag,
+        pull: bool,
+        voucher: &str,
+    ) -> anyhow::Result<Self> {
+        let sender = if pull { &provider } else { &client };
+        dag.load_into(&sender.blocks).await?;
+        let channel = open(&client, &provider, pull, voucher, &dag)?;
+        Ok(Transfer {
+            client,
+            provider,
+            dag,
+            channel,
+            pull,
+        })
+    }
+
+    /// The data sender: the provider of a pull, the client of a push.
+    fn sender(&self) -> &Node {
+        if self.pull {
+            &self.provider
+        } else {
+            &self.client
+        }
+    }
+
+    /// The data receiver: the client of a pull, the provider of a push.
+    fn receiver(&self) -> &Node {
+        if self.pull {
+            &self.client
+        } else {
+            &self.provider
+        }
+    }
+
+    /// Waits until the transfer completes at the client, then at the provider, and checks that
+    /// the receiver holds the whole DAG and both ends count it exactly.
+    async fn ensure_completed(&self) -> anyhow::Result<()> {
+        let (client, provider) = (&self.client, &self.provider);
+        ensure_completed(client, provider, &self.channel, self.pull, &self.dag).await
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_of_a_dag_over_graphsync_and_libp2p_completes_on_both_ends() -> anyhow::Result<()> {
-    let (client, provider) = pair().await?;
-    let dag = dag()?;
-    dag.load_into(&provider.blocks).await?;
-
-    let channel = client.manager.open_pull(
-        provider.manager.self_peer().clone(),
-        &TestVoucher("pull".into()),
-        dag.root,
-        everything(),
-    )?;
-    let received = until_status(&client.manager, &channel, ChannelStatus::Completed).await?;
-    let sent = until_status(&provider.manager, &channel, ChannelStatus::Completed).await?;
-
-    assert!(dag.is_in(&client.blocks).await?, "a block is missing");
-    assert_eq!(received.received, dag.total_bytes());
-    assert_eq!(received.received_blocks_total, dag.block_count());
-    assert_eq!(sent.sent, dag.total_bytes());
-    assert_eq!(sent.sent_blocks_total, dag.block_count());
-    Ok(())
+    let transfer = Transfer::open(pair().await?, dag()?, true, "pull").await?;
+    transfer.ensure_completed().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_of_a_dag_over_graphsync_and_libp2p_completes_on_both_ends() -> anyhow::Result<()> {
-    let (client, provider) = pair().await?;
-    let dag = dag()?;
-    dag.load_into(&client.blocks).await?;
-
-    let channel = client.manager.open_push(
-        provider.manager.self_peer().clone(),
-        &TestVoucher("push".into()),
-        dag.root,
-        everything(),
-    )?;
-    let sent = until_status(&client.manager, &channel, ChannelStatus::Completed).await?;
-    let received = until_status(&provider.manager, &channel, ChannelStatus::Completed).await?;
-
-    assert!(dag.is_in(&provider.blocks).await?, "a block is missing");
-    assert_eq!(received.received, dag.total_bytes());
-    assert_eq!(received.received_blocks_total, dag.block_count());
-    assert_eq!(sent.sent, dag.total_bytes());
-    assert_eq!(sent.sent_blocks_total, dag.block_count());
-    Ok(())
+    let transfer = Transfer::open(pair().await?, dag()?, false, "push").await?;
+    transfer.ensure_completed().await
 }
 
 /// The per-block read delay of the pause and cancel tests: the DAG of [`long_dag`] takes
@@ -143,125 +155,70 @@ async fn ensure_no_data_while_paused(
     Ok(())
 }
 
+/// A transfer of [`long_dag`] between nodes reading their blocks in [`READ_DELAY`], opened
+/// with a `TestVoucher` of `voucher`, once the data sender has it `Ongoing` and some data has
+/// reached the data receiver.
+async fn under_way(pull: bool, voucher: &str) -> anyhow::Result<Transfer> {
+    let pair = pair_reading_in(READ_DELAY).await?;
+    let transfer = Transfer::open(pair, long_dag()?, pull, voucher).await?;
+    let channel = &transfer.channel;
+    until_status(&transfer.sender().manager, channel, ChannelStatus::Ongoing).await?;
+    until_some_received(&transfer.receiver().manager, channel).await?;
+    Ok(transfer)
+}
+
+/// The responder pauses a transfer under way: no data moves at either end until it resumes;
+/// then the transfer completes with exact totals.
+async fn responder_pauses_and_resumes(pull: bool) -> anyhow::Result<()> {
+    let transfer = under_way(pull, "pause").await?;
+    let (client, provider, channel) = (&transfer.client, &transfer.provider, &transfer.channel);
+    // In a push the responder receives the data: its pause stops its own graphsync request.
+    provider.manager.pause(channel)?;
+    until_status(&provider.manager, channel, ChannelStatus::ResponderPaused).await?;
+    until_status(&client.manager, channel, ChannelStatus::ResponderPaused).await?;
+    ensure_no_data_while_paused(&transfer.receiver().manager, channel, &transfer.dag).await?;
+
+    provider.manager.resume(channel)?;
+    transfer.ensure_completed().await
+}
+
+/// The initiator closes a transfer under way: both ends are cancelled before the whole DAG
+/// arrived.
+async fn initiator_cancels(pull: bool) -> anyhow::Result<()> {
+    let transfer = under_way(pull, "cancel").await?;
+    let (client, provider, channel) = (&transfer.client, &transfer.provider, &transfer.channel);
+    let (receiver, dag) = (transfer.receiver(), &transfer.dag);
+    client.manager.close(channel)?;
+    until_status(&client.manager, channel, ChannelStatus::Cancelled).await?;
+    until_status(&provider.manager, channel, ChannelStatus::Cancelled).await?;
+    let received = receiver.manager.channel_state(channel)?.received;
+    ensure!(
+        received < dag.total_bytes(),
+        "the cancel landed after the whole DAG ({received} bytes)"
+    );
+    ensure!(
+        !dag.is_in(&receiver.blocks).await?,
+        "the transfer stopped early"
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn responder_pauses_and_resumes_a_pull_over_graphsync_and_libp2p() -> anyhow::Result<()> {
-    let (client, provider) = pair_reading_in(READ_DELAY).await?;
-    let dag = long_dag()?;
-    dag.load_into(&provider.blocks).await?;
-
-    let channel = client.manager.open_pull(
-        provider.manager.self_peer().clone(),
-        &TestVoucher("pause".into()),
-        dag.root,
-        everything(),
-    )?;
-    until_status(&provider.manager, &channel, ChannelStatus::Ongoing).await?;
-    until_some_received(&client.manager, &channel).await?;
-
-    provider.manager.pause(&channel)?;
-    until_status(&provider.manager, &channel, ChannelStatus::ResponderPaused).await?;
-    until_status(&client.manager, &channel, ChannelStatus::ResponderPaused).await?;
-    ensure_no_data_while_paused(&client.manager, &channel, &dag).await?;
-
-    provider.manager.resume(&channel)?;
-    let received = until_status(&client.manager, &channel, ChannelStatus::Completed).await?;
-    let sent = until_status(&provider.manager, &channel, ChannelStatus::Completed).await?;
-    assert!(dag.is_in(&client.blocks).await?, "a block is missing");
-    assert_eq!(received.received, dag.total_bytes());
-    assert_eq!(received.received_blocks_total, dag.block_count());
-    assert_eq!(sent.sent, dag.total_bytes());
-    assert_eq!(sent.sent_blocks_total, dag.block_count());
-    Ok(())
+    responder_pauses_and_resumes(true).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn initiator_cancels_a_pull_over_graphsync_and_libp2p() -> anyhow::Result<()> {
-    let (client, provider) = pair_reading_in(READ_DELAY).await?;
-    let dag = long_dag()?;
-    dag.load_into(&provider.blocks).await?;
-
-    let channel = client.manager.open_pull(
-        provider.manager.self_peer().clone(),
-        &TestVoucher("cancel".into()),
-        dag.root,
-        everything(),
-    )?;
-    until_status(&provider.manager, &channel, ChannelStatus::Ongoing).await?;
-    until_some_received(&client.manager, &channel).await?;
-
-    client.manager.close(&channel)?;
-    until_status(&client.manager, &channel, ChannelStatus::Cancelled).await?;
-    until_status(&provider.manager, &channel, ChannelStatus::Cancelled).await?;
-    let received = client.manager.channel_state(&channel)?.received;
-    ensure!(
-        received < dag.total_bytes(),
-        "the cancel landed after the whole DAG ({received} bytes)"
-    );
-    ensure!(
-        !dag.is_in(&client.blocks).await?,
-        "the transfer stopped early"
-    );
-    Ok(())
+    initiator_cancels(true).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn initiator_cancels_a_push_over_graphsync_and_libp2p() -> anyhow::Result<()> {
-    let (client, provider) = pair_reading_in(READ_DELAY).await?;
-    let dag = long_dag()?;
-    dag.load_into(&client.blocks).await?;
-
-    let channel = client.manager.open_push(
-        provider.manager.self_peer().clone(),
-        &TestVoucher("cancel".into()),
-        dag.root,
-        everything(),
-    )?;
-    until_status(&client.manager, &channel, ChannelStatus::Ongoing).await?;
-    until_some_received(&provider.manager, &channel).await?;
-
-    client.manager.close(&channel)?;
-    until_status(&client.manager, &channel, ChannelStatus::Cancelled).await?;
-    until_status(&provider.manager, &channel, ChannelStatus::Cancelled).await?;
-    let received = provider.manager.channel_state(&channel)?.received;
-    ensure!(
-        received < dag.total_bytes(),
-        "the cancel landed after the whole DAG ({received} bytes)"
-    );
-    ensure!(
-        !dag.is_in(&provider.blocks).await?,
-        "the transfer stopped early"
-    );
-    Ok(())
+    initiator_cancels(false).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn responder_pauses_and_resumes_a_push_over_graphsync_and_libp2p() -> anyhow::Result<()> {
-    let (client, provider) = pair_reading_in(READ_DELAY).await?;
-    let dag = long_dag()?;
-    dag.load_into(&client.blocks).await?;
-
-    let channel = client.manager.open_push(
-        provider.manager.self_peer().clone(),
-        &TestVoucher("pause".into()),
-        dag.root,
-        everything(),
-    )?;
-    until_status(&client.manager, &channel, ChannelStatus::Ongoing).await?;
-    until_some_received(&provider.manager, &channel).await?;
-
-    // In a push the responder receives the data: its pause stops its own graphsync request.
-    provider.manager.pause(&channel)?;
-    until_status(&provider.manager, &channel, ChannelStatus::ResponderPaused).await?;
-    until_status(&client.manager, &channel, ChannelStatus::ResponderPaused).await?;
-    ensure_no_data_while_paused(&provider.manager, &channel, &dag).await?;
-
-    provider.manager.resume(&channel)?;
-    let sent = until_status(&client.manager, &channel, ChannelStatus::Completed).await?;
-    let received = until_status(&provider.manager, &channel, ChannelStatus::Completed).await?;
-    assert!(dag.is_in(&provider.blocks).await?, "a block is missing");
-    assert_eq!(received.received, dag.total_bytes());
-    assert_eq!(received.received_blocks_total, dag.block_count());
-    assert_eq!(sent.sent, dag.total_bytes());
-    assert_eq!(sent.sent_blocks_total, dag.block_count());
-    Ok(())
+    responder_pauses_and_resumes(false).await
 }

@@ -19,35 +19,17 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use common::{Dag, TestVoucher, everything, until_state, until_status};
-use datatransfer::libp2p::NetworkConfig;
-use datatransfer::{ChannelStatus, Config, Event, MonitorConfig, MonitorEvent};
-use net::{Net, Node, Spec, accept_all, ensure_whole};
+use datatransfer::{ChannelStatus, Event, MonitorEvent};
+use net::{Net, Node, Spec, accept_all, cut, ensure_completed, open, restarting_monitor};
 
 /// Blocks that flow before the connection is closed.
 const FIRST: u64 = 4;
 
-/// The monitor: restarts 300 ms after the last error (time for the released sender to try
-/// its sends), at most three in a row; a no-progress window of 3 s; accept and complete
-/// timeouts beyond the tests' run time.
-fn monitor() -> MonitorConfig {
-    MonitorConfig::default()
-        .with_restart_timing(Duration::from_millis(300), Duration::from_millis(500))
-        .with_max_consecutive_restarts(3)
-        .with_accept_timeout(Some(Duration::from_secs(10)))
-        .with_complete_timeout(Some(Duration::from_secs(10)))
-        .with_no_progress_window(Some(Duration::from_secs(3)))
-}
-
-/// A node on the memory transport with the monitor on and short network retries.
+/// A node on the memory transport with the monitor on, restarting 300 ms after the last error
+/// (time for the released sender to try its sends; see [`restarting_monitor`]), and short
+/// network retries.
 async fn monitored() -> anyhow::Result<Node> {
-    let spec = Spec {
-        config: Config::default().with_monitor(Some(monitor())),
-        network: NetworkConfig::default()
-            .with_retries(Duration::from_millis(50), Duration::from_millis(200), 3, 2)
-            .with_timeouts(Duration::from_secs(1), Duration::from_secs(1)),
-        ..Spec::new(Net::Memory)
-    };
-    Node::start(spec, accept_all).await
+    net::monitored(Net::Memory, restarting_monitor(Duration::from_millis(300))).await
 }
 
 /// `a` pulls from (or pushes to) `b`; after [`FIRST`] blocks `a` or `b` closes the connection
@@ -68,14 +50,7 @@ async fn sender_reads_on_before_the_restart(
     let (sender, receiver) = if pull { (&b, &a) } else { (&a, &b) };
     dag.load_into(&sender.blocks).await?;
     sender.gate.hold_after(FIRST);
-    let voucher = TestVoucher("redial".into());
-    let channel = if pull {
-        a.manager
-            .open_pull(b.id(), &voucher, dag.root, everything())?
-    } else {
-        a.manager
-            .open_push(b.id(), &voucher, dag.root, everything())?
-    };
+    let channel = open(&a, &b, pull, "redial", &dag)?;
     until_state(&receiver.manager, &channel, |s| {
         s.received_blocks_total >= FIRST
     })
@@ -85,13 +60,7 @@ async fn sender_reads_on_before_the_restart(
     let a_dialed = a.connections().dialed;
     let mut a_events = a.manager.subscribe();
 
-    if initiator_closes {
-        a.disconnect(&b).await?;
-    } else {
-        b.disconnect(&a).await?;
-    }
-    b.until_connections(|c| c.open == 0).await?;
-    a.until_connections(|c| c.open == 0).await?;
+    cut(&a, &b, initiator_closes).await?;
     // The sender reads on now, before the initiator has restarted the channel.
     sender.gate.release();
 
@@ -109,10 +78,7 @@ async fn sender_reads_on_before_the_restart(
         .await
         .context("waiting for the restart")??;
 
-    let at_a = until_status(&a.manager, &channel, ChannelStatus::Completed).await?;
-    let at_b = until_status(&b.manager, &channel, ChannelStatus::Completed).await?;
-    let (sent, received) = if pull { (at_b, at_a) } else { (at_a, at_b) };
-    ensure_whole(&dag, &sent, &received, &receiver.blocks).await?;
+    ensure_completed(&a, &b, &channel, pull, &dag).await?;
     ensure!(
         a.connections().dialed > a_dialed,
         "the initiator dialed again: {:?}",

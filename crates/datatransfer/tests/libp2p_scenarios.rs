@@ -26,25 +26,15 @@ use datatransfer::{
     ChannelId, ChannelStatus, Decision, Event, EventCode, Revalidator, Voucher, VoucherError,
     decode_result,
 };
-use net::{Mgr, Net, Node, Spec, accept_all, ensure_whole, pair, prefix_bytes};
+use net::{
+    Mgr, Net, Node, Spec, accept_all, ensure_completed, ensure_whole, open, pair, prefix_bytes,
+};
 
 /// Blocks that flow before a test acts mid-transfer.
 const FIRST: u64 = 4;
 
 /// How long a test watches for data that must not come (a negative can only be watched for).
 const QUIET: Duration = Duration::from_millis(300);
-
-/// Opens a pull (from `b` by `a`) or a push (from `a` to `b`) of `dag`.
-fn open(a: &Node, b: &Node, pull: bool, voucher: &str, dag: &Dag) -> anyhow::Result<ChannelId> {
-    let voucher = TestVoucher(voucher.into());
-    Ok(if pull {
-        a.manager
-            .open_pull(b.id(), &voucher, dag.root, everything())?
-    } else {
-        a.manager
-            .open_push(b.id(), &voucher, dag.root, everything())?
-    })
-}
 
 /// Waits until both ends of `channel` count exactly `blocks` blocks moved.
 async fn until_blocks_moved(
@@ -62,13 +52,10 @@ async fn until_blocks_moved(
 async fn whole_transfer(net: Net, pull: bool) -> anyhow::Result<()> {
     let (a, b) = pair(net).await?;
     let dag = Dag::new(8, 4096, 60 + u8::from(pull))?;
-    let (sender, receiver) = if pull { (&b, &a) } else { (&a, &b) };
+    let sender = if pull { &b } else { &a };
     dag.load_into(&sender.blocks).await?;
     let channel = open(&a, &b, pull, "whole", &dag)?;
-    let at_a = until_status(&a.manager, &channel, ChannelStatus::Completed).await?;
-    let at_b = until_status(&b.manager, &channel, ChannelStatus::Completed).await?;
-    let (sent, received) = if pull { (at_b, at_a) } else { (at_a, at_b) };
-    ensure_whole(&dag, &sent, &received, &receiver.blocks).await
+    ensure_completed(&a, &b, &channel, pull, &dag).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,10 +103,7 @@ async fn initiator_pauses_and_resumes(pull: bool) -> anyhow::Result<()> {
     );
 
     a.manager.resume(&channel)?;
-    let at_a = until_status(&a.manager, &channel, ChannelStatus::Completed).await?;
-    let at_b = until_status(&b.manager, &channel, ChannelStatus::Completed).await?;
-    let (sent, received) = if pull { (at_b, at_a) } else { (at_a, at_b) };
-    ensure_whole(&dag, &sent, &received, &receiver.blocks).await
+    ensure_completed(&a, &b, &channel, pull, &dag).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

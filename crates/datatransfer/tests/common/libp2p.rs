@@ -20,7 +20,7 @@ use anyhow::{Context, ensure};
 use blockstore::Blockstore;
 use cid::CidGeneric;
 use datatransfer::libp2p::{Libp2pNetwork, NetworkConfig, NodeBehaviour, SwarmConfig, build_swarm};
-use datatransfer::{ChannelState, Config, Manager};
+use datatransfer::{ChannelId, ChannelState, ChannelStatus, Config, Manager, MonitorConfig};
 use datatransfer_graphsync::GraphsyncTransport;
 use futures::StreamExt;
 use libp2p::core::transport::ListenerId;
@@ -29,7 +29,9 @@ use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, Swarm};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::common::{AcceptAll, Blocks, Dag, PATIENCE, TestStore};
+use crate::common::{
+    AcceptAll, Blocks, Dag, PATIENCE, TestStore, TestVoucher, everything, until_status,
+};
 
 /// A manager over graphsync and libp2p.
 pub type Mgr = Manager<GraphsyncTransport, Libp2pNetwork>;
@@ -367,6 +369,77 @@ pub async fn pair(net: Net) -> anyhow::Result<(Node, Node)> {
     a.learn(&b);
     b.learn(&a);
     Ok((a, b))
+}
+
+/// A node on `net` with `monitor` on and short network retries (an unreachable peer is given
+/// up on within a second or so).
+pub async fn monitored(net: Net, monitor: MonitorConfig) -> anyhow::Result<Node> {
+    let spec = Spec {
+        config: Config::default().with_monitor(Some(monitor)),
+        network: NetworkConfig::default()
+            .with_retries(Duration::from_millis(50), Duration::from_millis(200), 3, 2)
+            .with_timeouts(Duration::from_secs(1), Duration::from_secs(1)),
+        ..Spec::new(net)
+    };
+    Node::start(spec, accept_all).await
+}
+
+/// A monitor that restarts `debounce` after the last error, at most three in a row, 500 ms
+/// apart; with a no-progress window of 3 s (long enough that a loaded machine does not stall a
+/// transfer before a cut) and accept and complete timeouts beyond a test's run time.
+pub fn restarting_monitor(debounce: Duration) -> MonitorConfig {
+    MonitorConfig::default()
+        .with_restart_timing(debounce, Duration::from_millis(500))
+        .with_max_consecutive_restarts(3)
+        .with_accept_timeout(Some(Duration::from_secs(10)))
+        .with_complete_timeout(Some(Duration::from_secs(10)))
+        .with_no_progress_window(Some(Duration::from_secs(3)))
+}
+
+/// Opens a pull (from `b` by `a`) or a push (from `a` to `b`) of `dag`, with a `TestVoucher`
+/// of `voucher`.
+pub fn open(a: &Node, b: &Node, pull: bool, voucher: &str, dag: &Dag) -> anyhow::Result<ChannelId> {
+    let voucher = TestVoucher(voucher.into());
+    Ok(if pull {
+        a.manager
+            .open_pull(b.id(), &voucher, dag.root, everything())?
+    } else {
+        a.manager
+            .open_push(b.id(), &voucher, dag.root, everything())?
+    })
+}
+
+/// Waits until `channel`, a pull (from `b` by `a`) or a push (from `a` to `b`) of `dag`,
+/// completes at `a`, then at `b`; checks with [`ensure_whole`] that both ends count it exactly
+/// and the data receiver holds it.
+pub async fn ensure_completed(
+    a: &Node,
+    b: &Node,
+    channel: &ChannelId,
+    pull: bool,
+    dag: &Dag,
+) -> anyhow::Result<()> {
+    let at_a = until_status(&a.manager, channel, ChannelStatus::Completed).await?;
+    let at_b = until_status(&b.manager, channel, ChannelStatus::Completed).await?;
+    let (sent, received, receiver) = if pull {
+        (at_b, at_a, a)
+    } else {
+        (at_a, at_b, b)
+    };
+    ensure_whole(dag, &sent, &received, &receiver.blocks).await
+}
+
+/// Closes every connection between `a` and `b` (from `a`'s side if `a_closes`, else from
+/// `b`'s) and waits until neither has one open.
+pub async fn cut(a: &Node, b: &Node, a_closes: bool) -> anyhow::Result<()> {
+    if a_closes {
+        a.disconnect(b).await?;
+    } else {
+        b.disconnect(a).await?;
+    }
+    b.until_connections(|c| c.open == 0).await?;
+    a.until_connections(|c| c.open == 0).await?;
+    Ok(())
 }
 
 /// Registers `AcceptAll` for `TestVoucher`.

@@ -21,7 +21,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
-use common::{Blocks, Dag, PATIENCE, TestVoucher, everything, until_event, until_state};
+use common::{
+    Blocks, Dag, PATIENCE, TestVoucher, everything, resident_bytes, until_event, until_state,
+};
 use datatransfer::libp2p::{NodeBehaviour, PROTOCOL, SwarmConfig, build_swarm, from_libp2p};
 use datatransfer::{
     ChannelId, ChannelState, ChannelStatus, Config, Event, ProtocolError, Subscription, TransferId,
@@ -217,25 +219,6 @@ fn live_channels_with(manager: &Mgr, peer: &datatransfer::PeerId) -> anyhow::Res
         .values()
         .filter(|state| !state.status.is_terminal() && state.other_peer() == peer)
         .count())
-}
-
-/// The process's resident memory in bytes (`/proc/self/statm`, in the kernel's page size).
-fn resident_bytes() -> anyhow::Result<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm")?;
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .context("statm has no resident field")?
-        .parse()?;
-    let smaps = std::fs::read_to_string("/proc/self/smaps")?;
-    let page_kib: u64 = smaps
-        .lines()
-        .find_map(|line| line.strip_prefix("KernelPageSize:"))
-        .and_then(|rest| rest.trim().strip_suffix("kB"))
-        .context("smaps has no page size")?
-        .trim()
-        .parse()?;
-    Ok(pages * page_kib * 1024)
 }
 
 /// Checks that `state` completed with the whole of `dag` counted.

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use blockstore::Blockstore;
-use common::{Blocks, Dag, PATIENCE, TestVoucher, everything, until_state};
+use common::{Blocks, Dag, PATIENCE, TestVoucher, everything, resident_bytes, until_state};
 use datatransfer::libp2p::NodeBehaviour;
 use datatransfer::{ChannelId, ChannelStatus};
 use futures::StreamExt;
@@ -259,26 +259,6 @@ fn alive_tasks() -> usize {
     tokio::runtime::Handle::current()
         .metrics()
         .num_alive_tasks()
-}
-
-/// The process's resident memory in bytes: `/proc/self/statm`'s second field, in pages of the
-/// size the kernel reports for the process's first mapping.
-fn resident_bytes() -> anyhow::Result<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm")?;
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .context("statm has no resident field")?
-        .parse()?;
-    let smaps = std::fs::read_to_string("/proc/self/smaps")?;
-    let page_kib: u64 = smaps
-        .lines()
-        .find_map(|line| line.strip_prefix("KernelPageSize:"))
-        .and_then(|rest| rest.trim().strip_suffix("kB"))
-        .context("smaps has no page size")?
-        .trim()
-        .parse()?;
-    Ok(pages * page_kib * 1024)
 }
 
 /// The DAG of these tests: a root and twelve leaves of 512 bytes.

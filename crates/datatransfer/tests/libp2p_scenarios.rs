@@ -19,13 +19,10 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use common::{
-    AcceptAll, Amount, Backend, Dag, PATIENCE, TestStore, TestVoucher, UnknownVoucher, everything,
-    open_store, until_state, until_status,
+    AcceptAll, Amount, Backend, Bill, Dag, PATIENCE, Payment, Pricing, TestStore, TestVoucher,
+    UnknownVoucher, everything, open_store, until_state, until_status,
 };
-use datatransfer::{
-    ChannelId, ChannelStatus, Decision, Event, EventCode, Revalidator, Voucher, VoucherError,
-    decode_result,
-};
+use datatransfer::{ChannelId, ChannelStatus, Event, EventCode, Voucher, decode_result};
 use net::{
     Mgr, Net, Node, Spec, accept_all, ensure_completed, ensure_whole, open, pair, prefix_bytes,
 };
@@ -218,82 +215,6 @@ async fn refusing_validator_rejects_over_graphsync() -> anyhow::Result<()> {
     rejected(&TestVoucher("no".into()), "the voucher says no", 67).await
 }
 
-/// A payment voucher: an amount of bytes paid for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Payment(u64);
-
-impl Voucher for Payment {
-    const TYPE: &'static str = "test/payment";
-    fn to_node(&self) -> datatransfer::Node {
-        datatransfer::Node::Integer(i128::from(self.0))
-    }
-    fn from_node(node: &datatransfer::Node) -> Result<Self, VoucherError> {
-        node.as_integer()
-            .and_then(|n| u64::try_from(n).ok())
-            .map(Payment)
-            .ok_or_else(|| VoucherError::Invalid {
-                reason: "expected an unsigned integer".into(),
-            })
-    }
-}
-
-#[derive(Debug, Default)]
-struct Account {
-    unpaid: u64,
-    paid: u64,
-    requests: u64,
-}
-
-/// The provider's pricing: one byte costs one unit; pause whenever `interval` is owed, and ask
-/// for the rest at the end.
-struct Pricing {
-    interval: u64,
-    accounts: Arc<Mutex<BTreeMap<ChannelId, Account>>>,
-}
-
-impl Pricing {
-    fn with<R>(&self, channel: &ChannelId, f: impl FnOnce(&mut Account) -> R) -> R {
-        let mut accounts = self.accounts.lock().expect("test lock");
-        f(accounts.entry(channel.clone()).or_default())
-    }
-
-    /// Asks for payment; the result is the whole bill so far (paid and unpaid), so that a
-    /// request the client hears twice (graphsync delivers a message riding with a block under
-    /// two extension names, as Go does) is not paid twice.
-    fn ask(account: &mut Account) -> Decision {
-        account.requests += 1;
-        Decision::pause().with_result(&Amount(account.paid + account.unpaid))
-    }
-}
-
-impl Revalidator<Payment> for Pricing {
-    fn revalidate(&self, channel: &ChannelId, voucher: &Payment) -> Decision {
-        self.with(channel, |account| {
-            let paid = voucher.0.min(account.unpaid);
-            account.unpaid -= paid;
-            account.paid += paid;
-            Decision::resume().with_result(&Amount(account.paid + account.unpaid))
-        })
-    }
-
-    fn on_pull_data_sent(&self, channel: &ChannelId, bytes: u64) -> Option<Decision> {
-        self.with(channel, |account| {
-            account.unpaid += bytes;
-            (account.unpaid >= self.interval).then(|| Pricing::ask(account))
-        })
-    }
-
-    fn on_push_data_received(&self, channel: &ChannelId, bytes: u64) -> Option<Decision> {
-        self.on_pull_data_sent(channel, bytes)
-    }
-
-    fn on_complete(&self, channel: &ChannelId) -> Option<Decision> {
-        self.with(channel, |account| {
-            (account.unpaid > 0).then(|| Pricing::ask(account))
-        })
-    }
-}
-
 /// The client (`a`) pulls from, or pushes to, a provider (`b`) that charges every byte it
 /// sends or receives: it pauses whenever 1500 are owed, the client pays with `send_voucher`,
 /// and the rest is settled at the end (`on_complete`).
@@ -301,6 +222,7 @@ async fn paid_transfer(pull: bool) -> anyhow::Result<()> {
     let accounts = Arc::new(Mutex::new(BTreeMap::new()));
     let pricing = Pricing {
         interval: 1500,
+        bill: Bill::Whole,
         accounts: Arc::clone(&accounts),
     };
     let client = Node::start(Spec::new(Net::Memory), accept_all).await?;

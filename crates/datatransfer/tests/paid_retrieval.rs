@@ -11,83 +11,12 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, ensure};
-use common::{Backend, Blocks, Dag, TestVoucher, everything, hub, open_store, peer, peer_with};
-use datatransfer::{Decision, Event, Revalidator, Voucher, VoucherError, decode_result};
+use common::{
+    Backend, Bill, Blocks, Dag, Payment, Pricing, TestVoucher, everything, hub, open_store, peer,
+    peer_with,
+};
+use datatransfer::{Event, decode_result};
 use datatransfer_fsm::{ChannelStatus, EventCode};
-use datatransfer_message::ChannelId;
-use ipld_dagcbor::Node;
-
-/// A payment voucher: an amount of bytes paid for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Payment(u64);
-
-impl Voucher for Payment {
-    const TYPE: &'static str = "test/payment";
-    fn to_node(&self) -> Node {
-        Node::Integer(i128::from(self.0))
-    }
-    fn from_node(node: &Node) -> Result<Self, VoucherError> {
-        node.as_integer()
-            .and_then(|n| u64::try_from(n).ok())
-            .map(Payment)
-            .ok_or_else(|| VoucherError::Invalid {
-                reason: "expected an unsigned integer".into(),
-            })
-    }
-}
-
-#[derive(Debug, Default)]
-struct Account {
-    unpaid: u64,
-    paid: u64,
-    requests: u64,
-}
-
-/// The provider's pricing: one byte costs one unit; pause whenever `interval` is owed.
-struct Pricing {
-    interval: u64,
-    accounts: Arc<Mutex<BTreeMap<ChannelId, Account>>>,
-}
-
-impl Pricing {
-    fn with<R>(&self, channel: &ChannelId, f: impl FnOnce(&mut Account) -> R) -> R {
-        let mut accounts = self.accounts.lock().expect("test lock");
-        f(accounts.entry(channel.clone()).or_default())
-    }
-
-    fn ask(account: &mut Account) -> Decision {
-        account.requests += 1;
-        Decision::pause().with_result(&common::Amount(account.unpaid))
-    }
-}
-
-impl Revalidator<Payment> for Pricing {
-    fn revalidate(&self, channel: &ChannelId, voucher: &Payment) -> Decision {
-        self.with(channel, |account| {
-            let paid = voucher.0.min(account.unpaid);
-            account.unpaid -= paid;
-            account.paid += paid;
-            Decision::resume().with_result(&common::Amount(0))
-        })
-    }
-
-    fn on_pull_data_sent(&self, channel: &ChannelId, bytes: u64) -> Option<Decision> {
-        self.with(channel, |account| {
-            account.unpaid += bytes;
-            (account.unpaid >= self.interval).then(|| Pricing::ask(account))
-        })
-    }
-
-    fn on_push_data_received(&self, channel: &ChannelId, bytes: u64) -> Option<Decision> {
-        self.on_pull_data_sent(channel, bytes)
-    }
-
-    fn on_complete(&self, channel: &ChannelId) -> Option<Decision> {
-        self.with(channel, |account| {
-            (account.unpaid > 0).then(|| Pricing::ask(account))
-        })
-    }
-}
 
 over_both_stores!(paid_pull_pauses_for_payments_and_settles_at_the_end);
 async fn paid_pull_pauses_for_payments_and_settles_at_the_end(
@@ -113,6 +42,7 @@ async fn paid_transfer(backend: Backend, pull: bool) -> anyhow::Result<()> {
     let accounts = Arc::new(Mutex::new(BTreeMap::new()));
     let pricing = Pricing {
         interval: 1500,
+        bill: Bill::Owed,
         accounts: Arc::clone(&accounts),
     };
     let provider = peer_with(

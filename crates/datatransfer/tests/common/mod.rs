@@ -4,15 +4,16 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use blockstore::{Blockstore, InMemoryBlockstore};
 use cid::Cid;
 use datatransfer::{
-    Config, Decision, Event, Manager, Network, Request, RequestValidator, Subscription,
-    SubscriptionError, Transport, Voucher, VoucherError, VoucherResult,
+    Config, Decision, Event, Manager, Network, Request, RequestValidator, Revalidator,
+    Subscription, SubscriptionError, Transport, Voucher, VoucherError, VoucherResult,
 };
 use datatransfer_fsm::{ChannelState, ChannelStatus};
 use datatransfer_message::{ChannelId, PeerId};
@@ -231,6 +232,127 @@ impl VoucherResult for Amount {
             .ok_or_else(|| VoucherError::Invalid {
                 reason: "expected an unsigned integer".into(),
             })
+    }
+}
+
+/// The process's resident memory in bytes: `/proc/self/statm`'s second field, in pages of the
+/// size the kernel reports for the process's first mapping.
+pub fn resident_bytes() -> anyhow::Result<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm")?;
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .context("statm has no resident field")?
+        .parse()?;
+    let smaps = std::fs::read_to_string("/proc/self/smaps")?;
+    let page_kib: u64 = smaps
+        .lines()
+        .find_map(|line| line.strip_prefix("KernelPageSize:"))
+        .and_then(|rest| rest.trim().strip_suffix("kB"))
+        .context("smaps has no page size")?
+        .trim()
+        .parse()?;
+    Ok(pages * page_kib * 1024)
+}
+
+/// A payment voucher: an amount of bytes paid for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Payment(pub u64);
+
+impl Voucher for Payment {
+    const TYPE: &'static str = "test/payment";
+    fn to_node(&self) -> Node {
+        Node::Integer(i128::from(self.0))
+    }
+    fn from_node(node: &Node) -> Result<Self, VoucherError> {
+        node.as_integer()
+            .and_then(|n| u64::try_from(n).ok())
+            .map(Payment)
+            .ok_or_else(|| VoucherError::Invalid {
+                reason: "expected an unsigned integer".into(),
+            })
+    }
+}
+
+/// A provider's account of one channel.
+#[derive(Debug, Default)]
+pub struct Account {
+    /// Bytes charged and not paid for yet.
+    pub unpaid: u64,
+    /// Bytes paid for.
+    pub paid: u64,
+    /// Payment requests made.
+    pub requests: u64,
+}
+
+/// What the [`Amount`] of a provider's voucher results states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bill {
+    /// What is owed when asking; a payment is answered with 0.
+    Owed,
+    /// The whole bill so far, paid and unpaid, when asking and when answering a payment, so
+    /// that a request the client hears twice (graphsync delivers a message riding with a block
+    /// under two extension names, as Go does) is not paid twice.
+    Whole,
+}
+
+/// A provider's pricing: one byte costs one unit; pause whenever `interval` is owed, and ask
+/// for the rest at the end (`on_complete`).
+pub struct Pricing {
+    /// The debt that pauses the transfer.
+    pub interval: u64,
+    /// What the voucher results state.
+    pub bill: Bill,
+    /// The accounts, per channel.
+    pub accounts: Arc<Mutex<BTreeMap<ChannelId, Account>>>,
+}
+
+impl Pricing {
+    fn with<R>(&self, channel: &ChannelId, f: impl FnOnce(&mut Account) -> R) -> R {
+        let mut accounts = self.accounts.lock().expect("test lock");
+        f(accounts.entry(channel.clone()).or_default())
+    }
+
+    /// Asks for payment.
+    fn ask(&self, account: &mut Account) -> Decision {
+        account.requests += 1;
+        let amount = match self.bill {
+            Bill::Owed => account.unpaid,
+            Bill::Whole => account.paid + account.unpaid,
+        };
+        Decision::pause().with_result(&Amount(amount))
+    }
+}
+
+impl Revalidator<Payment> for Pricing {
+    fn revalidate(&self, channel: &ChannelId, voucher: &Payment) -> Decision {
+        self.with(channel, |account| {
+            let paid = voucher.0.min(account.unpaid);
+            account.unpaid -= paid;
+            account.paid += paid;
+            let amount = match self.bill {
+                Bill::Owed => 0,
+                Bill::Whole => account.paid + account.unpaid,
+            };
+            Decision::resume().with_result(&Amount(amount))
+        })
+    }
+
+    fn on_pull_data_sent(&self, channel: &ChannelId, bytes: u64) -> Option<Decision> {
+        self.with(channel, |account| {
+            account.unpaid += bytes;
+            (account.unpaid >= self.interval).then(|| self.ask(account))
+        })
+    }
+
+    fn on_push_data_received(&self, channel: &ChannelId, bytes: u64) -> Option<Decision> {
+        self.on_pull_data_sent(channel, bytes)
+    }
+
+    fn on_complete(&self, channel: &ChannelId) -> Option<Decision> {
+        self.with(channel, |account| {
+            (account.unpaid > 0).then(|| self.ask(account))
+        })
     }
 }
 

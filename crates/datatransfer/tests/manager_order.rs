@@ -1,26 +1,28 @@
-//! The manager's outbound task sends to several peers at once: a send that hangs (a dial to a
-//! peer that is down) holds back only that peer's transmits, not another peer's channel.
+//! The order of the manager's I/O: its outbound task sends to several peers at once (a send
+//! that hangs, a dial to a peer that is down, holds back only that peer's transmits, not
+//! another peer's channel), and a channel event reaches subscribers only once the snapshot it
+//! carries is in the channel store (as Go stores a channel's state before it notifies).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use blockstore::{Blockstore, InMemoryBlockstore};
 use cid::Cid;
 use datatransfer::{
-    ChannelStatus, Config, Decision, Manager, Network, NetworkError, Request, RequestValidator,
-    Voucher, VoucherError,
+    ChannelState, ChannelStatus, ChannelStore, Config, Decision, Event, Manager, Network,
+    NetworkError, Request, RequestValidator, StoreError, Voucher, VoucherError,
 };
-use datatransfer_message::{Message, PeerId};
+use datatransfer_message::{ChannelId, Message, PeerId};
 use datatransfer_store::MemStore;
 use datatransfer_transport::Receiver;
-use datatransfer_transport::mem::{MemHub, MemNetwork};
+use datatransfer_transport::mem::{MemHub, MemNetwork, MemTransport};
 use ipld_dagcbor::Node;
 use multihash_codetable::{Code, MultihashDigest};
 use tokio::sync::Notify;
 
 type Blocks = InMemoryBlockstore<64>;
 
-/// How long the test waits for the pull before failing.
+/// How long a test waits for the pull before failing.
 const PATIENCE: Duration = Duration::from_secs(20);
 
 /// A network whose sends to one peer wait until the test releases them (a dial that does not
@@ -117,11 +119,28 @@ async fn one_block(blocks: &Blocks) -> anyhow::Result<Cid> {
     Ok(cid)
 }
 
+fn hub() -> MemHub<Blocks> {
+    MemHub::new(datatransfer_transport::mem::Config::default(), |task| {
+        tokio::spawn(task);
+    })
+}
+
+/// A started peer `id` on `hub` that accepts every `Ticket`, serving `blocks`.
+async fn responder(
+    hub: &MemHub<Blocks>,
+    id: PeerId,
+    blocks: Blocks,
+) -> anyhow::Result<Manager<MemTransport<Blocks>, MemNetwork<Blocks>>> {
+    let (transport, network) = hub.add_peer(id, Arc::new(blocks))?;
+    let manager = Manager::new(transport, network, MemStore::new(), Config::default());
+    manager.register_voucher_type(AcceptAll)?;
+    manager.start().await?;
+    Ok(manager)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_that_hangs_holds_back_only_its_own_peer() -> anyhow::Result<()> {
-    let hub: MemHub<Blocks> = MemHub::new(datatransfer_transport::mem::Config::default(), |task| {
-        tokio::spawn(task);
-    });
+    let hub = hub();
     let (me, down, up) = (peer_id(1), peer_id(2), peer_id(3));
     let release = Arc::new(Notify::new());
 
@@ -135,12 +154,9 @@ async fn a_send_that_hangs_holds_back_only_its_own_peer() -> anyhow::Result<()> 
     manager.register_voucher_type(AcceptAll)?;
     manager.start().await?;
 
-    let up_blocks = Arc::new(Blocks::new());
+    let up_blocks = Blocks::new();
     let root = one_block(&up_blocks).await?;
-    let (up_transport, up_network) = hub.add_peer(up.clone(), up_blocks)?;
-    let responder = Manager::new(up_transport, up_network, MemStore::new(), Config::default());
-    responder.register_voucher_type(AcceptAll)?;
-    responder.start().await?;
+    let responder = responder(&hub, up.clone(), up_blocks).await?;
 
     // The push's request to the peer that is down goes out first, and its send never ends.
     let push = manager.open_push(down, &Ticket, root, just_the_root()?)?;
@@ -169,5 +185,84 @@ async fn a_send_that_hangs_holds_back_only_its_own_peer() -> anyhow::Result<()> 
     release.notify_one();
     manager.stop().await?;
     responder.stop().await?;
+    Ok(())
+}
+
+/// How long each put of [`Recorded`] takes: long enough for a subscriber on the other worker
+/// thread to see an event published before its put ends.
+const SLOW_PUT: Duration = Duration::from_millis(20);
+
+/// A slow channel store that keeps a copy of every state put into it, once the put is over
+/// (clones share it).
+#[derive(Clone, Default)]
+struct Recorded {
+    inner: MemStore,
+    puts: Arc<Mutex<Vec<ChannelState>>>,
+}
+
+impl Recorded {
+    fn holds(&self, state: &ChannelState) -> bool {
+        let puts = self.puts.lock().unwrap_or_else(PoisonError::into_inner);
+        puts.iter().any(|put| put == state)
+    }
+}
+
+impl ChannelStore for Recorded {
+    fn put(&self, state: &ChannelState) -> Result<(), StoreError> {
+        std::thread::sleep(SLOW_PUT);
+        self.inner.put(state)?;
+        let mut puts = self.puts.lock().unwrap_or_else(PoisonError::into_inner);
+        puts.push(state.clone());
+        Ok(())
+    }
+    fn get(&self, channel: &ChannelId) -> Result<Option<ChannelState>, StoreError> {
+        self.inner.get(channel)
+    }
+    fn delete(&self, channel: &ChannelId) -> Result<bool, StoreError> {
+        self.inner.delete(channel)
+    }
+    fn list(&self) -> Result<Vec<ChannelState>, StoreError> {
+        self.inner.list()
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        self.inner.flush()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_event_comes_after_the_snapshot_it_carries_is_stored() -> anyhow::Result<()> {
+    let hub = hub();
+    let (me, them) = (peer_id(1), peer_id(2));
+    let blocks = Blocks::new();
+    let root = one_block(&blocks).await?;
+    let _responder = responder(&hub, them.clone(), blocks).await?;
+
+    let store = Recorded::default();
+    let (transport, network) = hub.add_peer(me, Arc::new(Blocks::new()))?;
+    let manager = Manager::new(transport, network, store.clone(), Config::default());
+    manager.start().await?;
+    let mut events = manager.subscribe();
+    let pull = manager.open_pull(them, &Ticket, root, just_the_root()?)?;
+    let mut checked = 0;
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let Event::Channel { event, state } = events.recv().await? else {
+                continue;
+            };
+            anyhow::ensure!(
+                store.holds(&state),
+                "{} was published before its state was stored: {state:?}",
+                event.code.name()
+            );
+            checked += 1;
+            if event.status.is_terminal() {
+                anyhow::ensure!(event.status == ChannelStatus::Completed, "{event:?}");
+                return anyhow::Ok(());
+            }
+        }
+    })
+    .await??;
+    assert!(checked >= 4, "only {checked} events of {pull} seen");
+    manager.stop().await?;
     Ok(())
 }

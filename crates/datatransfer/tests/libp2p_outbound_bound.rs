@@ -117,7 +117,7 @@ impl Hostile {
 async fn a_flood_while_sends_are_stuck_is_bounded_per_peer_and_in_all() -> anyhow::Result<()> {
     let spec = Spec {
         // One peer sent to at a time, so that the stuck send holds every peer's transmits:
-        // with more, only the frozen peer's would wait (tests/outbound_lanes.rs).
+        // with more, only the frozen peer's would wait (tests/manager_order.rs).
         config: Config::default()
             .with_subscriber_capacity(4 * FLOOD)
             .with_max_channels_per_peer(2)

@@ -20,7 +20,7 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 use common::{
     AcceptAll, Amount, Backend, Bill, Dag, PATIENCE, Payment, Pricing, TestStore, TestVoucher,
-    UnknownVoucher, everything, open_store, until_state, until_status,
+    UnknownVoucher, ensure_settled, everything, open_store, until_state, until_status,
 };
 use datatransfer::{ChannelId, ChannelStatus, Event, EventCode, Voucher, decode_result};
 use net::{
@@ -295,24 +295,14 @@ async fn paid_transfer(pull: bool) -> anyhow::Result<()> {
     ensure_whole(&dag, sent, received, &receiver.blocks).await?;
 
     let total = dag.total_bytes();
-    ensure!(
-        payments.iter().sum::<u64>() == total,
-        "paid {payments:?} for {total}"
-    );
-    ensure!(
-        payments.len() >= 3,
-        "several pauses and a final settlement: {payments:?}"
-    );
-    let account = accounts
-        .lock()
-        .expect("test lock")
-        .remove(&channel)
-        .context("the provider kept an account")?;
-    ensure!(account.unpaid == 0 && account.paid == total, "{account:?}");
-    ensure!(account.requests == payments.len() as u64, "{account:?}");
-    ensure!(at_provider.vouchers.len() == 1 + payments.len());
-    ensure!(at_client.vouchers.len() == 1 + payments.len());
-    Ok(())
+    ensure_settled(
+        &accounts,
+        &channel,
+        total,
+        &payments,
+        &at_provider,
+        &at_client,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, ensure};
 use common::{
-    Backend, Bill, Blocks, Dag, Payment, Pricing, TestVoucher, everything, hub, open_store, peer,
-    peer_with,
+    Backend, Bill, Blocks, Dag, Payment, Pricing, TestVoucher, ensure_settled, everything, hub,
+    open_store, peer, peer_with,
 };
 use datatransfer::{Event, decode_result};
 use datatransfer_fsm::{ChannelStatus, EventCode};
@@ -133,24 +133,15 @@ async fn paid_transfer(backend: Backend, pull: bool) -> anyhow::Result<()> {
         at_sender.sent
     );
     ensure!(dag.is_in(receiver_blocks).await?);
-    ensure!(
-        payments.iter().sum::<u64>() == total,
-        "paid {payments:?} for {total}"
-    );
-    ensure!(
-        payments.len() >= 3,
-        "several pauses and a final settlement: {payments:?}"
-    );
-    let account = accounts
-        .lock()
-        .expect("test lock")
-        .remove(&channel)
-        .context("the provider kept an account")?;
-    ensure!(account.unpaid == 0 && account.paid == total, "{account:?}");
-    ensure!(account.requests == payments.len() as u64, "{account:?}");
     // Both ends recorded every voucher and every payment request.
-    ensure!(at_provider.vouchers.len() == 1 + payments.len());
-    ensure!(at_client.vouchers.len() == 1 + payments.len());
+    ensure_settled(
+        &accounts,
+        &channel,
+        total,
+        &payments,
+        &at_provider,
+        &at_client,
+    )?;
     let requests: Vec<u64> = at_client
         .voucher_results
         .iter()

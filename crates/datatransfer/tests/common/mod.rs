@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::{Context, bail, ensure};
 use blockstore::{Blockstore, InMemoryBlockstore};
 use cid::Cid;
 use datatransfer::{
@@ -354,6 +354,38 @@ impl Revalidator<Payment> for Pricing {
             (account.unpaid > 0).then(|| self.ask(account))
         })
     }
+}
+
+/// Checks the settlement of a finished paid transfer of `total` bytes on `channel`: the client
+/// paid it all in `payments`, over several pauses and a final settlement; the provider's
+/// account in `accounts` is settled, with one payment request per payment; and both ends
+/// (their states `at_provider` and `at_client`) recorded every voucher.
+pub fn ensure_settled(
+    accounts: &Mutex<BTreeMap<ChannelId, Account>>,
+    channel: &ChannelId,
+    total: u64,
+    payments: &[u64],
+    at_provider: &ChannelState,
+    at_client: &ChannelState,
+) -> anyhow::Result<()> {
+    ensure!(
+        payments.iter().sum::<u64>() == total,
+        "paid {payments:?} for {total}"
+    );
+    ensure!(
+        payments.len() >= 3,
+        "several pauses and a final settlement: {payments:?}"
+    );
+    let account = accounts
+        .lock()
+        .expect("test lock")
+        .remove(channel)
+        .context("the provider kept an account")?;
+    ensure!(account.unpaid == 0 && account.paid == total, "{account:?}");
+    ensure!(account.requests == payments.len() as u64, "{account:?}");
+    ensure!(at_provider.vouchers.len() == 1 + payments.len());
+    ensure!(at_client.vouchers.len() == 1 + payments.len());
+    Ok(())
 }
 
 /// Accepts every push and pull whose voucher is not "no"; rejects "no" with a reason.

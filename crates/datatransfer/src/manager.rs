@@ -23,7 +23,7 @@ use datatransfer_transport::{
 };
 use ipld_dagcbor::Node;
 use tokio::sync::{Notify, broadcast};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 use crate::error::Error;
 use crate::event::{Event, QueueScope, Subscription};
@@ -78,11 +78,6 @@ pub struct Config {
     /// The most transmits waiting to go out that peers' messages caused, all peers together;
     /// beyond it messages from every peer are dropped as above. Default 512.
     pub max_queued_for_peers: usize,
-    /// How many peers the outbound task sends to at once. One peer's transmits (its
-    /// channels' messages and transport commands) go out in order, one at a time; another
-    /// peer's wait for neither, so a dial to a peer that is down (up to the network's open
-    /// attempts and timeouts) holds back only that peer's. Default 32.
-    pub max_parallel_sends: usize,
 }
 
 impl Default for Config {
@@ -101,7 +96,6 @@ impl Default for Config {
             max_channels_per_peer: 256,
             max_queued_per_peer: 64,
             max_queued_for_peers: 512,
-            max_parallel_sends: 32,
         }
     }
 }
@@ -128,12 +122,6 @@ impl Config {
     /// This configuration with another bound on the unfinished channels one peer opens here.
     pub fn with_max_channels_per_peer(mut self, limit: usize) -> Self {
         self.max_channels_per_peer = limit;
-        self
-    }
-
-    /// This configuration with another bound on the peers sent to at once (at least one).
-    pub fn with_max_parallel_sends(mut self, peers: usize) -> Self {
-        self.max_parallel_sends = peers.max(1);
         self
     }
 
@@ -1047,38 +1035,6 @@ where
         self.wake.notify_one();
     }
 
-    /// The peer whose queue `transmit` goes out in: the receiver of a message, the other
-    /// party of a transport command's channel.
-    fn lane<'a>(&self, transmit: &'a Transmit) -> &'a PeerId {
-        match transmit {
-            Transmit::Message { peer, .. } => peer,
-            Transmit::OpenChannel { channel, .. }
-            | Transmit::Attach { channel, .. }
-            | Transmit::PauseChannel { channel }
-            | Transmit::ResumeChannel { channel, .. }
-            | Transmit::CloseChannel { channel }
-            | Transmit::CleanupChannel { channel } => channel.other_party(&self.self_peer),
-        }
-    }
-
-    /// Takes the first queued transmit whose peer has none under way (`sending`), releasing
-    /// what it counted against the peer that caused it.
-    fn next_ready(
-        &self,
-        state: &mut State,
-        sending: &HashMap<tokio::task::Id, PeerId>,
-    ) -> Option<Transmit> {
-        let position = state.outbound.iter().position(|(transmit, _)| {
-            let lane = self.lane(transmit);
-            !sending.values().any(|busy| busy == lane)
-        })?;
-        let (transmit, caused) = state.outbound.remove(position)?;
-        if let Some(peer) = caused {
-            state.release_caused(&peer);
-        }
-        Some(transmit)
-    }
-
     /// Carries out one transmit.
     async fn execute(&self, transmit: Transmit) {
         match transmit {
@@ -1356,48 +1312,27 @@ impl State {
     }
 }
 
-/// The outbound task: carries out queued transmits until the manager stops, each peer's in
-/// order and one at a time, up to [`Config::max_parallel_sends`] peers at once; on stop it
-/// lets the transmits under way finish and starts no other.
+/// The outbound task: carries out queued transmits in order until the manager stops.
 async fn outbound<T, N>(shared: Arc<Shared<T, N>>)
 where
     T: Transport + 'static,
     N: Network + 'static,
 {
-    let limit = shared.config.max_parallel_sends.max(1);
-    let mut sending: JoinSet<()> = JoinSet::new();
-    let mut lanes: HashMap<tokio::task::Id, PeerId> = HashMap::new();
     loop {
-        let stopped = {
+        let next = {
             let mut state = shared.lock();
-            let stopped = state.phase == Phase::Stopped;
-            while !stopped && sending.len() < limit {
-                let Some(transmit) = shared.next_ready(&mut state, &lanes) else {
-                    break;
-                };
-                let lane = shared.lane(&transmit).clone();
-                let executor = Arc::clone(&shared);
-                let task = sending.spawn(async move { executor.execute(transmit).await });
-                lanes.insert(task.id(), lane);
+            if state.phase == Phase::Stopped {
+                return;
             }
-            stopped
+            let next = state.outbound.pop_front();
+            if let Some((_, Some(peer))) = &next {
+                state.release_caused(peer);
+            }
+            next.map(|(transmit, _)| transmit)
         };
-        if stopped {
-            while sending.join_next().await.is_some() {}
-            return;
-        }
-        tokio::select! {
-            Some(done) = sending.join_next_with_id(), if !sending.is_empty() => {
-                let id = match done {
-                    Ok((id, ())) => id,
-                    Err(error) => {
-                        tracing::error!(%error, "a transmit panicked");
-                        error.id()
-                    }
-                };
-                lanes.remove(&id);
-            }
-            () = shared.wake.notified() => {}
+        match next {
+            Some(transmit) => shared.execute(transmit).await,
+            None => shared.wake.notified().await,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! [`Transport`], a [`Network`] and a [`ChannelStore`] (Go's `Manager`).
 
 use std::any::Any;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -23,7 +23,7 @@ use datatransfer_transport::{
 };
 use ipld_dagcbor::Node;
 use tokio::sync::{Notify, broadcast};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 use crate::error::Error;
 use crate::event::{Event, QueueScope, Subscription};
@@ -78,6 +78,11 @@ pub struct Config {
     /// The most transmits waiting to go out that peers' messages caused, all peers together;
     /// beyond it messages from every peer are dropped as above. Default 512.
     pub max_queued_for_peers: usize,
+    /// How many peers the manager sends to at once. One peer's transmits (its channels'
+    /// messages and transport commands) go out in order, one at a time; another peer's wait
+    /// for neither, so a dial to a peer that is down (up to the network's open attempts and
+    /// timeouts) holds back only that peer's. Default 32.
+    pub max_parallel_sends: usize,
 }
 
 impl Default for Config {
@@ -96,6 +101,7 @@ impl Default for Config {
             max_channels_per_peer: 256,
             max_queued_per_peer: 64,
             max_queued_for_peers: 512,
+            max_parallel_sends: 32,
         }
     }
 }
@@ -122,6 +128,12 @@ impl Config {
     /// This configuration with another bound on the unfinished channels one peer opens here.
     pub fn with_max_channels_per_peer(mut self, limit: usize) -> Self {
         self.max_channels_per_peer = limit;
+        self
+    }
+
+    /// This configuration with another bound on the peers sent to at once (at least one).
+    pub fn with_max_parallel_sends(mut self, peers: usize) -> Self {
+        self.max_parallel_sends = peers.max(1);
         self
     }
 
@@ -189,6 +201,11 @@ struct State {
     registry: Registry,
     /// Transmits waiting for the outbound task, each with the peer whose message caused it.
     outbound: VecDeque<(Transmit, Option<PeerId>)>,
+    /// The peers whose transmits a lane task is sending.
+    busy_lanes: HashSet<PeerId>,
+    /// Whether a transmit was queued for a peer without a lane task: the outbound task must
+    /// start one.
+    wake_outbound: bool,
     /// Per peer, the waiting transmits its messages caused (peers with none are absent).
     caused: HashMap<PeerId, usize>,
     /// The sum of `caused`.
@@ -281,6 +298,8 @@ where
             engine,
             registry: Registry::new(),
             outbound: VecDeque::new(),
+            busy_lanes: HashSet::new(),
+            wake_outbound: false,
             caused: HashMap::new(),
             caused_total: 0,
             dropped_messages: 0,
@@ -694,8 +713,7 @@ where
         let outcome = f(shared, &mut state, now);
         let transmits = shared.drain(&mut state, now);
         shared.enqueue(&mut state, transmits);
-        drop(state);
-        shared.wake.notify_one();
+        shared.unlock_and_wake(state);
         outcome
     }
 }
@@ -972,9 +990,30 @@ where
     }
 
     fn enqueue(&self, state: &mut State, transmits: Vec<Transmit>) {
+        self.note_lanes(state, &transmits);
         state
             .outbound
             .extend(transmits.into_iter().map(|transmit| (transmit, None)));
+    }
+
+    /// Marks the outbound task to be woken when one of `transmits` is for a peer that has no
+    /// lane task (a busy lane takes its peer's new transmits itself).
+    fn note_lanes(&self, state: &mut State, transmits: &[Transmit]) {
+        if transmits
+            .iter()
+            .any(|transmit| !state.busy_lanes.contains(self.lane(transmit)))
+        {
+            state.wake_outbound = true;
+        }
+    }
+
+    /// Releases the state and wakes the outbound task if a transmit needs a new lane.
+    fn unlock_and_wake(&self, mut state: MutexGuard<'_, State>) {
+        let wake = std::mem::take(&mut state.wake_outbound);
+        drop(state);
+        if wake {
+            self.wake.notify_one();
+        }
     }
 
     /// Queues the transmits a message from `peer` caused, counted against the peer's bounds.
@@ -984,6 +1023,7 @@ where
         }
         *state.caused.entry(peer.clone()).or_default() += transmits.len();
         state.caused_total += transmits.len();
+        self.note_lanes(state, &transmits);
         state.outbound.extend(
             transmits
                 .into_iter()
@@ -1031,8 +1071,53 @@ where
         }
         let transmits = f(self, &mut state);
         self.enqueue(&mut state, transmits);
-        drop(state);
-        self.wake.notify_one();
+        self.unlock_and_wake(state);
+    }
+
+    /// The peer whose lane `transmit` goes out in: the receiver of a message, the other party
+    /// of a transport command's channel.
+    fn lane<'a>(&self, transmit: &'a Transmit) -> &'a PeerId {
+        match transmit {
+            Transmit::Message { peer, .. } => peer,
+            Transmit::OpenChannel { channel, .. }
+            | Transmit::Attach { channel, .. }
+            | Transmit::PauseChannel { channel }
+            | Transmit::ResumeChannel { channel, .. }
+            | Transmit::CloseChannel { channel }
+            | Transmit::CleanupChannel { channel } => channel.other_party(&self.self_peer),
+        }
+    }
+
+    /// A lane task: carries out the queued transmits for `peer` in order, until none is left
+    /// (then the lane is free again, in the same critical section, so that a transmit queued
+    /// later wakes the outbound task) or the manager stops.
+    async fn send_lane(&self, peer: &PeerId) {
+        loop {
+            let next = {
+                let mut state = self.lock();
+                let position = (state.phase != Phase::Stopped)
+                    .then(|| {
+                        state
+                            .outbound
+                            .iter()
+                            .position(|(transmit, _)| self.lane(transmit) == peer)
+                    })
+                    .flatten();
+                match position.and_then(|position| state.outbound.remove(position)) {
+                    Some((transmit, caused)) => {
+                        if let Some(cause) = caused {
+                            state.release_caused(&cause);
+                        }
+                        transmit
+                    }
+                    None => {
+                        state.busy_lanes.remove(peer);
+                        return;
+                    }
+                }
+            };
+            self.execute(next).await;
+        }
     }
 
     /// Carries out one transmit.
@@ -1312,27 +1397,58 @@ impl State {
     }
 }
 
-/// The outbound task: carries out queued transmits in order until the manager stops.
+/// The outbound task: starts a lane task ([`Shared::send_lane`]) for each peer with queued
+/// transmits and none running, up to [`Config::max_parallel_sends`] at once, until the manager
+/// stops; then it waits for the lanes, which end after the transmit under way.
 async fn outbound<T, N>(shared: Arc<Shared<T, N>>)
 where
     T: Transport + 'static,
     N: Network + 'static,
 {
+    let limit = shared.config.max_parallel_sends.max(1);
+    let mut sending: JoinSet<()> = JoinSet::new();
+    let mut lanes: HashMap<tokio::task::Id, PeerId> = HashMap::new();
     loop {
-        let next = {
+        let stopped = {
             let mut state = shared.lock();
-            if state.phase == Phase::Stopped {
-                return;
+            state.wake_outbound = false;
+            let stopped = state.phase == Phase::Stopped;
+            while !stopped && state.busy_lanes.len() < limit {
+                let idle = state.outbound.iter().find_map(|(transmit, _)| {
+                    let lane = shared.lane(transmit);
+                    (!state.busy_lanes.contains(lane)).then(|| lane.clone())
+                });
+                let Some(lane) = idle else {
+                    break;
+                };
+                state.busy_lanes.insert(lane.clone());
+                let sender = Arc::clone(&shared);
+                let peer = lane.clone();
+                let task = sending.spawn(async move { sender.send_lane(&peer).await });
+                lanes.insert(task.id(), lane);
             }
-            let next = state.outbound.pop_front();
-            if let Some((_, Some(peer))) = &next {
-                state.release_caused(peer);
-            }
-            next.map(|(transmit, _)| transmit)
+            stopped
         };
-        match next {
-            Some(transmit) => shared.execute(transmit).await,
-            None => shared.wake.notified().await,
+        if stopped {
+            while sending.join_next().await.is_some() {}
+            return;
+        }
+        tokio::select! {
+            Some(done) = sending.join_next_with_id(), if !sending.is_empty() => {
+                match done {
+                    Ok((id, ())) => {
+                        lanes.remove(&id);
+                    }
+                    Err(error) => {
+                        // The lane task did not free its lane: free it here.
+                        tracing::error!(%error, "a transmit panicked");
+                        if let Some(peer) = lanes.remove(&error.id()) {
+                            shared.lock().busy_lanes.remove(&peer);
+                        }
+                    }
+                }
+            }
+            () = shared.wake.notified() => {}
         }
     }
 }
@@ -1360,8 +1476,7 @@ where
         shared.evict_finished(&mut state);
         let (answer, transmits) = f(&shared, &mut state);
         shared.enqueue(&mut state, transmits);
-        drop(state);
-        shared.wake.notify_one();
+        shared.unlock_and_wake(state);
         Some(answer)
     }
 
@@ -1652,8 +1767,7 @@ where
         shared.evict_finished(&mut state);
         let transmits = shared.input_message(&mut state, from.clone(), message);
         shared.enqueue_caused(&mut state, &from, transmits);
-        drop(state);
-        shared.wake.notify_one();
+        shared.unlock_and_wake(state);
     }
 
     fn receive_error(&self, error: NetworkError) {

@@ -1,7 +1,7 @@
 //! The Manager's outbound queue is bounded for what peers cause (issue 7, "Bad input"): two
-//! hostile peers flood a node with push requests while the node's outbound task is stuck on a
-//! send to a third peer that never answers (a frozen swarm), so nothing the flood causes can
-//! go out. The transmits the flood queues stay within `Config::max_queued_per_peer` per peer
+//! hostile peers flood a node with push requests while the node, sending to one peer at a
+//! time here, is stuck on a send to a third peer that never answers (a frozen swarm), so
+//! nothing the flood causes can go out. The transmits the flood queues stay within `Config::max_queued_per_peer` per peer
 //! and `Config::max_queued_for_peers` in all; every further request is dropped unprocessed
 //! with an `Event::MessageDropped` naming the bound, counted in `OutboundStats`; nothing
 //! blocks or panics; once the stuck send gives up the queue drains and the node serves an
@@ -116,10 +116,13 @@ impl Hostile {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_while_sends_are_stuck_is_bounded_per_peer_and_in_all() -> anyhow::Result<()> {
     let spec = Spec {
+        // One peer sent to at a time, so that the stuck send holds every peer's transmits:
+        // with more, only the frozen peer's would wait (tests/manager_order.rs).
         config: Config::default()
             .with_subscriber_capacity(4 * FLOOD)
             .with_max_channels_per_peer(2)
-            .with_peer_queue_limits(PER_PEER, IN_ALL),
+            .with_peer_queue_limits(PER_PEER, IN_ALL)
+            .with_max_parallel_sends(1),
         network: NetworkConfig::default()
             .with_timeouts(STUCK, Duration::from_secs(2))
             .with_retries(Duration::from_millis(50), Duration::from_millis(50), 1, 1)

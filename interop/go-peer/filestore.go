@@ -7,7 +7,9 @@ package main
 // One file per block, named by the CID's string form under a directory named by the string's
 // next-to-last two characters (go-ds-flatfs's next-to-last/2 layout), written to a temporary
 // name and renamed, never synced: the same layout and write path as the Rust bench peers'
-// store. go-ds-flatfs itself is not used: v0.5.1, the newest release the module proxy offers,
+// store. Like it, the store remembers the shard directories it has made (one removed behind
+// its back is made again) and its process id, so that a put costs a lookup, a create, a write,
+// a close and a rename. go-ds-flatfs itself is not used: v0.5.1, the newest release the module proxy offers,
 // does not build against the go-datastore v0.9.2 that go-graphsync v0.18.1 needs
 // (query.ResultBuilder is gone).
 
@@ -18,6 +20,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
+	"sync"
 	"sync/atomic"
 
 	blocks "github.com/ipfs/go-block-format"
@@ -26,8 +30,10 @@ import (
 
 // FileBlockstore is a block store with one file per block (see the file's comment).
 type FileBlockstore struct {
-	dir  string
-	temp atomic.Uint64
+	dir    string
+	pid    string
+	temp   atomic.Uint64
+	shards sync.Map // shard directory -> struct{}: made by this store
 }
 
 // OpenFileBlockstore opens (creating it if needed) a file-per-block store in dir.
@@ -35,7 +41,7 @@ func OpenFileBlockstore(dir string) (*FileBlockstore, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	return &FileBlockstore{dir: dir}, nil
+	return &FileBlockstore{dir: dir, pid: strconv.Itoa(os.Getpid())}, nil
 }
 
 func (s *FileBlockstore) path(c cid.Cid) string {
@@ -96,14 +102,35 @@ func (s *FileBlockstore) Put(_ context.Context, b blocks.Block) error {
 		return nil
 	}
 	shard := filepath.Dir(path)
-	if err := os.MkdirAll(shard, 0o755); err != nil {
+	if err := s.ensureShard(shard); err != nil {
 		return err
 	}
-	temp := filepath.Join(shard, fmt.Sprintf(".tmp-%d-%d", os.Getpid(), s.temp.Add(1)))
-	if err := os.WriteFile(temp, b.RawData(), 0o644); err != nil {
+	temp := filepath.Join(shard, ".tmp-"+s.pid+"-"+strconv.FormatUint(s.temp.Add(1), 10))
+	err := os.WriteFile(temp, b.RawData(), 0o644)
+	if errors.Is(err, fs.ErrNotExist) {
+		// The shard directory was removed behind the store's back: make it again.
+		s.shards.Delete(shard)
+		if err := s.ensureShard(shard); err != nil {
+			return err
+		}
+		err = os.WriteFile(temp, b.RawData(), 0o644)
+	}
+	if err != nil {
 		return err
 	}
 	return os.Rename(temp, path)
+}
+
+// ensureShard makes a shard directory unless this store has made it already.
+func (s *FileBlockstore) ensureShard(shard string) error {
+	if _, made := s.shards.Load(shard); made {
+		return nil
+	}
+	if err := os.MkdirAll(shard, 0o755); err != nil {
+		return err
+	}
+	s.shards.Store(shard, struct{}{})
+	return nil
 }
 
 // PutMany writes blocks one by one.

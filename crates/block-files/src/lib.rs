@@ -31,6 +31,9 @@
 //!   the requester's time).
 //! - Every file is written under a temporary name in its final directory and renamed, so a
 //!   reader never sees half a block; a block already stored is not written again.
+//! - A put costs one lookup, a create, a write, a close and a rename: the store remembers the
+//!   shard directories it has made (one made behind its back is made again) and its process
+//!   id, so neither costs a system call per block.
 //!
 //! No feature flags.
 //!
@@ -52,9 +55,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use std::collections::HashSet;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use blockstore::Blockstore;
 use cid::CidGeneric;
@@ -121,8 +126,12 @@ pub enum OpenError {
 pub struct Store {
     dir: PathBuf,
     layout: Layout,
+    /// This process's id, the first part of every temporary name.
+    pid: u32,
     /// Distinguishes the temporary names of concurrent writes.
     next_temp: AtomicU64,
+    /// The shard directories made so far (the sharded layout).
+    shards: Arc<ShardDirs>,
     /// Puts that finished without an error.
     puts: AtomicU64,
     /// `None` with inline writes.
@@ -210,7 +219,9 @@ impl Store {
         Ok(Self {
             dir,
             layout,
+            pid: std::process::id(),
             next_temp: AtomicU64::new(0),
+            shards: Arc::default(),
             puts: AtomicU64::new(0),
             writers,
         })
@@ -245,7 +256,7 @@ impl Store {
     fn temp_name(&self) -> String {
         format!(
             ".tmp-{}-{}",
-            std::process::id(),
+            self.pid,
             self.next_temp.fetch_add(1, Ordering::Relaxed)
         )
     }
@@ -274,13 +285,18 @@ impl Blockstore for Store {
         cid: &CidGeneric<S>,
         data: &[u8],
     ) -> blockstore::Result<()> {
-        let (path, temp_name, layout) = (self.path(cid), self.temp_name(), self.layout);
+        let target = Target {
+            path: self.path(cid),
+            temp_name: self.temp_name(),
+            layout: self.layout,
+        };
         match &self.writers {
-            None => write_block(&path, &temp_name, data, layout).map_err(fatal)?,
+            None => write_block(&target, data, &self.shards).map_err(fatal)?,
             Some(writers) => {
                 // The trait lends the bytes; the writer thread needs its own copy.
                 let data = data.to_vec();
-                let job = Box::new(move || write_block(&path, &temp_name, &data, layout));
+                let shards = Arc::clone(&self.shards);
+                let job = Box::new(move || write_block(&target, &data, &shards));
                 writers.run(job).await.map_err(fatal)?;
             }
         }
@@ -328,15 +344,56 @@ fn shard(key: &str) -> &str {
         .unwrap_or("__")
 }
 
-/// Writes one block file on a writer thread: nothing when the block is already stored;
-/// otherwise to `temp_name` beside its final name (the shard directory created if needed),
-/// synced in the durable layout, then renamed. A failed write removes its temporary file.
-fn write_block(
-    path: &Path,
-    temp_name: &str,
-    data: &[u8],
+/// The shard directories a [`Store`] has made, so that a put into a known shard makes none.
+#[derive(Debug, Default)]
+struct ShardDirs(Mutex<HashSet<PathBuf>>);
+
+impl ShardDirs {
+    fn contains(&self, dir: &Path) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(dir)
+    }
+
+    /// Makes `dir` (and its parents) unless it is known to exist, then remembers it.
+    fn ensure(&self, dir: &Path) -> std::io::Result<()> {
+        if self.contains(dir) {
+            return Ok(());
+        }
+        std::fs::create_dir_all(dir)?;
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(dir.to_path_buf());
+        Ok(())
+    }
+
+    fn forget(&self, dir: &Path) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(dir);
+    }
+}
+
+/// Where one put writes: the block's file, the temporary name beside it, and the layout.
+struct Target {
+    path: PathBuf,
+    temp_name: String,
     layout: Layout,
-) -> Result<(), WriteError> {
+}
+
+/// Writes one block file (inline or on a writer thread): nothing when the block is already
+/// stored; otherwise to the temporary name beside its final name (the shard directory made if
+/// it is not known to exist), synced in the durable layout, then renamed. A failed write
+/// removes its temporary file.
+fn write_block(target: &Target, data: &[u8], shards: &ShardDirs) -> Result<(), WriteError> {
+    let Target {
+        path,
+        temp_name,
+        layout,
+    } = target;
     let io = |operation, path: &Path| {
         let path = path.to_path_buf();
         move |source| WriteError::Io {
@@ -355,14 +412,24 @@ fn write_block(
             source: std::io::ErrorKind::InvalidInput.into(),
         });
     };
-    if layout == Layout::Sharded {
-        std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+    let sharded = *layout == Layout::Sharded;
+    if sharded {
+        shards.ensure(dir).map_err(io("create", dir))?;
     }
     let temp = dir.join(temp_name);
     let written = (|| {
-        let mut file = std::fs::File::create(&temp).map_err(io("create", &temp))?;
+        let mut file = match std::fs::File::create(&temp) {
+            Err(error) if sharded && error.kind() == std::io::ErrorKind::NotFound => {
+                // The shard directory was removed behind the store's back: make it again.
+                shards.forget(dir);
+                shards.ensure(dir).map_err(io("create", dir))?;
+                std::fs::File::create(&temp)
+            }
+            created => created,
+        }
+        .map_err(io("create", &temp))?;
         file.write_all(data).map_err(io("write", &temp))?;
-        if layout == Layout::Durable {
+        if *layout == Layout::Durable {
             file.sync_all().map_err(io("sync", &temp))?;
         }
         drop(file);

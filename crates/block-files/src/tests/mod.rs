@@ -270,3 +270,44 @@ fn config_defaults_and_bounds() {
     let config = config.with_writers(0).with_write_queue(0);
     assert_eq!((config.writers(), config.write_queue()), (1, 1));
 }
+
+/// Two raw blocks whose files share a shard directory.
+fn two_blocks_in_one_shard() -> anyhow::Result<[(Cid, Vec<u8>); 2]> {
+    let mut by_shard = std::collections::HashMap::new();
+    for i in 0u32.. {
+        let data = i.to_be_bytes().to_vec();
+        let cid = raw(&data)?;
+        let key = cid.to_string();
+        if let Some(first) = by_shard.insert(shard(&key).to_owned(), (cid, data.clone())) {
+            return Ok([first, (cid, data)]);
+        }
+    }
+    unreachable!("two of 2^32 blocks share a shard")
+}
+
+async fn a_removed_shard_directory_is_made_again(config: Config) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path(), Layout::Sharded, config)?;
+    let [(first, first_data), (second, second_data)] = two_blocks_in_one_shard()?;
+    store.put_keyed(&first, &first_data).await?;
+    let shard_dir = store.path(&first).parent().map(Path::to_path_buf);
+    let shard_dir = shard_dir.ok_or_else(|| anyhow::anyhow!("a block file has a directory"))?;
+    // The store remembers the shard it made; removing it behind the store's back must not
+    // make the next put into that shard fail.
+    std::fs::remove_dir_all(&shard_dir)?;
+    store.put_keyed(&second, &second_data).await?;
+    assert_eq!(store.get(&second).await?, Some(second_data));
+    assert_eq!(store.get(&first).await?, None);
+    assert_eq!(store.puts(), 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_removed_shard_directory_is_made_again_by_a_writer_thread() -> anyhow::Result<()> {
+    a_removed_shard_directory_is_made_again(Config::default()).await
+}
+
+#[tokio::test]
+async fn a_removed_shard_directory_is_made_again_inline() -> anyhow::Result<()> {
+    a_removed_shard_directory_is_made_again(Config::default().with_inline_writes(true)).await
+}

@@ -25,8 +25,9 @@
 //!   closes. `request` dials the peer, prints `connected`, asks for the whole DAG with the
 //!   explore-all selector, stores the blocks (the node hands out the outcome after the last
 //!   put) and prints `{"event":"done","status":..,"blocks":..,"bytes":..,"missing":..}`; it
-//!   exits 0 only on a completed traversal with no missing block and every block written. It prints nothing per block, so that only the
-//!   transfer is measured.
+//!   exits 0 only on a completed traversal with no missing block and every block written. It
+//!   prints nothing per block and reads no progress event, so that only the transfer is
+//!   measured.
 //!
 //! The on-disk store is [`block_files::Store`] in its sharded layout (the store of
 //! `dt_interop_peer`'s bench commands too): one file per block, named by the CID's string form
@@ -355,7 +356,7 @@ async fn request(args: &[String]) -> anyhow::Result<bool> {
             swarm.select_next_some().await;
         }
     });
-    let mut handle = node
+    let handle = node
         .request(
             peer,
             root,
@@ -364,9 +365,11 @@ async fn request(args: &[String]) -> anyhow::Result<bool> {
         )
         .await
         .context("starting the request")?;
-    // Progress events past Config::event_capacity are dropped, so the counts come from the
-    // node's statistics; the events are read only to keep up with the request.
-    while handle.next_event().await.is_some() {}
+    // Only the outcome is awaited: the handle's progress events are dropped with it, so the
+    // node spends no wake-up per block on a reader that would discard them (the counts come
+    // from the node's statistics). go-graphsync offers no such choice: its requester must
+    // drain an unbuffered channel of one progress value per visited node, or its traversal
+    // waits.
     let outcome = handle.outcome().await.context("waiting for the outcome")?;
     let stats = node
         .stats()

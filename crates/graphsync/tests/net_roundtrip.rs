@@ -341,3 +341,46 @@ async fn losing_the_responder_is_reported_and_the_request_stays_cancellable() {
     let outcome = handle.outcome().await.expect("an outcome");
     assert!(matches!(outcome, Outcome::Cancelled), "{outcome:?}");
 }
+
+/// A caller that wants only the outcome drops the progress events with the handle: the
+/// request still completes with every block stored, past the default event capacity.
+#[tokio::test]
+async fn awaiting_only_the_outcome_completes_with_every_block() {
+    let mut dag = Dag {
+        root: Cid::default(),
+        blocks: Vec::new(),
+    };
+    let capacity = Config::default().event_capacity;
+    let leaves: Vec<Cid> = (0..capacity + 500)
+        .map(|n| dag.add(0x55, format!("leaf {n}").into_bytes()))
+        .collect();
+    dag.root = dag.list(&leaves);
+    let pair = start(&dag.blocks).await;
+
+    let handle = pair
+        .requester
+        .request(
+            pair.responder_id,
+            dag.root,
+            Selector::explore_all_recursively(),
+            Extensions::new(),
+        )
+        .await
+        .expect("the request starts");
+    let outcome = tokio::time::timeout(Duration::from_secs(30), handle.outcome())
+        .await
+        .expect("the outcome comes without anyone reading the events")
+        .expect("an outcome");
+    let Outcome::Completed(completion) = outcome else {
+        panic!("expected completion, got {outcome:?}");
+    };
+    assert_eq!(
+        completion.status,
+        Some(ResponseStatus::RequestCompletedFull)
+    );
+    assert!(completion.missing.is_empty());
+    for (cid, data) in &dag.blocks {
+        let stored = pair.requester_store.get(cid).await.expect("in-memory get");
+        assert_eq!(stored.as_deref(), Some(&data[..]), "block {cid} stored");
+    }
+}

@@ -7,7 +7,9 @@ use std::time::Duration;
 use blockstore::{Blockstore, InMemoryBlockstore};
 use cid::Cid;
 use futures::StreamExt;
-use graphsync::network::{Behaviour, Config, Node, NodeError, RequestEvent, RequestHook};
+use graphsync::network::{
+    Behaviour, Config, Node, NodeError, RequestEvent, RequestHandle, RequestHook,
+};
 use graphsync::requester::Outcome;
 use graphsync::responder::RequestDecision;
 use graphsync::{CidPrefix, Extensions, ResponseStatus};
@@ -126,6 +128,33 @@ struct Pair {
     responder_swarm: tokio::task::JoinHandle<()>,
 }
 
+impl Pair {
+    /// Starts a request for everything under `root` (the explore-all selector).
+    async fn pull_all(&self, root: Cid) -> RequestHandle {
+        self.requester
+            .request(
+                self.responder_id,
+                root,
+                Selector::explore_all_recursively(),
+                Extensions::new(),
+            )
+            .await
+            .expect("the request starts")
+    }
+}
+
+/// Asserts that a request completed with status 20 (RequestCompletedFull) and no block missing.
+fn assert_completed_full(outcome: Outcome) {
+    let Outcome::Completed(completion) = outcome else {
+        panic!("expected completion, got {outcome:?}");
+    };
+    assert_eq!(
+        completion.status,
+        Some(ResponseStatus::RequestCompletedFull)
+    );
+    assert!(completion.missing.is_empty());
+}
+
 /// Starts both nodes; the responder's store holds `blocks`.
 async fn start(blocks: &[(Cid, Vec<u8>)]) -> Pair {
     start_with(blocks, validate_all()).await
@@ -171,16 +200,7 @@ async fn explore_all_pulls_every_block_and_completes_full() {
     let pair = start(&dag.blocks).await;
     let store = &pair.requester_store;
 
-    let mut handle = pair
-        .requester
-        .request(
-            pair.responder_id,
-            dag.root,
-            Selector::explore_all_recursively(),
-            Extensions::new(),
-        )
-        .await
-        .expect("the request starts");
+    let mut handle = pair.pull_all(dag.root).await;
     let mut received = Vec::new();
     let mut statuses = Vec::new();
     while let Some(event) = handle.next_event().await {
@@ -191,14 +211,7 @@ async fn explore_all_pulls_every_block_and_completes_full() {
         }
     }
     let outcome = handle.outcome().await.expect("an outcome");
-    let Outcome::Completed(completion) = outcome else {
-        panic!("expected completion, got {outcome:?}");
-    };
-    assert_eq!(
-        completion.status,
-        Some(ResponseStatus::RequestCompletedFull)
-    );
-    assert!(completion.missing.is_empty());
+    assert_completed_full(outcome);
     assert_eq!(statuses.last(), Some(&ResponseStatus::RequestCompletedFull));
 
     let expected: Vec<Cid> = dag.blocks.iter().map(|(cid, _)| *cid).collect();
@@ -226,16 +239,7 @@ async fn missing_leaf_completes_partial_with_the_link_reported() {
     let pair = start(&served).await;
     let store = &pair.requester_store;
 
-    let mut handle = pair
-        .requester
-        .request(
-            pair.responder_id,
-            dag.root,
-            Selector::explore_all_recursively(),
-            Extensions::new(),
-        )
-        .await
-        .expect("the request starts");
+    let mut handle = pair.pull_all(dag.root).await;
     let mut missing_events = Vec::new();
     while let Some(event) = handle.next_event().await {
         if let RequestEvent::BlockMissing { cid } = event {
@@ -270,16 +274,7 @@ async fn cancel_ends_a_paused_request_as_cancelled_and_stores_nothing() {
     }));
     let pair = start_with(&dag.blocks, paused).await;
 
-    let mut handle = pair
-        .requester
-        .request(
-            pair.responder_id,
-            dag.root,
-            Selector::explore_all_recursively(),
-            Extensions::new(),
-        )
-        .await
-        .expect("the request starts");
+    let mut handle = pair.pull_all(dag.root).await;
     let id = handle.id();
     pair.requester
         .cancel(id)
@@ -313,16 +308,7 @@ async fn losing_the_responder_is_reported_and_the_request_stays_cancellable() {
         RequestDecision::validate().with_pause()
     }));
     let pair = start_with(&dag.blocks, paused).await;
-    let mut handle = pair
-        .requester
-        .request(
-            pair.responder_id,
-            dag.root,
-            Selector::explore_all_recursively(),
-            Extensions::new(),
-        )
-        .await
-        .expect("the request starts");
+    let mut handle = pair.pull_all(dag.root).await;
 
     pair.responder_swarm.abort();
     loop {
@@ -357,28 +343,12 @@ async fn awaiting_only_the_outcome_completes_with_every_block() {
     dag.root = dag.list(&leaves);
     let pair = start(&dag.blocks).await;
 
-    let handle = pair
-        .requester
-        .request(
-            pair.responder_id,
-            dag.root,
-            Selector::explore_all_recursively(),
-            Extensions::new(),
-        )
-        .await
-        .expect("the request starts");
+    let handle = pair.pull_all(dag.root).await;
     let outcome = tokio::time::timeout(Duration::from_secs(30), handle.outcome())
         .await
         .expect("the outcome comes without anyone reading the events")
         .expect("an outcome");
-    let Outcome::Completed(completion) = outcome else {
-        panic!("expected completion, got {outcome:?}");
-    };
-    assert_eq!(
-        completion.status,
-        Some(ResponseStatus::RequestCompletedFull)
-    );
-    assert!(completion.missing.is_empty());
+    assert_completed_full(outcome);
     for (cid, data) in &dag.blocks {
         let stored = pair.requester_store.get(cid).await.expect("in-memory get");
         assert_eq!(stored.as_deref(), Some(&data[..]), "block {cid} stored");

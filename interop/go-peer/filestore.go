@@ -9,8 +9,8 @@ package main
 // name and renamed, never synced: the same layout and write path as the Rust bench peers'
 // store. Like it, the store remembers the shard directories it has made (one removed behind
 // its back is made again) and its process id, so that a put costs a lookup, a create, a write,
-// a close and a rename. go-ds-flatfs itself is not used: v0.5.1, the newest release the module proxy offers,
-// does not build against the go-datastore v0.9.2 that go-graphsync v0.18.1 needs
+// a close and a rename. go-ds-flatfs itself is not used: v0.5.1, the newest release the module
+// proxy offers, does not build against the go-datastore v0.9.2 that go-graphsync v0.18.1 needs
 // (query.ResultBuilder is gone).
 
 import (

@@ -2,6 +2,7 @@
 //! [`Transmit`]s, [`Event`]s and timeouts (`spec/data-transfer.md` §4.4–§4.7, §5, §6, §7.1–§7.2).
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cid::Cid;
@@ -203,8 +204,9 @@ pub enum Event {
     /// A decision for the application: answer with [`Engine::handle_validation`].
     ValidationRequested(ValidationRequest),
     /// The channel's state changed and must be persisted before the transmits that follow
-    /// it are sent.
-    Snapshot(ChannelState),
+    /// it are sent. Shared with the engine until its next change to the channel, so taking
+    /// a snapshot copies nothing.
+    Snapshot(Arc<ChannelState>),
 }
 
 /// One applied event, as Go notifies subscribers.
@@ -411,7 +413,8 @@ pub struct Engine {
 
 #[derive(Clone, Debug)]
 struct Channel {
-    state: ChannelState,
+    /// Copied on the first change after a snapshot shared it ([`Arc::make_mut`]).
+    state: Arc<ChannelState>,
     cache: BlockCache,
     /// Bytes counted for a data question but not yet asked about (not persisted).
     unchecked: u64,
@@ -483,12 +486,18 @@ impl Engine {
 
     /// The state of a channel.
     pub fn channel(&self, channel: &ChannelId) -> Option<&ChannelState> {
-        self.channels.get(channel).map(|c| &c.state)
+        self.channels.get(channel).map(|c| &*c.state)
+    }
+
+    /// The state of a channel as a shared snapshot: later changes to the channel do not show
+    /// in it, and taking it copies nothing.
+    pub fn channel_snapshot(&self, channel: &ChannelId) -> Option<Arc<ChannelState>> {
+        self.channels.get(channel).map(|c| Arc::clone(&c.state))
     }
 
     /// Every channel, terminal ones included, in channel-id order.
     pub fn channels(&self) -> impl Iterator<Item = &ChannelState> {
-        self.channels.values().map(|c| &c.state)
+        self.channels.values().map(|c| &*c.state)
     }
 
     /// Forgets a terminal channel (after the driver has archived it), freeing its slot.
@@ -510,7 +519,7 @@ impl Engine {
             .channels
             .remove(channel)
             .expect("the channel was just found");
-        Ok(removed.state)
+        Ok(Arc::unwrap_or_clone(removed.state))
     }
 
     /// Loads persisted channel states back (on start, before any other input). Channels
@@ -541,7 +550,7 @@ impl Engine {
             self.channels.insert(
                 state.channel_id.clone(),
                 Channel {
-                    state,
+                    state: Arc::new(state),
                     cache,
                     unchecked: 0,
                 },
@@ -1709,7 +1718,7 @@ impl Engine {
         self.channels.insert(
             channel,
             Channel {
-                state,
+                state: Arc::new(state),
                 cache,
                 unchecked: 0,
             },
@@ -1954,7 +1963,7 @@ impl Engine {
                 event: code,
             })?;
         let before = entry.state.status;
-        let status = entry.state.apply(&step)?;
+        let status = Arc::make_mut(&mut entry.state).apply(&step)?;
         self.trace(channel, before, &step.log_text(), now);
         self.notify(channel, code, now);
         Ok(status)
@@ -1966,8 +1975,7 @@ impl Engine {
         let at = self.unix_time(now);
         let (max_stages, max_logs) = (self.config.max_stages, self.config.max_stage_logs);
         if let Some(entry) = self.channels.get_mut(channel) {
-            entry
-                .state
+            Arc::make_mut(&mut entry.state)
                 .stages
                 .add_log(stage.name(), message, at, max_stages, max_logs);
         }
@@ -1993,15 +2001,15 @@ impl Engine {
     }
 
     /// Queues a snapshot of the channel, unless the last queued event is the same snapshot
-    /// (compared in place: a state is cloned once per snapshot, which is once or twice per
-    /// block).
+    /// (compared in place). The snapshot shares the state; the channel's next change copies
+    /// it, once or twice per block.
     fn snapshot(&mut self, channel: &ChannelId) {
-        let Some(state) = self.channel(channel) else {
+        let Some(state) = self.channels.get(channel).map(|c| &c.state) else {
             return;
         };
         let repeated = matches!(self.events.back(), Some(Event::Snapshot(last)) if last == state);
         if !repeated {
-            let state = state.clone();
+            let state = Arc::clone(state);
             self.events.push_back(Event::Snapshot(state));
         }
     }

@@ -4,6 +4,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cid::Cid;
@@ -482,7 +483,7 @@ impl SimNet {
                     Event::Snapshot(state) => {
                         self.nodes[i]
                             .snapshots
-                            .insert(state.channel_id.clone(), state);
+                            .insert(state.channel_id.clone(), Arc::unwrap_or_clone(state));
                     }
                     Event::Channel(event) => {
                         let node = &mut self.nodes[i];

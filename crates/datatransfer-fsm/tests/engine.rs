@@ -259,6 +259,35 @@ fn pull_runs_to_completed_at_both_ends_with_go_event_sequences() {
 }
 
 #[test]
+fn a_snapshot_shares_the_state_until_the_next_change_and_does_not_see_it() {
+    let now = Instant::now();
+    let (mut a, mut b) = engines(Config::default());
+    let channel = accepted_pull(&mut a, &mut b, Verdict::Accept, now);
+    blocks(&mut b, &mut a, &channel, 1, now);
+    let mut snapshots = Vec::new();
+    while let Some(event) = b.poll_event() {
+        if let Event::Snapshot(state) = event {
+            snapshots.push(state);
+        }
+    }
+    let taken = snapshots.pop().expect("the sender snapshots after its data events");
+    let current = b.channel_snapshot(&channel).expect("channel exists");
+    assert!(
+        std::sync::Arc::ptr_eq(&taken, &current),
+        "a snapshot is the engine's own state, not a copy"
+    );
+    assert_eq!(taken.sent, 100);
+
+    blocks(&mut b, &mut a, &channel, 2, now);
+    assert_eq!(taken.sent, 100, "the snapshot keeps the state it was taken at");
+    assert!(b.channel(&channel).expect("channel exists").sent > 100);
+    assert!(!std::sync::Arc::ptr_eq(
+        &taken,
+        &b.channel_snapshot(&channel).expect("channel exists")
+    ));
+}
+
+#[test]
 fn complete_before_local_finish_goes_through_responder_completed() {
     let now = Instant::now();
     let (mut a, mut b) = engines(Config::default());

@@ -1,6 +1,8 @@
 //! What subscribers of a [`Manager`](crate::Manager) see: [`Event`]s through a bounded
 //! [`Subscription`].
 
+use std::sync::Arc;
+
 use datatransfer_fsm::{ChannelEvent, ChannelState, ProtocolError};
 use datatransfer_message::{ChannelId, PeerId};
 use tokio::sync::broadcast;
@@ -17,8 +19,9 @@ pub enum Event {
     Channel {
         /// The applied event.
         event: ChannelEvent,
-        /// The channel's state.
-        state: Box<ChannelState>,
+        /// The channel's state, shared by every subscriber (a clone of the event copies no
+        /// state).
+        state: Arc<ChannelState>,
     },
     /// This node's validators refused a peer's request or voucher. The peer saw `Acpt =
     /// false` on the wire; the reason stays here.

@@ -813,7 +813,7 @@ where
                                 reason: error.to_string(),
                             });
                         }
-                        self.publish_waiting(state, &mut unpublished, Some(snapshot));
+                        self.publish_waiting(state, &mut unpublished, Some(&snapshot));
                     }
                     EngineEvent::ValidationRequested(question) => {
                         let answer = match self.peer_over_limit(state, &question) {
@@ -869,35 +869,21 @@ where
     }
 
     /// Publishes the waiting channel events in order: those of `snapshot`'s channel with that
-    /// stored snapshot (the last one takes it, earlier ones a copy), the others with their
-    /// channel's current state.
+    /// stored snapshot, the others with their channel's current state (both shared, not
+    /// copied).
     fn publish_waiting(
         &self,
         state: &State,
         unpublished: &mut Vec<ChannelEvent>,
-        mut snapshot: Option<ChannelState>,
+        snapshot: Option<&Arc<ChannelState>>,
     ) {
-        let last = snapshot.as_ref().and_then(|taken| {
-            unpublished
-                .iter()
-                .rposition(|event| event.channel == taken.channel_id)
-        });
-        for (index, event) in std::mem::take(unpublished).into_iter().enumerate() {
-            let of_snapshot = snapshot
-                .as_ref()
-                .is_some_and(|taken| taken.channel_id == event.channel);
-            let channel_state = if Some(index) == last {
-                snapshot.take()
-            } else if of_snapshot {
-                snapshot.clone()
-            } else {
-                state.engine.channel(&event.channel).cloned()
+        for event in std::mem::take(unpublished) {
+            let channel_state = match snapshot {
+                Some(taken) if taken.channel_id == event.channel => Some(Arc::clone(taken)),
+                _ => state.engine.channel_snapshot(&event.channel),
             };
-            if let Some(channel_state) = channel_state {
-                self.publish(Event::Channel {
-                    event,
-                    state: Box::new(channel_state),
-                });
+            if let Some(state) = channel_state {
+                self.publish(Event::Channel { event, state });
             }
         }
     }

@@ -900,7 +900,7 @@ async fn watch(
         },
     };
     send(&mut writer, &snapshot(&mut sent)).await?;
-    let mut pending: BTreeMap<ChannelId, ChannelState> = BTreeMap::new();
+    let mut pending: BTreeMap<ChannelId, Arc<ChannelState>> = BTreeMap::new();
     let mut tick = tokio::time::interval(WATCH_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut hangup = [0u8; 64];
@@ -914,7 +914,7 @@ async fn watch(
                 Ok(Event::Channel { state, .. }) => {
                     let id = state.channel_id.clone();
                     if sent.get(&id) == Some(&state.status) {
-                        pending.insert(id, *state);
+                        pending.insert(id, state);
                     } else {
                         pending.remove(&id);
                         sent.insert(id, state.status);

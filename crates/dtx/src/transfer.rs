@@ -1,6 +1,7 @@
 //! `dtx pull` and `dtx push`: one channel to a peer, followed to its end with a progress bar.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use blockstore::Blockstore;
@@ -252,7 +253,7 @@ async fn follow(
                     tracing::debug!(code = event.code.name(), status = %event.status, "channel event");
                     if event.status.is_terminal() {
                         tracing::info!(status = %state.status, sent = state.sent, received = state.received, "channel ended");
-                        return Ok(*state);
+                        return Ok(Arc::unwrap_or_clone(state));
                     }
                 }
                 Ok(Ok(Event::TransmitFailed { channel: failed, reason })) if failed == *channel => {

@@ -1975,9 +1975,13 @@ impl Engine {
         let at = self.unix_time(now);
         let (max_stages, max_logs) = (self.config.max_stages, self.config.max_stage_logs);
         if let Some(entry) = self.channels.get_mut(channel) {
-            Arc::make_mut(&mut entry.state)
-                .stages
-                .add_log(stage.name(), message, at, max_stages, max_logs);
+            Arc::make_mut(&mut entry.state).stages.add_log(
+                stage.name(),
+                message,
+                at,
+                max_stages,
+                max_logs,
+            );
         }
     }
 

@@ -270,7 +270,9 @@ fn a_snapshot_shares_the_state_until_the_next_change_and_does_not_see_it() {
             snapshots.push(state);
         }
     }
-    let taken = snapshots.pop().expect("the sender snapshots after its data events");
+    let taken = snapshots
+        .pop()
+        .expect("the sender snapshots after its data events");
     let current = b.channel_snapshot(&channel).expect("channel exists");
     assert!(
         std::sync::Arc::ptr_eq(&taken, &current),
@@ -279,7 +281,10 @@ fn a_snapshot_shares_the_state_until_the_next_change_and_does_not_see_it() {
     assert_eq!(taken.sent, 100);
 
     blocks(&mut b, &mut a, &channel, 2, now);
-    assert_eq!(taken.sent, 100, "the snapshot keeps the state it was taken at");
+    assert_eq!(
+        taken.sent, 100,
+        "the snapshot keeps the state it was taken at"
+    );
     assert!(b.channel(&channel).expect("channel exists").sent > 100);
     assert!(!std::sync::Arc::ptr_eq(
         &taken,

@@ -53,6 +53,7 @@
 //!   request is accepted (blocks are content-addressed, so it is the same block).
 
 mod builder;
+mod sent;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
@@ -65,6 +66,7 @@ use ipld_dagcbor::Limits as BlockLimits;
 use ipld_selector::{ParseError, Selector, Step, Traversal, TraversalError};
 
 use self::builder::{Built, Limits, Outbox, Transaction};
+use self::sent::SentBlocks;
 use crate::extension::{ExtensionError, Extensions};
 use crate::message::{
     LinkAction, Message, Metadatum, Priority, Request, RequestId, RequestKind, ResponseStatus,
@@ -541,7 +543,7 @@ struct Task<P> {
     loads: u64,
     skip_first: u64,
     do_not_send: HashSet<Cid>,
-    sent: HashSet<Cid>,
+    sent: SentBlocks,
     pending_updates: Vec<Extensions>,
     update_asked: bool,
     pause_requested: bool,
@@ -998,7 +1000,7 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Responder<P> {
             loads: 0,
             skip_first: 0,
             do_not_send: HashSet::new(),
-            sent: HashSet::new(),
+            sent: SentBlocks::default(),
             pending_updates: Vec::new(),
             update_asked: false,
             pause_requested: false,
@@ -1167,7 +1169,7 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Responder<P> {
         let found = loaded.bytes.is_some();
         let record = match loaded.bytes {
             Some(bytes) => {
-                let fresh = task.sent.insert(loaded.cid);
+                let fresh = task.sent.insert(&loaded.cid);
                 let withheld =
                     fresh && (index <= task.skip_first || task.do_not_send.contains(&loaded.cid));
                 let send = fresh && !withheld;

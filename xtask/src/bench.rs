@@ -16,8 +16,9 @@
 //! so every pair moves the same blocks. Both stores keep one file per block in go-ds-flatfs's
 //! `next-to-last/2` layout, unsynced.
 //!
-//! Then, per DAG and per stack (data-transfer, then graphsync), the four pairs requester ←
-//! responder: rust ← rust, go ← go, rust ← go and go ← rust. A data-transfer pull opens a pull
+//! Then, per run and per DAG, both prepared stores are read once (not measured, so that no
+//! transfer starts with its responder's files reclaimed from the page cache), and per stack
+//! (data-transfer, then graphsync) the four pairs requester ← responder: rust ← rust, go ← go, rust ← go and go ← rust. A data-transfer pull opens a pull
 //! channel with an `InteropVoucher` the responder accepts and the explore-all selector, and
 //! counts only once the channel is Completed on both sides (the requester's `done`, the
 //! responder's `finished`, each with the DAG's bytes); a graphsync pull is one explore-all
@@ -388,16 +389,19 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
     let mut failures: Vec<String> = Vec::new();
     for index in 0..options.runs {
         for (number, dataset) in datasets.iter().enumerate() {
+            let selected = STACKS.iter().any(|stack| {
+                PAIRS.iter().any(|pair| {
+                    options.selects(&transfer_name(*stack, *pair, &dataset.label, index + 1))
+                })
+            });
+            if selected {
+                for store in [&dataset.rust_store, &dataset.go_store] {
+                    warm_store(store).with_context(|| format!("warming up {}", store.display()))?;
+                }
+            }
             for stack in STACKS {
                 for pair in PAIRS {
-                    let what = format!(
-                        "{} {} <- {} on {} (run {})",
-                        stack.name(),
-                        pair.0.name(),
-                        pair.1.name(),
-                        dataset.label,
-                        index + 1
-                    );
+                    let what = transfer_name(stack, pair, &dataset.label, index + 1);
                     if !options.selects(&what) {
                         continue;
                     }
@@ -1045,19 +1049,59 @@ fn wait_listening(lines: &mpsc::Receiver<String>) -> anyhow::Result<String> {
     }
 }
 
+/// How a transfer is named in the output and matched by `--only`:
+/// `"data-transfer rust <- go on dag-cbor 100000 (run 2)"`.
+fn transfer_name(stack: Stack, pair: (Side, Side), dataset: &str, run: usize) -> String {
+    format!(
+        "{} {} <- {} on {dataset} (run {run})",
+        stack.name(),
+        pair.0.name(),
+        pair.1.name(),
+    )
+}
+
 /// Regular files under `dir` whose names do not start with a dot (blocks, not temporaries).
 fn count_files(dir: &Path) -> anyhow::Result<u64> {
     let mut count = 0;
+    for_each_block_file(dir, &mut |_| {
+        count += 1;
+        Ok(())
+    })?;
+    Ok(count)
+}
+
+/// Reads every block file under `dir` once and returns their bytes, so that the transfers
+/// that follow find the store in the page cache, whatever the machine reclaimed since the
+/// previous round (its `kdamond` reclaims idle pages: a cold first run took up to twice as
+/// long on both stacks).
+fn warm_store(dir: &Path) -> anyhow::Result<u64> {
+    let mut bytes = 0;
+    let mut sink = std::io::sink();
+    for_each_block_file(dir, &mut |path| {
+        let mut file =
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        bytes += std::io::copy(&mut file, &mut sink)
+            .with_context(|| format!("reading {}", path.display()))?;
+        Ok(())
+    })?;
+    Ok(bytes)
+}
+
+/// Calls `visit` with each regular file under `dir` whose name does not start with a dot.
+fn for_each_block_file(
+    dir: &Path,
+    visit: &mut dyn FnMut(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
         let kind = entry.file_type().context("file type")?;
         if kind.is_dir() {
-            count += count_files(&entry.path())?;
+            for_each_block_file(&entry.path(), visit)?;
         } else if kind.is_file() && !entry.file_name().to_string_lossy().starts_with('.') {
-            count += 1;
+            visit(&entry.path())?;
         }
     }
-    Ok(count)
+    Ok(())
 }
 
 /// The run of median throughput among `runs` (each with its DAG's bytes), with the largest

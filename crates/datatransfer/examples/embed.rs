@@ -28,12 +28,9 @@ async fn main() -> anyhow::Result<()> {
         .register_voucher_type(common::AcceptDeals)?;
     let client = Node::builder(blocks).build().await?;
     let peer = client.dial(provider.listen_addrs()[0].clone()).await?;
-    let mut events = client.manager().subscribe();
     let channel = client.manager().open_pull(peer, &voucher, root, selector)?;
-    while !client.manager().status(&channel).is_terminal() {
-        tokio::time::timeout(std::time::Duration::from_secs(10), events.recv()).await??;
-    }
-    let state = client.manager().channel_state(&channel)?;
+    let ended = client.manager().wait_for_end(&channel);
+    let state = tokio::time::timeout(std::time::Duration::from_secs(10), ended).await??;
     println!("{}: received {} bytes", state.status.name(), state.received);
 
     anyhow::ensure!(

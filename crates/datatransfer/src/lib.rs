@@ -71,12 +71,8 @@
 //! provider.manager().register_voucher_type(Open)?;
 //! let client = datatransfer::libp2p::Node::builder(blocks).build().await?;
 //! let peer = client.dial(provider.listen_addrs()[0].clone()).await?;
-//! let mut events = client.manager().subscribe();
 //! let channel = client.manager().open_pull(peer, &Ticket, root, selector)?;
-//! while !client.manager().status(&channel).is_terminal() {
-//!     events.recv().await?;
-//! }
-//! let state = client.manager().channel_state(&channel)?;
+//! let state = client.manager().wait_for_end(&channel).await?;
 //! println!("{}: received {} bytes", state.status.name(), state.received);
 //! # assert_eq!(state.status, datatransfer::ChannelStatus::Completed);
 //! # assert_eq!(state.received, block.len() as u64);

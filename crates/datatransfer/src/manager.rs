@@ -22,7 +22,7 @@ use datatransfer_transport::{
     QueuedAnswer, Receiver, RequestAnswer, StoreName, Transport, TransportError,
 };
 use ipld_dagcbor::Node;
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{Notify, broadcast, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::error::Error;
@@ -223,6 +223,10 @@ struct State {
     monitor: Option<Monitor>,
     /// The deadline the timer task sleeps until.
     armed: Option<Instant>,
+    /// Per unfinished channel, one sender per [`Manager::wait_for_end`] call still waiting
+    /// (abandoned ones are pruned when another call waits on the channel): all are answered
+    /// when the channel ends, and dropped when the manager stops.
+    end_waiters: HashMap<ChannelId, Vec<oneshot::Sender<Arc<ChannelState>>>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -310,6 +314,7 @@ where
             timer: None,
             monitor: config.monitor.clone().map(Monitor::new),
             armed: None,
+            end_waiters: HashMap::new(),
         };
         Manager {
             shared: Arc::new(Shared {
@@ -417,6 +422,7 @@ where
         let (task, timer) = {
             let mut state = self.shared.lock();
             state.phase = Phase::Stopped;
+            state.end_waiters.clear();
             (state.task.take(), state.timer.take())
         };
         self.shared.wake.notify_one();
@@ -625,6 +631,40 @@ where
                     channel: channel.clone(),
                 })
             })
+    }
+
+    /// Waits until the channel ends (a terminal status: completed, failed, cancelled…) and
+    /// returns its final state, at once for a channel that has already ended. Unlike a
+    /// [`Manager::subscribe_channel`] loop it is not woken by the channel's other events and
+    /// cannot lag behind them.
+    ///
+    /// # Errors
+    /// [`Error::Command`] with [`CommandError::UnknownChannel`]; [`Error::NotRunning`] when
+    /// the manager is stopped, or stops before the channel ends.
+    pub async fn wait_for_end(&self, channel: &ChannelId) -> Result<Arc<ChannelState>, Error> {
+        let ended = {
+            let mut state = self.shared.lock();
+            let Some(live) = state.engine.channel_snapshot(channel) else {
+                drop(state);
+                return self.shared.archived(channel).map(Arc::new).ok_or_else(|| {
+                    Error::Command(CommandError::UnknownChannel {
+                        channel: channel.clone(),
+                    })
+                });
+            };
+            if live.status.is_terminal() {
+                return Ok(live);
+            }
+            if state.phase == Phase::Stopped {
+                return Err(Error::NotRunning);
+            }
+            let (answer, ended) = oneshot::channel();
+            let waiters = state.end_waiters.entry(channel.clone()).or_default();
+            waiters.retain(|waiter| !waiter.is_closed());
+            waiters.push(answer);
+            ended
+        };
+        ended.await.map_err(|_| Error::NotRunning)
     }
 
     /// Every channel this node knows, finished ones included (from the store), as Go's
@@ -871,9 +911,11 @@ where
     /// Publishes the waiting channel events in order: those of `snapshot`'s channel with that
     /// stored snapshot, the others with their channel's current state (both shared, not
     /// copied).
+    /// The [`Manager::wait_for_end`] calls of a channel that ended are answered with the
+    /// state its ending event carries.
     fn publish_waiting(
         &self,
-        state: &State,
+        state: &mut State,
         unpublished: &mut Vec<ChannelEvent>,
         snapshot: Option<&Arc<ChannelState>>,
     ) {
@@ -882,9 +924,20 @@ where
                 Some(taken) if taken.channel_id == event.channel => Some(Arc::clone(taken)),
                 _ => state.engine.channel_snapshot(&event.channel),
             };
-            if let Some(state) = channel_state {
-                self.publish(Event::Channel { event, state });
+            let Some(channel_state) = channel_state else {
+                continue;
+            };
+            if channel_state.status.is_terminal()
+                && let Some(waiters) = state.end_waiters.remove(&event.channel)
+            {
+                for waiter in waiters {
+                    let _ = waiter.send(Arc::clone(&channel_state));
+                }
             }
+            self.publish(Event::Channel {
+                event,
+                state: channel_state,
+            });
         }
     }
 

@@ -555,3 +555,116 @@ async fn finished_channels_leave_the_engine_but_stay_readable(
     );
     Ok(())
 }
+
+over_both_stores!(wait_for_end_answers_once_the_channel_ends);
+async fn wait_for_end_answers_once_the_channel_ends(backend: Backend) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let dag = Dag::new(40, 300, 7)?;
+    let (a, b) = pair(backend, &dir, &dag).await?;
+    let voucher = TestVoucher("wait for the end".into());
+    let channel = a
+        .manager
+        .open_pull(b.id.clone(), &voucher, dag.root, everything())?;
+    // The responder knows the channel once the request has reached it (possibly ended).
+    common::until_state(&b.manager, &channel, |_| true).await?;
+    let (at_a, at_b) = tokio::time::timeout(common::PATIENCE, async {
+        tokio::join!(
+            a.manager.wait_for_end(&channel),
+            b.manager.wait_for_end(&channel)
+        )
+    })
+    .await
+    .context("the channel did not end in time")?;
+    let (at_a, at_b) = (at_a?, at_b?);
+    ensure!(at_a.status == ChannelStatus::Completed, "{:?}", at_a.status);
+    ensure!(
+        at_a.received == dag.total_bytes(),
+        "received {}",
+        at_a.received
+    );
+    ensure!(dag.is_in(&a.blocks).await?, "every block arrived");
+    ensure!(at_b.status == ChannelStatus::Completed, "{:?}", at_b.status);
+    ensure!(at_b.sent == dag.total_bytes(), "sent {}", at_b.sent);
+    // After the end, at once, with the same final state.
+    let again = a.manager.wait_for_end(&channel).await?;
+    ensure!(again.status == ChannelStatus::Completed && again.received == at_a.received);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_end_waits_for_a_held_channel_and_gives_up_when_the_manager_stops()
+-> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let dag = Dag::new(10, 300, 8)?;
+    let hub = hub();
+    let a = peer(&hub, 1, open_store(Backend::Mem, &dir, "a")?).await?;
+    let b = peer(&hub, 2, open_store(Backend::Mem, &dir, "b")?).await?;
+    dag.load_into(&b.blocks).await?;
+    let unknown = datatransfer_message::ChannelId::new(
+        a.id.clone(),
+        b.id.clone(),
+        datatransfer_message::TransferId(999),
+    );
+    ensure!(matches!(
+        a.manager.wait_for_end(&unknown).await,
+        Err(datatransfer::Error::Command(
+            datatransfer_fsm::CommandError::UnknownChannel { .. }
+        ))
+    ));
+
+    // While no block moves, the wait waits; once blocks move, it ends with the channel.
+    hub.limit_blocks(Some(0));
+    let held = a.manager.open_pull(
+        b.id.clone(),
+        &TestVoucher("held".into()),
+        dag.root,
+        everything(),
+    )?;
+    until_status(&a.manager, &held, ChannelStatus::Ongoing).await?;
+    let release = async {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        ensure!(a.manager.status(&held) == ChannelStatus::Ongoing, "held");
+        hub.limit_blocks(None);
+        Ok(())
+    };
+    let (ended, released) = tokio::time::timeout(common::PATIENCE, async {
+        tokio::join!(a.manager.wait_for_end(&held), release)
+    })
+    .await
+    .context("the held channel did not end")?;
+    released?;
+    let ended = ended?;
+    ensure!(
+        ended.status == ChannelStatus::Completed,
+        "{:?}",
+        ended.status
+    );
+    ensure!(ended.received == dag.total_bytes());
+
+    // No block moves, so this channel stays open until the manager stops.
+    hub.limit_blocks(Some(0));
+    let voucher = TestVoucher("never ends".into());
+    let channel = a
+        .manager
+        .open_pull(b.id.clone(), &voucher, dag.root, everything())?;
+    until_status(&a.manager, &channel, ChannelStatus::Ongoing).await?;
+    let waiting = a.manager.wait_for_end(&channel);
+    let stopping = async {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        a.manager.stop().await
+    };
+    let (ended, stopped) =
+        tokio::time::timeout(common::PATIENCE, async { tokio::join!(waiting, stopping) })
+            .await
+            .context("the wait did not give up")?;
+    stopped?;
+    ensure!(
+        matches!(ended, Err(datatransfer::Error::NotRunning)),
+        "{ended:?}"
+    );
+    ensure!(matches!(
+        a.manager.wait_for_end(&channel).await,
+        Err(datatransfer::Error::NotRunning)
+    ));
+    Ok(())
+}

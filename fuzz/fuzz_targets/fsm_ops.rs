@@ -16,6 +16,7 @@
 #![no_main]
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datatransfer_fsm::{
@@ -220,7 +221,7 @@ fn drain(node: &mut Peer) {
         events += 1;
         match event {
             Event::Snapshot(state) => {
-                node.store.insert(state.channel_id.clone(), state);
+                node.store.insert(state.channel_id.clone(), Arc::unwrap_or_clone(state));
             }
             Event::ValidationRequested(question) => node.questions.push_back(question.channel),
             Event::Channel(_) => {}

@@ -22,6 +22,7 @@ use common::{
     AcceptAll, Amount, Backend, Bill, Dag, PATIENCE, Payment, Pricing, TestStore, TestVoucher,
     UnknownVoucher, ensure_settled, everything, open_store, until_state, until_status,
 };
+use datatransfer::libp2p::{DEFAULT_TCP_READ_BUFFER, SwarmConfig};
 use datatransfer::{ChannelId, ChannelStatus, Event, EventCode, Voucher, decode_result};
 use net::{
     Mgr, Net, Node, Spec, accept_all, ensure_completed, ensure_whole, open, pair, prefix_bytes,
@@ -63,6 +64,30 @@ async fn pull_over_loopback_tcp_completes_on_both_ends() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_over_loopback_tcp_completes_on_both_ends() -> anyhow::Result<()> {
     whole_transfer(Net::Tcp, false).await
+}
+
+/// A 1 MiB pull over TCP completes whatever the TCP read buffer below noise: none (noise's own
+/// 8 KiB reads), one that noise's reads do not divide (so they straddle its refills), and the
+/// default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_over_tcp_completes_with_any_tcp_read_buffer() -> anyhow::Result<()> {
+    for read_buffer in [0, 10_007, DEFAULT_TCP_READ_BUFFER] {
+        let spec = || Spec {
+            swarm: SwarmConfig::default().with_tcp_read_buffer(read_buffer),
+            ..Spec::new(Net::Tcp)
+        };
+        let a = Node::start(spec(), accept_all).await?;
+        let b = Node::start(spec(), accept_all).await?;
+        a.learn(&b);
+        b.learn(&a);
+        let dag = Dag::new(16, 64 * 1024, 70)?;
+        dag.load_into(&b.blocks).await?;
+        let channel = open(&a, &b, true, "read buffer", &dag)?;
+        ensure_completed(&a, &b, &channel, true, &dag)
+            .await
+            .with_context(|| format!("with a {read_buffer}-byte read buffer"))?;
+    }
+    Ok(())
 }
 
 /// The initiator pauses after [`FIRST`] blocks; nothing moves while paused, even once the

@@ -7,8 +7,8 @@
 //! bench_peer gen-cbor --store DIR --blocks N --seed N
 //! bench_peer export --store DIR --root CID --out FILE.car
 //! bench_peer load --store DIR --car FILE.car
-//! bench_peer serve --store DIR
-//! bench_peer request --peer MULTIADDR/p2p/ID --root CID --store DIR
+//! bench_peer serve --store DIR [--tcp-read-buffer BYTES]
+//! bench_peer request --peer MULTIADDR/p2p/ID --root CID --store DIR [--tcp-read-buffer BYTES]
 //! ```
 //!
 //! Every line on stdout is one JSON object, in the shapes of `interop/go-peer` so that xtask
@@ -27,7 +27,8 @@
 //!   put) and prints `{"event":"done","status":..,"blocks":..,"bytes":..,"missing":..}`; it
 //!   exits 0 only on a completed traversal with no missing block and every block written. It
 //!   prints nothing per block and reads no progress event, so that only the transfer is
-//!   measured.
+//!   measured. Both read their TCP sockets up to `--tcp-read-buffer` bytes at a time below
+//!   noise (default 64 KiB, as datatransfer's swarm; `0` leaves noise's 8 KiB reads).
 //!
 //! The on-disk store is [`block_files::Store`] in its sharded layout (the store of
 //! `dt_interop_peer`'s bench commands too): one file per block, named by the CID's string form
@@ -55,14 +56,16 @@ use block_files::{Layout, Store};
 use blockstore::Blockstore;
 use cid::Cid;
 use futures::StreamExt;
+use futures::io::BufReader;
 use graphsync::network::{Behaviour, Config, Node, RequestHook};
 use graphsync::requester::Outcome;
 use graphsync::responder::RequestDecision;
 use graphsync::{CidPrefix, Extensions};
 use ipld_selector::Selector;
+use libp2p::core::upgrade::Version;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm, identity, noise, tcp, yamux};
+use libp2p::{Multiaddr, PeerId, Swarm, Transport as _, identity, noise, tcp, yamux};
 use serde_json::json;
 
 /// Children per node of the `gen-cbor` tree.
@@ -142,15 +145,26 @@ impl Read for PseudoRandom {
     }
 }
 
-fn new_swarm() -> anyhow::Result<Swarm<Behaviour>> {
+/// The default `--tcp-read-buffer`: datatransfer's `DEFAULT_TCP_READ_BUFFER`, so that both
+/// Rust rows of the bench read their sockets alike.
+const DEFAULT_TCP_READ_BUFFER: usize = 64 * 1024;
+
+/// A swarm on TCP + noise + yamux whose sockets are read `read_buffer` bytes at a time below
+/// noise (as datatransfer's `build_swarm` does; `0`: noise's own 8 KiB reads).
+fn new_swarm(read_buffer: usize) -> anyhow::Result<Swarm<Behaviour>> {
     Ok(
         libp2p::SwarmBuilder::with_existing_identity(identity::Keypair::generate_ed25519())
             .with_tokio()
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )
+            .with_other_transport(|key| {
+                let noise = noise::Config::new(key)?;
+                Ok(
+                    tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+                        .map(move |socket, _| BufReader::with_capacity(read_buffer, socket))
+                        .upgrade(Version::V1Lazy)
+                        .authenticate(noise)
+                        .multiplex(yamux::Config::default()),
+                )
+            })
             .context("building the tcp transport")?
             .with_behaviour(|_| Behaviour::new())
             .context("building the behaviour")?
@@ -172,6 +186,10 @@ fn optional_flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
 }
 
 /// The value of an optional flag, or `default` when it is absent.
+fn tcp_read_buffer(args: &[String]) -> anyhow::Result<usize> {
+    optional_number(args, "--tcp-read-buffer", DEFAULT_TCP_READ_BUFFER)
+}
+
 fn optional_number(args: &[String], name: &str, default: usize) -> anyhow::Result<usize> {
     match args.windows(2).find(|pair| pair[0] == name) {
         Some(pair) => pair[1]
@@ -295,7 +313,7 @@ async fn load(args: &[String]) -> anyhow::Result<()> {
 
 async fn serve(args: &[String]) -> anyhow::Result<()> {
     let store = Arc::new(open_store(args)?);
-    let mut swarm = new_swarm()?;
+    let mut swarm = new_swarm(tcp_read_buffer(args)?)?;
     let config = Config::default()
         .with_request_hook(RequestHook::new(|_, _, _| RequestDecision::validate()));
     let _node = Node::spawn(swarm.behaviour(), store, config).context("starting the node")?;
@@ -337,9 +355,13 @@ async fn request(args: &[String]) -> anyhow::Result<bool> {
         bail!("--peer must end in /p2p/ID");
     };
     let peer: PeerId = peer;
-    let mut swarm = new_swarm()?;
-    let node = Node::spawn(swarm.behaviour(), Arc::clone(&store), Config::default())
-        .context("starting the node")?;
+    let mut swarm = new_swarm(tcp_read_buffer(args)?)?;
+    let mut config = Config::default();
+    if let Some(bytes) = optional_flag(args, "--pause-reading-above") {
+        config.pause_reading_above = Some(bytes.parse().context("parsing --pause-reading-above")?);
+    }
+    let node =
+        Node::spawn(swarm.behaviour(), Arc::clone(&store), config).context("starting the node")?;
     swarm
         .dial(peer_addr.with(Protocol::P2p(peer)))
         .context("dialing")?;

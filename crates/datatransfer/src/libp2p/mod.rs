@@ -90,7 +90,9 @@ pub use self::config::NetworkConfig;
 pub use self::network::Libp2pNetwork;
 pub use self::node::{DialError, Node, NodeBuilder, NodeError, NodeManager};
 pub use self::peers::{KeepAlive, PeerBook};
-pub use self::swarm::{BuildError, Event, NodeBehaviour, SwarmConfig, build_swarm};
+pub use self::swarm::{
+    BuildError, DEFAULT_TCP_READ_BUFFER, Event, NodeBehaviour, SwarmConfig, build_swarm,
+};
 
 /// The data-transfer protocol id, the only one go-data-transfer v1.15.1 speaks (spec §2.1).
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/fil/datatransfer/1.2.0");

@@ -169,6 +169,8 @@ pub struct Spec {
     pub config: Config,
     /// The data-transfer network's configuration.
     pub network: NetworkConfig,
+    /// The swarm's settings.
+    pub swarm: SwarmConfig,
 }
 
 impl Spec {
@@ -185,6 +187,7 @@ impl Spec {
             store: TestStore::Mem(datatransfer::MemStore::new()),
             config: Config::default(),
             network: NetworkConfig::default(),
+            swarm: SwarmConfig::default(),
         }
     }
 }
@@ -228,8 +231,9 @@ impl Node {
             store,
             config,
             network,
+            swarm,
         } = spec;
-        let mut swarm = build_swarm(keypair.clone(), SwarmConfig::default())?;
+        let mut swarm = build_swarm(keypair.clone(), swarm)?;
         let listen = match listen {
             Some(address) => address,
             None => match net {

@@ -5,11 +5,14 @@ package main
 // bench commands (dtbench.go), each of which has this file as a symbolic link.
 //
 // One file per block, named by the CID's string form under a directory named by the string's
-// next-to-last two characters (go-ds-flatfs's next-to-last/2 layout), written to a temporary
-// name and renamed, never synced: the same layout and write path as the Rust bench peers'
-// store. Like it, the store remembers the shard directories it has made (one removed behind
-// its back is made again) and its process id, so that a put costs a lookup, a create, a write,
-// a close and a rename. go-ds-flatfs itself is not used: v0.5.1, the newest release the module
+// next-to-last two characters (go-ds-flatfs's next-to-last/2 layout), never synced: the same
+// layout and write path as the Rust bench peers' store (block-files, sharded layout). Like it,
+// a put on Linux creates an unnamed file in the shard directory (O_TMPFILE), writes it, links
+// it in under its name (linkat, which fails with EEXIST when the block is there already) and
+// closes it (filestore_unnamed_linux.go); where the system refuses, it looks the block up,
+// writes a temporary file and renames it. The store remembers the shard directories it has
+// made (one removed behind its back is made again) and its process id, so neither costs a
+// system call per block. go-ds-flatfs itself is not used: v0.5.1, the newest release the module
 // proxy offers, does not build against the go-datastore v0.9.2 that go-graphsync v0.18.1 needs
 // (query.ResultBuilder is gone).
 
@@ -34,6 +37,9 @@ type FileBlockstore struct {
 	pid    string
 	temp   atomic.Uint64
 	shards sync.Map // shard directory -> struct{}: made by this store
+	// noUnnamed is set once the system refused an unnamed file or its link: every later put
+	// names its temporary file.
+	noUnnamed atomic.Bool
 }
 
 // OpenFileBlockstore opens (creating it if needed) a file-per-block store in dir.
@@ -98,19 +104,22 @@ func (s *FileBlockstore) GetSize(_ context.Context, c cid.Cid) (int, error) {
 // Put writes a block unless it is already stored.
 func (s *FileBlockstore) Put(_ context.Context, b blocks.Block) error {
 	path := s.path(b.Cid())
-	if _, err := os.Stat(path); err == nil {
-		return nil
-	}
 	shard := filepath.Dir(path)
 	if err := s.ensureShard(shard); err != nil {
 		return err
 	}
+	if !s.noUnnamed.Load() {
+		if done, err := s.putUnnamed(shard, path, b.RawData()); done {
+			return err
+		}
+	}
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
 	temp := filepath.Join(shard, ".tmp-"+s.pid+"-"+strconv.FormatUint(s.temp.Add(1), 10))
 	err := os.WriteFile(temp, b.RawData(), 0o644)
 	if errors.Is(err, fs.ErrNotExist) {
-		// The shard directory was removed behind the store's back: make it again.
-		s.shards.Delete(shard)
-		if err := s.ensureShard(shard); err != nil {
+		if err := s.remakeShard(shard); err != nil {
 			return err
 		}
 		err = os.WriteFile(temp, b.RawData(), 0o644)
@@ -119,6 +128,12 @@ func (s *FileBlockstore) Put(_ context.Context, b blocks.Block) error {
 		return err
 	}
 	return os.Rename(temp, path)
+}
+
+// remakeShard makes a shard directory again after it was removed behind the store's back.
+func (s *FileBlockstore) remakeShard(shard string) error {
+	s.shards.Delete(shard)
+	return s.ensureShard(shard)
 }
 
 // ensureShard makes a shard directory unless this store has made it already.

@@ -29,11 +29,15 @@
 //!   where a file costs microseconds (tmpfs, an unsynced layout), the hop to a writer thread and
 //!   back cost more than the file (in the data-transfer bench's dag-cbor pull, about a third of
 //!   the requester's time).
-//! - Every file is written under a temporary name in its final directory and renamed, so a
-//!   reader never sees half a block; a block already stored is not written again.
-//! - A put costs one lookup, a create, a write, a close and a rename: the store remembers the
-//!   shard directories it has made (one made behind its back is made again) and its process
-//!   id, so neither costs a system call per block.
+//! - A reader never sees half a block, and a block already stored is not written again. In the
+//!   durable layout (and wherever the system has no unnamed files), a put looks the block up,
+//!   then creates, writes (and syncs) a temporary file in its final directory, closes and
+//!   renames it. In the sharded layout on Linux, a put creates an unnamed file in its
+//!   directory (`O_TMPFILE`), writes it, links it in under its name (`linkat`, which fails
+//!   when the block is there already) and closes it: no lookup and fewer path walks, about a
+//!   third less time per file on tmpfs. The Go bench store does the same.
+//! - The store remembers the shard directories it has made (one removed behind its back is
+//!   made again) and its process id, so neither costs a system call per block.
 //!
 //! No feature flags.
 //!
@@ -58,7 +62,7 @@
 use std::collections::HashSet;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use blockstore::Blockstore;
@@ -344,13 +348,21 @@ fn shard(key: &str) -> &str {
         .unwrap_or("__")
 }
 
-/// The shard directories a [`Store`] has made, so that a put into a known shard makes none.
+/// The shard directories a [`Store`] has made, so that a put into a known shard makes none,
+/// and whether they take unnamed files ([`write_unnamed`]).
 #[derive(Debug, Default)]
-struct ShardDirs(Mutex<HashSet<PathBuf>>);
+struct ShardDirs {
+    made: Mutex<HashSet<PathBuf>>,
+    /// Set once the system refused an unnamed file or its link: every later put names its
+    /// temporary file.
+    no_unnamed_files: AtomicBool,
+    /// Puts that linked in an unnamed file (or found the block there when linking).
+    unnamed_links: AtomicU64,
+}
 
 impl ShardDirs {
     fn contains(&self, dir: &Path) -> bool {
-        self.0
+        self.made
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .contains(dir)
@@ -362,7 +374,7 @@ impl ShardDirs {
             return Ok(());
         }
         std::fs::create_dir_all(dir)?;
-        self.0
+        self.made
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(dir.to_path_buf());
@@ -370,10 +382,18 @@ impl ShardDirs {
     }
 
     fn forget(&self, dir: &Path) {
-        self.0
+        self.made
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(dir);
+    }
+
+    fn unnamed_files(&self) -> bool {
+        !self.no_unnamed_files.load(Ordering::Relaxed)
+    }
+
+    fn refuse_unnamed_files(&self) {
+        self.no_unnamed_files.store(true, Ordering::Relaxed);
     }
 }
 
@@ -384,56 +404,48 @@ struct Target {
     layout: Layout,
 }
 
-/// Writes one block file (inline or on a writer thread): nothing when the block is already
-/// stored; otherwise to the temporary name beside its final name (the shard directory made if
-/// it is not known to exist), synced in the durable layout, then renamed. A failed write
-/// removes its temporary file.
+/// Writes one block file (inline or on a writer thread). In the sharded layout, as an unnamed
+/// file linked in once written ([`write_unnamed`]) where the system allows it. Otherwise:
+/// nothing when the block is already stored; else to the temporary name beside its final name,
+/// synced in the durable layout, then renamed; a failed write removes its temporary file. The
+/// shard directory is made if it is not known to exist.
 fn write_block(target: &Target, data: &[u8], shards: &ShardDirs) -> Result<(), WriteError> {
     let Target {
         path,
         temp_name,
         layout,
     } = target;
-    let io = |operation, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| WriteError::Io {
-            operation,
-            path,
-            source,
-        }
-    };
-    if std::fs::exists(path).map_err(io("look up", path))? {
-        return Ok(());
-    }
     let Some(dir) = path.parent() else {
-        return Err(WriteError::Io {
-            operation: "find the directory of",
-            path: path.to_path_buf(),
-            source: std::io::ErrorKind::InvalidInput.into(),
-        });
+        return Err(io_error("find the directory of", path)(
+            std::io::ErrorKind::InvalidInput.into(),
+        ));
     };
     let sharded = *layout == Layout::Sharded;
     if sharded {
-        shards.ensure(dir).map_err(io("create", dir))?;
+        shards.ensure(dir).map_err(io_error("create", dir))?;
+        if let Some(written) = write_unnamed(dir, path, data, shards) {
+            return written;
+        }
+    }
+    if std::fs::exists(path).map_err(io_error("look up", path))? {
+        return Ok(());
     }
     let temp = dir.join(temp_name);
     let written = (|| {
         let mut file = match std::fs::File::create(&temp) {
             Err(error) if sharded && error.kind() == std::io::ErrorKind::NotFound => {
-                // The shard directory was removed behind the store's back: make it again.
-                shards.forget(dir);
-                shards.ensure(dir).map_err(io("create", dir))?;
+                remake_shard(dir, shards)?;
                 std::fs::File::create(&temp)
             }
             created => created,
         }
-        .map_err(io("create", &temp))?;
-        file.write_all(data).map_err(io("write", &temp))?;
+        .map_err(io_error("create", &temp))?;
+        file.write_all(data).map_err(io_error("write", &temp))?;
         if *layout == Layout::Durable {
-            file.sync_all().map_err(io("sync", &temp))?;
+            file.sync_all().map_err(io_error("sync", &temp))?;
         }
         drop(file);
-        std::fs::rename(&temp, path).map_err(io("rename", &temp))
+        std::fs::rename(&temp, path).map_err(io_error("rename", &temp))
     })();
     if written.is_err() {
         // Best effort: the temporary file may not exist, and the write's error is the one
@@ -441,6 +453,95 @@ fn write_block(target: &Target, data: &[u8], shards: &ShardDirs) -> Result<(), W
         let _ = std::fs::remove_file(&temp);
     }
     written
+}
+
+/// Makes a shard directory again after it was removed behind the store's back.
+fn remake_shard(dir: &Path, shards: &ShardDirs) -> Result<(), WriteError> {
+    shards.forget(dir);
+    shards.ensure(dir).map_err(io_error("create", dir))
+}
+
+/// Writes `data` into an unnamed file in `dir` (`O_TMPFILE`) and links it in as `path`, so the
+/// block appears only whole, as a renamed temporary file would, for fewer path lookups and no
+/// lookup before: a block already stored makes the link fail with `EEXIST`, and the unnamed
+/// copy goes with its descriptor. It takes an unnamed create, a write, a link and a close
+/// instead of a lookup, a create, a write, a close and a rename: 100 000 files on tmpfs in
+/// 1.03 s instead of 1.51 s.
+///
+/// `None` when the system refuses: a file system without unnamed files, or a kernel that
+/// allows the link (`AT_EMPTY_PATH`) only with `CAP_DAC_READ_SEARCH` (before Linux 6.10);
+/// the store then names its temporary files from this put on.
+#[cfg(target_os = "linux")]
+fn write_unnamed(
+    dir: &Path,
+    path: &Path,
+    data: &[u8],
+    shards: &ShardDirs,
+) -> Option<Result<(), WriteError>> {
+    use rustix::fs::{AtFlags, CWD, Mode, OFlags};
+    use rustix::io::Errno;
+
+    if !shards.unnamed_files() {
+        return None;
+    }
+    let create = || {
+        let flags = OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC;
+        rustix::fs::open(dir, flags, Mode::from_raw_mode(0o644))
+    };
+    let created = match create() {
+        Err(Errno::NOENT) => match remake_shard(dir, shards) {
+            Ok(()) => create(),
+            Err(error) => return Some(Err(error)),
+        },
+        created => created,
+    };
+    let mut file = match created {
+        Ok(fd) => std::fs::File::from(fd),
+        Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => {
+            shards.refuse_unnamed_files();
+            return None;
+        }
+        Err(error) => {
+            return Some(Err(io_error("create an unnamed file in", dir)(
+                error.into(),
+            )));
+        }
+    };
+    if let Err(error) = file.write_all(data) {
+        return Some(Err(io_error("write", path)(error)));
+    }
+    match rustix::fs::linkat(&file, "", CWD, path, AtFlags::EMPTY_PATH) {
+        Ok(()) | Err(Errno::EXIST) => {
+            shards.unnamed_links.fetch_add(1, Ordering::Relaxed);
+            Some(Ok(()))
+        }
+        Err(Errno::NOENT | Errno::PERM) => {
+            shards.refuse_unnamed_files();
+            None
+        }
+        Err(error) => Some(Err(io_error("link", path)(error.into()))),
+    }
+}
+
+/// Unnamed files are Linux's: elsewhere every put names its temporary file.
+#[cfg(not(target_os = "linux"))]
+fn write_unnamed(
+    _dir: &Path,
+    _path: &Path,
+    _data: &[u8],
+    _shards: &ShardDirs,
+) -> Option<Result<(), WriteError>> {
+    None
+}
+
+/// A [`WriteError::Io`] maker for `operation` on `path`.
+fn io_error(operation: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> WriteError {
+    let path = path.to_path_buf();
+    move |source| WriteError::Io {
+        operation,
+        path,
+        source,
+    }
 }
 
 /// A file error as the `Blockstore` trait reports it: the message with its cause.

@@ -4,6 +4,8 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::sync::Arc;
 
+use anyhow::Context as _;
+
 use blockstore::Blockstore;
 use cid::Cid;
 use cid::multihash::Multihash;
@@ -310,4 +312,69 @@ async fn a_removed_shard_directory_is_made_again_by_a_writer_thread() -> anyhow:
 #[tokio::test]
 async fn a_removed_shard_directory_is_made_again_inline() -> anyhow::Result<()> {
     a_removed_shard_directory_is_made_again(Config::default().with_inline_writes(true)).await
+}
+
+/// A sharded store that names its temporary files, as it does where the system has no
+/// unnamed files (or refuses their link).
+fn with_named_temporary_files(store: Store) -> Store {
+    store.shards.refuse_unnamed_files();
+    store
+}
+
+#[tokio::test]
+async fn sharded_puts_with_named_temporary_files_keep_every_guarantee() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = with_named_temporary_files(Store::open(
+        dir.path(),
+        Layout::Sharded,
+        Config::default().with_inline_writes(true),
+    )?);
+    let [(first, first_data), (second, second_data)] = two_blocks_in_one_shard()?;
+    store.put_keyed(&first, &first_data).await?;
+    assert_eq!(store.get(&first).await?, Some(first_data.clone()));
+    // A stored block is not written again.
+    std::fs::write(store.path(&first), b"kept")?;
+    store.put_keyed(&first, &first_data).await?;
+    assert_eq!(store.get(&first).await?, Some(b"kept".to_vec()));
+    // A shard removed behind the store's back is made again.
+    let shard_dir = dir.path().join(shard(&first.to_string()));
+    std::fs::remove_dir_all(&shard_dir)?;
+    store.put_keyed(&second, &second_data).await?;
+    assert_eq!(store.get(&second).await?, Some(second_data));
+    // Only the block's file is left: the temporary one was renamed.
+    assert_eq!(names(&shard_dir)?, [OsString::from(second.to_string())]);
+    assert_eq!(store.puts(), 3);
+    assert!(!store.shards.unnamed_files());
+    assert_eq!(store.shards.unnamed_links.load(Ordering::Relaxed), 0);
+    Ok(())
+}
+
+/// On Linux's tmpfs, which has unnamed files, a sharded put writes one and links it in: the
+/// store never falls back to named temporary files, and leaves only the block's file.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn sharded_puts_on_tmpfs_link_in_unnamed_files() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir_in("/dev/shm").context("a tmpfs at /dev/shm, as Linux has")?;
+    let store = Store::open(dir.path(), Layout::Sharded, Config::default())?;
+    let [(first, first_data), (second, second_data)] = two_blocks_in_one_shard()?;
+    store.put_keyed(&first, &first_data).await?;
+    store.put_keyed(&second, &second_data).await?;
+    store
+        .put_keyed(&first, b"not written: the block is there")
+        .await?;
+    assert!(store.shards.unnamed_files(), "tmpfs refused unnamed files");
+    assert_eq!(store.shards.unnamed_links.load(Ordering::Relaxed), 3);
+    assert_eq!(store.get(&first).await?, Some(first_data));
+    assert_eq!(store.get(&second).await?, Some(second_data));
+    let mut expected = vec![
+        OsString::from(first.to_string()),
+        OsString::from(second.to_string()),
+    ];
+    expected.sort();
+    assert_eq!(
+        names(&dir.path().join(shard(&first.to_string())))?,
+        expected
+    );
+    assert_eq!(store.puts(), 3);
+    Ok(())
 }

@@ -1,0 +1,1 @@
+../go-peer/filestore_unnamed_other.go

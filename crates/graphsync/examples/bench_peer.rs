@@ -33,8 +33,9 @@
 //! The on-disk store is [`block_files::Store`] in its sharded layout (the store of
 //! `dt_interop_peer`'s bench commands too): one file per block, named by the CID's string form
 //! under a directory named by the string's next-to-last two characters (go-ds-flatfs's
-//! `next-to-last/2` layout), written to a temporary name and renamed, never synced: the same
-//! layout and write path as the Go peer's bench store (`interop/go-peer/filestore.go`). Reads
+//! `next-to-last/2` layout), written as an unnamed file and linked in (a temporary name and a
+//! rename where the system has no unnamed files), never synced: the same layout and write path
+//! as the Go peer's bench store (`interop/go-peer/filestore.go`). Reads
 //! run inline on the node's thread, as Go's traversal goroutine reads (a page-cache read is
 //! cheaper than two thread hand-offs per block), and so do puts (`--writes inline`, the
 //! default), as Go's `FileBlockstore.Put` writes in the caller's goroutine: on the bench's tmpfs

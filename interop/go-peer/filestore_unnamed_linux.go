@@ -12,9 +12,9 @@ import (
 // putUnnamed writes data into an unnamed file in shard (O_TMPFILE) and links it in as path,
 // as the Rust store's write_unnamed does (see filestore.go): the block appears only whole, and
 // one already stored makes the link fail with EEXIST, its unnamed copy going with the
-// descriptor. done is false when the system refuses (a file system without unnamed files, or a
-// kernel that allows the link only with CAP_DAC_READ_SEARCH, before Linux 6.10); the store then
-// names its temporary files from this put on.
+// descriptor. done is false when the system refuses (a file system without unnamed files, or an
+// older kernel that allows the link only with CAP_DAC_READ_SEARCH); the store then names its
+// temporary files from this put on.
 func (s *FileBlockstore) putUnnamed(shard, path string, data []byte) (done bool, err error) {
 	create := func() (int, error) {
 		return unix.Open(shard, unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)

@@ -468,9 +468,9 @@ fn remake_shard(dir: &Path, shards: &ShardDirs) -> Result<(), WriteError> {
 /// instead of a lookup, a create, a write, a close and a rename: 100 000 files on tmpfs in
 /// 1.03 s instead of 1.51 s.
 ///
-/// `None` when the system refuses: a file system without unnamed files, or a kernel that
-/// allows the link (`AT_EMPTY_PATH`) only with `CAP_DAC_READ_SEARCH` (before Linux 6.10);
-/// the store then names its temporary files from this put on.
+/// `None` when the system refuses: a file system without unnamed files, or an older kernel
+/// that allows the link (`AT_EMPTY_PATH`) only with `CAP_DAC_READ_SEARCH` (6.18 allows it an
+/// unprivileged user); the store then names its temporary files from this put on.
 #[cfg(target_os = "linux")]
 fn write_unnamed(
     dir: &Path,

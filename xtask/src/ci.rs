@@ -15,7 +15,7 @@ const EXAMPLES_DIR: &str = "crates/datatransfer/examples";
 /// # Errors
 /// The first step that fails, named.
 pub(crate) fn run() -> anyhow::Result<()> {
-    let steps: [(&str, &dyn Fn() -> anyhow::Result<()>); 8] = [
+    let steps: [(&str, &dyn Fn() -> anyhow::Result<()>); 9] = [
         ("formatting", &|| {
             cmd::run(cargo().args(["fmt", "--all", "--", "--check"]))
         }),
@@ -58,6 +58,8 @@ pub(crate) fn run() -> anyhow::Result<()> {
             cmd::run(cargo().args(["check", "--manifest-path", "fuzz/Cargo.toml", "--locked"]))
         }),
         ("examples", &run_examples),
+        // Needs `go` on the PATH and the Go module proxy, as the interop step.
+        ("the Go peers' own tests", &run_go_tests),
         // Needs `go` on the PATH and the Go module proxy (a cold module cache is filled by the
         // first build); a scenario that fails fails the step, "not run" cells do not.
         ("interop with the Go peer", &|| {
@@ -72,6 +74,39 @@ pub(crate) fn run() -> anyhow::Result<()> {
     }
     println!("\n==> ci: all {count} steps passed");
     Ok(())
+}
+
+/// Where the Go peers live, one module per directory.
+const GO_PEERS_DIR: &str = "interop";
+
+/// Runs `go test` in each Go peer's module (their block store, drivers and bench commands).
+fn run_go_tests() -> anyhow::Result<()> {
+    for module in go_modules(&cmd::root().join(GO_PEERS_DIR))? {
+        cmd::run(
+            Command::new("go")
+                .args(["test", "-count=1", "./..."])
+                .current_dir(module),
+        )?;
+    }
+    Ok(())
+}
+
+/// The directories directly in `dir` that hold a `go.mod`, sorted.
+///
+/// # Errors
+/// When `dir` cannot be listed.
+fn go_modules(dir: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let mut modules = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let path = entry
+            .with_context(|| format!("listing {}", dir.display()))?
+            .path();
+        if path.join("go.mod").is_file() {
+            modules.push(path);
+        }
+    }
+    modules.sort();
+    Ok(modules)
 }
 
 /// Runs every example of the facade, or says that there are none yet.
@@ -132,6 +167,29 @@ mod tests {
         let names = example_names(&dir);
         std::fs::remove_dir_all(&dir)?;
         assert_eq!(names?, ["pause_resume", "pull", "push"]);
+        Ok(())
+    }
+
+    #[test]
+    fn go_modules_are_the_directories_with_a_go_mod_sorted() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("xtask-go-modules-{}", std::process::id()));
+        for module in ["go-peer", "go-dt-v2", "not-a-module"] {
+            std::fs::create_dir_all(dir.join(module))?;
+        }
+        std::fs::write(dir.join("go-peer").join("go.mod"), "module peer\n")?;
+        std::fs::write(dir.join("go-dt-v2").join("go.mod"), "module dt\n")?;
+        std::fs::write(dir.join("go.mod"), "not in a module directory\n")?;
+        let modules = go_modules(&dir);
+        std::fs::remove_dir_all(&dir)?;
+        assert_eq!(modules?, [dir.join("go-dt-v2"), dir.join("go-peer")]);
+        Ok(())
+    }
+
+    #[test]
+    fn the_workspace_has_the_four_go_peers() -> anyhow::Result<()> {
+        let modules = go_modules(&cmd::root().join(GO_PEERS_DIR))?;
+        let names: Vec<_> = modules.iter().filter_map(|m| m.file_name()).collect();
+        assert_eq!(names, ["go-dt-v115", "go-dt-v2", "go-peer", "go-peer-v013"]);
         Ok(())
     }
 

@@ -18,8 +18,9 @@
 //!
 //! Then, per run and per DAG, both prepared stores are read once (not measured, so that no
 //! transfer starts with its responder's files reclaimed from the page cache), and per stack
-//! (data-transfer, then graphsync) the four pairs requester ← responder: rust ← rust, go ← go, rust ← go and go ← rust. A data-transfer pull opens a pull
-//! channel with an `InteropVoucher` the responder accepts and the explore-all selector, and
+//! (data-transfer, then graphsync) the four pairs requester ← responder: rust ← rust, go ← go,
+//! rust ← go and go ← rust. A data-transfer pull opens a pull channel with an `InteropVoucher`
+//! the responder accepts and the explore-all selector, and
 //! counts only once the channel is Completed on both sides (the requester's `done`, the
 //! responder's `finished`, each with the DAG's bytes); a graphsync pull is one explore-all
 //! request (`bench_peer serve --store` / `request --store`, `go-peer bench-serve` /
@@ -1070,21 +1071,19 @@ fn count_files(dir: &Path) -> anyhow::Result<u64> {
     Ok(count)
 }
 
-/// Reads every block file under `dir` once and returns their bytes, so that the transfers
+/// Reads every block file under `dir` once, so that the transfers
 /// that follow find the store in the page cache, whatever the machine reclaimed since the
 /// previous round (its `kdamond` reclaims idle pages: a cold first run took up to twice as
 /// long on both stacks).
-fn warm_store(dir: &Path) -> anyhow::Result<u64> {
-    let mut bytes = 0;
+fn warm_store(dir: &Path) -> anyhow::Result<()> {
     let mut sink = std::io::sink();
     for_each_block_file(dir, &mut |path| {
         let mut file =
             std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        bytes += std::io::copy(&mut file, &mut sink)
+        std::io::copy(&mut file, &mut sink)
             .with_context(|| format!("reading {}", path.display()))?;
         Ok(())
-    })?;
-    Ok(bytes)
+    })
 }
 
 /// Calls `visit` with each regular file under `dir` whose name does not start with a dot.

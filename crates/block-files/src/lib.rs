@@ -256,13 +256,13 @@ impl Store {
         self.puts.load(Ordering::Acquire)
     }
 
-    /// A temporary file name no other write of this process uses.
-    fn temp_name(&self) -> String {
-        format!(
-            ".tmp-{}-{}",
-            self.pid,
-            self.next_temp.fetch_add(1, Ordering::Relaxed)
-        )
+    /// A temporary file name no other write of this process uses, spelled only by a put that
+    /// names its temporary file (a sharded put on Linux does not).
+    fn temp_name(&self) -> TempName {
+        TempName {
+            pid: self.pid,
+            serial: self.next_temp.fetch_add(1, Ordering::Relaxed),
+        }
     }
 }
 
@@ -400,8 +400,20 @@ impl ShardDirs {
 /// Where one put writes: the block's file, the temporary name beside it, and the layout.
 struct Target {
     path: PathBuf,
-    temp_name: String,
+    temp_name: TempName,
     layout: Layout,
+}
+
+/// `.tmp-<pid>-<serial>`: a temporary file name of this process.
+struct TempName {
+    pid: u32,
+    serial: u64,
+}
+
+impl std::fmt::Display for TempName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, ".tmp-{}-{}", self.pid, self.serial)
+    }
 }
 
 /// Writes one block file (inline or on a writer thread). In the sharded layout, as an unnamed
@@ -430,7 +442,7 @@ fn write_block(target: &Target, data: &[u8], shards: &ShardDirs) -> Result<(), W
     if std::fs::exists(path).map_err(io_error("look up", path))? {
         return Ok(());
     }
-    let temp = dir.join(temp_name);
+    let temp = dir.join(temp_name.to_string());
     let written = (|| {
         let mut file = match std::fs::File::create(&temp) {
             Err(error) if sharded && error.kind() == std::io::ErrorKind::NotFound => {

@@ -1,10 +1,10 @@
 //! A [`blockstore::Blockstore`] with one file per block, named by the CID's string form: the
-//! one block store of the Rust interop and bench peers.
+//! block store of `dtx` and of the Rust interop and bench peers.
 //!
-//! Place in the stack: test and bench tooling beside the layers, not part of the shipped
-//! library. `datatransfer-testkit`'s `dt_interop_peer` keeps its blocks in it, and `graphsync`'s
-//! `bench_peer` example takes it as a dev-dependency. It depends on no workspace crate and never
-//! on libp2p, sled or the data-transfer crates.
+//! Place in the stack: beside the layers, not part of the library. `dtx` keeps its blocks in
+//! it ([`Layout::ShardedDurable`], decision 0009), `datatransfer-testkit`'s `dt_interop_peer`
+//! too, and `graphsync`'s `bench_peer` example takes it as a dev-dependency. It depends on no
+//! workspace crate and never on libp2p, sled or the data-transfer crates.
 //!
 //! Main types:
 //! - [`Store`]: the store; [`Store::open`] creates its directory.
@@ -12,7 +12,8 @@
 //!   SIGKILL loses no block a put reported stored) or [`Layout::Sharded`]
 //!   (`DIR/<next-to-last two characters>/<cid>`, go-ds-flatfs's `next-to-last/2`, never synced:
 //!   the layout and write path of the Go bench peers' `FileBlockstore`,
-//!   `interop/go-peer/filestore.go`).
+//!   `interop/go-peer/filestore.go`), or [`Layout::ShardedDurable`] (those names, each file
+//!   synced before it gets its name: `dtx`'s store).
 //! - [`Config`]: the writer threads ([`DEFAULT_WRITERS`]) and their queue
 //!   ([`DEFAULT_WRITE_QUEUE`]), or inline writes.
 //! - [`OpenError`]: why a store could not be opened.
@@ -32,8 +33,8 @@
 //! - A reader never sees half a block, and a block already stored is not written again. In the
 //!   durable layout (and wherever the system has no unnamed files), a put looks the block up,
 //!   then creates, writes (and syncs) a temporary file in its final directory, closes and
-//!   renames it. In the sharded layout on Linux, a put creates an unnamed file in its
-//!   directory (`O_TMPFILE`), writes it, links it in under its name (`linkat`, which fails
+//!   renames it. In the sharded layouts on Linux, a put creates an unnamed file in its
+//!   directory (`O_TMPFILE`), writes (and syncs) it, links it in under its name (`linkat`, which fails
 //!   when the block is there already) and closes it: no lookup and fewer path walks, about a
 //!   third less time per file on tmpfs. The Go bench store does the same.
 //! - The store remembers the shard directories it has made (one removed behind its back is
@@ -91,6 +92,22 @@ pub enum Layout {
     /// `__` for a name shorter than three characters), never synced: the store of
     /// `cargo xtask bench`, kept as the Go bench peers keep theirs.
     Sharded,
+    /// The sharded names of [`Layout::Sharded`], every file synced before it is linked in or
+    /// renamed, as in [`Layout::Durable`]: `dtx`'s block store, which holds many more blocks
+    /// than one directory should.
+    ShardedDurable,
+}
+
+impl Layout {
+    /// Whether files go into shard directories.
+    fn is_sharded(self) -> bool {
+        matches!(self, Layout::Sharded | Layout::ShardedDurable)
+    }
+
+    /// Whether each file is synced before it gets its name.
+    fn syncs(self) -> bool {
+        matches!(self, Layout::Durable | Layout::ShardedDurable)
+    }
 }
 
 /// How a [`Store`] writes: on writer threads (the default) or inline.
@@ -246,7 +263,7 @@ impl Store {
         let key = cid.to_string();
         match self.layout {
             Layout::Durable => self.dir.join(key),
-            Layout::Sharded => self.dir.join(shard(&key)).join(key),
+            Layout::Sharded | Layout::ShardedDurable => self.dir.join(shard(&key)).join(key),
         }
     }
 
@@ -432,10 +449,10 @@ fn write_block(target: &Target, data: &[u8], shards: &ShardDirs) -> Result<(), W
             std::io::ErrorKind::InvalidInput.into(),
         ));
     };
-    let sharded = *layout == Layout::Sharded;
+    let sharded = layout.is_sharded();
     if sharded {
         shards.ensure(dir).map_err(io_error("create", dir))?;
-        if let Some(written) = write_unnamed(dir, path, data, shards) {
+        if let Some(written) = write_unnamed(dir, path, data, layout.syncs(), shards) {
             return written;
         }
     }
@@ -453,7 +470,7 @@ fn write_block(target: &Target, data: &[u8], shards: &ShardDirs) -> Result<(), W
         }
         .map_err(io_error("create", &temp))?;
         file.write_all(data).map_err(io_error("write", &temp))?;
-        if *layout == Layout::Durable {
+        if layout.syncs() {
             file.sync_all().map_err(io_error("sync", &temp))?;
         }
         drop(file);
@@ -488,6 +505,7 @@ fn write_unnamed(
     dir: &Path,
     path: &Path,
     data: &[u8],
+    sync: bool,
     shards: &ShardDirs,
 ) -> Option<Result<(), WriteError>> {
     use rustix::fs::{AtFlags, CWD, Mode, OFlags};
@@ -522,6 +540,9 @@ fn write_unnamed(
     if let Err(error) = file.write_all(data) {
         return Some(Err(io_error("write", path)(error)));
     }
+    if sync && let Err(error) = file.sync_all() {
+        return Some(Err(io_error("sync", path)(error)));
+    }
     match rustix::fs::linkat(&file, "", CWD, path, AtFlags::EMPTY_PATH) {
         Ok(()) | Err(Errno::EXIST) => {
             shards.unnamed_links.fetch_add(1, Ordering::Relaxed);
@@ -541,6 +562,7 @@ fn write_unnamed(
     _dir: &Path,
     _path: &Path,
     _data: &[u8],
+    _sync: bool,
     _shards: &ShardDirs,
 ) -> Option<Result<(), WriteError>> {
     None

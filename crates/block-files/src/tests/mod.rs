@@ -63,6 +63,16 @@ async fn sharded_blocks_round_trip_and_outlive_the_handle() -> anyhow::Result<()
     round_trip(Layout::Sharded, Config::default().with_inline_writes(true)).await
 }
 
+#[tokio::test]
+async fn sharded_durable_blocks_round_trip_and_outlive_the_handle() -> anyhow::Result<()> {
+    round_trip(Layout::ShardedDurable, Config::default()).await?;
+    round_trip(
+        Layout::ShardedDurable,
+        Config::default().with_inline_writes(true),
+    )
+    .await
+}
+
 #[test]
 fn an_inline_put_has_written_its_file_at_its_first_poll() -> anyhow::Result<()> {
     use std::future::Future as _;
@@ -94,18 +104,25 @@ async fn durable_files_are_named_by_the_cid_in_the_directory() -> anyhow::Result
     Ok(())
 }
 
-#[tokio::test]
-async fn sharded_files_use_the_flatfs_next_to_last_2_layout() -> anyhow::Result<()> {
+async fn sharded_files_use_the_flatfs_next_to_last_2_layout_in(
+    layout: Layout,
+) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let cid = raw(b"block")?;
     let key = cid.to_string();
-    let store = Store::open(dir.path(), Layout::Sharded, Config::default())?;
+    let store = Store::open(dir.path(), layout, Config::default())?;
     store.put_keyed(&cid, b"block").await?;
     let shard = &key[key.len() - 3..key.len() - 1];
     assert_eq!(store.path(&cid), dir.path().join(shard).join(&key));
     assert_eq!(names(dir.path())?, [OsString::from(shard)]);
     assert_eq!(names(&dir.path().join(shard))?, [OsString::from(&key)]);
     Ok(())
+}
+
+#[tokio::test]
+async fn sharded_files_use_the_flatfs_next_to_last_2_layout() -> anyhow::Result<()> {
+    sharded_files_use_the_flatfs_next_to_last_2_layout_in(Layout::Sharded).await?;
+    sharded_files_use_the_flatfs_next_to_last_2_layout_in(Layout::ShardedDurable).await
 }
 
 #[test]
@@ -141,6 +158,11 @@ async fn durable_block_already_stored_is_not_written_again() -> anyhow::Result<(
 #[tokio::test]
 async fn sharded_block_already_stored_is_not_written_again() -> anyhow::Result<()> {
     existing_block_is_not_rewritten(Layout::Sharded).await
+}
+
+#[tokio::test]
+async fn sharded_durable_block_already_stored_is_not_written_again() -> anyhow::Result<()> {
+    existing_block_is_not_rewritten(Layout::ShardedDurable).await
 }
 
 async fn concurrent_puts_of_one_block(layout: Layout) -> anyhow::Result<()> {
@@ -179,6 +201,12 @@ async fn durable_concurrent_puts_of_one_block_all_succeed_and_leave_one_file() -
 async fn sharded_concurrent_puts_of_one_block_all_succeed_and_leave_one_file() -> anyhow::Result<()>
 {
     concurrent_puts_of_one_block(Layout::Sharded).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_durable_concurrent_puts_of_one_block_all_succeed_and_leave_one_file()
+-> anyhow::Result<()> {
+    concurrent_puts_of_one_block(Layout::ShardedDurable).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -247,6 +275,11 @@ async fn durable_write_error_is_reported_as_an_error() -> anyhow::Result<()> {
 #[tokio::test]
 async fn sharded_write_error_is_reported_as_an_error() -> anyhow::Result<()> {
     write_error_is_an_error(Layout::Sharded).await
+}
+
+#[tokio::test]
+async fn sharded_durable_write_error_is_reported_as_an_error() -> anyhow::Result<()> {
+    write_error_is_an_error(Layout::ShardedDurable).await
 }
 
 #[test]
@@ -321,12 +354,13 @@ fn with_named_temporary_files(store: Store) -> Store {
     store
 }
 
-#[tokio::test]
-async fn sharded_puts_with_named_temporary_files_keep_every_guarantee() -> anyhow::Result<()> {
+async fn sharded_puts_with_named_temporary_files_keep_every_guarantee_in(
+    layout: Layout,
+) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let store = with_named_temporary_files(Store::open(
         dir.path(),
-        Layout::Sharded,
+        layout,
         Config::default().with_inline_writes(true),
     )?);
     let [(first, first_data), (second, second_data)] = two_blocks_in_one_shard()?;
@@ -349,13 +383,18 @@ async fn sharded_puts_with_named_temporary_files_keep_every_guarantee() -> anyho
     Ok(())
 }
 
+#[tokio::test]
+async fn sharded_puts_with_named_temporary_files_keep_every_guarantee() -> anyhow::Result<()> {
+    sharded_puts_with_named_temporary_files_keep_every_guarantee_in(Layout::Sharded).await?;
+    sharded_puts_with_named_temporary_files_keep_every_guarantee_in(Layout::ShardedDurable).await
+}
+
 /// On Linux's tmpfs, which has unnamed files, a sharded put writes one and links it in: the
 /// store never falls back to named temporary files, and leaves only the block's file.
 #[cfg(target_os = "linux")]
-#[tokio::test]
-async fn sharded_puts_on_tmpfs_link_in_unnamed_files() -> anyhow::Result<()> {
+async fn sharded_puts_on_tmpfs_link_in_unnamed_files_in(layout: Layout) -> anyhow::Result<()> {
     let dir = tempfile::tempdir_in("/dev/shm").context("a tmpfs at /dev/shm, as Linux has")?;
-    let store = Store::open(dir.path(), Layout::Sharded, Config::default())?;
+    let store = Store::open(dir.path(), layout, Config::default())?;
     let [(first, first_data), (second, second_data)] = two_blocks_in_one_shard()?;
     store.put_keyed(&first, &first_data).await?;
     store.put_keyed(&second, &second_data).await?;
@@ -377,4 +416,11 @@ async fn sharded_puts_on_tmpfs_link_in_unnamed_files() -> anyhow::Result<()> {
     );
     assert_eq!(store.puts(), 3);
     Ok(())
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn sharded_puts_on_tmpfs_link_in_unnamed_files() -> anyhow::Result<()> {
+    sharded_puts_on_tmpfs_link_in_unnamed_files_in(Layout::Sharded).await?;
+    sharded_puts_on_tmpfs_link_in_unnamed_files_in(Layout::ShardedDurable).await
 }

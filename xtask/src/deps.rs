@@ -139,12 +139,21 @@ pub(crate) const RULES: &[CrateRule] = &[
     CrateRule {
         name: DTX,
         layer: 4,
-        internal: &[FACADE, DAG_IO, DT_GRAPHSYNC, STORE, GRAPHSYNC, SELECTOR],
+        internal: &[
+            FACADE,
+            DAG_IO,
+            DT_GRAPHSYNC,
+            STORE,
+            GRAPHSYNC,
+            SELECTOR,
+            BLOCK_FILES,
+        ],
         never: &[],
     },
-    // The file-per-block store of the interop and bench peers: tooling beside the stack, under
-    // the testkit (a normal dependency) and graphsync's bench example (a dev-dependency). It
-    // needs tokio's sync primitives only (the queue to its writer threads), no runtime.
+    // The file-per-block store of dtx and of the interop and bench peers: beside the stack,
+    // under dtx and the testkit (normal dependencies) and graphsync's bench example (a
+    // dev-dependency). It needs tokio's sync primitives only (the queue to its writer
+    // threads), no runtime.
     CrateRule {
         name: BLOCK_FILES,
         layer: 0,
@@ -188,8 +197,9 @@ pub(crate) const DIRECT_ONLY: &[(&str, &[&str])] = &[
         &[GRAPHSYNC, DT_GRAPHSYNC, FACADE, DTX, TESTKIT, BLOCK_FILES],
     ),
     ("libp2p*", &[GRAPHSYNC, DT_GRAPHSYNC, FACADE, DTX, TESTKIT]),
-    // dtx opens the sled database that the `blockstore` crate's `SledBlockstore` lives in; the
-    // testkit's `dt_role` node program keeps its blocks in a sled database of its own.
+    // dtx opens its channel database's sled database (for its marker record) and moves the
+    // blocks of an older data directory's sled block store; the testkit's `dt_role` node
+    // program keeps its blocks in a sled database of its own.
     ("sled", &[STORE, DTX, TESTKIT]),
 ];
 
@@ -545,6 +555,7 @@ mod tests {
             (DTX, FACADE),
             (DTX, DAG_IO),
             (DTX, "sled"),
+            (DTX, BLOCK_FILES),
             (BLOCK_FILES, "blockstore"),
             (BLOCK_FILES, "tokio"),
             (TESTKIT, FACADE),

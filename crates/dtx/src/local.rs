@@ -47,7 +47,7 @@ pub(crate) async fn import(
         }),
         || root.to_string(),
     );
-    data_dir.flush().await
+    Ok(())
 }
 
 /// `dtx export CID -o PATH`: a stored DAG, checked complete, written as UnixFS or CAR.

@@ -3,7 +3,8 @@
 //!
 //! Place in the stack: layer 4, the program. It puts together the `datatransfer` facade's
 //! `Manager` and libp2p swarm, the `datatransfer-graphsync` transport, the channel database
-//! (`SledStore`), a sled block store (the `blockstore` crate) and `dag-io` for UnixFS and CAR.
+//! (`SledStore`), one file per block (`block-files`, decision 0009) and `dag-io` for UnixFS
+//! and CAR.
 //!
 //! Commands: `serve`, `pull`, `push`, `import`, `export`, and `channels`, `cancel`, `pause`,
 //! `resume`, `restart` (through the control socket of a running `dtx serve`, the lib target's

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use blockstore::{Blockstore, SledBlockstore};
-use cid::CidGeneric;
+use block_files::{Config as BlockFilesConfig, Layout};
+use blockstore::Blockstore;
 use datatransfer::libp2p::{
     Libp2pNetwork, NetworkConfig, NodeBehaviour, SwarmConfig, build_swarm, from_libp2p,
 };
@@ -35,8 +35,20 @@ pub(crate) type Mgr = Manager<GraphsyncTransport, Libp2pNetwork>;
 /// How long a dial may take before the peer counts as unreachable.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long writing the block store to disk may take before the store counts as damaged.
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+/// The file whose lock a process holds while it uses the data directory.
+const LOCK_FILE: &str = "lock";
+
+/// The block store's directory in the data directory.
+const BLOCKS_DIR: &str = "block-files";
+
+/// The sled database directory in which `dtx` kept its blocks before it kept block files.
+const SLED_BLOCKS_DIR: &str = "blocks";
+
+/// The tree of that database that holds the blocks (`blockstore::SledBlockstore`'s).
+const SLED_BLOCKS_TREE: &[u8] = b"BLOCKSTORE.BLOCKS";
+
+/// sled's cache while the blocks of its database move to block files.
+const SLED_MOVE_CACHE: u64 = 16 << 20;
 
 /// The tree of the channel database that holds dtx's marker record.
 const MARKER_TREE: &str = "dtx";
@@ -257,25 +269,42 @@ fn refuse(reason: &str) -> Decision {
     Decision::reject(reason).with_result(&Refusal(reason.to_owned()))
 }
 
-/// The data directory, created on open.
+/// The data directory, created on open and held by this process alone ([`DataDir::open`]).
 #[derive(Debug)]
 pub(crate) struct DataDir {
     /// The directory.
     pub(crate) path: PathBuf,
-    /// The block store's database once opened, for [`DataDir::flush`].
-    blocks_db: Mutex<Option<sled::Db>>,
+    /// `<data-dir>/lock`, locked while this value lives.
+    _lock: std::fs::File,
 }
 
 impl DataDir {
-    /// Creates `path` if needed.
+    /// Creates `path` if needed and locks it (`<data-dir>/lock`), so that no other `dtx`
+    /// process uses it at the same time.
     pub(crate) fn open(path: &Path) -> Result<Self, CliError> {
-        std::fs::create_dir_all(path).map_err(|source| CliError::DataDir {
+        let io_failure = |source| CliError::DataDir {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        std::fs::create_dir_all(path).map_err(io_failure)?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path.join(LOCK_FILE))
+            .map_err(io_failure)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(CliError::DataDirInUse {
+                    path: path.to_path_buf(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(source)) => return Err(io_failure(source)),
+        }
         Ok(DataDir {
             path: path.to_path_buf(),
-            blocks_db: Mutex::new(None),
+            _lock: lock,
         })
     }
 
@@ -308,46 +337,61 @@ impl DataDir {
         }
     }
 
-    /// The block store (`<data-dir>/blocks`). Its database is opened first, so it is what
-    /// tells that another process uses the directory.
+    /// The block store (`<data-dir>/block-files/`). The blocks of an older data directory's
+    /// sled store (`<data-dir>/blocks/`) are moved into it first
+    /// ([`DataDir::move_sled_blocks`]).
     pub(crate) async fn blocks(&self) -> Result<Arc<DiskBlocks>, CliError> {
-        let dir = self.path.join("blocks");
-        let opened = tokio::task::spawn_blocking(move || sled::open(dir))
-            .await
-            .map_err(|error| CliError::internal("opening the block store", &error))?;
-        let db = opened.map_err(|error| self.sled_error("block store", &error))?;
-        *self
-            .blocks_db
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(db.clone());
-        let blocks = SledBlockstore::new(db.clone())
-            .await
-            .map_err(|error| self.corrupt("block store", &error))?;
-        Ok(Arc::new(DiskBlocks { db, blocks }))
+        let dir = self.path.join(BLOCKS_DIR);
+        let blocks =
+            block_files::Store::open(&dir, Layout::ShardedDurable, BlockFilesConfig::default())
+                .map_err(|error| match error {
+                    block_files::OpenError::CreateDir { source, .. } => CliError::DataDir {
+                        path: self.path.clone(),
+                        source,
+                    },
+                    other => CliError::internal("opening the block store", &other),
+                })?;
+        self.move_sled_blocks(&blocks).await?;
+        Ok(Arc::new(blocks))
     }
 
-    /// Writes the block store's database to disk (sled otherwise flushes on its own timer).
-    pub(crate) async fn flush(&self) -> Result<(), CliError> {
-        let db = self
-            .blocks_db
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        if let Some(db) = db {
-            // A damaged log can leave sled waiting forever for a write to become stable.
-            match tokio::time::timeout(FLUSH_TIMEOUT, db.flush_async()).await {
-                Ok(flushed) => {
-                    flushed.map_err(|error| self.sled_error("block store", &error))?;
-                }
-                Err(_) => {
-                    return Err(CliError::DataDirCorrupt {
-                        path: self.path.clone(),
-                        what: "block store",
-                        reason: format!("writes did not reach the disk within {FLUSH_TIMEOUT:?}"),
-                    });
-                }
-            }
+    /// Moves the blocks of the sled block store that `dtx` kept in `<data-dir>/blocks/` before
+    /// it kept one file per block into `blocks`, then removes that directory. A move cut short
+    /// is made again on the next open: a put of a block `blocks` holds writes nothing.
+    async fn move_sled_blocks(&self, blocks: &DiskBlocks) -> Result<(), CliError> {
+        let dir = self.path.join(SLED_BLOCKS_DIR);
+        if !dir.is_dir() {
+            return Ok(());
         }
+        tracing::info!(dir = %dir.display(), "moving the blocks of the old sled block store");
+        let sled_failure = |error: sled::Error| self.sled_error("old block store", &error);
+        let db = sled::Config::new()
+            .path(&dir)
+            .cache_capacity(SLED_MOVE_CACHE)
+            .open()
+            .map_err(sled_failure)?;
+        let tree = db.open_tree(SLED_BLOCKS_TREE).map_err(sled_failure)?;
+        let mut moved = 0u64;
+        for entry in tree.iter() {
+            let (key, value) = entry.map_err(sled_failure)?;
+            let cid = Cid::try_from(key.as_ref())
+                .map_err(|error| self.corrupt("old block store", &error))?;
+            blocks
+                .put_keyed(&cid, &value)
+                .await
+                .map_err(|error| self.corrupt("block store", &error))?;
+            moved += 1;
+        }
+        drop(tree);
+        drop(db);
+        std::fs::remove_dir_all(&dir).map_err(|source| CliError::DataDir {
+            path: self.path.clone(),
+            source,
+        })?;
+        tracing::info!(
+            blocks = moved,
+            "moved the old sled block store into {BLOCKS_DIR}/"
+        );
         Ok(())
     }
 
@@ -445,61 +489,15 @@ impl DataDir {
     }
 }
 
-/// The block store of a data directory: the `blockstore` crate's [`SledBlockstore`], with its
-/// database flushed after every write.
+/// The block store of a data directory: one file per block (`block-files`, decision 0009), in
+/// go-ds-flatfs's `next-to-last/2` shards, each file synced before it gets its name.
 ///
-/// sled keeps recent writes in memory for up to half a second; graphsync reports a block (and
-/// the channel store persists it as received) once its put returns, so without the flush a
-/// SIGKILL could lose blocks the channel counts, and its restart would ask the provider to
-/// skip them.
-pub(crate) struct DiskBlocks {
-    db: sled::Db,
-    blocks: SledBlockstore,
-}
-
-impl DiskBlocks {
-    /// Writes the database to disk, within [`FLUSH_TIMEOUT`].
-    async fn flush(&self) -> blockstore::Result<()> {
-        match tokio::time::timeout(FLUSH_TIMEOUT, self.db.flush_async()).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(error)) => Err(blockstore::Error::StoredDataError(error.to_string())),
-            Err(_) => Err(blockstore::Error::StoredDataError(format!(
-                "writes did not reach the disk within {FLUSH_TIMEOUT:?}"
-            ))),
-        }
-    }
-}
-
-impl Blockstore for DiskBlocks {
-    async fn get<const S: usize>(
-        &self,
-        cid: &CidGeneric<S>,
-    ) -> blockstore::Result<Option<Vec<u8>>> {
-        self.blocks.get(cid).await
-    }
-
-    async fn put_keyed<const S: usize>(
-        &self,
-        cid: &CidGeneric<S>,
-        data: &[u8],
-    ) -> blockstore::Result<()> {
-        self.blocks.put_keyed(cid, data).await?;
-        self.flush().await
-    }
-
-    async fn remove<const S: usize>(&self, cid: &CidGeneric<S>) -> blockstore::Result<()> {
-        self.blocks.remove(cid).await?;
-        self.flush().await
-    }
-
-    async fn has<const S: usize>(&self, cid: &CidGeneric<S>) -> blockstore::Result<bool> {
-        self.blocks.has(cid).await
-    }
-
-    async fn close(self) -> blockstore::Result<()> {
-        self.flush().await
-    }
-}
+/// graphsync reports a block (and the channel store persists it as received) once its put
+/// returns, and a put returns once the block's file has its name, so a SIGKILL cannot lose a
+/// block its channel counts, which the restart would ask the provider to skip. Puts are
+/// written by [`block_files::DEFAULT_WRITERS`] threads behind a queue of
+/// [`block_files::DEFAULT_WRITE_QUEUE`] blocks; a read holds nothing but the block it reads.
+pub(crate) type DiskBlocks = block_files::Store;
 
 /// Writes `bytes` to a new file readable by the owner only, through a temporary name.
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -916,6 +914,64 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    /// A raw block and its CID.
+    fn raw_block(seed: u8) -> (Cid, Vec<u8>) {
+        use multihash_codetable::{Code, MultihashDigest};
+        let data = vec![seed; 1000 + usize::from(seed)];
+        (Cid::new_v1(0x55, Code::Sha2_256.digest(&data)), data)
+    }
+
+    #[tokio::test]
+    async fn the_blocks_of_an_old_sled_block_store_move_into_block_files() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let old: Vec<(Cid, Vec<u8>)> = (1..=3).map(raw_block).collect();
+        {
+            let db = sled::open(dir.path().join(SLED_BLOCKS_DIR)).expect("sled");
+            let sled_blocks = blockstore::SledBlockstore::new(db.clone())
+                .await
+                .expect("sled block store");
+            for (cid, data) in &old {
+                sled_blocks.put_keyed(cid, data).await.expect("put");
+            }
+            db.flush_async().await.expect("flushed");
+        }
+        let data = DataDir::open(dir.path()).expect("opened");
+        let blocks = data.blocks().await.expect("moved");
+        assert_eq!(blocks.puts(), 3);
+        for (cid, bytes) in &old {
+            assert_eq!(blocks.get(cid).await.expect("read").as_ref(), Some(bytes));
+        }
+        assert!(!dir.path().join(SLED_BLOCKS_DIR).exists());
+        assert!(dir.path().join(BLOCKS_DIR).is_dir());
+        let (new_cid, new_data) = raw_block(4);
+        blocks.put_keyed(&new_cid, &new_data).await.expect("put");
+        drop(blocks);
+        let reopened = data.blocks().await.expect("reopened");
+        for (cid, bytes) in old.iter().chain([&(new_cid, new_data)]) {
+            assert_eq!(reopened.get(cid).await.expect("read").as_ref(), Some(bytes));
+        }
+    }
+
+    #[test]
+    fn a_data_directory_is_held_by_one_open_at_a_time() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let held = DataDir::open(dir.path()).expect("opened");
+        assert!(matches!(
+            DataDir::open(dir.path()),
+            Err(CliError::DataDirInUse { .. })
+        ));
+        drop(held);
+        DataDir::open(dir.path()).expect("opened again once released");
+    }
+
+    #[tokio::test]
+    async fn a_block_store_that_cannot_be_made_is_reported() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join(BLOCKS_DIR), b"not a directory").expect("write");
+        let data = DataDir::open(dir.path()).expect("opened");
+        assert!(matches!(data.blocks().await, Err(CliError::DataDir { .. })));
     }
 
     #[test]

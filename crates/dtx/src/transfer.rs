@@ -116,7 +116,7 @@ pub(crate) async fn pull(settings: &Settings, out: Output, args: PullArgs) -> Re
     .await;
     node.stop().await;
     outcome?;
-    data_dir.flush().await
+    Ok(())
 }
 
 /// `dtx push`.
@@ -202,7 +202,7 @@ pub(crate) async fn push(settings: &Settings, out: Output, args: PushArgs) -> Re
     .await;
     node.stop().await;
     outcome?;
-    data_dir.flush().await
+    Ok(())
 }
 
 /// Parses a CID argument.

@@ -873,6 +873,26 @@ fn a_corrupted_data_directory_fails_with_one_line() -> anyhow::Result<()> {
     let line = fail(dtx(&data).args(["serve", "--listen", "/ip4/127.0.0.1/tcp/0"]))?;
     ensure!(line.contains("is corrupted (node key"), "{line}");
 
+    // A block file overwritten behind dtx's back: an export checks every block's hash.
+    let blocks = fx.data_dir("bad-blocks");
+    let root = succeed(dtx(&blocks).arg("import").arg(fx.path("file.bin")))?;
+    let stored = stored_file_blocks(&blocks, root.trim())?;
+    let (leaf, _) = stored.last().context("the file has leaves")?;
+    let leaf_file = block_file(&blocks, leaf);
+    ensure!(leaf_file.is_file(), "{} is not a file", leaf_file.display());
+    std::fs::write(&leaf_file, b"damaged")?;
+    let out = fx.path("from-bad-blocks.bin");
+    let line = fail(dtx(&blocks).args(["export", root.trim(), "-o"]).arg(&out))?;
+    ensure!(
+        line.contains(leaf.as_str()) && line.contains("do not match"),
+        "{line}"
+    );
+    ensure!(
+        !out.exists(),
+        "a partial file was left at {}",
+        out.display()
+    );
+
     let roots = fx.data_dir("bad-roots");
     std::fs::create_dir_all(&roots)?;
     std::fs::write(roots.join("roots"), "garbage\n")?;
@@ -1055,8 +1075,11 @@ fn stored_file_blocks(data_dir: &Path, root: &str) -> anyhow::Result<Vec<(String
     let root = cid::Cid::try_from(root)?;
     let runtime = tokio::runtime::Builder::new_current_thread().build()?;
     runtime.block_on(async {
-        let db = sled::open(data_dir.join("blocks"))?;
-        let blocks = blockstore::SledBlockstore::new(db).await?;
+        let blocks = block_files::Store::open(
+            data_dir.join("block-files"),
+            block_files::Layout::ShardedDurable,
+            block_files::Config::default(),
+        )?;
         let root_block = blocks
             .get(&root)
             .await?
@@ -1069,6 +1092,13 @@ fn stored_file_blocks(data_dir: &Path, root: &str) -> anyhow::Result<Vec<(String
         }
         Ok(found)
     })
+}
+
+/// The file of the block `cid` in the block store of `data_dir` (go-ds-flatfs's
+/// `next-to-last/2` shards).
+fn block_file(data_dir: &Path, cid: &str) -> PathBuf {
+    let shard = &cid[cid.len() - 3..cid.len() - 1];
+    data_dir.join("block-files").join(shard).join(cid)
 }
 
 /// The channels stored in the channel database of `data_dir` (no process may hold it).
@@ -1133,10 +1163,11 @@ fn kill_pull_while_receiving(
 
 /// A pull killed with SIGKILL while blocks arrive keeps every block its channel counted: the
 /// kill comes as soon as `--json` reports a received block (the provider stopped with SIGSTOP
-/// just before), well within the half second sled may keep writes in memory, so a block store
-/// that is not flushed after every put loses blocks the stored channel counts as received
-/// (this test failed 5 runs of 5 without the flush). Then `dtx serve` on the puller's
-/// directory resumes the channel and completes it with the exact byte and block totals.
+/// just before), so a block store that keeps recent writes in memory loses blocks the stored
+/// channel counts as received (this test failed 5 runs of 5 on the earlier sled store before
+/// it flushed after every put). Then `dtx serve` on the puller's directory resumes the
+/// channel, its block store checked after the unclean exit, and completes it with the exact
+/// byte and block totals.
 #[test]
 fn a_pull_killed_with_sigkill_keeps_every_block_its_channel_counted() -> anyhow::Result<()> {
     /// The manager publishes an event before it stores the snapshot of the same input, so a

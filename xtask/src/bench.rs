@@ -58,6 +58,8 @@ use anyhow::{Context, bail};
 
 use crate::cmd;
 
+mod dtx;
+
 /// Default size of the UnixFS file: 1 GiB.
 const DEFAULT_SIZE: u64 = 1 << 30;
 
@@ -285,6 +287,8 @@ struct Peers {
     rust_dt: PathBuf,
     /// `interop/go-dt-v2`.
     go_dt: PathBuf,
+    /// The `dtx` program.
+    dtx: PathBuf,
 }
 
 impl Peers {
@@ -441,6 +445,15 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
             }
         }
     }
+    let dtx_section = match measure_dtx(&peers, &datasets[0], &work, &receive, options, clock_ticks)
+    {
+        Ok(section) => section,
+        Err(error) => {
+            println!("bench: dtx FAILED: {error:#}");
+            failures.push(format!("dtx: {error:#}"));
+            None
+        }
+    };
     let finished = Instant::now();
     let load_after = load_average();
 
@@ -465,6 +478,10 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
         .collect();
     let table = render_table(&datasets, &rows, options.size, ceiling, options.runs);
     let mut targets = render_targets(&datasets, &rows, options);
+    if let Some(section) = &dtx_section {
+        targets.push('\n');
+        targets.push_str(section);
+    }
     if !failures.is_empty() {
         targets.push_str(&render_failures(&failures));
     }
@@ -541,6 +558,47 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How the `dtx` rows are named in the output and matched by `--only`.
+const DTX_NAME: &str = "dtx import, serve and pull";
+
+/// Measures `dtx` on the UnixFS DAG once (whatever `--runs`), when `--only` selects it:
+/// the rendered rows, `None` when not selected.
+fn measure_dtx(
+    peers: &Peers,
+    unixfs: &Dataset,
+    work: &Path,
+    receive: &Path,
+    options: &Options,
+    clock_ticks: f64,
+) -> anyhow::Result<Option<String>> {
+    let what = format!("{DTX_NAME} on {}", unixfs.label);
+    if !options.selects(&what) {
+        return Ok(None);
+    }
+    warm_store(&unixfs.rust_store)
+        .with_context(|| format!("warming up {}", unixfs.rust_store.display()))?;
+    let places = dtx::Places { work, receive };
+    let run = dtx::run(
+        &peers.dtx,
+        &peers.rust,
+        (unixfs, options.size),
+        &places,
+        clock_ticks,
+    )?;
+    println!(
+        "bench: {what}: import {:.2} s, pull {:.2} s, CPU import {:.2} s, pull {:.2} s / serve {:.2} s, peak RSS import {} MiB, pull {} / serve {} MiB",
+        run.import.seconds,
+        run.pull.seconds,
+        run.import.cpu,
+        run.pull.cpu,
+        run.serve.cpu,
+        run.import.hwm >> 20,
+        run.pull.hwm >> 20,
+        run.serve.hwm >> 20,
+    );
+    Ok(Some(dtx::render(&run, unixfs)))
+}
+
 /// The failed transfers, one line each (what, then why), for under the table.
 fn render_failures(failures: &[String]) -> String {
     let mut out = format!(
@@ -587,6 +645,7 @@ fn build(root: &Path, target: &Path, work: &Path) -> anyhow::Result<Peers> {
         "--bin",
         "dt_interop_peer",
     ]))?;
+    let dtx = dtx::build(target)?;
     let rust = target.join("release/examples/bench_peer");
     let rust_dt = target.join("release/dt_interop_peer");
     for binary in [&rust, &rust_dt] {
@@ -599,6 +658,7 @@ fn build(root: &Path, target: &Path, work: &Path) -> anyhow::Result<Peers> {
         go,
         rust_dt,
         go_dt,
+        dtx,
     })
 }
 
@@ -1507,6 +1567,7 @@ mod tests {
             go: PathBuf::from("gs-go"),
             rust_dt: PathBuf::from("dt-rust"),
             go_dt: PathBuf::from("dt-go"),
+            dtx: PathBuf::from("dtx"),
         };
         assert_eq!(
             peers.binary(Stack::DataTransfer, Side::Go),

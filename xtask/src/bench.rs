@@ -860,15 +860,7 @@ fn transfer(
         .stdout
         .take()
         .context("the responder has no stdout")?;
-    let (lines_tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let lines = forward_lines(stdout);
     let address = wait_listening(&lines)?;
     let responder_pid = server.0.id();
 
@@ -1083,31 +1075,55 @@ fn check_outcome(
     Ok(())
 }
 
-/// Reads the responder's lines until it has printed its listening address, and returns the
-/// address to dial (`addrs[0]/p2p/peer_id`).
-fn wait_listening(lines: &mpsc::Receiver<String>) -> anyhow::Result<String> {
-    let deadline = Instant::now() + LISTEN_TIMEOUT;
+/// Sends the lines of `stdout` to the returned receiver from a thread of its own.
+fn forward_lines(stdout: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (send, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if send.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}
+
+/// Reads the JSON lines of a responder until one whose `event` is `event`, within `timeout`;
+/// a `fatal` line (the bench peers') or an `error` line (`dtx`'s) is an error.
+fn wait_for_event(
+    lines: &mpsc::Receiver<String>,
+    event: &str,
+    timeout: Duration,
+) -> anyhow::Result<serde_json::Value> {
+    let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let line = lines
             .recv_timeout(left)
-            .context("the responder did not print its listening address in time")?;
+            .with_context(|| format!("the responder did not print its {event} line in time"))?;
         let value: serde_json::Value = serde_json::from_str(&line)
             .with_context(|| format!("the responder printed non-JSON: {line}"))?;
         match value["event"].as_str() {
-            Some("listening") => {
-                let peer = value["peer_id"]
-                    .as_str()
-                    .context("listening without peer_id")?;
-                let addr = value["addrs"][0]
-                    .as_str()
-                    .context("listening without addrs")?;
-                return Ok(format!("{addr}/p2p/{peer}"));
-            }
+            Some(found) if found == event => return Ok(value),
             Some("fatal") => bail!("the responder failed: {}", value["error"]),
+            Some("error") => bail!("the responder failed: {}", value["message"]),
             _ => {}
         }
     }
+}
+
+/// Reads the responder's lines until it has printed its listening address, and returns the
+/// address to dial (`addrs[0]/p2p/peer_id`).
+fn wait_listening(lines: &mpsc::Receiver<String>) -> anyhow::Result<String> {
+    let listening = wait_for_event(lines, "listening", LISTEN_TIMEOUT)?;
+    let peer = listening["peer_id"]
+        .as_str()
+        .context("listening without peer_id")?;
+    let addr = listening["addrs"][0]
+        .as_str()
+        .context("listening without addrs")?;
+    Ok(format!("{addr}/p2p/{peer}"))
 }
 
 /// How a transfer is named in the output and matched by `--only`:
@@ -1507,7 +1523,7 @@ mod tests {
         assert_eq!(counted.expect("readable"), 2);
     }
 
-    fn dataset() -> Dataset {
+    pub(super) fn dataset() -> Dataset {
         Dataset {
             label: "dag-cbor 10".to_owned(),
             root: "bafyroot".to_owned(),
@@ -1629,6 +1645,31 @@ mod tests {
         tx.send(r#"{"event":"fatal","error":"boom"}"#.to_owned())
             .expect("send");
         assert!(take_finished(&rx, &mut finished).is_err());
+    }
+
+    #[test]
+    fn wait_for_event_skips_other_lines_and_fails_on_a_failure_line() {
+        let lines = forward_lines(std::io::Cursor::new(
+            "{\"event\":\"listening\",\"peer_id\":\"12D3\",\"addrs\":[\"/ip4/127.0.0.1/tcp/1\"]}\n\
+             {\"event\":\"control\"}\n{\"event\":\"ready\"}\n",
+        ));
+        assert_eq!(
+            wait_listening(&lines).expect("listening"),
+            "/ip4/127.0.0.1/tcp/1/p2p/12D3"
+        );
+        let ready = wait_for_event(&lines, "ready", Duration::from_secs(5)).expect("ready");
+        assert_eq!(ready["event"], "ready");
+        // The lines ended: no ready line comes.
+        assert!(wait_for_event(&lines, "ready", Duration::from_millis(50)).is_err());
+        for failure in [
+            r#"{"event":"fatal","error":"boom"}"#,
+            r#"{"event":"error","message":"boom"}"#,
+        ] {
+            let lines = forward_lines(std::io::Cursor::new(format!("{failure}\n")));
+            let error = wait_for_event(&lines, "ready", Duration::from_secs(5))
+                .expect_err("a failure line");
+            assert!(format!("{error:#}").contains("boom"), "{error:#}");
+        }
     }
 
     #[test]

@@ -8,17 +8,15 @@
 //! the dial, the check that the DAG is complete and the writing of the file). Peak RSS is
 //! sampled as for the other requesters; the serve's is read once the pull has exited.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
 use super::{
-    Dataset, Guard, RSS_TARGET, RUN_TIMEOUT, SAMPLE_EVERY, children_cpu, mib, process_cpu, vm_hwm,
-    wait_listening,
+    Dataset, Guard, RSS_TARGET, RUN_TIMEOUT, SAMPLE_EVERY, children_cpu, forward_lines, mib,
+    process_cpu, vm_hwm, wait_for_event, wait_listening,
 };
 use crate::cmd;
 
@@ -174,7 +172,7 @@ fn measure_pull(
     let stdout = server.0.stdout.take().context("dtx serve has no stdout")?;
     let lines = forward_lines(stdout);
     let address = wait_listening(&lines)?;
-    wait_ready(&lines)?;
+    wait_for_event(&lines, "ready", READY_TIMEOUT)?;
     let serve_pid = server.0.id();
     let serve_cpu_before = process_cpu(serve_pid).context("dtx serve exited")?;
 
@@ -203,38 +201,6 @@ fn measure_pull(
         hwm: serve_hwm,
     };
     Ok((measured, serve))
-}
-
-/// Sends the lines of `stdout` to the returned receiver from a thread of its own.
-fn forward_lines(stdout: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (send, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if send.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    lines
-}
-
-/// Reads `dtx serve`'s lines until its `ready`.
-fn wait_ready(lines: &mpsc::Receiver<String>) -> anyhow::Result<()> {
-    let deadline = Instant::now() + READY_TIMEOUT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = lines
-            .recv_timeout(left)
-            .context("dtx serve did not say it was ready in time")?;
-        let value: serde_json::Value = serde_json::from_str(&line)
-            .with_context(|| format!("dtx serve printed non-JSON: {line}"))?;
-        match value["event"].as_str() {
-            Some("ready") => return Ok(()),
-            Some("error") => bail!("dtx serve failed: {}", value["message"]),
-            _ => {}
-        }
-    }
 }
 
 /// Runs `command` to its exit, sampling its peak RSS: its wall time, CPU and peak, its exit
@@ -328,4 +294,39 @@ pub(super) fn render(run: &DtxRun, dataset: &Dataset) -> String {
         if met { "met" } else { "missed" },
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measured(hwm_mib: u64) -> Measured {
+        Measured {
+            seconds: 2.0,
+            cpu: 1.5,
+            hwm: hwm_mib << 20,
+        }
+    }
+
+    #[test]
+    fn the_rows_show_each_process_and_the_memory_target() {
+        let dataset = super::super::tests::dataset();
+        let under = DtxRun {
+            import: measured(9),
+            pull: measured(45),
+            serve: measured(55),
+        };
+        let text = render(&under, &dataset);
+        assert!(text.contains("| `dtx import` of its CAR | "), "{text}");
+        assert!(text.contains("| 2.00 | 1.50 | 45 |"), "{text}");
+        assert!(
+            text.contains("serve 55 MiB (target under 128 MiB per side: met)"),
+            "{text}"
+        );
+        let over = DtxRun {
+            serve: measured(130),
+            ..under
+        };
+        assert!(render(&over, &dataset).contains("per side: missed"));
+    }
 }

@@ -34,9 +34,9 @@
 //!   durable layout (and wherever the system has no unnamed files), a put looks the block up,
 //!   then creates, writes (and syncs) a temporary file in its final directory, closes and
 //!   renames it. In the sharded layouts on Linux, a put creates an unnamed file in its
-//!   directory (`O_TMPFILE`), writes (and syncs) it, links it in under its name (`linkat`, which fails
-//!   when the block is there already) and closes it: no lookup and fewer path walks, about a
-//!   third less time per file on tmpfs. The Go bench store does the same.
+//!   directory (`O_TMPFILE`), writes (and syncs) it, links it in under its name (`linkat`,
+//!   which fails when the block is there already) and closes it: no lookup and fewer path
+//!   walks, about a third less time per file on tmpfs. The Go bench store does the same.
 //! - The store remembers the shard directories it has made (one removed behind its back is
 //!   made again) and its process id, so neither costs a system call per block.
 //!

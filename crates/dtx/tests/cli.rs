@@ -1166,8 +1166,7 @@ fn kill_pull_while_receiving(
 /// just before), so a block store that keeps recent writes in memory loses blocks the stored
 /// channel counts as received (this test failed 5 runs of 5 on the earlier sled store before
 /// it flushed after every put). Then `dtx serve` on the puller's directory resumes the
-/// channel, its block store checked after the unclean exit, and completes it with the exact
-/// byte and block totals.
+/// channel and completes it with the exact byte and block totals.
 #[test]
 fn a_pull_killed_with_sigkill_keeps_every_block_its_channel_counted() -> anyhow::Result<()> {
     /// The manager publishes an event before it stores the snapshot of the same input, so a

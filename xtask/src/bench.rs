@@ -860,7 +860,7 @@ fn transfer(
         .stdout
         .take()
         .context("the responder has no stdout")?;
-    let lines = forward_lines(stdout);
+    let lines = cmd::forward_lines(stdout);
     let address = wait_listening(&lines)?;
     let responder_pid = server.0.id();
 
@@ -1073,20 +1073,6 @@ fn check_outcome(
         }
     }
     Ok(())
-}
-
-/// Sends the lines of `stdout` to the returned receiver from a thread of its own.
-fn forward_lines(stdout: impl Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (send, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if send.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    lines
 }
 
 /// Reads the JSON lines of a responder until one whose `event` is `event`, within `timeout`;
@@ -1649,7 +1635,7 @@ mod tests {
 
     #[test]
     fn wait_for_event_skips_other_lines_and_fails_on_a_failure_line() {
-        let lines = forward_lines(std::io::Cursor::new(
+        let lines = cmd::forward_lines(std::io::Cursor::new(
             "{\"event\":\"listening\",\"peer_id\":\"12D3\",\"addrs\":[\"/ip4/127.0.0.1/tcp/1\"]}\n\
              {\"event\":\"control\"}\n{\"event\":\"ready\"}\n",
         ));
@@ -1665,7 +1651,7 @@ mod tests {
             r#"{"event":"fatal","error":"boom"}"#,
             r#"{"event":"error","message":"boom"}"#,
         ] {
-            let lines = forward_lines(std::io::Cursor::new(format!("{failure}\n")));
+            let lines = cmd::forward_lines(std::io::Cursor::new(format!("{failure}\n")));
             let error = wait_for_event(&lines, "ready", Duration::from_secs(5))
                 .expect_err("a failure line");
             assert!(format!("{error:#}").contains("boom"), "{error:#}");

@@ -96,6 +96,24 @@ fn quote(word: &OsStr) -> String {
     }
 }
 
+/// Sends the lines of `stdout` (a child's, say) to the returned receiver from a thread of its
+/// own, until it ends or the receiver is dropped.
+pub(crate) fn forward_lines(
+    stdout: impl std::io::Read + Send + 'static,
+) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (send, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if send.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

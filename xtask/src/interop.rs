@@ -23,7 +23,6 @@
 //! `docs/interop.md` between its marker comments.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -978,19 +977,11 @@ fn parse(line: &str) -> anyhow::Result<Value> {
     serde_json::from_str(line).with_context(|| format!("a peer printed non-JSON: {line}"))
 }
 
-/// A thread that forwards the lines of `stdout`.
+/// The lines of a child's `stdout`, forwarded by a thread.
 fn lines_of(stdout: Option<std::process::ChildStdout>) -> anyhow::Result<mpsc::Receiver<String>> {
-    let stdout = stdout.context("the child has no stdout")?;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    Ok(rx)
+    Ok(cmd::forward_lines(
+        stdout.context("the child has no stdout")?,
+    ))
 }
 
 /// Reads the responder's lines until it listens; returns its first loaded root, the address to

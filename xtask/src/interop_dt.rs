@@ -16,7 +16,7 @@
 //! Rust peer on the "Go" side (the matrix then says so). Every child is killed and reaped on
 //! every path and every wait is bounded.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, Stdio};
@@ -1067,15 +1067,7 @@ impl Peer {
         );
         let stdout = child.0.stdout.take().context("the child has no stdout")?;
         let stdin = child.0.stdin.take();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = cmd::forward_lines(stdout);
         let log =
             std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let mut peer = Peer {

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use super::{
-    Dataset, Guard, RSS_TARGET, RUN_TIMEOUT, SAMPLE_EVERY, children_cpu, forward_lines, mib,
-    process_cpu, vm_hwm, wait_for_event, wait_listening,
+    Dataset, Guard, RSS_TARGET, RUN_TIMEOUT, SAMPLE_EVERY, children_cpu, mib, process_cpu, vm_hwm,
+    wait_for_event, wait_listening,
 };
 use crate::cmd;
 
@@ -170,7 +170,7 @@ fn measure_pull(
             .context("starting dtx serve")?,
     );
     let stdout = server.0.stdout.take().context("dtx serve has no stdout")?;
-    let lines = forward_lines(stdout);
+    let lines = cmd::forward_lines(stdout);
     let address = wait_listening(&lines)?;
     wait_for_event(&lines, "ready", READY_TIMEOUT)?;
     let serve_pid = server.0.id();
@@ -218,7 +218,7 @@ fn sample_until_exit(
             .context("starting dtx")?,
     );
     let stdout = child.0.stdout.take().context("dtx has no stdout")?;
-    let lines = forward_lines(stdout);
+    let lines = cmd::forward_lines(stdout);
     let pid = child.0.id();
     let mut hwm = 0u64;
     let status = loop {

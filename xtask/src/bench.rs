@@ -709,9 +709,7 @@ fn prepare(peers: &Peers, work: &Path, options: &Options) -> anyhow::Result<Vec<
         println!("bench: reusing the data prepared in {}", dir.display());
         return Ok(datasets);
     }
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
-    }
+    remove_if_there(&dir)?;
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut saved = serde_json::Map::new();
     for ((name, generate), label) in specs.iter().zip(&labels) {
@@ -837,10 +835,7 @@ fn transfer(
     receive: &Path,
     clock_ticks: f64,
 ) -> anyhow::Result<Run> {
-    if receive.exists() {
-        std::fs::remove_dir_all(receive)
-            .with_context(|| format!("clearing {}", receive.display()))?;
-    }
+    remove_if_there(receive)?;
     let store = match responder {
         Side::Rust => &dataset.rust_store,
         Side::Go => &dataset.go_store,
@@ -1121,6 +1116,14 @@ fn transfer_name(stack: Stack, pair: (Side, Side), dataset: &str, run: usize) ->
         pair.0.name(),
         pair.1.name(),
     )
+}
+
+/// Removes `dir` and everything in it, when it exists.
+fn remove_if_there(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
+    Ok(())
 }
 
 /// Regular files under `dir` whose names do not start with a dot (blocks, not temporaries).

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use super::{
-    Dataset, Guard, RSS_TARGET, RUN_TIMEOUT, SAMPLE_EVERY, children_cpu, mib, process_cpu, vm_hwm,
-    wait_for_event, wait_listening,
+    Dataset, Guard, RSS_TARGET, RUN_TIMEOUT, SAMPLE_EVERY, children_cpu, mib, process_cpu,
+    remove_if_there, vm_hwm, wait_for_event, wait_listening,
 };
 use crate::cmd;
 
@@ -100,13 +100,6 @@ pub(super) fn run(
         pull,
         serve,
     })
-}
-
-fn remove_if_there(dir: &Path) -> anyhow::Result<()> {
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
-    }
-    Ok(())
 }
 
 /// `dtx` on `data_dir` with JSON output.

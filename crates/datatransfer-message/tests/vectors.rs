@@ -780,7 +780,11 @@ fn restart_channel_members_are_checked() {
         ),
         "{error:?}"
     );
-    let bytes_peer = vec![Node::Bytes(vec![1]), Node::text("b"), Node::from(1u64)];
+    let bytes_peer = vec![
+        Node::Bytes(vec![1].into()),
+        Node::text("b"),
+        Node::from(1u64),
+    ];
     let error = decode_map(restart(bytes_peer)).expect_err("bytes peer");
     assert!(
         matches!(

@@ -97,7 +97,7 @@ impl RequestValidator<Ticket> for AcceptAll {
 
 /// One block of `size` bytes and its CID.
 fn block(size: usize, salt: u8) -> anyhow::Result<(Cid, Vec<u8>)> {
-    let data = ipld_dagcbor::to_vec(&Node::Bytes(vec![salt; size]))?;
+    let data = ipld_dagcbor::to_vec(&Node::Bytes(vec![salt; size].into()))?;
     Ok((Cid::new_v1(0x71, Code::Sha2_256.digest(&data)), data))
 }
 

@@ -271,7 +271,7 @@ async fn an_oversize_message_is_refused_both_ways() -> anyhow::Result<()> {
     let big: Message = voucher_request(
         TransferId(1),
         TypeIdentifier::new("big"),
-        Node::Bytes(vec![7; 2 * limit]),
+        Node::Bytes(vec![7; 2 * limit].into()),
     )
     .into();
     match a.net.send_message(b.peer(), big.clone()).await {

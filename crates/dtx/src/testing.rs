@@ -40,7 +40,7 @@ impl Dag {
         for i in 0..leaves {
             let mut content = vec![seed, i as u8];
             content.extend((0..size).map(|j| seed ^ (j as u8)));
-            let block = ipld_dagcbor::to_vec(&Node::Bytes(content))?;
+            let block = ipld_dagcbor::to_vec(&Node::Bytes(content.into()))?;
             let cid = Cid::new_v1(0x71, Code::Sha2_256.digest(&block));
             links.push(Node::Link(cid));
             blocks.push((cid, block));

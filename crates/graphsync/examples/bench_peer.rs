@@ -259,7 +259,7 @@ async fn generate_cbor(args: &[String]) -> anyhow::Result<()> {
             .filter_map(|child| cids[child as usize].map(ipld_dagcbor::Node::from))
             .collect();
         let node = ipld_dagcbor::Map::new()
-            .with("d", ipld_dagcbor::Node::Bytes(payload))
+            .with("d", ipld_dagcbor::Node::Bytes(payload.into()))
             .with("i", index)
             .with("l", links);
         let data = ipld_dagcbor::to_vec(&ipld_dagcbor::Node::from(node)).context("encoding")?;

@@ -485,7 +485,7 @@ async fn request_id_of_the_wrong_type_drops_only_that_stream() {
 async fn request_id_of_the_wrong_length_drops_only_that_stream() {
     let leaf = RAW.to_cid(b"x").expect("sha2-256");
     let body = envelope(with_requests(vec![request_map(
-        Ipld::Bytes(vec![7; 15]),
+        Ipld::Bytes(vec![7; 15].into()),
         Ipld::text("n"),
         leaf,
     )]));
@@ -496,7 +496,7 @@ async fn request_id_of_the_wrong_length_drops_only_that_stream() {
 async fn request_type_of_the_wrong_type_drops_only_that_stream() {
     let leaf = RAW.to_cid(b"x").expect("sha2-256");
     let body = envelope(with_requests(vec![request_map(
-        Ipld::Bytes(vec![7; 16]),
+        Ipld::Bytes(vec![7; 16].into()),
         Ipld::from(0u64),
         leaf,
     )]));
@@ -508,7 +508,7 @@ async fn restart_request_type_drops_only_that_stream() {
     // The schema's commented-out Restart ("r") is not an enum member (spec §2.1).
     let leaf = RAW.to_cid(b"x").expect("sha2-256");
     let body = envelope(with_requests(vec![request_map(
-        Ipld::Bytes(vec![7; 16]),
+        Ipld::Bytes(vec![7; 16].into()),
         Ipld::text("r"),
         leaf,
     )]));
@@ -518,7 +518,8 @@ async fn restart_request_type_drops_only_that_stream() {
 #[tokio::test]
 async fn unknown_key_in_a_request_drops_only_that_stream() {
     let leaf = RAW.to_cid(b"x").expect("sha2-256");
-    let request = request_map(Ipld::Bytes(vec![7; 16]), Ipld::text("n"), leaf).with("xyz", 1u64);
+    let request =
+        request_map(Ipld::Bytes(vec![7; 16].into()), Ipld::text("n"), leaf).with("xyz", 1u64);
     let body = envelope(with_requests(vec![request]));
     malformed_frame_is_rejected(frame(&body), false, "an unknown request key").await;
 }
@@ -526,7 +527,7 @@ async fn unknown_key_in_a_request_drops_only_that_stream() {
 #[tokio::test]
 async fn requests_that_are_not_a_list_drop_only_that_stream() {
     let leaf = RAW.to_cid(b"x").expect("sha2-256");
-    let request = request_map(Ipld::Bytes(vec![7; 16]), Ipld::text("n"), leaf);
+    let request = request_map(Ipld::Bytes(vec![7; 16].into()), Ipld::text("n"), leaf);
     let body = envelope(Map::new().with("req", request));
     malformed_frame_is_rejected(frame(&body), false, "a request map where a list belongs").await;
 }
@@ -538,10 +539,10 @@ async fn unknown_status_sent_to_a_responder_drops_only_that_stream() {
     let leaf = RAW.to_cid(b"x").expect("sha2-256");
     let response = Map::new()
         .with("stat", 16u64)
-        .with("reqid", Ipld::Bytes(vec![9; 16]));
+        .with("reqid", Ipld::Bytes(vec![9; 16].into()));
     let body = envelope(
         with_requests(vec![request_map(
-            Ipld::Bytes(vec![7; 16]),
+            Ipld::Bytes(vec![7; 16].into()),
             Ipld::text("n"),
             leaf,
         )])
@@ -622,8 +623,11 @@ async fn unknown_status_in_a_response_drops_that_stream_and_the_request_goes_on(
             Ipld::List(vec![Ipld::List(vec![Ipld::from(cid), Ipld::text("p")])]),
         )
         .with("stat", 16u64)
-        .with("reqid", Ipld::Bytes(reqid));
-    let block = Ipld::List(vec![Ipld::Bytes(RAW.to_bytes()), Ipld::Bytes(data.clone())]);
+        .with("reqid", Ipld::Bytes(reqid.into()));
+    let block = Ipld::List(vec![
+        Ipld::Bytes(RAW.to_bytes().into()),
+        Ipld::Bytes(data.clone().into()),
+    ]);
     let body = envelope(
         Map::new()
             .with("blk", Ipld::List(vec![block]))
@@ -794,7 +798,7 @@ async fn two_requests_with_one_id_in_a_message_leave_only_the_last() {
     // Go's decoder keeps the last request entry of an id (spec §2.4): the one for `absent`,
     // which the target answers 34; the one for `leaf` is never served. Our encoder refuses to
     // write such a message, so it is built by hand.
-    let twice_bytes = Ipld::Bytes(twice.as_bytes().to_vec());
+    let twice_bytes = Ipld::Bytes(twice.as_bytes().to_vec().into());
     let body = envelope(with_requests(vec![
         request_map(twice_bytes.clone(), Ipld::text("n"), leaf),
         request_map(twice_bytes, Ipld::text("n"), absent),

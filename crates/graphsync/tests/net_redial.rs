@@ -203,7 +203,7 @@ async fn requests_queued_before_a_disconnect_fail_and_are_never_sent_on_a_new_co
     // The first request (a 1 MiB extension, beyond the stream's 256 KiB window) blocks the
     // node's writer on the stream the raw peer never reads. It dials the peer: the node has no
     // connection yet.
-    let big = Extensions::new().with("test/padding", Some(Ipld::Bytes(vec![7; 1 << 20])));
+    let big = Extensions::new().with("test/padding", Some(Ipld::Bytes(vec![7; 1 << 20].into())));
     let first = node
         .request(raw_id, some_cid(), Selector::explore_all_recursively(), big)
         .await

@@ -26,7 +26,7 @@ fn selector() -> Node {
 
 fn new_request() -> Map {
     Map::new()
-        .with("id", Node::Bytes(ID.to_vec()))
+        .with("id", Node::Bytes(ID.to_vec().into()))
         .with("type", "n")
         .with("root", root())
         .with("sel", selector())
@@ -34,7 +34,7 @@ fn new_request() -> Map {
 
 fn response() -> Map {
     Map::new()
-        .with("reqid", Node::Bytes(ID.to_vec()))
+        .with("reqid", Node::Bytes(ID.to_vec().into()))
         .with("stat", 20u64)
 }
 
@@ -127,7 +127,7 @@ fn v2_rejects_missing_required_fields() {
         v2_error(&body),
         DecodeError::MissingField { field: "reqid", .. }
     ));
-    let body = response_body(Map::new().with("reqid", Node::Bytes(ID.to_vec())));
+    let body = response_body(Map::new().with("reqid", Node::Bytes(ID.to_vec().into())));
     assert!(matches!(
         v2_error(&body),
         DecodeError::MissingField { field: "stat", .. }
@@ -143,7 +143,7 @@ fn v2_rejects_missing_required_fields() {
 #[test]
 fn v2_rejects_a_new_request_without_root_or_selector() {
     let map = Map::new()
-        .with("id", Node::Bytes(ID.to_vec()))
+        .with("id", Node::Bytes(ID.to_vec().into()))
         .with("type", "n")
         .with("sel", selector());
     assert!(matches!(
@@ -151,7 +151,7 @@ fn v2_rejects_a_new_request_without_root_or_selector() {
         DecodeError::MissingField { field: "root", .. }
     ));
     let map = Map::new()
-        .with("id", Node::Bytes(ID.to_vec()))
+        .with("id", Node::Bytes(ID.to_vec().into()))
         .with("type", "n")
         .with("root", root());
     assert!(matches!(
@@ -163,12 +163,12 @@ fn v2_rejects_a_new_request_without_root_or_selector() {
 #[test]
 fn v2_requires_16_byte_ids() {
     for len in [0, 15, 17] {
-        let body = request_body(new_request().with("id", Node::Bytes(vec![1; len])));
+        let body = request_body(new_request().with("id", Node::Bytes(vec![1; len].into())));
         assert!(
             matches!(v2_error(&body), DecodeError::BadRequestId { len: found, .. } if found == len),
             "{len}"
         );
-        let body = response_body(response().with("reqid", Node::Bytes(vec![1; len])));
+        let body = response_body(response().with("reqid", Node::Bytes(vec![1; len].into())));
         assert!(
             matches!(v2_error(&body), DecodeError::BadRequestId { .. }),
             "{len}"
@@ -212,7 +212,7 @@ fn v2_accepts_enum_member_names() {
     ));
     let body = request_body(
         Map::new()
-            .with("id", Node::Bytes(ID.to_vec()))
+            .with("id", Node::Bytes(ID.to_vec().into()))
             .with("type", "Cancel"),
     );
     assert_eq!(
@@ -221,7 +221,7 @@ fn v2_accepts_enum_member_names() {
     );
     let body = request_body(
         Map::new()
-            .with("id", Node::Bytes(ID.to_vec()))
+            .with("id", Node::Bytes(ID.to_vec().into()))
             .with("type", "Update"),
     );
     assert_eq!(
@@ -265,9 +265,9 @@ fn v2_rejects_pairs_of_the_wrong_length() {
     ));
 
     let block = Node::List(vec![
-        Node::Bytes(vec![1, 0x55, 0x12, 0x20]),
-        Node::Bytes(b"x".to_vec()),
-        Node::Bytes(b"y".to_vec()),
+        Node::Bytes(vec![1, 0x55, 0x12, 0x20].into()),
+        Node::Bytes(b"x".to_vec().into()),
+        Node::Bytes(b"y".to_vec().into()),
     ]);
     let body = body_with("blk", vec![block]);
     assert!(matches!(
@@ -295,7 +295,7 @@ fn v2_rejects_wrong_kinds() {
             ..
         }
     ));
-    let body = request_body(new_request().with("root", Node::Bytes(root().to_bytes())));
+    let body = request_body(new_request().with("root", Node::Bytes(root().to_bytes().into())));
     assert!(matches!(
         v2_error(&body),
         DecodeError::WrongKind {
@@ -405,8 +405,8 @@ fn v2_rejects_bad_block_prefixes() {
     ];
     for (prefix, expected) in cases {
         let block = Node::List(vec![
-            Node::Bytes(prefix.to_vec()),
-            Node::Bytes(b"x".to_vec()),
+            Node::Bytes(prefix.to_vec().into()),
+            Node::Bytes(b"x".to_vec().into()),
         ]);
         match v2_error(&body_with("blk", vec![block])) {
             DecodeError::BadPrefix { at, source } => {
@@ -433,7 +433,7 @@ fn v2_decode_keeps_the_last_entry_for_a_repeated_id() {
     let first = new_request();
     let second = new_request().with("pri", 5u64);
     let third = Map::new()
-        .with("id", Node::Bytes(other.to_vec()))
+        .with("id", Node::Bytes(other.to_vec().into()))
         .with("type", "c");
     let body = body_with(
         "req",

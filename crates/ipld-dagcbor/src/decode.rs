@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 
+use bytes::Bytes;
 use cid::Cid;
 
 use crate::node::{Map, Node, Text};
@@ -161,19 +162,9 @@ pub fn decode(bytes: &[u8]) -> Result<Node, DecodeError> {
 /// # Errors
 /// As [`decode`].
 pub fn decode_with(bytes: &[u8], limits: &Limits) -> Result<Node, DecodeError> {
-    if bytes.len() > limits.max_bytes {
-        return Err(DecodeError::TooLarge {
-            len: bytes.len(),
-            limit: limits.max_bytes,
-        });
-    }
+    check_size(bytes, limits)?;
     let (node, used) = decode_prefix(bytes, limits)?;
-    if used != bytes.len() {
-        return Err(DecodeError::TrailingBytes {
-            offset: used,
-            count: bytes.len() - used,
-        });
-    }
+    check_all_used(bytes, used)?;
     Ok(node)
 }
 
@@ -185,9 +176,71 @@ pub fn decode_with(bytes: &[u8], limits: &Limits) -> Result<Node, DecodeError> {
 /// # Errors
 /// As [`decode`], except that bytes after the first value are left alone.
 pub fn decode_prefix(bytes: &[u8], limits: &Limits) -> Result<(Node, usize), DecodeError> {
+    prefix_of(bytes, None, limits)
+}
+
+/// Decodes exactly one value from `bytes` within `limits`, like [`decode_with`], except that
+/// each byte string of at least [`SHARED_BYTES_MIN`] bytes is a slice of `bytes` (sharing its
+/// buffer) instead of a copy; shorter ones are copied, so that a small value kept for long
+/// does not hold a large buffer alive.
+///
+/// # Errors
+/// As [`decode`].
+///
+/// # Examples
+/// ```
+/// use bytes::Bytes;
+/// use ipld_dagcbor::{Node, SHARED_BYTES_MIN, decode_shared, Limits};
+///
+/// let mut cbor = vec![0x59, 0x10, 0x00]; // a byte string of 4096 bytes
+/// cbor.resize(3 + 4096, 7);
+/// let input = Bytes::from(cbor);
+/// let Node::Bytes(value) = decode_shared(&input, &Limits::default())? else { panic!() };
+/// assert!(value.len() >= SHARED_BYTES_MIN);
+/// assert_eq!(value.as_ptr(), input[3..].as_ptr()); // not copied
+/// # Ok::<(), ipld_dagcbor::DecodeError>(())
+/// ```
+pub fn decode_shared(bytes: &Bytes, limits: &Limits) -> Result<Node, DecodeError> {
+    check_size(bytes, limits)?;
+    let (node, used) = prefix_of(bytes, Some(bytes), limits)?;
+    check_all_used(bytes, used)?;
+    Ok(node)
+}
+
+/// The shortest byte string [`decode_shared`] shares instead of copying: 1 KiB.
+pub const SHARED_BYTES_MIN: usize = 1024;
+
+fn check_size(bytes: &[u8], limits: &Limits) -> Result<(), DecodeError> {
+    if bytes.len() > limits.max_bytes {
+        return Err(DecodeError::TooLarge {
+            len: bytes.len(),
+            limit: limits.max_bytes,
+        });
+    }
+    Ok(())
+}
+
+fn check_all_used(bytes: &[u8], used: usize) -> Result<(), DecodeError> {
+    if used != bytes.len() {
+        return Err(DecodeError::TrailingBytes {
+            offset: used,
+            count: bytes.len() - used,
+        });
+    }
+    Ok(())
+}
+
+/// The first value of `bytes`; byte strings are sliced from `shared` (which holds the same
+/// bytes) where given and long enough.
+fn prefix_of(
+    bytes: &[u8],
+    shared: Option<&Bytes>,
+    limits: &Limits,
+) -> Result<(Node, usize), DecodeError> {
     let window = &bytes[..bytes.len().min(limits.max_bytes)];
     let mut decoder = Decoder {
         input: window,
+        shared,
         pos: 0,
         max_depth: limits.max_depth,
     };
@@ -215,6 +268,8 @@ const TAG_LINK: u64 = 42;
 
 struct Decoder<'a> {
     input: &'a [u8],
+    /// The input as a shared buffer, when long byte strings may be slices of it.
+    shared: Option<&'a Bytes>,
     pos: usize,
     max_depth: usize,
 }
@@ -232,13 +287,24 @@ impl<'a> Decoder<'a> {
         match major {
             MAJOR_UNSIGNED => Ok(Node::Integer(i128::from(arg))),
             MAJOR_NEGATIVE => Ok(Node::Integer(-1 - i128::from(arg))),
-            MAJOR_BYTES => Ok(Node::Bytes(self.take(arg)?.to_vec())),
+            MAJOR_BYTES => self.byte_string(arg),
             MAJOR_TEXT => Ok(Node::String(Text::from_bytes(self.take(arg)?))),
             MAJOR_LIST => self.list(arg, depth, start),
             MAJOR_MAP => self.map(arg, depth, start),
             MAJOR_TAG => self.tag(arg, depth, start),
             _ => unreachable!("a major type has three bits and 7 is handled above"),
         }
+    }
+
+    fn byte_string(&mut self, len: u64) -> Result<Node, DecodeError> {
+        let start = self.pos;
+        let bytes = self.take(len)?;
+        Ok(Node::Bytes(match self.shared {
+            Some(shared) if bytes.len() >= SHARED_BYTES_MIN => {
+                shared.slice(start..start + bytes.len())
+            }
+            _ => Bytes::copy_from_slice(bytes),
+        }))
     }
 
     fn simple(&mut self, info: u8, start: usize) -> Result<Node, DecodeError> {
@@ -566,6 +632,53 @@ mod tests {
             matches!(error, DecodeError::TooLarge { len: 6, limit: 4 }),
             "{error:?}"
         );
+    }
+
+    /// Whether `inner` lies inside `outer`'s memory.
+    fn within(inner: &[u8], outer: &[u8]) -> bool {
+        outer.as_ptr_range().contains(&inner.as_ptr())
+    }
+
+    /// A list of a byte string of `len` bytes, then the integer 1.
+    fn list_with_bytes(len: usize) -> Bytes {
+        let mut cbor = vec![0x82, 0x59];
+        cbor.extend_from_slice(&u16::try_from(len).expect("short").to_be_bytes());
+        cbor.resize(cbor.len() + len, 0xab);
+        cbor.push(0x01);
+        Bytes::from(cbor)
+    }
+
+    #[test]
+    fn decode_shared_slices_long_byte_strings_and_copies_short_ones() {
+        for (len, shared) in [(SHARED_BYTES_MIN, true), (SHARED_BYTES_MIN - 1, false)] {
+            let input = list_with_bytes(len);
+            let node = decode_shared(&input, &Limits::default()).expect("decodes");
+            let items = node.as_list().expect("a list");
+            let bytes = items[0].as_bytes().expect("bytes");
+            assert_eq!(bytes, &vec![0xab; len][..]);
+            assert_eq!(items[1], Node::Integer(1));
+            assert_eq!(within(bytes, &input), shared, "{len} bytes");
+        }
+    }
+
+    #[test]
+    fn decode_shared_keeps_the_limits_and_the_trailing_check() {
+        let input = list_with_bytes(SHARED_BYTES_MIN);
+        let small = Limits::default().with_max_bytes(100);
+        assert!(matches!(
+            decode_shared(&input, &small),
+            Err(DecodeError::TooLarge { limit: 100, .. })
+        ));
+        let mut longer = input.to_vec();
+        longer.push(0x00);
+        assert!(matches!(
+            decode_shared(&Bytes::from(longer), &Limits::default()),
+            Err(DecodeError::TrailingBytes { count: 1, .. })
+        ));
+        assert!(matches!(
+            decode_shared(&input.slice(..input.len() - 2), &Limits::default()),
+            Err(DecodeError::UnexpectedEof { .. })
+        ));
     }
 
     #[test]

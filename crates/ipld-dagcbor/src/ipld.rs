@@ -21,7 +21,7 @@ impl From<Ipld> for Node {
             Ipld::Integer(value) => Node::Integer(value),
             Ipld::Float(value) => Node::Float(value),
             Ipld::String(value) => Node::String(value.into()),
-            Ipld::Bytes(value) => Node::Bytes(value),
+            Ipld::Bytes(value) => Node::Bytes(value.into()),
             Ipld::List(items) => Node::List(items.into_iter().map(Node::from).collect()),
             Ipld::Map(entries) => Node::Map(
                 entries
@@ -48,7 +48,7 @@ impl TryFrom<Node> for Ipld {
             Node::Integer(value) => Ipld::Integer(value),
             Node::Float(value) => Ipld::Float(value),
             Node::String(text) => Ipld::String(utf8(text)?),
-            Node::Bytes(bytes) => Ipld::Bytes(bytes),
+            Node::Bytes(bytes) => Ipld::Bytes(bytes.into()),
             Node::List(items) => Ipld::List(
                 items
                     .into_iter()

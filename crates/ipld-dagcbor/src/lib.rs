@@ -33,7 +33,9 @@ mod node;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 
-pub use decode::{DecodeError, Limits, decode, decode_prefix, decode_with};
+pub use decode::{
+    DecodeError, Limits, SHARED_BYTES_MIN, decode, decode_prefix, decode_shared, decode_with,
+};
 pub use encode::{EncodeError, encode, to_vec, write_head};
 pub use ipld::NotIpldError;
 pub use node::{Kind, Map, Node, Text, canonical_key_order};

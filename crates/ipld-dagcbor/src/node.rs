@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use bytes::Bytes;
 use cid::Cid;
 
 /// One IPLD data-model value as it travels in DAG-CBOR.
@@ -22,7 +23,7 @@ pub enum Node {
     /// A text string, whose bytes need not be UTF-8.
     String(Text),
     /// A byte string.
-    Bytes(Vec<u8>),
+    Bytes(Bytes),
     /// A list.
     List(Vec<Node>),
     /// A map with text keys, in wire order.

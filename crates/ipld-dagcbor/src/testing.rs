@@ -43,7 +43,7 @@ pub fn arb_node() -> impl Strategy<Value = Node> {
             .prop_filter("nan is not equal to itself", |f| !f.is_nan())
             .prop_map(Node::Float),
         arb_text().prop_map(Node::String),
-        prop::collection::vec(any::<u8>(), 0..32).prop_map(Node::Bytes),
+        prop::collection::vec(any::<u8>(), 0..32).prop_map(|bytes| Node::Bytes(bytes.into())),
         arb_cid().prop_map(Node::Link),
     ];
     leaf.prop_recursive(4, 48, 6, |inner| {

@@ -1,7 +1,8 @@
 //! Property tests: every node round-trips, and no input makes the decoder panic.
 
+use bytes::Bytes;
 use ipld_dagcbor::testing::arb_node;
-use ipld_dagcbor::{Limits, Node, decode, decode_with, to_vec};
+use ipld_dagcbor::{Limits, Node, decode, decode_shared, decode_with, to_vec};
 use proptest::prelude::*;
 
 proptest! {
@@ -17,6 +18,26 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
         let _ = decode_with(&bytes, &Limits::default().with_max_depth(8));
+    }
+
+    #[test]
+    fn decode_shared_agrees_with_decode_on_any_input(
+        bytes in prop::collection::vec(any::<u8>(), 0..256),
+    ) {
+        let limits = Limits::default().with_max_depth(8);
+        let shared = decode_shared(&Bytes::from(bytes.clone()), &limits);
+        prop_assert_eq!(format!("{shared:?}"), format!("{:?}", decode_with(&bytes, &limits)));
+    }
+
+    #[test]
+    fn decode_shared_agrees_with_decode_on_long_byte_strings(
+        node in arb_node(),
+        long in prop::collection::vec(any::<u8>(), 1000..5000),
+    ) {
+        let node = Node::List(vec![Node::Bytes(long.into()), node]);
+        let bytes = Bytes::from(to_vec(&node).expect("in range"));
+        let shared = decode_shared(&bytes, &Limits::default()).expect("decodes");
+        prop_assert_eq!(shared, decode(&bytes).expect("decodes"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Decoding a block into the data model by the codec its CID names.
 
+use bytes::Bytes;
 use cid::Cid;
 use ipld_dagcbor::{Limits, Node};
 
@@ -61,16 +62,107 @@ pub enum BlockDecodeError {
 ///
 /// let cid: cid::Cid = "bafkreif4a5vrdoboupepfyeu6cynrniqwguk74bxr4edfz7w5l5dekdp6i".parse()?;
 /// let node = decode_block(&cid, b"leaf one", &Limits::default())?;
-/// assert_eq!(node, Node::Bytes(b"leaf one".to_vec()));
+/// assert_eq!(node, Node::Bytes(bytes::Bytes::from_static(b"leaf one")));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn decode_block(cid: &Cid, bytes: &[u8], limits: &Limits) -> Result<Node, BlockDecodeError> {
-    match cid.codec() {
-        DAG_CBOR => ipld_dagcbor::decode_with(bytes, limits)
+    decode(cid, Input::Borrowed(bytes), limits)
+}
+
+/// Decodes `bytes` like [`decode_block`], without copying what it need not: a raw block's
+/// node shares `bytes`, and so do a dag-cbor block's byte strings of at least
+/// [`ipld_dagcbor::SHARED_BYTES_MIN`] bytes.
+///
+/// # Errors
+/// As [`decode_block`].
+pub fn decode_shared_block(
+    cid: &Cid,
+    bytes: &Bytes,
+    limits: &Limits,
+) -> Result<Node, BlockDecodeError> {
+    decode(cid, Input::Shared(bytes), limits)
+}
+
+/// A block's bytes, borrowed or in a buffer the decoded node may share.
+#[derive(Clone, Copy)]
+enum Input<'a> {
+    Borrowed(&'a [u8]),
+    Shared(&'a Bytes),
+}
+
+fn decode(cid: &Cid, input: Input<'_>, limits: &Limits) -> Result<Node, BlockDecodeError> {
+    let bytes = match input {
+        Input::Borrowed(bytes) => bytes,
+        Input::Shared(bytes) => bytes.as_ref(),
+    };
+    match (cid.codec(), input) {
+        (DAG_CBOR, Input::Borrowed(_)) => ipld_dagcbor::decode_with(bytes, limits)
             .map_err(|source| BlockDecodeError::DagCbor { source }),
-        RAW => Ok(Node::Bytes(bytes.to_vec())),
-        DAG_PB => dagpb::decode_node(bytes).map_err(|source| BlockDecodeError::DagPb { source }),
-        DAG_JSON => dagjson::decode(bytes).map_err(|source| BlockDecodeError::DagJson { source }),
-        codec => Err(BlockDecodeError::UnknownCodec { codec }),
+        (DAG_CBOR, Input::Shared(shared)) => ipld_dagcbor::decode_shared(shared, limits)
+            .map_err(|source| BlockDecodeError::DagCbor { source }),
+        (RAW, Input::Borrowed(_)) => Ok(Node::Bytes(Bytes::copy_from_slice(bytes))),
+        (RAW, Input::Shared(shared)) => Ok(Node::Bytes(shared.clone())),
+        (DAG_PB, _) => {
+            dagpb::decode_node(bytes).map_err(|source| BlockDecodeError::DagPb { source })
+        }
+        (DAG_JSON, _) => {
+            dagjson::decode(bytes).map_err(|source| BlockDecodeError::DagJson { source })
+        }
+        (codec, _) => Err(BlockDecodeError::UnknownCodec { codec }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use multihash::Multihash;
+
+    use super::*;
+
+    fn cid(codec: u64) -> Cid {
+        Cid::new_v1(codec, Multihash::wrap(0x00, b"id").expect("identity"))
+    }
+
+    fn shares(node: &Node, input: &Bytes) -> bool {
+        let bytes = node.as_bytes().expect("a bytes node");
+        input.as_ptr_range().contains(&bytes.as_ptr())
+    }
+
+    #[test]
+    fn a_shared_raw_block_is_not_copied_and_a_borrowed_one_is() {
+        let input = Bytes::from(vec![5; 300]);
+        let limits = Limits::default();
+        let shared = decode_shared_block(&cid(RAW), &input, &limits).expect("raw");
+        let copied = decode_block(&cid(RAW), &input, &limits).expect("raw");
+        assert_eq!(shared, copied);
+        assert!(shares(&shared, &input));
+        assert!(!shares(&copied, &input));
+    }
+
+    #[test]
+    fn a_shared_dag_cbor_block_shares_its_long_byte_strings() {
+        let mut cbor = vec![0x59, 0x08, 0x00]; // a byte string of 2048 bytes
+        cbor.resize(3 + 2048, 9);
+        let input = Bytes::from(cbor);
+        let limits = Limits::default();
+        let shared = decode_shared_block(&cid(DAG_CBOR), &input, &limits).expect("dag-cbor");
+        assert_eq!(
+            shared,
+            decode_block(&cid(DAG_CBOR), &input, &limits).expect("dag-cbor")
+        );
+        assert!(shares(&shared, &input));
+    }
+
+    #[test]
+    fn a_shared_block_fails_as_a_borrowed_one_does() {
+        let input = Bytes::from_static(&[0xff]);
+        let limits = Limits::default();
+        assert!(matches!(
+            decode_shared_block(&cid(DAG_CBOR), &input, &limits),
+            Err(BlockDecodeError::DagCbor { .. })
+        ));
+        assert!(matches!(
+            decode_shared_block(&cid(0x300), &input, &limits),
+            Err(BlockDecodeError::UnknownCodec { codec: 0x300 })
+        ));
     }
 }

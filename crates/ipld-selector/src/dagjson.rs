@@ -94,7 +94,7 @@ pub enum DecodeError {
 /// let map = node.as_map().expect("a map");
 /// let keys: Vec<String> = map.keys().map(|k| k.to_string()).collect();
 /// assert_eq!(keys, ["z", "a"]);
-/// assert_eq!(map.get("a"), Some(&Node::Bytes(b"hi".to_vec())));
+/// assert_eq!(map.get("a"), Some(&Node::Bytes(bytes::Bytes::from_static(b"hi"))));
 /// # Ok::<(), dagjson::DecodeError>(())
 /// ```
 pub fn decode(bytes: &[u8]) -> Result<Node, DecodeError> {
@@ -295,7 +295,7 @@ impl Reader<'_> {
                 Some((name, Node::String(encoded))) if inner.len() == 1 && *name == "bytes" => {
                     let bytes = decode_base64(encoded.as_bytes())
                         .ok_or(DecodeError::InvalidBase64 { offset: self.pos })?;
-                    Ok(Node::Bytes(bytes))
+                    Ok(Node::Bytes(bytes.into()))
                 }
                 _ => Ok(Node::Map(map)),
             },
@@ -515,11 +515,11 @@ mod tests {
         assert!(node.as_map().is_some());
         assert_eq!(
             decode(br#"{"/":{"bytes":"AQID"}}"#).expect("bytes"),
-            Node::Bytes(vec![1, 2, 3])
+            Node::Bytes(vec![1, 2, 3].into())
         );
         assert_eq!(
             decode(br#"{"/":{"bytes":"AQI="}}"#).expect("padded"),
-            Node::Bytes(vec![1, 2])
+            Node::Bytes(vec![1, 2].into())
         );
         assert!(decode(br#"{"/":{"bytes":"A"}}"#).is_err());
         assert!(matches!(

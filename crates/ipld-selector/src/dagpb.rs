@@ -141,7 +141,12 @@ impl PbNode {
         let links = self.links.iter().map(PbLink::to_node).collect();
         let mut node = Map::new();
         node.insert("Links", Node::List(links));
-        node.insert("Data", self.data.clone().map_or(Node::Null, Node::Bytes));
+        node.insert(
+            "Data",
+            self.data
+                .clone()
+                .map_or(Node::Null, |data| Node::Bytes(data.into())),
+        );
         Node::Map(node)
     }
 }
@@ -516,7 +521,7 @@ mod tests {
             map.keys().map(|k| k.to_string()).collect::<Vec<_>>(),
             ["Links", "Data"]
         );
-        assert_eq!(map.get("Data"), Some(&Node::Bytes(vec![0x08, 0x01])));
+        assert_eq!(map.get("Data"), Some(&Node::Bytes(vec![0x08, 0x01].into())));
         let links = map.get("Links").and_then(Node::as_list).expect("links");
         assert_eq!(links.len(), 2);
         let first = links[0].as_map().expect("link map");

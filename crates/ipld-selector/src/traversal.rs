@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 
+use bytes::Bytes;
 use cid::Cid;
 use ipld_dagcbor::{Limits, Node, Text};
 
@@ -327,6 +328,23 @@ impl Traversal {
     /// [`TraversalError::NotAwaitingBlock`] without a pending load;
     /// [`TraversalError::Decode`] if the bytes do not decode (the traversal then fails).
     pub fn provide(&mut self, bytes: &[u8]) -> Result<(), TraversalError> {
+        self.decode_and_enter(|cid, limits| codec::decode_block(cid, bytes, limits))
+    }
+
+    /// Answers the pending load like [`Traversal::provide`], without copying the block: the
+    /// decoded node shares `bytes` where it can ([`codec::decode_shared_block`]).
+    ///
+    /// # Errors
+    /// As [`Traversal::provide`].
+    pub fn provide_shared(&mut self, bytes: &Bytes) -> Result<(), TraversalError> {
+        self.decode_and_enter(|cid, limits| codec::decode_shared_block(cid, bytes, limits))
+    }
+
+    /// Decodes the awaited block with `decode` and enters it.
+    fn decode_and_enter(
+        &mut self,
+        decode: impl FnOnce(&Cid, &Limits) -> Result<Node, BlockDecodeError>,
+    ) -> Result<(), TraversalError> {
         let (cid, selector, is_root) = match std::mem::replace(&mut self.state, State::Running) {
             State::Awaiting {
                 cid,
@@ -338,7 +356,7 @@ impl Traversal {
                 return Err(self.misuse());
             }
         };
-        let node = match codec::decode_block(&cid, bytes, &self.config.block_limits) {
+        let node = match decode(&cid, &self.config.block_limits) {
             Ok(node) => node,
             Err(source) => {
                 self.state = State::Failed;
@@ -682,7 +700,7 @@ fn list_position(index: Option<i64>, len: usize) -> Option<usize> {
 fn slice_node(node: &Node, range: std::ops::Range<usize>) -> Node {
     match node {
         Node::String(text) => Node::String(Text::from_bytes(&text.as_bytes()[range])),
-        Node::Bytes(bytes) => Node::Bytes(bytes[range].to_vec()),
+        Node::Bytes(bytes) => Node::Bytes(bytes.slice(range)),
         other => other.clone(),
     }
 }

@@ -73,7 +73,7 @@ fn describe(node: &Node) -> Value {
         Node::Integer(value) => json!({"int": i64::try_from(*value).expect("fixture ints fit")}),
         Node::Float(value) => json!({"float": value}),
         Node::String(text) => json!({"string": text.to_string()}),
-        Node::Bytes(bytes) => json!({"bytes": bytes}),
+        Node::Bytes(bytes) => json!({"bytes": bytes.to_vec()}),
         Node::List(_) => json!({"list": null}),
         Node::Map(_) => json!({"map": null}),
         Node::Link(cid) => json!({"link": cid.to_string()}),

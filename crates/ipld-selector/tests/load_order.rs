@@ -146,7 +146,7 @@ fn dagpb_explore_all_visits_go_field_order_with_absent_fields() {
     // The leaf visited at Links/0/Hash is the loaded raw block, not the link.
     assert_eq!(
         record.visits[3].1,
-        ipld_dagcbor::Node::Bytes(b"file a".to_vec())
+        ipld_dagcbor::Node::Bytes(b"file a".to_vec().into())
     );
 }
 

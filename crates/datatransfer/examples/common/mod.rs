@@ -60,7 +60,7 @@ pub(crate) async fn make_dag(
     let mut links = Vec::new();
     let mut total = 0;
     for i in 0..leaves {
-        let block = ipld_dagcbor::to_vec(&Node::Bytes(vec![i as u8; size]))?;
+        let block = ipld_dagcbor::to_vec(&Node::Bytes(vec![i as u8; size].into()))?;
         let cid = Cid::new_v1(0x71, Code::Sha2_256.digest(&block));
         store.put_keyed(&cid, &block).await?;
         total += block.len() as u64;

@@ -68,7 +68,7 @@ impl Dag {
                 .collect();
             let mut content = vec![seed, i as u8];
             content.extend(bytes);
-            let block = ipld_dagcbor::to_vec(&Node::Bytes(content))?;
+            let block = ipld_dagcbor::to_vec(&Node::Bytes(content.into()))?;
             let cid = Cid::new_v1(DAG_CBOR, Code::Sha2_256.digest(&block));
             links.push(Node::Link(cid));
             blocks.push((cid, block));

@@ -169,7 +169,7 @@ impl Diag<'_> {
                 let hex =
                     std::str::from_utf8(&self.bytes[self.pos..self.pos + end]).expect("ascii");
                 self.pos += end + 1;
-                Node::Bytes(hex::decode(hex).expect("diag hex"))
+                Node::Bytes(hex::decode(hex).expect("diag hex").into())
             }
             b'n' => self.word("null", Node::Null),
             b't' => self.word("true", Node::Bool(true)),

@@ -36,9 +36,6 @@ pub const PROTOCOL_V1: StreamProtocol = StreamProtocol::new("/ipfs/graphsync/1.0
 /// arrived: a peer announcing a 4 MiB frame and sending nothing costs at most this much.
 const READ_STEP: usize = 64 * 1024;
 
-/// Room kept in front of an encoded body for its length prefix (the longest `u64` varint).
-const PREFIX_ROOM: usize = 10;
-
 /// Why reading or writing one message on a stream failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -118,7 +115,7 @@ impl MessageReader {
         S: AsyncRead + Unpin,
     {
         match self.read_body(io).await? {
-            Some(body) => v2::decode(&body)
+            Some(body) => v2::decode_shared(&body)
                 .map(Some)
                 .map_err(|source| ProtocolError::Decode { source }),
             None => Ok(None),
@@ -202,15 +199,45 @@ pub async fn write_body<S>(
 where
     S: AsyncWrite + Unpin,
 {
+    write_frame_of(io, &[body], config).await
+}
+
+/// Writes a body given as pieces (as [`v2::encode_pieces`] makes them) with its length prefix,
+/// and flushes the stream: one frame, each piece handed to the stream as it is (not copied
+/// into one buffer first). As [`write_body`] otherwise.
+///
+/// # Errors
+/// As [`write_body`].
+pub async fn write_pieces<S>(
+    io: &mut S,
+    pieces: &[Bytes],
+    config: &FrameConfig,
+) -> Result<(), ProtocolError>
+where
+    S: AsyncWrite + Unpin,
+{
+    let pieces: Vec<&[u8]> = pieces.iter().map(|piece| piece.as_ref()).collect();
+    write_frame_of(io, &pieces, config).await
+}
+
+/// Writes the length prefix of the body made of `pieces`, then each piece, then flushes.
+async fn write_frame_of<S>(
+    io: &mut S,
+    pieces: &[&[u8]],
+    config: &FrameConfig,
+) -> Result<(), ProtocolError>
+where
+    S: AsyncWrite + Unpin,
+{
+    let len = pieces.iter().map(|piece| piece.len()).sum();
     let mut prefix = unsigned_varint::encode::u64_buffer();
-    let prefix = length_prefix(body.len(), config, &mut prefix)
+    let prefix = length_prefix(len, config, &mut prefix)
         .map_err(|source| ProtocolError::Frame { source })?;
-    io.write_all(prefix)
-        .await
-        .map_err(|source| ProtocolError::Io { source })?;
-    io.write_all(body)
-        .await
-        .map_err(|source| ProtocolError::Io { source })?;
+    for bytes in std::iter::once(&prefix).chain(pieces) {
+        io.write_all(bytes)
+            .await
+            .map_err(|source| ProtocolError::Io { source })?;
+    }
     io.flush()
         .await
         .map_err(|source| ProtocolError::Io { source })
@@ -218,8 +245,8 @@ where
 
 /// Encodes `message` as 2.0.0, writes it with its length prefix and flushes the stream.
 ///
-/// The body is encoded behind room left for the prefix, which is then filled in, so the frame
-/// is one write and the body is not copied.
+/// Large blocks are not copied: the body is encoded as pieces ([`v2::encode_pieces`]) that go
+/// to the stream as they are.
 ///
 /// # Errors
 /// [`ProtocolError::Encode`] when the message cannot be encoded, [`ProtocolError::Frame`] when
@@ -233,19 +260,8 @@ pub async fn write_message<S>(
 where
     S: AsyncWrite + Unpin,
 {
-    let mut frame = BytesMut::zeroed(PREFIX_ROOM);
-    v2::encode(message, &mut frame).map_err(|source| ProtocolError::Encode { source })?;
-    let mut prefix = unsigned_varint::encode::u64_buffer();
-    let prefix = length_prefix(frame.len() - PREFIX_ROOM, config, &mut prefix)
-        .map_err(|source| ProtocolError::Frame { source })?;
-    let start = PREFIX_ROOM - prefix.len();
-    frame[start..PREFIX_ROOM].copy_from_slice(prefix);
-    io.write_all(&frame[start..])
-        .await
-        .map_err(|source| ProtocolError::Io { source })?;
-    io.flush()
-        .await
-        .map_err(|source| ProtocolError::Io { source })
+    let pieces = v2::encode_pieces(message).map_err(|source| ProtocolError::Encode { source })?;
+    write_pieces(io, &pieces, config).await
 }
 
 #[cfg(test)]
@@ -517,6 +533,32 @@ mod tests {
             covered(&io.sources, &body),
             "the body was copied before it reached the stream"
         );
+    }
+
+    #[test]
+    fn write_message_hands_large_blocks_themselves_to_the_stream() {
+        let message = with_blocks();
+        let mut io = RecordingWriter::default();
+        block_on(write_message(&mut io, &message, &FrameConfig::default())).expect("writes");
+        assert!(
+            covered(&io.sources, &message.blocks[0].data),
+            "the 256 KiB block was copied before it reached the stream"
+        );
+    }
+
+    #[test]
+    fn write_pieces_writes_one_frame_of_the_joined_pieces() {
+        let pieces = v2::encode_pieces(&with_blocks()).expect("encodes");
+        assert!(pieces.len() > 1, "{} pieces", pieces.len());
+        let mut io = RecordingWriter::default();
+        block_on(write_pieces(&mut io, &pieces, &FrameConfig::default())).expect("writes");
+        let mut expected = BytesMut::new();
+        crate::codec::frame::write_frame(&pieces.concat(), &FrameConfig::default(), &mut expected)
+            .expect("frames");
+        assert_eq!(io.written, expected);
+        for piece in &pieces {
+            assert!(covered(&io.sources, piece), "a piece was copied");
+        }
     }
 
     #[test]

@@ -1546,7 +1546,7 @@ impl<P: Clone> Outgoing<P> {
         data: Bytes,
         wire_size: u64,
     ) -> Result<(), Box<TraversalError>> {
-        self.traversal.provide(&data)?;
+        self.traversal.provide_shared(&data)?;
         let index = self.record.len() as u64;
         self.record.push(RecordEntry {
             cid,

@@ -17,8 +17,8 @@
 //! are unknown keys here; a block prefix with bytes after its four varints is rejected; and
 //! duplicate blocks are kept (Go collapses them by CID).
 
-use bytes::{BufMut, BytesMut};
-use ipld_dagcbor::{Map, Node, write_head};
+use bytes::{BufMut, Bytes, BytesMut};
+use ipld_dagcbor::{Limits, Map, Node, SHARED_BYTES_MIN, write_head};
 
 use super::{DecodeError, EncodeError, check_encodable, keep_last};
 use crate::block::CidPrefix;
@@ -53,11 +53,76 @@ use crate::message::{
 pub fn encode(message: &Message, out: &mut BytesMut) -> Result<(), EncodeError> {
     check_encodable(message)?;
     let start = out.len();
-    let result = write_message(message, out);
+    let result = write_message(message, out, None);
     if result.is_err() {
         out.truncate(start);
     }
     result
+}
+
+/// The 2.0.0 body of `message` as pieces to be written in order, without copying its large
+/// blocks: each block of at least [`ipld_dagcbor::SHARED_BYTES_MIN`] bytes is a piece of its
+/// own, sharing the message's buffer; the rest is encoded into one buffer reserved up front
+/// (grown only for a large selector or extension), of which the other pieces are slices.
+/// The pieces together are exactly what [`encode`] writes.
+///
+/// # Errors
+/// As [`encode`].
+///
+/// # Examples
+/// ```
+/// use bytes::Bytes;
+/// use graphsync::{Block, Message, codec::v2};
+///
+/// let cid: ipld_dagcbor::Cid = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku".parse()?;
+/// let data = Bytes::from(vec![7; 4096]);
+/// let message = Message::new().with_block(Block::from_cid(&cid, data.clone()));
+/// let pieces = v2::encode_pieces(&message)?;
+/// assert!(pieces.iter().any(|piece| piece.as_ptr() == data.as_ptr())); // not copied
+/// assert_eq!(pieces.concat(), v2::to_vec(&message)?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn encode_pieces(message: &Message) -> Result<Vec<Bytes>, EncodeError> {
+    check_encodable(message)?;
+    let mut out = BytesMut::with_capacity(unshared_capacity(message));
+    let mut pieces = Vec::with_capacity(2 * message.blocks.len() + 1);
+    write_message(message, &mut out, Some(&mut pieces))?;
+    if !out.is_empty() {
+        pieces.push(out.split().freeze());
+    }
+    Ok(pieces)
+}
+
+/// Room for what [`encode_pieces`] copies of `message`: the small blocks plus a generous
+/// allowance for the framing of every block, the metadata and the rest.
+fn unshared_capacity(message: &Message) -> usize {
+    const PER_BLOCK: usize = 32;
+    const PER_METADATUM: usize = 64;
+    const PER_ENTRY: usize = 512;
+    let blocks: usize = message
+        .blocks
+        .iter()
+        .map(|block| {
+            PER_BLOCK
+                + if shared(&block.data) {
+                    0
+                } else {
+                    block.data.len()
+                }
+        })
+        .sum();
+    let metadata: usize = message
+        .responses
+        .iter()
+        .map(|response| response.metadata.len() * PER_METADATUM)
+        .sum();
+    let entries = (message.requests.len() + message.responses.len() + 1) * PER_ENTRY;
+    blocks + metadata + entries
+}
+
+/// Whether [`encode_pieces`] leaves these block bytes in a piece of their own.
+fn shared(data: &[u8]) -> bool {
+    data.len() >= SHARED_BYTES_MIN
 }
 
 /// The 2.0.0 body of `message` in a new vector.
@@ -73,12 +138,25 @@ pub fn to_vec(message: &Message) -> Result<Vec<u8>, EncodeError> {
 /// Decodes one 2.0.0 body (without the length prefix).
 ///
 /// Block bytes are copied once, by the DAG-CBOR decoder into its tree; each block then takes
-/// over that tree's byte vector (no second copy).
+/// over that tree's buffer (no second copy). [`decode_shared`] copies no block of 1 KiB or
+/// more.
 ///
 /// # Errors
 /// The [`DecodeError`] for the first problem found; any error means Go would reset the stream.
 pub fn decode(body: &[u8]) -> Result<Message, DecodeError> {
     let root = ipld_dagcbor::decode(body).map_err(|source| DecodeError::Cbor { source })?;
+    decode_node(root)
+}
+
+/// Decodes one 2.0.0 body like [`decode`], with each block of at least
+/// [`ipld_dagcbor::SHARED_BYTES_MIN`] bytes a slice of `body` rather than a copy (smaller
+/// blocks are copied, so that they do not keep the whole body alive).
+///
+/// # Errors
+/// As [`decode`].
+pub fn decode_shared(body: &Bytes) -> Result<Message, DecodeError> {
+    let root = ipld_dagcbor::decode_shared(body, &Limits::default())
+        .map_err(|source| DecodeError::Cbor { source })?;
     decode_node(root)
 }
 
@@ -123,7 +201,13 @@ fn decode_node(root: Node) -> Result<Message, DecodeError> {
     Ok(decoded)
 }
 
-fn write_message(message: &Message, out: &mut BytesMut) -> Result<(), EncodeError> {
+/// Writes `message` to `out`; with `pieces`, each large block goes there as a piece of its
+/// own, after the piece of `out` written before it.
+fn write_message(
+    message: &Message,
+    out: &mut BytesMut,
+    mut pieces: Option<&mut Vec<Bytes>>,
+) -> Result<(), EncodeError> {
     write_head(5, 1, out);
     write_text("gs2", out);
     let present = [
@@ -138,7 +222,14 @@ fn write_message(message: &Message, out: &mut BytesMut) -> Result<(), EncodeErro
         for block in &message.blocks {
             write_head(4, 2, out);
             write_bytes(&block.prefix.to_bytes(), out);
-            write_bytes(&block.data, out);
+            write_head(2, len(block.data.len()), out);
+            match pieces.as_deref_mut() {
+                Some(pieces) if shared(&block.data) => {
+                    pieces.push(out.split().freeze());
+                    pieces.push(block.data.clone());
+                }
+                _ => out.put_slice(&block.data),
+            }
         }
     }
     if !message.requests.is_empty() {
@@ -397,7 +488,6 @@ fn decode_block(node: Node, at: &str) -> Result<Block, DecodeError> {
         source,
     })?;
     match data {
-        // `Bytes::from` takes the vector over: no copy.
         Node::Bytes(data) => Ok(Block::new(prefix, data)),
         other => Err(wrong_kind(&format!("{at}[1]"), "bytes", &other)),
     }
@@ -578,5 +668,129 @@ mod tests {
             in_message, in_tree,
             "block bytes were copied out of the tree"
         );
+    }
+
+    /// A response message as the responder builds it: each block with its metadatum.
+    fn response_with(blocks: &[Vec<u8>], codec: u64) -> Message {
+        use multihash_codetable::{Code, MultihashDigest};
+        let id = RequestId::new([7; 16]);
+        let mut response = Response::new(id, ResponseStatus::PartialResponse);
+        let mut message = Message::new();
+        for data in blocks {
+            let link = cid::Cid::new_v1(codec, Code::Sha2_256.digest(data));
+            response
+                .metadata
+                .push(Metadatum::new(link, LinkAction::Present));
+            message.blocks.push(Block::from_cid(&link, data.clone()));
+        }
+        message.with_response(response)
+    }
+
+    /// Blocks of 256 KiB, 1 KiB (shared) and 1 KiB − 1 (copied), as in a UnixFS response.
+    fn mixed_blocks() -> Message {
+        let sizes = [256 * 1024, SHARED_BYTES_MIN, SHARED_BYTES_MIN - 1];
+        let blocks: Vec<Vec<u8>> = sizes
+            .iter()
+            .zip(1u8..)
+            .map(|(&size, fill)| vec![fill; size])
+            .collect();
+        response_with(&blocks, 0x55)
+    }
+
+    fn lies_in(inner: &[u8], outer: &[u8]) -> bool {
+        outer.as_ptr_range().contains(&inner.as_ptr())
+    }
+
+    /// Checks that `pieces` are `message`'s body, that its large blocks are pieces of their
+    /// own (not copied), and that every other piece lies in one buffer, in order (the
+    /// reserved room was never reallocated).
+    fn check_pieces(message: &Message) {
+        let pieces = encode_pieces(message).expect("encodes");
+        assert_eq!(pieces.concat(), to_vec(message).expect("encodes"));
+        let large: Vec<&Bytes> = message
+            .blocks
+            .iter()
+            .map(|b| &b.data)
+            .filter(|d| shared(d))
+            .collect();
+        let (blocks, copied): (Vec<&Bytes>, Vec<&Bytes>) = pieces
+            .iter()
+            .partition(|piece| large.iter().any(|data| data.as_ptr() == piece.as_ptr()));
+        assert_eq!(blocks.len(), large.len(), "a large block was copied");
+        for pair in copied.windows(2) {
+            let end = pair[0].as_ptr_range().end;
+            assert_eq!(pair[1].as_ptr(), end, "the encoding buffer was reallocated");
+        }
+        for data in message
+            .blocks
+            .iter()
+            .map(|b| &b.data)
+            .filter(|d| !shared(d))
+        {
+            assert!(
+                copied
+                    .iter()
+                    .any(|piece| piece.windows(data.len()).any(|w| w == &data[..])),
+                "a small block is in no piece"
+            );
+        }
+    }
+
+    #[test]
+    fn encode_pieces_shares_large_blocks_and_copies_small_ones() {
+        check_pieces(&mixed_blocks());
+    }
+
+    #[test]
+    fn encode_pieces_of_many_small_blocks_fit_their_reserved_room() {
+        let blocks: Vec<Vec<u8>> = (0..2000u32)
+            .map(|i| {
+                let mut data = vec![0xa1, 0x61, b'i', 0x1a];
+                data.extend_from_slice(&i.to_be_bytes());
+                data
+            })
+            .collect();
+        check_pieces(&response_with(&blocks, 0x71));
+        assert_eq!(
+            encode_pieces(&response_with(&blocks, 0x71))
+                .expect("encodes")
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn encode_pieces_of_a_request_is_one_piece() {
+        let selector = Node::Map(Map::new().with(".", Node::empty_map()));
+        let request = Request::new(RequestId::new([1; 16]), cid::Cid::default(), selector);
+        let message = Message::new().with_request(request);
+        let pieces = encode_pieces(&message).expect("encodes");
+        assert_eq!(pieces, [Bytes::from(to_vec(&message).expect("encodes"))]);
+    }
+
+    #[test]
+    fn encode_pieces_refuses_what_encode_refuses() {
+        let id = RequestId::new([1; 16]);
+        let selector = Node::Integer(Node::MAX_INTEGER + 1);
+        let message = Message::new().with_request(Request::new(id, cid::Cid::default(), selector));
+        assert!(matches!(
+            encode_pieces(&message),
+            Err(EncodeError::Cbor { .. })
+        ));
+    }
+
+    #[test]
+    fn decode_shared_slices_large_blocks_out_of_the_body() {
+        let message = mixed_blocks();
+        let body = Bytes::from(to_vec(&message).expect("encodes"));
+        let decoded = decode_shared(&body).expect("decodes");
+        assert_eq!(decoded, message);
+        let in_body: Vec<bool> = decoded
+            .blocks
+            .iter()
+            .map(|b| lies_in(&b.data, &body))
+            .collect();
+        assert_eq!(in_body, [true, true, false]);
+        assert_eq!(decode(&body).expect("decodes"), decoded);
     }
 }

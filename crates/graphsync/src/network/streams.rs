@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures::AsyncWriteExt;
 use libp2p::{PeerId, Stream};
 use libp2p_stream::OpenStreamError;
@@ -25,7 +25,7 @@ use crate::codec::frame::FrameConfig;
 use crate::codec::v1::PeerIds;
 use crate::codec::{v1, v2};
 use crate::message::Message;
-use crate::protocol::{MessageReader, ProtocolError, write_body};
+use crate::protocol::{MessageReader, ProtocolError, write_pieces};
 
 /// A message for a peer's writer, with the slot its send result goes to.
 pub(super) struct Outbound {
@@ -57,29 +57,6 @@ pub(super) struct PeerWire {
     pub(super) gate: ReadGate,
 }
 
-/// Room for `message`'s 2.0.0 body, so that encoding does not grow the buffer (each growth
-/// copies what is already written, for a UnixFS message up to 512 KiB of blocks): the block
-/// bytes plus a generous allowance for their framing, the metadata and the rest. Encoding
-/// grows the buffer only past the allowance (a request with a large selector or extension).
-/// The 1.0.0 encoder reserves the exact protobuf length itself.
-fn v2_body_capacity(message: &Message) -> usize {
-    const PER_BLOCK: usize = 32;
-    const PER_METADATUM: usize = 64;
-    const PER_ENTRY: usize = 512;
-    let blocks: usize = message
-        .blocks
-        .iter()
-        .map(|block| block.data.len() + PER_BLOCK)
-        .sum();
-    let metadata: usize = message
-        .responses
-        .iter()
-        .map(|response| response.metadata.len() * PER_METADATUM)
-        .sum();
-    let entries = (message.requests.len() + message.responses.len() + 1) * PER_ENTRY;
-    blocks + metadata + entries
-}
-
 impl PeerWire {
     /// The wire state of a new peer; its readers pause above `high` bytes ahead, a metadata
     /// entry weighing at least `entry_weight` bytes (see [`ReadGate`]).
@@ -99,27 +76,24 @@ impl PeerWire {
         Version::from_tag(self.preferred.load(Ordering::Relaxed))
     }
 
-    /// Encodes `message` for `version`.
-    fn encode(&self, message: &Message, version: Version) -> Result<BytesMut, ProtocolError> {
-        let mut body = BytesMut::new();
+    /// Encodes `message` for `version`, as pieces to write in order (2.0.0 shares large
+    /// blocks instead of copying them: [`v2::encode_pieces`]).
+    fn encode(&self, message: &Message, version: Version) -> Result<Vec<Bytes>, ProtocolError> {
         match version {
-            Version::V2 => {
-                body.reserve(v2_body_capacity(message));
-                v2::encode(message, &mut body)
-            }
+            Version::V2 => v2::encode_pieces(message),
             Version::V1 => {
+                let mut body = BytesMut::new();
                 let mut ids = self.ids.lock().unwrap_or_else(PoisonError::into_inner);
-                v1::encode(message, &mut *ids, &mut body)
+                v1::encode(message, &mut *ids, &mut body).map(|()| vec![body.freeze()])
             }
         }
-        .map_err(|source| ProtocolError::Encode { source })?;
-        Ok(body)
+        .map_err(|source| ProtocolError::Encode { source })
     }
 
     /// Decodes a body received on a `version` stream.
-    fn decode(&self, body: &[u8], version: Version) -> Result<Message, ProtocolError> {
+    fn decode(&self, body: &Bytes, version: Version) -> Result<Message, ProtocolError> {
         match version {
-            Version::V2 => v2::decode(body),
+            Version::V2 => v2::decode_shared(body),
             Version::V1 => {
                 let mut ids = self.ids.lock().unwrap_or_else(PoisonError::into_inner);
                 v1::decode(body, &mut *ids)
@@ -378,7 +352,7 @@ impl Writer {
                     return false;
                 }
             };
-            match write_body(open, &body, &self.frame).await {
+            match write_pieces(open, &body, &self.frame).await {
                 Ok(()) => return true,
                 Err(error @ ProtocolError::Io { .. }) => {
                     tracing::debug!(%peer, attempt, %error, "write failed; reopening the stream");
@@ -490,71 +464,5 @@ pub(super) async fn read_stream(
                 return;
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use cid::Cid;
-
-    use super::*;
-    use crate::message::{
-        Block, LinkAction, Metadatum, Request, RequestId, Response, ResponseStatus,
-    };
-
-    fn cid(codec: u64, data: &[u8]) -> Cid {
-        use multihash_codetable::{Code, MultihashDigest};
-        Cid::new_v1(codec, Code::Sha2_256.digest(data))
-    }
-
-    /// A response message as the responder builds it: each block with its metadatum.
-    fn response_with(blocks: &[Vec<u8>], codec: u64) -> Message {
-        let id = RequestId::new([7; 16]);
-        let mut response = Response::new(id, ResponseStatus::PartialResponse);
-        let mut message = Message::new();
-        for data in blocks {
-            let link = cid(codec, data);
-            response
-                .metadata
-                .push(Metadatum::new(link, LinkAction::Present));
-            message.blocks.push(Block::from_cid(&link, data.clone()));
-        }
-        message.with_response(response)
-    }
-
-    fn encodes_without_growing(message: &Message) {
-        let capacity = v2_body_capacity(message);
-        let mut body = BytesMut::with_capacity(capacity);
-        let buffer = body.as_ptr();
-        v2::encode(message, &mut body).expect("encodes");
-        assert!(body.len() <= capacity, "{} bytes in {capacity}", body.len());
-        assert_eq!(body.as_ptr(), buffer, "the buffer was not reallocated");
-    }
-
-    #[test]
-    fn a_message_of_large_blocks_fits_its_reserved_body() {
-        let blocks: Vec<Vec<u8>> = (0..2u8).map(|i| vec![i; 256 * 1024]).collect();
-        encodes_without_growing(&response_with(&blocks, 0x55));
-    }
-
-    #[test]
-    fn a_message_of_many_small_blocks_fits_its_reserved_body() {
-        let blocks: Vec<Vec<u8>> = (0..2000u32)
-            .map(|i| {
-                let mut data = vec![0xa1, 0x61, b'i', 0x1a];
-                data.extend_from_slice(&i.to_be_bytes());
-                data
-            })
-            .collect();
-        encodes_without_growing(&response_with(&blocks, 0x71));
-    }
-
-    #[test]
-    fn a_request_fits_its_reserved_body() {
-        let selector = ipld_dagcbor::Node::Map(
-            ipld_dagcbor::Map::new().with(".", ipld_dagcbor::Node::empty_map()),
-        );
-        let request = Request::new(RequestId::new([1; 16]), cid(0x71, b"root"), selector);
-        encodes_without_growing(&Message::new().with_request(request));
     }
 }

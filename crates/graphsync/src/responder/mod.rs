@@ -1173,7 +1173,7 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Responder<P> {
                 let withheld =
                     fresh && (index <= task.skip_first || task.do_not_send.contains(&loaded.cid));
                 let send = fresh && !withheld;
-                if let Err(source) = traversal.provide(&bytes) {
+                if let Err(source) = traversal.provide_shared(&bytes) {
                     fail = Some(RequestError::Traversal { source });
                 }
                 let size = bytes.len() as u64;

@@ -477,3 +477,59 @@ fn sync_and_async_drivers_agree() {
     assert_eq!(sync.visits, visited.len() as u64);
     assert_eq!(sync.matches, sync.visits, "match-all matches every node");
 }
+
+#[test]
+fn provide_shared_visits_what_provide_visits_and_keeps_raw_leaves_in_place() {
+    use bytes::Bytes;
+
+    // The traversal does not check hashes: stand-in CIDs of the right codecs do.
+    let leaves: Vec<Bytes> = (0..3u8).map(|i| Bytes::from(vec![i; 2048])).collect();
+    let leaf_cids: Vec<Cid> = (0..3)
+        .map(|seed| common::fake_cid(codec::RAW, seed))
+        .collect();
+    let root_node = Node::Map(Map::new().with(
+        "leaves",
+        Node::List(leaf_cids.iter().copied().map(Node::Link).collect()),
+    ));
+    let root_bytes = Bytes::from(to_vec(&root_node).expect("encodes"));
+    let root = common::fake_cid(codec::DAG_CBOR, 99);
+    let mut blocks: HashMap<Cid, Bytes> = leaf_cids.iter().copied().zip(leaves).collect();
+    blocks.insert(root, root_bytes);
+
+    let walk = |shared: bool| {
+        let selector = Selector::explore_all_recursively();
+        let mut traversal = Traversal::new(root, &selector, common::permissive()).expect("ok");
+        let mut visits = Vec::new();
+        loop {
+            let cid = match traversal.next().expect("no error") {
+                Step::Done => return visits,
+                Step::Visit(visit) => {
+                    visits.push((visit.path.to_string(), visit.node.into_owned()));
+                    continue;
+                }
+                Step::Load(load) => load.cid,
+            };
+            let block = &blocks[&cid];
+            if shared {
+                traversal.provide_shared(block).expect("decodes");
+            } else {
+                traversal.provide(block).expect("decodes");
+            }
+        }
+    };
+    let (copied, shared) = (walk(false), walk(true));
+    assert_eq!(shared, copied);
+    let in_place = |visits: &[(String, Node)]| -> usize {
+        visits
+            .iter()
+            .filter_map(|(_, node)| node.as_bytes())
+            .filter(|bytes| {
+                leaf_cids
+                    .iter()
+                    .any(|cid| blocks[cid].as_ptr() == bytes.as_ptr())
+            })
+            .count()
+    };
+    assert_eq!(in_place(&shared), 3, "the raw leaves were copied");
+    assert_eq!(in_place(&copied), 0);
+}

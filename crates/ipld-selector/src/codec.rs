@@ -90,25 +90,35 @@ enum Input<'a> {
     Shared(&'a Bytes),
 }
 
+impl Input<'_> {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Input::Borrowed(bytes) => bytes,
+            Input::Shared(bytes) => bytes,
+        }
+    }
+
+    /// The whole block as one byte string: the shared buffer itself, or a copy.
+    fn to_bytes(self) -> Bytes {
+        match self {
+            Input::Borrowed(bytes) => Bytes::copy_from_slice(bytes),
+            Input::Shared(bytes) => bytes.clone(),
+        }
+    }
+}
+
 fn decode(cid: &Cid, input: Input<'_>, limits: &Limits) -> Result<Node, BlockDecodeError> {
-    let bytes = match input {
-        Input::Borrowed(bytes) => bytes,
-        Input::Shared(bytes) => bytes.as_ref(),
-    };
-    match (cid.codec(), input) {
-        (DAG_CBOR, Input::Borrowed(_)) => ipld_dagcbor::decode_with(bytes, limits)
-            .map_err(|source| BlockDecodeError::DagCbor { source }),
-        (DAG_CBOR, Input::Shared(shared)) => ipld_dagcbor::decode_shared(shared, limits)
-            .map_err(|source| BlockDecodeError::DagCbor { source }),
-        (RAW, Input::Borrowed(_)) => Ok(Node::Bytes(Bytes::copy_from_slice(bytes))),
-        (RAW, Input::Shared(shared)) => Ok(Node::Bytes(shared.clone())),
-        (DAG_PB, _) => {
-            dagpb::decode_node(bytes).map_err(|source| BlockDecodeError::DagPb { source })
+    let bytes = input.as_slice();
+    match cid.codec() {
+        DAG_CBOR => match input {
+            Input::Borrowed(bytes) => ipld_dagcbor::decode_with(bytes, limits),
+            Input::Shared(bytes) => ipld_dagcbor::decode_shared(bytes, limits),
         }
-        (DAG_JSON, _) => {
-            dagjson::decode(bytes).map_err(|source| BlockDecodeError::DagJson { source })
-        }
-        (codec, _) => Err(BlockDecodeError::UnknownCodec { codec }),
+        .map_err(|source| BlockDecodeError::DagCbor { source }),
+        RAW => Ok(Node::Bytes(input.to_bytes())),
+        DAG_PB => dagpb::decode_node(bytes).map_err(|source| BlockDecodeError::DagPb { source }),
+        DAG_JSON => dagjson::decode(bytes).map_err(|source| BlockDecodeError::DagJson { source }),
+        codec => Err(BlockDecodeError::UnknownCodec { codec }),
     }
 }
 

@@ -30,9 +30,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use cid::Cid;
 use ipld_dagcbor::Node;
+use ipld_dagcbor::SHARED_BYTES_MIN;
 use prost::Message as _;
 
 use super::{DecodeError, EncodeError, check_encodable, keep_last};
@@ -274,6 +275,24 @@ pub fn encode(
 /// As [`decode_wire`] and [`from_wire`].
 pub fn decode(body: &[u8], ids: &mut impl IdMap) -> Result<Message, DecodeError> {
     from_wire(decode_wire(body)?, ids)
+}
+
+/// Decodes one 1.0.0 body like [`decode`], with each block of at least
+/// [`ipld_dagcbor::SHARED_BYTES_MIN`] bytes a slice of `body` rather than a copy (smaller
+/// blocks are copied, so that they do not keep the whole body alive).
+///
+/// # Errors
+/// As [`decode`].
+pub fn decode_shared(body: &Bytes, ids: &mut impl IdMap) -> Result<Message, DecodeError> {
+    // Decoding from `Bytes`, prost slices `bytes = "bytes"` fields (the block data) out of it.
+    let mut wire =
+        pb::Message::decode(body.clone()).map_err(|source| DecodeError::Protobuf { source })?;
+    for block in &mut wire.data {
+        if block.data.len() < SHARED_BYTES_MIN {
+            block.data = Bytes::copy_from_slice(&block.data);
+        }
+    }
+    from_wire(wire, ids)
 }
 
 /// Appends the protobuf encoding of `wire` to `out`: fields in number order, zero values left
@@ -590,5 +609,30 @@ mod tests {
             ids.outgoing_request(RequestId::new([2; 16])),
             Err(EncodeError::IdsExhausted)
         ));
+    }
+
+    #[test]
+    fn decode_shared_slices_large_blocks_out_of_the_body() {
+        let prefix = CidPrefix::v1(0x55, 0x12, 32);
+        let sizes = [256 * 1024, SHARED_BYTES_MIN, SHARED_BYTES_MIN - 1];
+        let mut message = Message::new();
+        for (size, fill) in sizes.into_iter().zip(1u8..) {
+            message.blocks.push(Block::new(prefix, vec![fill; size]));
+        }
+        let mut body = BytesMut::new();
+        encode(&message, &mut PeerIds::new(1), &mut body).expect("encodes");
+        let body = body.freeze();
+        let decoded = decode_shared(&body, &mut PeerIds::new(2)).expect("decodes");
+        assert_eq!(decoded, message);
+        assert_eq!(
+            decode(&body, &mut PeerIds::new(2)).expect("decodes"),
+            decoded
+        );
+        let in_body: Vec<bool> = decoded
+            .blocks
+            .iter()
+            .map(|block| body.as_ptr_range().contains(&block.data.as_ptr()))
+            .collect();
+        assert_eq!(in_body, [true, true, false]);
     }
 }

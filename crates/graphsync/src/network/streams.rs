@@ -96,7 +96,7 @@ impl PeerWire {
             Version::V2 => v2::decode_shared(body),
             Version::V1 => {
                 let mut ids = self.ids.lock().unwrap_or_else(PoisonError::into_inner);
-                v1::decode(body, &mut *ids)
+                v1::decode_shared(body, &mut *ids)
             }
         }
         .map_err(|source| ProtocolError::Decode { source })

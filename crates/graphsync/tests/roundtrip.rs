@@ -8,7 +8,41 @@ use graphsync::codec::v2;
 use graphsync::testing::{FixedIds, arb_message, arb_message_v1, arb_message_v1_fixed_ids};
 use proptest::prelude::*;
 
+/// `message` with a block of `large` bytes first (the strategies' blocks are all small).
+fn with_large_block(mut message: graphsync::Message, large: Vec<u8>) -> graphsync::Message {
+    let prefix = graphsync::CidPrefix::v1(0x55, 0x12, 32);
+    message
+        .blocks
+        .insert(0, graphsync::Block::new(prefix, large));
+    message
+}
+
 proptest! {
+    #[test]
+    fn v2_pieces_and_shared_decoding_agree_with_the_plain_codec(
+        message in arb_message(),
+        large in prop::collection::vec(any::<u8>(), 1000..3000),
+    ) {
+        let message = with_large_block(message, large);
+        let body = v2::to_vec(&message).expect("encodable");
+        prop_assert_eq!(v2::encode_pieces(&message).expect("encodable").concat(), body.clone());
+        let body = bytes::Bytes::from(body);
+        prop_assert_eq!(v2::decode_shared(&body).expect("decodes"), message);
+    }
+
+    #[test]
+    fn v1_pieces_and_shared_decoding_agree_with_the_plain_codec(
+        message in arb_message_v1_fixed_ids(),
+        large in prop::collection::vec(any::<u8>(), 1000..3000),
+    ) {
+        let message = with_large_block(message, large);
+        let mut body = BytesMut::new();
+        v1::encode(&message, &mut FixedIds, &mut body).expect("encodable");
+        let pieces = v1::encode_pieces(&message, &mut FixedIds).expect("encodable");
+        prop_assert_eq!(pieces.concat(), body.to_vec());
+        prop_assert_eq!(v1::decode_shared(&body.freeze(), &mut FixedIds).expect("decodes"), message);
+    }
+
     #[test]
     fn v2_decode_inverts_encode(message in arb_message()) {
         let bytes = v2::to_vec(&message).expect("strategy messages are encodable");

@@ -30,7 +30,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use cid::Cid;
 use ipld_dagcbor::Node;
 use ipld_dagcbor::SHARED_BYTES_MIN;
@@ -267,6 +267,71 @@ pub fn encode(
     let wire = to_wire(message, ids)?;
     encode_wire(&wire, out);
     Ok(())
+}
+
+/// The 1.0.0 body of `message` as pieces to be written in order, without copying its large
+/// blocks: the bytes [`encode`] writes, with each block of at least
+/// [`ipld_dagcbor::SHARED_BYTES_MIN`] bytes a piece of its own (its `Bytes` itself). The
+/// blocks are the last field (number 4), so they are written after the rest, as prost
+/// writes them.
+///
+/// # Errors
+/// As [`encode`].
+pub fn encode_pieces(message: &Message, ids: &mut impl IdMap) -> Result<Vec<Bytes>, EncodeError> {
+    use prost::encoding::{WireType, encode_key, encode_varint};
+    const BLOCKS: u32 = 4;
+    const PREFIX: u32 = 1;
+    const DATA: u32 = 2;
+    const PER_BLOCK: usize = 32;
+
+    let mut wire = to_wire(message, ids)?;
+    let blocks = std::mem::take(&mut wire.data);
+    let small: usize = blocks
+        .iter()
+        .map(|block| {
+            PER_BLOCK
+                + block.prefix.len()
+                + if shared(&block.data) {
+                    0
+                } else {
+                    block.data.len()
+                }
+        })
+        .sum();
+    let mut out = BytesMut::with_capacity(wire.encoded_len() + small);
+    wire.encode_raw(&mut out);
+    let mut pieces = Vec::with_capacity(2 * blocks.len() + 1);
+    for block in &blocks {
+        encode_key(BLOCKS, WireType::LengthDelimited, &mut out);
+        encode_varint(len(block.encoded_len()), &mut out);
+        if !block.prefix.is_empty() {
+            prost::encoding::bytes::encode(PREFIX, &block.prefix, &mut out);
+        }
+        if block.data.is_empty() {
+            continue;
+        }
+        encode_key(DATA, WireType::LengthDelimited, &mut out);
+        encode_varint(len(block.data.len()), &mut out);
+        if shared(&block.data) {
+            pieces.push(out.split().freeze());
+            pieces.push(block.data.clone());
+        } else {
+            out.put_slice(&block.data);
+        }
+    }
+    if !out.is_empty() {
+        pieces.push(out.split().freeze());
+    }
+    Ok(pieces)
+}
+
+/// Whether [`encode_pieces`] leaves these block bytes in a piece of their own.
+fn shared(data: &[u8]) -> bool {
+    data.len() >= SHARED_BYTES_MIN
+}
+
+fn len(len: usize) -> u64 {
+    u64::try_from(len).expect("a length in memory fits in u64")
 }
 
 /// Decodes one 1.0.0 body (without the length prefix) into the shared model.
@@ -634,5 +699,49 @@ mod tests {
             .map(|block| body.as_ptr_range().contains(&block.data.as_ptr()))
             .collect();
         assert_eq!(in_body, [true, true, false]);
+    }
+
+    /// A message with every part: a new request, a response (with metadata) to a request the
+    /// peer sent as integer 5, and blocks of 256 KiB, 1 KiB, 1 KiB − 1 and 0 bytes.
+    fn full_message(ids: &mut PeerIds) -> Message {
+        use crate::message::{LinkAction, Metadatum};
+        let root: Cid = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+            .parse()
+            .expect("cid");
+        let selector = Node::Map(ipld_dagcbor::Map::new().with(".", Node::empty_map()));
+        let answered = ids.incoming_request(5);
+        let mut response = Response::new(answered, ResponseStatus::PartialResponse);
+        response
+            .metadata
+            .push(Metadatum::new(root, LinkAction::Present));
+        let mut message = Message::new()
+            .with_request(Request::new(RequestId::new([4; 16]), root, selector))
+            .with_response(response);
+        let prefix = CidPrefix::v1(0x55, 0x12, 32);
+        for size in [256 * 1024, SHARED_BYTES_MIN, SHARED_BYTES_MIN - 1, 0] {
+            message.blocks.push(Block::new(prefix, vec![7; size]));
+        }
+        message
+    }
+
+    #[test]
+    fn encode_pieces_are_the_encoding_with_large_blocks_shared() {
+        let (mut for_pieces, mut for_body) = (PeerIds::new(3), PeerIds::new(3));
+        let message = full_message(&mut for_pieces);
+        assert_eq!(full_message(&mut for_body), message);
+        let pieces = encode_pieces(&message, &mut for_pieces).expect("encodes");
+        let mut body = BytesMut::new();
+        encode(&message, &mut for_body, &mut body).expect("encodes");
+        assert_eq!(pieces.concat(), body);
+        let shared: Vec<bool> = message
+            .blocks
+            .iter()
+            .map(|block| {
+                pieces
+                    .iter()
+                    .any(|piece| piece.as_ptr() == block.data.as_ptr())
+            })
+            .collect();
+        assert_eq!(shared[..3], [true, true, false]);
     }
 }

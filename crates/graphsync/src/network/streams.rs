@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::AsyncWriteExt;
 use libp2p::{PeerId, Stream};
 use libp2p_stream::OpenStreamError;
@@ -76,15 +76,14 @@ impl PeerWire {
         Version::from_tag(self.preferred.load(Ordering::Relaxed))
     }
 
-    /// Encodes `message` for `version`, as pieces to write in order (2.0.0 shares large
-    /// blocks instead of copying them: [`v2::encode_pieces`]).
+    /// Encodes `message` for `version`, as pieces to write in order (large blocks are
+    /// shared, not copied: [`v2::encode_pieces`], [`v1::encode_pieces`]).
     fn encode(&self, message: &Message, version: Version) -> Result<Vec<Bytes>, ProtocolError> {
         match version {
             Version::V2 => v2::encode_pieces(message),
             Version::V1 => {
-                let mut body = BytesMut::new();
                 let mut ids = self.ids.lock().unwrap_or_else(PoisonError::into_inner);
-                v1::encode(message, &mut *ids, &mut body).map(|()| vec![body.freeze()])
+                v1::encode_pieces(message, &mut *ids)
             }
         }
         .map_err(|source| ProtocolError::Encode { source })

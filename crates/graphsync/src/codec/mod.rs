@@ -248,3 +248,15 @@ fn keep_last<T, K: std::hash::Hash + Eq>(items: Vec<T>, key: impl Fn(&T) -> K) -
     kept.reverse();
     kept
 }
+
+/// Whether an encoder leaves these block bytes in a piece of their own (`encode_pieces`)
+/// rather than copying them into the body: blocks of at least
+/// [`ipld_dagcbor::SHARED_BYTES_MIN`] bytes, the size from which the decoders share them too.
+fn shared_block(data: &[u8]) -> bool {
+    data.len() >= ipld_dagcbor::SHARED_BYTES_MIN
+}
+
+/// A length as the `u64` the encoders write.
+fn wire_len(len: usize) -> u64 {
+    u64::try_from(len).expect("a length in memory fits in u64")
+}

@@ -36,7 +36,7 @@ use ipld_dagcbor::Node;
 use ipld_dagcbor::SHARED_BYTES_MIN;
 use prost::Message as _;
 
-use super::{DecodeError, EncodeError, check_encodable, keep_last};
+use super::{DecodeError, EncodeError, check_encodable, keep_last, shared_block, wire_len};
 use crate::block::CidPrefix;
 use crate::extension::{
     Extensions, RESPONSE_METADATA, decode_response_metadata, encode_response_metadata,
@@ -278,46 +278,24 @@ pub fn encode(
 /// # Errors
 /// As [`encode`].
 pub fn encode_pieces(message: &Message, ids: &mut impl IdMap) -> Result<Vec<Bytes>, EncodeError> {
-    use prost::encoding::{WireType, encode_key, encode_varint};
-    const BLOCKS: u32 = 4;
-    const PREFIX: u32 = 1;
-    const DATA: u32 = 2;
     const PER_BLOCK: usize = 32;
-
     let mut wire = to_wire(message, ids)?;
     let blocks = std::mem::take(&mut wire.data);
-    let small: usize = blocks
+    let copied: usize = blocks
         .iter()
-        .map(|block| {
-            PER_BLOCK
-                + block.prefix.len()
-                + if shared(&block.data) {
-                    0
-                } else {
-                    block.data.len()
-                }
-        })
+        .map(|block| PER_BLOCK + block.prefix.len())
+        .chain(
+            blocks
+                .iter()
+                .filter(|b| !shared_block(&b.data))
+                .map(|b| b.data.len()),
+        )
         .sum();
-    let mut out = BytesMut::with_capacity(wire.encoded_len() + small);
+    let mut out = BytesMut::with_capacity(wire.encoded_len() + copied);
     wire.encode_raw(&mut out);
     let mut pieces = Vec::with_capacity(2 * blocks.len() + 1);
     for block in &blocks {
-        encode_key(BLOCKS, WireType::LengthDelimited, &mut out);
-        encode_varint(len(block.encoded_len()), &mut out);
-        if !block.prefix.is_empty() {
-            prost::encoding::bytes::encode(PREFIX, &block.prefix, &mut out);
-        }
-        if block.data.is_empty() {
-            continue;
-        }
-        encode_key(DATA, WireType::LengthDelimited, &mut out);
-        encode_varint(len(block.data.len()), &mut out);
-        if shared(&block.data) {
-            pieces.push(out.split().freeze());
-            pieces.push(block.data.clone());
-        } else {
-            out.put_slice(&block.data);
-        }
+        write_block_field(block, &mut out, &mut pieces);
     }
     if !out.is_empty() {
         pieces.push(out.split().freeze());
@@ -325,13 +303,29 @@ pub fn encode_pieces(message: &Message, ids: &mut impl IdMap) -> Result<Vec<Byte
     Ok(pieces)
 }
 
-/// Whether [`encode_pieces`] leaves these block bytes in a piece of their own.
-fn shared(data: &[u8]) -> bool {
-    data.len() >= SHARED_BYTES_MIN
-}
-
-fn len(len: usize) -> u64 {
-    u64::try_from(len).expect("a length in memory fits in u64")
+/// Writes `block` as field 4 of the message, as prost would; large block bytes go to `pieces`
+/// after the piece of `out` written before them.
+fn write_block_field(block: &pb::Block, out: &mut BytesMut, pieces: &mut Vec<Bytes>) {
+    use prost::encoding::{WireType, encode_key, encode_varint};
+    const BLOCKS: u32 = 4;
+    const PREFIX: u32 = 1;
+    const DATA: u32 = 2;
+    encode_key(BLOCKS, WireType::LengthDelimited, out);
+    encode_varint(wire_len(block.encoded_len()), out);
+    if !block.prefix.is_empty() {
+        prost::encoding::bytes::encode(PREFIX, &block.prefix, out);
+    }
+    if block.data.is_empty() {
+        return;
+    }
+    encode_key(DATA, WireType::LengthDelimited, out);
+    encode_varint(wire_len(block.data.len()), out);
+    if shared_block(&block.data) {
+        pieces.push(out.split().freeze());
+        pieces.push(block.data.clone());
+    } else {
+        out.put_slice(&block.data);
+    }
 }
 
 /// Decodes one 1.0.0 body (without the length prefix) into the shared model.

@@ -18,9 +18,9 @@
 //! duplicate blocks are kept (Go collapses them by CID).
 
 use bytes::{BufMut, Bytes, BytesMut};
-use ipld_dagcbor::{Limits, Map, Node, SHARED_BYTES_MIN, write_head};
+use ipld_dagcbor::{Limits, Map, Node, write_head};
 
-use super::{DecodeError, EncodeError, check_encodable, keep_last};
+use super::{DecodeError, EncodeError, check_encodable, keep_last, shared_block, wire_len};
 use crate::block::CidPrefix;
 use crate::extension::Extensions;
 use crate::message::{
@@ -104,7 +104,7 @@ fn unshared_capacity(message: &Message) -> usize {
         .iter()
         .map(|block| {
             PER_BLOCK
-                + if shared(&block.data) {
+                + if shared_block(&block.data) {
                     0
                 } else {
                     block.data.len()
@@ -118,11 +118,6 @@ fn unshared_capacity(message: &Message) -> usize {
         .sum();
     let entries = (message.requests.len() + message.responses.len() + 1) * PER_ENTRY;
     blocks + metadata + entries
-}
-
-/// Whether [`encode_pieces`] leaves these block bytes in a piece of their own.
-fn shared(data: &[u8]) -> bool {
-    data.len() >= SHARED_BYTES_MIN
 }
 
 /// The 2.0.0 body of `message` in a new vector.
@@ -218,13 +213,13 @@ fn write_message(
     write_head(5, count(present), out);
     if !message.blocks.is_empty() {
         write_text("blk", out);
-        write_head(4, len(message.blocks.len()), out);
+        write_head(4, wire_len(message.blocks.len()), out);
         for block in &message.blocks {
             write_head(4, 2, out);
             write_bytes(&block.prefix.to_bytes(), out);
-            write_head(2, len(block.data.len()), out);
+            write_head(2, wire_len(block.data.len()), out);
             match pieces.as_deref_mut() {
-                Some(pieces) if shared(&block.data) => {
+                Some(pieces) if shared_block(&block.data) => {
                     pieces.push(out.split().freeze());
                     pieces.push(block.data.clone());
                 }
@@ -234,14 +229,14 @@ fn write_message(
     }
     if !message.requests.is_empty() {
         write_text("req", out);
-        write_head(4, len(message.requests.len()), out);
+        write_head(4, wire_len(message.requests.len()), out);
         for request in &message.requests {
             write_request(request, out)?;
         }
     }
     if !message.responses.is_empty() {
         write_text("rsp", out);
-        write_head(4, len(message.responses.len()), out);
+        write_head(4, wire_len(message.responses.len()), out);
         for response in &message.responses {
             write_response(response, out)?;
         }
@@ -311,7 +306,7 @@ fn write_response(response: &Response, out: &mut BytesMut) -> Result<(), EncodeE
     }
     if has_meta {
         write_text("meta", out);
-        write_head(4, len(response.metadata.len()), out);
+        write_head(4, wire_len(response.metadata.len()), out);
         for entry in &response.metadata {
             write_head(4, 2, out);
             write_node(&Node::Link(entry.link), &response.id, "meta", out)?;
@@ -332,9 +327,9 @@ fn write_extensions(
     out: &mut BytesMut,
 ) -> Result<(), EncodeError> {
     // `Extensions` keeps its names in canonical order already.
-    write_head(5, len(extensions.len()), out);
+    write_head(5, wire_len(extensions.len()), out);
     for (name, value) in extensions.iter() {
-        write_head(3, len(name.len()), out);
+        write_head(3, wire_len(name.len()), out);
         out.put_slice(name.as_bytes());
         match value {
             Some(node) => write_node(node, id, "ext", out)?,
@@ -357,21 +352,17 @@ fn write_node(
 }
 
 fn write_text(text: &str, out: &mut BytesMut) {
-    write_head(3, len(text.len()), out);
+    write_head(3, wire_len(text.len()), out);
     out.put_slice(text.as_bytes());
 }
 
 fn write_bytes(bytes: &[u8], out: &mut BytesMut) {
-    write_head(2, len(bytes.len()), out);
+    write_head(2, wire_len(bytes.len()), out);
     out.put_slice(bytes);
 }
 
 fn count<const N: usize>(present: [bool; N]) -> u64 {
     present.iter().filter(|&&flag| flag).count() as u64
-}
-
-fn len(len: usize) -> u64 {
-    u64::try_from(len).expect("a length in memory fits in u64")
 }
 
 fn decode_request(node: &Node, at: &str) -> Result<Request, DecodeError> {
@@ -607,6 +598,8 @@ fn missing(at: &str, field: &'static str) -> DecodeError {
 
 #[cfg(test)]
 mod tests {
+    use ipld_dagcbor::SHARED_BYTES_MIN;
+
     use super::*;
 
     #[test]
@@ -711,7 +704,7 @@ mod tests {
             .blocks
             .iter()
             .map(|b| &b.data)
-            .filter(|d| shared(d))
+            .filter(|d| shared_block(d))
             .collect();
         let (blocks, copied): (Vec<&Bytes>, Vec<&Bytes>) = pieces
             .iter()
@@ -725,7 +718,7 @@ mod tests {
             .blocks
             .iter()
             .map(|b| &b.data)
-            .filter(|d| !shared(d))
+            .filter(|d| !shared_block(d))
         {
             assert!(
                 copied

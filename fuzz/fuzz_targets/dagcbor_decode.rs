@@ -1,12 +1,12 @@
 //! Fuzz target: `ipld_dagcbor::decode_with` on arbitrary bytes, under small limits.
 //!
-//! Decoding must never panic. When the bytes decode, the canonical re-encoding must decode to
+//! Decoding must never panic, and `decode_shared` must decode exactly what `decode_with` does. When the bytes decode, the canonical re-encoding must decode to
 //! the same node (NaN floats compare equal to each other here), and encoding that node again
 //! must give the same bytes: the canonical form is a fixed point.
 
 #![no_main]
 
-use ipld_dagcbor::{Limits, Node, decode_with, to_vec};
+use ipld_dagcbor::{Limits, Node, decode_shared, decode_with, to_vec};
 use libfuzzer_sys::fuzz_target;
 
 /// Small bounds, so the fuzzer explores structure rather than size.
@@ -16,9 +16,16 @@ const LIMITS: Limits = Limits {
 };
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(node) = decode_with(data, &LIMITS) else {
+    let decoded = decode_with(data, &LIMITS);
+    let shared = decode_shared(&bytes::Bytes::copy_from_slice(data), &LIMITS);
+    assert_eq!(decoded.is_ok(), shared.is_ok(), "decode_shared disagrees");
+    let Ok(node) = decoded else {
         return;
     };
+    assert!(
+        same(&node, &shared.expect("checked above")),
+        "decode_shared gives another node"
+    );
     let canonical = to_vec(&node).expect("a decoded node holds only encodable integers");
     // The canonical form can be longer than the input (floats widen to 64 bits), so decode it
     // with room to spare but the same depth bound.

@@ -221,7 +221,8 @@ fn drain(node: &mut Peer) {
         events += 1;
         match event {
             Event::Snapshot(state) => {
-                node.store.insert(state.channel_id.clone(), Arc::unwrap_or_clone(state));
+                node.store
+                    .insert(state.channel_id.clone(), Arc::unwrap_or_clone(state));
             }
             Event::ValidationRequested(question) => node.questions.push_back(question.channel),
             Event::Channel(_) => {}
@@ -390,7 +391,10 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(new.status, old.status, "terminal absorbs: {key:?}");
             }
             for (o, n) in old.counters.iter().zip(&new.counters) {
-                assert!(n >= o, "counters never decrease: {key:?} {old:?} -> {new:?}");
+                assert!(
+                    n >= o,
+                    "counters never decrease: {key:?} {old:?} -> {new:?}"
+                );
             }
             assert!(
                 new.vouchers >= old.vouchers && new.results >= old.results,

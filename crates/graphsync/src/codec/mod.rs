@@ -256,6 +256,11 @@ fn shared_block(data: &[u8]) -> bool {
     data.len() >= ipld_dagcbor::SHARED_BYTES_MIN
 }
 
+/// The bytes of a block that `encode_pieces` copies into the body: none of a shared block.
+fn copied_len(data: &[u8]) -> usize {
+    if shared_block(data) { 0 } else { data.len() }
+}
+
 /// A length as the `u64` the encoders write.
 fn wire_len(len: usize) -> u64 {
     u64::try_from(len).expect("a length in memory fits in u64")

@@ -33,10 +33,11 @@ use std::collections::{BTreeMap, HashMap};
 use bytes::{BufMut, Bytes, BytesMut};
 use cid::Cid;
 use ipld_dagcbor::Node;
-use ipld_dagcbor::SHARED_BYTES_MIN;
 use prost::Message as _;
 
-use super::{DecodeError, EncodeError, check_encodable, keep_last, shared_block, wire_len};
+use super::{
+    DecodeError, EncodeError, check_encodable, copied_len, keep_last, shared_block, wire_len,
+};
 use crate::block::CidPrefix;
 use crate::extension::{
     Extensions, RESPONSE_METADATA, decode_response_metadata, encode_response_metadata,
@@ -283,13 +284,7 @@ pub fn encode_pieces(message: &Message, ids: &mut impl IdMap) -> Result<Vec<Byte
     let blocks = std::mem::take(&mut wire.data);
     let copied: usize = blocks
         .iter()
-        .map(|block| PER_BLOCK + block.prefix.len())
-        .chain(
-            blocks
-                .iter()
-                .filter(|b| !shared_block(&b.data))
-                .map(|b| b.data.len()),
-        )
+        .map(|block| PER_BLOCK + block.prefix.len() + copied_len(&block.data))
         .sum();
     let mut out = BytesMut::with_capacity(wire.encoded_len() + copied);
     wire.encode_raw(&mut out);
@@ -347,7 +342,7 @@ pub fn decode_shared(body: &Bytes, ids: &mut impl IdMap) -> Result<Message, Deco
     let mut wire =
         pb::Message::decode(body.clone()).map_err(|source| DecodeError::Protobuf { source })?;
     for block in &mut wire.data {
-        if block.data.len() < SHARED_BYTES_MIN {
+        if !shared_block(&block.data) {
             block.data = Bytes::copy_from_slice(&block.data);
         }
     }
@@ -626,6 +621,8 @@ fn parse_cid(bytes: &[u8]) -> Result<Cid, cid::Error> {
 
 #[cfg(test)]
 mod tests {
+    use ipld_dagcbor::SHARED_BYTES_MIN;
+
     use super::*;
 
     #[test]

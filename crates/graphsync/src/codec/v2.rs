@@ -20,7 +20,9 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use ipld_dagcbor::{Limits, Map, Node, write_head};
 
-use super::{DecodeError, EncodeError, check_encodable, keep_last, shared_block, wire_len};
+use super::{
+    DecodeError, EncodeError, check_encodable, copied_len, keep_last, shared_block, wire_len,
+};
 use crate::block::CidPrefix;
 use crate::extension::Extensions;
 use crate::message::{
@@ -102,14 +104,7 @@ fn unshared_capacity(message: &Message) -> usize {
     let blocks: usize = message
         .blocks
         .iter()
-        .map(|block| {
-            PER_BLOCK
-                + if shared_block(&block.data) {
-                    0
-                } else {
-                    block.data.len()
-                }
-        })
+        .map(|block| PER_BLOCK + copied_len(&block.data))
         .sum();
     let metadata: usize = message
         .responses

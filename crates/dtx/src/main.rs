@@ -43,6 +43,7 @@ use crate::error::CliError;
 use crate::output::Output;
 
 fn main() -> ExitCode {
+    datatransfer::libp2p::reuse_freed_buffers();
     let cli = Cli::parse();
     let mut json = cli.json.unwrap_or(false);
     match run(cli, &mut json) {

@@ -431,6 +431,7 @@ async fn request(args: &[String]) -> anyhow::Result<bool> {
 // (decryption, yamux) and the graphsync driver (hashing, traversal) can run at once.
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {
+    graphsync::network::reuse_freed_buffers();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rest = args.get(1..).unwrap_or_default();
     let result = match args.first().map(String::as_str) {

@@ -93,6 +93,7 @@ pub use self::peers::{KeepAlive, PeerBook};
 pub use self::swarm::{
     BuildError, DEFAULT_TCP_READ_BUFFER, Event, NodeBehaviour, SwarmConfig, build_swarm,
 };
+pub use graphsync::network::{REUSE_FREED_BUFFERS_UP_TO, reuse_freed_buffers};
 
 /// The data-transfer protocol id, the only one go-data-transfer v1.15.1 speaks (spec §2.1).
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/fil/datatransfer/1.2.0");

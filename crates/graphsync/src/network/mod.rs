@@ -120,6 +120,7 @@
 
 mod behaviour;
 mod driver;
+mod heap;
 mod hooks;
 mod report_order;
 mod store;
@@ -137,6 +138,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use self::behaviour::{AcceptHandler, AcceptUpgrade, Behaviour};
 use self::driver::{Command, Driver};
+pub use self::heap::{REUSE_FREED_BUFFERS_UP_TO, reuse_freed_buffers};
 use self::hooks::Registry;
 pub use self::hooks::{
     HookHandle, IncomingBlock, IncomingBlockActions, IncomingRequestActions, IncomingResponse,

@@ -63,6 +63,7 @@ const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
+    datatransfer::libp2p::reuse_freed_buffers();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let command = args.first().map(String::as_str);
     if !matches!(command, Some("dt" | "bench-serve" | "bench-pull")) {

@@ -43,7 +43,8 @@
 //! `--writes threads` sends them through a bounded queue (`--write-queue N`, default
 //! [`block_files::DEFAULT_WRITE_QUEUE`]) to a pool of writer threads (`--writers N`, default
 //! [`block_files::DEFAULT_WRITERS`]) instead, for a disk whose files wait for the device. The runtime has two threads, as Go runs
-//! with `GOMAXPROCS` = 2 on the bench's 2-core machine.
+//! with `GOMAXPROCS` = 2 on the bench's 2-core machine. Like `dtx`, it first calls
+//! [`graphsync::network::reuse_freed_buffers`].
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 

@@ -212,6 +212,9 @@ type dtNode struct {
 	// lastRequest: the Owed of the channel's last voucher result, if it was a payment
 	// request (initiator).
 	lastRequest map[datatransfer.ChannelID]uint64
+	// paidRequests: the Owed of the channel's last two payment requests that were paid,
+	// latest last (initiator).
+	paidRequests map[datatransfer.ChannelID][]uint64
 	// payq runs the initiator's payments one at a time, in the order they were asked for.
 	payq chan func()
 }
@@ -232,7 +235,8 @@ func newDtNode(ctx context.Context, cfg DtConfig, st *Stack, ev *events, out *Em
 	}
 	n := &dtNode{cfg: cfg, ev: ev, out: out, self: st.Host.ID(), mgr: mgr, ctx: ctx,
 		payments: map[datatransfer.ChannelID]*payment{}, lastRequest: map[datatransfer.ChannelID]uint64{},
-		payq: make(chan func(), 1024)}
+		paidRequests: map[datatransfer.ChannelID][]uint64{},
+		payq:         make(chan func(), 1024)}
 	go func() {
 		for {
 			select {
@@ -423,20 +427,30 @@ func (n *dtNode) onEvent(event datatransfer.Event, chst datatransfer.ChannelStat
 	n.mu.Lock()
 	last, lastWasRequest := n.lastRequest[chid]
 	duplicate := isRequest && lastWasRequest && last == res.Owed
+	paid := n.paidRequests[chid]
+	lateCopy := isRequest && responderFinalizing(chst.Status()) && len(paid) == 2 && paid[0] == res.Owed
+	fresh := isRequest && !duplicate && !lateCopy
 	if isRequest {
 		n.lastRequest[chid] = res.Owed
 	} else {
 		delete(n.lastRequest, chid)
 	}
+	if fresh {
+		n.paidRequests[chid] = append(paid[max(len(paid)-1, 0):], res.Owed)
+	}
 	n.mu.Unlock()
 	// go-data-transfer v1.15's responder sends a message from its outgoing-block hook (the
 	// data-limit payment requests) under each of its extension names, and its initiator
-	// decodes both (gsIncomingResponseHook), so each such request is seen twice, back to
-	// back. A request equal to the previous result is that copy: the next data-limit request
-	// comes after the answer to the payment, on the same graphsync response, and the final
-	// request (on the data-transfer network, so it may overtake that answer) always owes
-	// less than BYTES.
-	if !isRequest || duplicate {
+	// decodes both (gsIncomingResponseHook), so each such request is seen twice, mostly back
+	// to back. A request equal to the previous result is that copy: the next data-limit
+	// request comes after the answer to the payment, on the same graphsync response, and the
+	// final request (on the data-transfer network, so it may overtake that answer) always
+	// owes less than BYTES. go-graphsync may also carry the copy on the response's next
+	// message, after the final request has overtaken it and the responder has begun
+	// finalizing: a request then equal to the one paid before the final one is that late
+	// copy (no data-limit request follows the final one, and this initiator pays every
+	// request in full, so none is asked again).
+	if !fresh {
 		return
 	}
 	first, err := asVoucher(chst.Voucher())
@@ -445,6 +459,17 @@ func (n *dtNode) onEvent(event datatransfer.Event, chst datatransfer.ChannelStat
 	}
 	v := Voucher{ID: first.ID, Amount: res.Owed}
 	n.payq <- func() { n.pay(chid, v) }
+}
+
+// responderFinalizing says whether an initiator's channel has seen its responder begin
+// finalizing (or complete).
+func responderFinalizing(status datatransfer.Status) bool {
+	switch status {
+	case datatransfer.ResponderFinalizing, datatransfer.ResponderFinalizingTransferFinished,
+		datatransfer.ResponderCompleted, datatransfer.Completing, datatransfer.Completed:
+		return true
+	}
+	return false
 }
 
 func (n *dtNode) pay(chid datatransfer.ChannelID, v Voucher) {

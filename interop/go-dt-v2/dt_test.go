@@ -548,9 +548,13 @@ func TestPaidRetrievalWithFinalization(t *testing.T) {
 		t.Errorf("paid %d in all for %d bytes", total, f.bytes)
 	}
 	// The accepting result rides on graphsync and a payment request on the data-transfer
-	// network: the two may arrive in either order.
-	if !slices.Contains(outcomes, "accepted") || outcomes[len(outcomes)-1] != "settled" {
-		t.Errorf("voucher results %v: want accepted, and settled last", outcomes)
+	// network: the two may arrive in either order. The final request (data-transfer network)
+	// may also overtake the second copy of the last data-limit request and the answer to its
+	// payment (both on graphsync), which then arrive after the settlement; no payment
+	// follows it (checked above: every request was paid once).
+	settled := slices.Index(outcomes, "settled")
+	if !slices.Contains(outcomes, "accepted") || settled < 0 || !lateRound(outcomes[settled+1:]) {
+		t.Errorf("voucher results %v: want accepted, and settled last but for a late copy of the last data-limit request and its answer", outcomes)
 	}
 	if len(resp.all("dt", func(ev map[string]any) bool { return ev["name"] == "BeginFinalizing" })) != 1 {
 		t.Error("the responder never began finalizing")
@@ -796,4 +800,19 @@ func TestFourParallelPulls(t *testing.T) {
 		checkTotals(t, "responder", resp.finished(ch), "Completed", fs[i].bytes, 0)
 		init.exportMatches(fs[i])
 	}
+}
+
+// lateRound says whether voucher results that arrived after the settlement are at most the
+// overtaken tail of the last data-limit round: its request's second copy, then the answer
+// to its payment.
+func lateRound(after []string) bool {
+	switch len(after) {
+	case 0:
+		return true
+	case 1:
+		return after[0] == "payment-required" || after[0] == "paid"
+	case 2:
+		return after[0] == "payment-required" && after[1] == "paid"
+	}
+	return false
 }

@@ -48,6 +48,9 @@ type dtNode struct {
 	// lastRequest: the Owed of the channel's last voucher result, if it was a payment
 	// request (initiator).
 	lastRequest map[datatransfer.ChannelID]uint64
+	// paidRequests: the Owed of the channel's last two payment requests that were paid,
+	// latest last (initiator, with --skip-request-copies).
+	paidRequests map[datatransfer.ChannelID][]uint64
 }
 
 // newDtNode starts the manager on st and registers InteropVoucher.
@@ -65,7 +68,8 @@ func newDtNode(ctx context.Context, cfg DtConfig, st *Stack, ev *events, out *Em
 		return nil, err
 	}
 	n := &dtNode{cfg: cfg, ev: ev, out: out, self: st.Host.ID(), mgr: mgr, tp: tp, ctx: ctx,
-		payq: make(chan func(), 1024), lastRequest: map[datatransfer.ChannelID]uint64{}}
+		payq: make(chan func(), 1024), lastRequest: map[datatransfer.ChannelID]uint64{},
+		paidRequests: map[datatransfer.ChannelID][]uint64{}}
 	go func() {
 		for {
 			select {
@@ -278,7 +282,7 @@ func (n *dtNode) onEvent(event datatransfer.Event, chst datatransfer.ChannelStat
 			return
 		}
 		res, ok := decodeResult(chst.LastVoucherResult())
-		if !n.freshRequest(chid, res, ok) {
+		if !n.freshRequest(chid, chst.Status(), res, ok) {
 			return
 		}
 		first, err := decodeVoucher(chst.Voucher().Voucher)
@@ -335,8 +339,12 @@ func (n *dtNode) onEvent(event datatransfer.Event, chst datatransfer.ChannelStat
 // flight, racing its own finalization request (this initiator may then apply the two out of
 // order). A go-data-transfer v2 responder sends no copies, but its next request may overtake
 // the answer to the payment (both go on the data-transfer network), so against it the
-// option stays off.
-func (n *dtNode) freshRequest(chid datatransfer.ChannelID, res VoucherResult, ok bool) bool {
+// option stays off. go-graphsync may also carry the copy on the response's next message,
+// after the final request (data-transfer network) has overtaken it and the responder has
+// begun finalizing: a request then equal to the one paid before the final one is that late
+// copy (no data-limit request follows the final one, and this initiator pays every request
+// in full, so none is asked again).
+func (n *dtNode) freshRequest(chid datatransfer.ChannelID, status datatransfer.Status, res VoucherResult, ok bool) bool {
 	isRequest := ok && res.Outcome == OutcomePaymentRequired
 	if !n.cfg.SkipRequestCopies {
 		return isRequest
@@ -349,7 +357,24 @@ func (n *dtNode) freshRequest(chid datatransfer.ChannelID, res VoucherResult, ok
 		return false
 	}
 	n.lastRequest[chid] = res.Owed
-	return !lastWasRequest || last != res.Owed
+	paid := n.paidRequests[chid]
+	lateCopy := responderFinalizing(status) && len(paid) == 2 && paid[0] == res.Owed
+	if (lastWasRequest && last == res.Owed) || lateCopy {
+		return false
+	}
+	n.paidRequests[chid] = append(paid[max(len(paid)-1, 0):], res.Owed)
+	return true
+}
+
+// responderFinalizing says whether an initiator's channel has seen its responder begin
+// finalizing (or complete).
+func responderFinalizing(status datatransfer.Status) bool {
+	switch status {
+	case datatransfer.ResponderFinalizing, datatransfer.ResponderFinalizingTransferFinished,
+		datatransfer.ResponderCompleted, datatransfer.Completing, datatransfer.Completed:
+		return true
+	}
+	return false
 }
 
 func (n *dtNode) pay(chid datatransfer.ChannelID, v Voucher) {

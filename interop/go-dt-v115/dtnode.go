@@ -428,7 +428,7 @@ func (n *dtNode) onEvent(event datatransfer.Event, chst datatransfer.ChannelStat
 	last, lastWasRequest := n.lastRequest[chid]
 	duplicate := isRequest && lastWasRequest && last == res.Owed
 	paid := n.paidRequests[chid]
-	lateCopy := isRequest && responderFinalizing(chst.Status()) && len(paid) == 2 && paid[0] == res.Owed
+	lateCopy := isRequest && responderFinalizing(datatransfer.Statuses[chst.Status()]) && len(paid) == 2 && paid[0] == res.Owed
 	fresh := isRequest && !duplicate && !lateCopy
 	if isRequest {
 		n.lastRequest[chid] = res.Owed
@@ -459,17 +459,6 @@ func (n *dtNode) onEvent(event datatransfer.Event, chst datatransfer.ChannelStat
 	}
 	v := Voucher{ID: first.ID, Amount: res.Owed}
 	n.payq <- func() { n.pay(chid, v) }
-}
-
-// responderFinalizing says whether an initiator's channel has seen its responder begin
-// finalizing (or complete).
-func responderFinalizing(status datatransfer.Status) bool {
-	switch status {
-	case datatransfer.ResponderFinalizing, datatransfer.ResponderFinalizingTransferFinished,
-		datatransfer.ResponderCompleted, datatransfer.Completing, datatransfer.Completed:
-		return true
-	}
-	return false
 }
 
 func (n *dtNode) pay(chid datatransfer.ChannelID, v Voucher) {

@@ -490,3 +490,15 @@ func (d *driver) open(ctx context.Context, c DtCommand) (ChannelRef, error) {
 	}
 	return d.node.Open(ctx, c.Cmd == "pull", info.ID, root, sel, v, vt)
 }
+
+// responderFinalizing says whether an initiator's channel, by the name of its status (the
+// names go-data-transfer v1.15 and v2 share), has seen its responder begin finalizing (or
+// complete).
+func responderFinalizing(status string) bool {
+	switch status {
+	case "ResponderFinalizing", "ResponderFinalizingTransferFinished", "ResponderCompleted",
+		"Completing", "Completed":
+		return true
+	}
+	return false
+}

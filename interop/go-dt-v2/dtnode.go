@@ -358,23 +358,12 @@ func (n *dtNode) freshRequest(chid datatransfer.ChannelID, status datatransfer.S
 	}
 	n.lastRequest[chid] = res.Owed
 	paid := n.paidRequests[chid]
-	lateCopy := responderFinalizing(status) && len(paid) == 2 && paid[0] == res.Owed
+	lateCopy := responderFinalizing(datatransfer.Statuses[status]) && len(paid) == 2 && paid[0] == res.Owed
 	if (lastWasRequest && last == res.Owed) || lateCopy {
 		return false
 	}
 	n.paidRequests[chid] = append(paid[max(len(paid)-1, 0):], res.Owed)
 	return true
-}
-
-// responderFinalizing says whether an initiator's channel has seen its responder begin
-// finalizing (or complete).
-func responderFinalizing(status datatransfer.Status) bool {
-	switch status {
-	case datatransfer.ResponderFinalizing, datatransfer.ResponderFinalizingTransferFinished,
-		datatransfer.ResponderCompleted, datatransfer.Completing, datatransfer.Completed:
-		return true
-	}
-	return false
 }
 
 func (n *dtNode) pay(chid datatransfer.ChannelID, v Voucher) {

@@ -35,8 +35,8 @@ use datatransfer::libp2p::{
     Libp2pNetwork, NetworkConfig, NodeBehaviour, SwarmConfig, build_swarm, from_libp2p,
 };
 use datatransfer::{
-    ChannelState, Config, Event, EventCode, Manager, MemStore, MonitorConfig, SledStore,
-    SubscriptionError, Voucher, decode_result, decode_voucher,
+    ChannelState, ChannelStatus, Config, Event, EventCode, Manager, MemStore, MonitorConfig,
+    SledStore, SubscriptionError, Voucher, decode_result, decode_voucher,
 };
 use datatransfer_graphsync::GraphsyncTransport;
 use futures::StreamExt;
@@ -400,7 +400,7 @@ async fn report(manager: Mgr, mut events: datatransfer::Subscription, skip_copie
         if let Some(result) = result
             && state.is_initiator()
             && !event.status.is_terminal()
-            && (!skip_copies || requests.fresh(&event.channel, &result))
+            && (!skip_copies || requests.fresh(&event.channel, event.status, &result))
         {
             pay(&manager, &state, &result);
         }
@@ -416,22 +416,56 @@ async fn report(manager: Mgr, mut events: datatransfer::Subscription, skip_copie
 /// and an overpaid responder settles at once on a payment still in flight, racing its own
 /// finalization request. A go-data-transfer v2 responder sends no copies, but its next request
 /// may overtake the answer to the payment (both go on the data-transfer network), so against
-/// it this must stay off.
+/// it this must stay off. go-graphsync may also carry the copy on the response's next message,
+/// after the final request (data-transfer network) has overtaken it and the responder has
+/// begun finalizing: a request then equal to the one paid before the final one is that late
+/// copy (no data-limit request follows the final one, and this initiator pays every request in
+/// full, so none is asked again).
 #[derive(Default)]
 struct Requests {
+    /// The `Owed` of the channel's last voucher result, when it was a payment request.
     last: std::collections::HashMap<datatransfer::ChannelId, u64>,
+    /// The `Owed` of the channel's last two payment requests that were paid, latest last.
+    paid: std::collections::HashMap<datatransfer::ChannelId, Vec<u64>>,
 }
 
 impl Requests {
-    /// Records `result`; true when it is a payment request that is not the copy of the
-    /// request before it.
-    fn fresh(&mut self, channel: &datatransfer::ChannelId, result: &InteropResult) -> bool {
+    /// Records `result`, which arrived while the channel was in `status`; true when it is a
+    /// payment request that is not a copy of an earlier one.
+    fn fresh(
+        &mut self,
+        channel: &datatransfer::ChannelId,
+        status: ChannelStatus,
+        result: &InteropResult,
+    ) -> bool {
         if result.outcome != "payment-required" {
             self.last.remove(channel);
             return false;
         }
-        self.last.insert(channel.clone(), result.owed) != Some(result.owed)
+        let back_to_back = self.last.insert(channel.clone(), result.owed) == Some(result.owed);
+        let paid = self.paid.entry(channel.clone()).or_default();
+        let late = responder_finalizing(status) && paid.len() == 2 && paid[0] == result.owed;
+        if back_to_back || late {
+            return false;
+        }
+        if paid.len() == 2 {
+            paid.remove(0);
+        }
+        paid.push(result.owed);
+        true
     }
+}
+
+/// Whether an initiator's channel has seen its responder begin finalizing (or complete).
+fn responder_finalizing(status: ChannelStatus) -> bool {
+    matches!(
+        status,
+        ChannelStatus::ResponderFinalizing
+            | ChannelStatus::ResponderFinalizingTransferFinished
+            | ChannelStatus::ResponderCompleted
+            | ChannelStatus::Completing
+            | ChannelStatus::Completed
+    )
 }
 
 /// Pays a payment request of the responder with the opening voucher's ID.
@@ -639,4 +673,58 @@ fn state_json(state: &ChannelState) -> Value {
         "base_cid": state.base_cid.to_string(),
         "voucher_results": results,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(owed: u64) -> InteropResult {
+        InteropResult {
+            owed,
+            outcome: "payment-required".to_owned(),
+        }
+    }
+
+    fn answer(outcome: &str) -> InteropResult {
+        InteropResult {
+            owed: 0,
+            outcome: outcome.to_owned(),
+        }
+    }
+
+    #[test]
+    fn copies_of_a_data_limit_request_are_not_paid_even_when_the_final_request_overtakes_one() {
+        let channel = datatransfer::ChannelId {
+            initiator: datatransfer::PeerId::from_bytes(vec![1]),
+            responder: datatransfer::PeerId::from_bytes(vec![2]),
+            id: datatransfer::TransferId(7),
+        };
+        let mut requests = Requests::default();
+        let mut fresh = |status, result: InteropResult| requests.fresh(&channel, status, &result);
+        // A data-limit round: the request, its copy back to back, the answer to the payment.
+        assert!(fresh(ChannelStatus::Ongoing, request(25_000)));
+        assert!(!fresh(ChannelStatus::ResponderPaused, request(25_000)));
+        assert!(!fresh(ChannelStatus::ResponderPaused, answer("paid")));
+        // The next round, whose copy the final request overtakes.
+        assert!(fresh(ChannelStatus::Ongoing, request(25_000)));
+        assert!(fresh(ChannelStatus::ResponderPaused, request(411)));
+        assert!(!fresh(
+            ChannelStatus::ResponderFinalizing,
+            answer("settled")
+        ));
+        // The late copy, then the late answer to its payment.
+        assert!(!fresh(ChannelStatus::ResponderCompleted, request(25_000)));
+        assert!(!fresh(ChannelStatus::ResponderCompleted, answer("paid")));
+    }
+
+    #[test]
+    fn a_request_equal_to_an_earlier_one_is_paid_before_the_responder_finalizes() {
+        let channel = datatransfer::ChannelId::default();
+        let mut requests = Requests::default();
+        for _ in 0..3 {
+            assert!(requests.fresh(&channel, ChannelStatus::Ongoing, &request(25_000)));
+            assert!(!requests.fresh(&channel, ChannelStatus::Ongoing, &answer("paid")));
+        }
+    }
 }

@@ -1,8 +1,9 @@
 //! Fuzz target: `ipld_dagcbor::decode_with` on arbitrary bytes, under small limits.
 //!
-//! Decoding must never panic, and `decode_shared` must decode exactly what `decode_with` does. When the bytes decode, the canonical re-encoding must decode to
-//! the same node (NaN floats compare equal to each other here), and encoding that node again
-//! must give the same bytes: the canonical form is a fixed point.
+//! Decoding must never panic, and `decode_shared` must decode exactly what `decode_with` does.
+//! When the bytes decode, the canonical re-encoding must decode to the same node (NaN floats
+//! compare equal to each other here), and encoding that node again must give the same bytes:
+//! the canonical form is a fixed point.
 
 #![no_main]
 

@@ -335,8 +335,14 @@ fn dialable_address(addrs: &[Multiaddr]) -> Option<Multiaddr> {
 /// How the printed pull command starts the program.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Launcher {
-    /// An installed `dtx`.
+    /// `dtx`, the program the shell finds on the `PATH` (an installed `dtx`).
     Installed,
+    /// This program by its own path, for a `dtx` run by path that the `PATH` does not lead to
+    /// (a plain `dtx` would then fail or start another build).
+    Program {
+        /// The program's absolute path.
+        path: PathBuf,
+    },
     /// `cargo run --release --manifest-path <the dtx package's Cargo.toml> --`, for a serve
     /// started by `cargo run` (which sets `CARGO_MANIFEST_DIR` for the program it runs), so
     /// that a user without `dtx` installed can paste the command in any directory of the
@@ -350,23 +356,52 @@ enum Launcher {
 impl Launcher {
     /// The launcher of this process.
     fn current() -> Self {
-        match std::env::var_os("CARGO_MANIFEST_DIR") {
-            Some(dir) => Launcher::Cargo {
+        let exe = std::env::current_exe().ok();
+        let on_path = std::env::var_os("PATH").and_then(|path| program_on_path(&path, "dtx"));
+        Launcher::choose(std::env::var_os("CARGO_MANIFEST_DIR"), exe, on_path)
+    }
+
+    /// The launcher for a process started by `cargo run` from `manifest_dir`, else running the
+    /// program `exe`, where the shell finds `dtx` as `on_path`.
+    fn choose(
+        manifest_dir: Option<std::ffi::OsString>,
+        exe: Option<PathBuf>,
+        on_path: Option<PathBuf>,
+    ) -> Self {
+        if let Some(dir) = manifest_dir {
+            return Launcher::Cargo {
                 manifest: PathBuf::from(dir).join("Cargo.toml"),
-            },
-            None => Launcher::Installed,
+            };
+        }
+        let same_file = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => a == b,
+        };
+        match (exe, on_path) {
+            (Some(exe), Some(found)) if same_file(&exe, &found) => Launcher::Installed,
+            (Some(exe), _) => Launcher::Program { path: exe },
+            (None, _) => Launcher::Installed,
         }
     }
 
     fn prefix(&self) -> String {
         match self {
             Launcher::Installed => "dtx".into(),
+            Launcher::Program { path } => shell_quote(&path.to_string_lossy()),
             Launcher::Cargo { manifest } => format!(
                 "cargo run --release --manifest-path {} --",
                 shell_quote(&manifest.to_string_lossy())
             ),
         }
     }
+}
+
+/// The file the shell runs for `name`: the first directory of `path` (a `PATH` value) that
+/// holds a file of that name.
+fn program_on_path(path: &std::ffi::OsStr, name: &str) -> Option<PathBuf> {
+    std::env::split_paths(path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
 }
 
 /// The data directory the printed pull command names: `<serve's dir>-client` when this serve
@@ -565,6 +600,46 @@ mod tests {
                  -- --data-dir '/Users/u/Library/Application Support/dtx-client' pull {peer} bafy \
                  -o 'it'\\''s here.txt'"
             )
+        );
+    }
+
+    #[test]
+    fn the_pull_command_runs_this_program_by_path_when_the_path_finds_another_dtx() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let built = dir.path().join("target/release/dtx");
+        let installed = dir.path().join("bin/dtx");
+        for program in [&built, &installed] {
+            std::fs::create_dir_all(program.parent().expect("parent")).expect("mkdir");
+            std::fs::write(program, b"").expect("write");
+        }
+        let path =
+            std::env::join_paths([dir.path().join("none"), dir.path().join("bin")]).expect("PATH");
+        assert_eq!(program_on_path(&path, "dtx"), Some(installed.clone()));
+        assert_eq!(program_on_path(&path, "other"), None);
+
+        assert_eq!(
+            Launcher::choose(None, Some(installed.clone()), Some(installed.clone())),
+            Launcher::Installed
+        );
+        let by_path = Launcher::Program {
+            path: built.clone(),
+        };
+        assert_eq!(
+            Launcher::choose(None, Some(built.clone()), Some(installed)),
+            by_path
+        );
+        assert_eq!(Launcher::choose(None, Some(built.clone()), None), by_path);
+        assert!(matches!(
+            Launcher::choose(Some("/src/dtx".into()), Some(built), None),
+            Launcher::Cargo { .. }
+        ));
+        let peer = "/ip4/127.0.0.1/tcp/2/p2p/12D3KooW";
+        let spaced = Launcher::Program {
+            path: PathBuf::from("/opt/my tools/dtx"),
+        };
+        assert_eq!(
+            pull_command(&spaced, None, peer, "bafy", "a.bin"),
+            format!("'/opt/my tools/dtx' pull {peer} bafy -o a.bin")
         );
     }
 

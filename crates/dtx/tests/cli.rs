@@ -22,18 +22,31 @@ fn dtx(data_dir: &Path) -> Command {
     command
 }
 
-/// `command` run as an installed `dtx` would be by a user: no `DTX_*` variable, no
-/// `RUST_LOG`, no `CARGO_MANIFEST_DIR` (which `cargo test` sets, as `cargo run` does), no stdin.
+/// `command` run as an installed `dtx` would be by a user: found on the `PATH`, no `DTX_*`
+/// variable, no `RUST_LOG`, no `CARGO_MANIFEST_DIR` (which `cargo test` sets, as `cargo run`
+/// does), no stdin.
 fn installed(mut command: Command) -> Command {
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("DTX_") {
             command.env_remove(key);
         }
     }
+    command.env("PATH", path_with_dtx());
     command.env_remove("RUST_LOG");
     command.env_remove("CARGO_MANIFEST_DIR");
     command.stdin(Stdio::null());
     command
+}
+
+/// This process's `PATH` with the directory of the `dtx` under test first.
+fn path_with_dtx() -> std::ffi::OsString {
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_dtx"))
+        .parent()
+        .expect("the binary's directory")
+        .to_path_buf();
+    let inherited = std::env::var_os("PATH").unwrap_or_default();
+    std::env::join_paths(std::iter::once(bin_dir).chain(std::env::split_paths(&inherited)))
+        .expect("a PATH")
 }
 
 /// Runs `command` to its end within [`PATIENCE`].
@@ -422,7 +435,8 @@ fn sh_word(arg: &str) -> String {
 }
 
 /// The pull command a serve on the default data directory prints works when pasted into a
-/// shell on the same machine, for an installed `dtx` and for a serve started by `cargo run`.
+/// shell on the same machine: for an installed `dtx`, for a serve started by `cargo run`, and
+/// for a `dtx` run by its path that the `PATH` does not find.
 #[test]
 fn the_printed_pull_command_works_when_pasted_on_the_same_machine() -> anyhow::Result<()> {
     let fx = Fixture::new()?;
@@ -430,21 +444,23 @@ fn the_printed_pull_command_works_when_pasted_on_the_same_machine() -> anyhow::R
     // The platform data directory, under this test's own directory.
     let xdg = fx.path("xdg");
     let default_dir = xdg.join("dtx");
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_dtx"))
-        .parent()
-        .context("the binary's directory")?;
-    let search_path = std::env::join_paths(std::iter::once(bin_dir.to_path_buf()).chain(
-        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
-    ))?;
+    let without_dtx = std::env::var_os("PATH").unwrap_or_default();
     let cargo_launcher = format!(
         "cargo run --release --manifest-path {} -- ",
         sh_word(&format!("{}/Cargo.toml", env!("CARGO_MANIFEST_DIR")))
     );
-    for (round, launcher) in ["dtx ", cargo_launcher.as_str()].iter().enumerate() {
+    let by_path = format!("{} ", sh_word(env!("CARGO_BIN_EXE_dtx")));
+    for (round, launcher) in ["dtx ", cargo_launcher.as_str(), by_path.as_str()]
+        .iter()
+        .enumerate()
+    {
         let mut command = installed(Command::new(env!("CARGO_BIN_EXE_dtx")));
         command.env("XDG_DATA_HOME", &xdg);
         if round == 1 {
             command.env("CARGO_MANIFEST_DIR", env!("CARGO_MANIFEST_DIR"));
+        }
+        if round == 2 {
+            command.env("PATH", &without_dtx);
         }
         let mut server = Server::start_with(command, &[file.to_str().context("utf-8")?])?;
         let imported = server.until("imported")?;
@@ -463,8 +479,12 @@ fn the_printed_pull_command_works_when_pasted_on_the_same_machine() -> anyhow::R
 
         // Pasted into a shell in another directory, with the same environment (building a
         // release binary here is too slow for a test, so the cargo launcher is swapped for the
-        // binary it builds).
-        let pasted = printed.replacen(launcher, "dtx ", 1);
+        // binary it builds; the program named by its path is pasted as printed).
+        let (pasted, search_path) = if round == 2 {
+            (printed.clone(), without_dtx.clone())
+        } else {
+            (printed.replacen(launcher, "dtx ", 1), path_with_dtx())
+        };
         let cwd = fx.path(&format!("terminal-{round}"));
         std::fs::create_dir_all(&cwd)?;
         let mut shell = installed(Command::new("sh"));

@@ -465,10 +465,11 @@ pub async fn serve(
 ///
 /// The table has the columns ID, DIRECTION (`pull in`, `pull out`, `push in`, `push out`),
 /// PEER, STATUS, BYTES (moved in this node's direction) and PROGRESS (a percentage when the
-/// DAG's size is known, else the block count); "no channels" when there are none. A JSON line
-/// is a [`ChannelView`] with `"event":"channel"` for the listed channels and
-/// `"event":"update"` for a watch's changes. A watch's changes are printed as table rows
-/// without a header; after the serve fell behind, the whole list again.
+/// DAG's size is known, else the block count), each as wide as its widest cell; "no channels"
+/// when there are none. A JSON line is a [`ChannelView`] with `"event":"channel"` for the
+/// listed channels and `"event":"update"` for a watch's changes. A watch's changes are printed as table rows
+/// without a header, lined up under the table (a longer cell widens its column from then
+/// on); after the serve fell behind, the whole list again.
 ///
 /// # Errors
 /// [`ControlError::NoServe`] (in the `anyhow` error) when no serve runs on `data_dir`; I/O
@@ -504,12 +505,13 @@ pub async fn channels_to(
     let Answer::Channels { channels } = first else {
         return Err(unexpected(&first).into());
     };
+    let mut columns = Columns::default();
     if json {
         for view in &channels {
             write_json(out, "channel", view)?;
         }
     } else {
-        write_table(out, &channels)?;
+        write_table(out, &channels, &mut columns)?;
     }
     out.flush()?;
     if !watch {
@@ -523,13 +525,13 @@ pub async fn channels_to(
         };
         match answer {
             Answer::Update { channel } if json => write_json(out, "update", &channel)?,
-            Answer::Update { channel } => write_row(out, &channel)?,
+            Answer::Update { channel } => write_row(out, &channel, &mut columns)?,
             Answer::Channels { channels } if json => {
                 for view in &channels {
                     write_json(out, "channel", view)?;
                 }
             }
-            Answer::Channels { channels } => write_table(out, &channels)?,
+            Answer::Channels { channels } => write_table(out, &channels, &mut columns)?,
             other => return Err(unexpected(&other).into()),
         }
         out.flush()?;
@@ -723,28 +725,77 @@ fn write_json(out: &mut impl Write, event: &str, view: &ChannelView) -> io::Resu
 
 const HEADER: [&str; 6] = ["ID", "DIRECTION", "PEER", "STATUS", "BYTES", "PROGRESS"];
 
-fn write_table(out: &mut impl Write, channels: &[ChannelView]) -> io::Result<()> {
+/// The BYTES column, aligned to the right as numbers are.
+const BYTES_COLUMN: usize = 4;
+
+/// The widths of the channel table's columns: wide enough for the header and every row
+/// printed so far, so that a watch's rows line up under the table they follow.
+#[derive(Debug, Default)]
+struct Columns([usize; HEADER.len()]);
+
+impl Columns {
+    /// Widens the columns to hold `cells`.
+    fn fit(&mut self, cells: &[String; HEADER.len()]) {
+        for (width, cell) in self.0.iter_mut().zip(cells) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+
+    /// Writes `cells` as one line, two spaces between columns, no trailing spaces.
+    fn write(&self, out: &mut impl Write, cells: &[String; HEADER.len()]) -> io::Result<()> {
+        let mut line = String::new();
+        for (column, (cell, width)) in cells.iter().zip(self.0).enumerate() {
+            if column > 0 {
+                line.push_str("  ");
+            }
+            let cell = if column == BYTES_COLUMN {
+                format!("{cell:>width$}")
+            } else {
+                format!("{cell:<width$}")
+            };
+            line.push_str(&cell);
+        }
+        writeln!(out, "{}", line.trim_end())
+    }
+}
+
+fn header_cells() -> [String; HEADER.len()] {
+    HEADER.map(str::to_owned)
+}
+
+fn row_cells(view: &ChannelView) -> [String; HEADER.len()] {
+    [
+        view.id.clone(),
+        view.direction_label().to_owned(),
+        view.peer.clone(),
+        view.status.clone(),
+        view.bytes.to_string(),
+        view.progress(),
+    ]
+}
+
+/// Writes the header and a row per channel ("no channels" when there are none), its columns
+/// widened to fit them.
+fn write_table(
+    out: &mut impl Write,
+    channels: &[ChannelView],
+    columns: &mut Columns,
+) -> io::Result<()> {
     if channels.is_empty() {
         return writeln!(out, "no channels");
     }
-    writeln!(out, "{}", HEADER.join("  "))?;
-    for view in channels {
-        write_row(out, view)?;
-    }
-    Ok(())
+    let rows: Vec<_> = channels.iter().map(row_cells).collect();
+    columns.fit(&header_cells());
+    rows.iter().for_each(|row| columns.fit(row));
+    columns.write(out, &header_cells())?;
+    rows.iter().try_for_each(|row| columns.write(out, row))
 }
 
-fn write_row(out: &mut impl Write, view: &ChannelView) -> io::Result<()> {
-    writeln!(
-        out,
-        "{}  {}  {}  {}  {}  {}",
-        view.id,
-        view.direction_label(),
-        view.peer,
-        view.status,
-        view.bytes,
-        view.progress()
-    )
+/// Writes one channel's row under a table printed before, widening the columns if it needs.
+fn write_row(out: &mut impl Write, view: &ChannelView, columns: &mut Columns) -> io::Result<()> {
+    let row = row_cells(view);
+    columns.fit(&row);
+    columns.write(out, &row)
 }
 
 async fn accept_loop(listener: UnixListener, target: Arc<dyn ControlTarget>) {

@@ -78,11 +78,19 @@ async fn channels_lists_every_channel_as_table_or_json() -> anyhow::Result<()> {
     let mut table = Vec::new();
     channels_to(dir.path(), false, false, &mut table, std::future::pending()).await?;
     let table = String::from_utf8(table)?;
+    // Columns as wide as their widest cell, two spaces apart, the bytes to the right.
+    let (id, peer) = (channel.to_string(), provider.id.to_string());
+    let bytes = dag.total_bytes().to_string();
+    let bytes_width = bytes.len().max("BYTES".len());
     let expected = format!(
-        "ID  DIRECTION  PEER  STATUS  BYTES  PROGRESS\n{channel}  pull in  {}  Completed  {}  {} blocks\n",
-        provider.id,
-        dag.total_bytes(),
-        dag.block_count()
+        "{:<id_width$}  DIRECTION  {:<peer_width$}  STATUS     {:>bytes_width$}  PROGRESS\n\
+         {id}  pull in    {peer}  Completed  {bytes:>bytes_width$}  {} blocks\n",
+        "ID",
+        "PEER",
+        "BYTES",
+        dag.block_count(),
+        id_width = id.len(),
+        peer_width = peer.len(),
     );
     ensure!(table == expected, "{table:?} != {expected:?}");
 
@@ -410,6 +418,42 @@ async fn malformed_requests_get_an_error_answer() -> anyhow::Result<()> {
     let mut line = String::new();
     let read = tokio::time::timeout(PATIENCE, BufReader::new(reader).read_line(&mut line)).await?;
     ensure!(matches!(read, Ok(0) | Err(_)), "no answer: {line}");
+    Ok(())
+}
+
+#[test]
+fn watch_rows_line_up_under_the_table_and_widen_it_when_longer() -> anyhow::Result<()> {
+    let view = |id: &str, status: &str, bytes: u64| ChannelView {
+        id: id.to_owned(),
+        transfer_id: 1,
+        pull: true,
+        initiator: true,
+        direction: Direction::In,
+        peer: "P".to_owned(),
+        status: status.to_owned(),
+        finished: false,
+        message: String::new(),
+        root: String::new(),
+        bytes,
+        blocks: 3,
+        sent: 0,
+        received: bytes,
+        total: 0,
+    };
+    let mut columns = Columns::default();
+    let mut out = Vec::new();
+    write_table(&mut out, &[view("a-b-1", "Ongoing", 7)], &mut columns)?;
+    write_row(
+        &mut out,
+        &view("a-b-1", "Completed", 1_000_000),
+        &mut columns,
+    )?;
+    let text = String::from_utf8(out)?;
+    let expected = "\
+        ID     DIRECTION  PEER  STATUS   BYTES  PROGRESS\n\
+        a-b-1  pull in    P     Ongoing      7  3 blocks\n\
+        a-b-1  pull in    P     Completed  1000000  3 blocks\n";
+    ensure!(text == expected, "{text:?} != {expected:?}");
     Ok(())
 }
 

@@ -147,6 +147,16 @@ impl EventLines {
     }
 }
 
+/// "`blocks` blocks, `bytes` bytes", in the singular where a count is one.
+pub(crate) fn blocks_and_bytes(blocks: u64, bytes: u64) -> String {
+    let plural = |count: u64| if count == 1 { "" } else { "s" };
+    format!(
+        "{blocks} block{}, {bytes} byte{}",
+        plural(blocks),
+        plural(bytes)
+    )
+}
+
 /// The `--json` line of a data-transfer event: `{"event":"channel","code":…,"channel":…,
 /// "peer":…,"root":…,"status":…,"sent":N,"received":N,"sent_blocks":N,"received_blocks":N,
 /// "message":…}`: the event's name, the status and message right after it, and the channel's
@@ -196,6 +206,13 @@ mod tests {
     fn json_and_quiet_hide_the_progress_bar() {
         assert!(Output::new(true, false).progress("x").is_hidden());
         assert!(Output::new(false, true).progress("x").is_hidden());
+    }
+
+    #[test]
+    fn counts_of_one_are_in_the_singular() {
+        assert_eq!(blocks_and_bytes(1, 1), "1 block, 1 byte");
+        assert_eq!(blocks_and_bytes(0, 2), "0 blocks, 2 bytes");
+        assert_eq!(blocks_and_bytes(21, 5_001_009), "21 blocks, 5001009 bytes");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::cli::{FileConfig, ServeArgs, Settings};
 use crate::dagfiles;
 use crate::error::{CliError, chain};
 use crate::node::{DataDir, Node, NodeOptions, Roots};
-use crate::output::{EventLines, Output, channel_line, ordered};
+use crate::output::{EventLines, Output, blocks_and_bytes, channel_line, ordered};
 
 /// `dtx serve`.
 pub(crate) async fn serve(
@@ -87,10 +87,9 @@ async fn run(
             }),
             || {
                 format!(
-                    "imported {}: {root} ({} blocks, {} bytes)",
+                    "imported {}: {root} ({})",
                     path.display(),
-                    imported.blocks,
-                    imported.bytes
+                    blocks_and_bytes(imported.blocks, imported.bytes)
                 )
             },
         );

@@ -17,7 +17,7 @@ use crate::cli::{PullArgs, PushArgs, Settings};
 use crate::dagfiles;
 use crate::error::{CliError, chain};
 use crate::node::{DataDir, DtxVoucher, Node, NodeOptions, Refusal, Roots, split_peer};
-use crate::output::{EventLines, Output, channel_line, ordered, set_total};
+use crate::output::{EventLines, Output, blocks_and_bytes, channel_line, ordered, set_total};
 
 /// `dtx pull`.
 pub(crate) async fn pull(settings: &Settings, out: Output, args: PullArgs) -> Result<(), CliError> {
@@ -100,14 +100,13 @@ pub(crate) async fn pull(settings: &Settings, out: Output, args: PullArgs) -> Re
             }),
             || match &args.output {
                 Some(path) => format!(
-                    "pulled {root}: {} blocks, {} bytes, written to {}",
-                    verified.blocks,
-                    verified.bytes,
+                    "pulled {root}: {}, written to {}",
+                    blocks_and_bytes(verified.blocks, verified.bytes),
                     path.display()
                 ),
                 None => format!(
-                    "pulled {root}: {} blocks, {} bytes, kept in the block store",
-                    verified.blocks, verified.bytes
+                    "pulled {root}: {}, kept in the block store",
+                    blocks_and_bytes(verified.blocks, verified.bytes)
                 ),
             },
         );
@@ -192,8 +191,8 @@ pub(crate) async fn push(settings: &Settings, out: Output, args: PushArgs) -> Re
             }),
             || {
                 format!(
-                    "pushed {root} to {peer}: {} blocks, {} bytes",
-                    verified.blocks, verified.bytes
+                    "pushed {root} to {peer}: {}",
+                    blocks_and_bytes(verified.blocks, verified.bytes)
                 )
             },
         );

@@ -82,17 +82,45 @@ pub(crate) enum Count {
 }
 
 /// A block store that counts the bytes going through it on a progress bar (a hidden bar when
-/// there is nothing to show), for `dtx import` and `dtx export`.
+/// there is nothing to show), for `dtx import`, `dtx export` and a pull's output, and tallies
+/// the distinct blocks read.
 pub(crate) struct Counting<'a, B> {
     blocks: &'a B,
     bar: &'a ProgressBar,
     count: Count,
+    read: std::sync::Mutex<ReadTally>,
+}
+
+/// The distinct blocks read through a [`Counting`] store.
+#[derive(Default)]
+struct ReadTally {
+    /// The CIDs read, as bytes.
+    seen: std::collections::HashSet<Vec<u8>>,
+    /// The bytes of those blocks.
+    bytes: u64,
 }
 
 impl<'a, B: Blockstore> Counting<'a, B> {
     /// `blocks`, counting on `bar` what `count` says.
     pub(crate) fn new(blocks: &'a B, bar: &'a ProgressBar, count: Count) -> Self {
-        Counting { blocks, bar, count }
+        Counting {
+            blocks,
+            bar,
+            count,
+            read: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The distinct blocks read so far and their bytes.
+    fn read_totals(&self) -> Verified {
+        let tally = self
+            .read
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Verified {
+            blocks: tally.seen.len() as u64,
+            bytes: tally.bytes,
+        }
     }
 }
 
@@ -102,8 +130,17 @@ impl<B: Blockstore> Blockstore for Counting<'_, B> {
         cid: &CidGeneric<S>,
     ) -> blockstore::Result<Option<Vec<u8>>> {
         let block = self.blocks.get(cid).await?;
-        if let (Count::Gets, Some(block)) = (self.count, &block) {
-            self.bar.inc(block.len() as u64);
+        if let Some(block) = &block {
+            if self.count == Count::Gets {
+                self.bar.inc(block.len() as u64);
+            }
+            let mut tally = self
+                .read
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if tally.seen.insert(cid.to_bytes()) {
+                tally.bytes += block.len() as u64;
+            }
         }
         Ok(block)
     }
@@ -238,50 +275,84 @@ pub(crate) fn check_output(output: &Path) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Writes the DAG under `root` to `output`: a CAR of the blocks `selector` reaches when it ends
-/// in `.car`, otherwise the UnixFS file or directory. The output appears under its name only
-/// once complete.
+/// Which blocks of a DAG an output holds.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Reach<'a> {
+    /// Every block under the root (the explore-all selector).
+    WholeDag,
+    /// The blocks a selector reaches.
+    Selected(&'a Selector),
+}
+
+/// Writes the DAG under `root` to `output`: a CAR of the blocks `reach` names when it ends in
+/// `.car`, otherwise the UnixFS file or directory (which needs every block). The output
+/// appears under its name only once complete. Returns the totals of the blocks `reach` names,
+/// each verified against its CID: in the same pass as the writing, except for a UnixFS output
+/// of a selected part, which is checked by its selector first ([`verify`]) since the file
+/// reads blocks of its own.
 pub(crate) async fn write_output<B: Blockstore>(
     blocks: &B,
     root: &Cid,
-    selector: &Selector,
+    reach: Reach<'_>,
     output: &Path,
-) -> Result<(), CliError> {
+    bar: &ProgressBar,
+) -> Result<Verified, CliError> {
     check_output(output)?;
+    let everything;
+    let selector = match reach {
+        Reach::WholeDag => {
+            everything = Selector::explore_all_recursively();
+            &everything
+        }
+        Reach::Selected(selector) => selector,
+    };
     let temp = temp_path(output)?;
     let written = if is_car(output) {
-        write_car(blocks, root, selector, output, &temp).await
+        let counting = Counting::new(blocks, bar, Count::Gets);
+        write_car(&counting, root, selector, output, &temp).await
     } else {
-        unixfs::export_path(blocks, root, &temp)
+        let checked = match reach {
+            Reach::WholeDag => None,
+            Reach::Selected(selector) => Some(verify(blocks, root, selector).await?),
+        };
+        // UnixFS reads every block of the DAG once or more, each verified.
+        let counting = Counting::new(blocks, bar, Count::Gets);
+        unixfs::export_path(&counting, root, &temp)
             .await
             .map_err(|error| unixfs_error(root, output, &error))
+            .map(|()| checked.unwrap_or_else(|| counting.read_totals()))
     };
-    if let Err(error) = written {
-        remove_any(&temp);
-        return Err(error);
-    }
+    let verified = match written {
+        Ok(verified) => verified,
+        Err(error) => {
+            remove_any(&temp);
+            return Err(error);
+        }
+    };
     std::fs::rename(&temp, output).map_err(|error| {
         remove_any(&temp);
         CliError::Output {
             path: output.to_path_buf(),
             reason: chain(&error),
         }
-    })
+    })?;
+    Ok(verified)
 }
 
+/// Writes the CAR of the blocks `selector` reaches to `temp`, synced; their totals.
 async fn write_car<B: Blockstore>(
     blocks: &B,
     root: &Cid,
     selector: &Selector,
     output: &Path,
     temp: &Path,
-) -> Result<(), CliError> {
+) -> Result<Verified, CliError> {
     let io_error = |error: &dyn std::error::Error| CliError::Output {
         path: output.to_path_buf(),
         reason: chain(error),
     };
     let file = std::fs::File::create(temp).map_err(|error| io_error(&error))?;
-    let (writer, _) = car::export(
+    let (writer, summary) = car::export(
         blocks,
         root,
         selector,
@@ -300,7 +371,10 @@ async fn write_car<B: Blockstore>(
         .into_inner()
         .map_err(|error| io_error(error.error()))?;
     file.sync_all().map_err(|error| io_error(&error))?;
-    Ok(())
+    Ok(Verified {
+        blocks: summary.blocks,
+        bytes: summary.block_bytes,
+    })
 }
 
 fn unixfs_error(root: &Cid, output: &Path, error: &unixfs::UnixfsError) -> CliError {
@@ -370,17 +444,28 @@ mod tests {
         assert_eq!(verified.bytes, imported.bytes);
 
         let out = dir.path().join("b.txt");
-        block_on(write_output(&store, &imported.root(), &everything, &out)).expect("written");
+        let bar = ProgressBar::hidden();
+        let written = block_on(write_output(
+            &store,
+            &imported.root(),
+            Reach::WholeDag,
+            &out,
+            &bar,
+        ))
+        .expect("written");
+        assert_eq!(written, verified);
         assert_eq!(std::fs::read(&out).expect("read"), content);
 
         let car_out = dir.path().join("b.car");
-        block_on(write_output(
+        let written = block_on(write_output(
             &store,
             &imported.root(),
-            &everything,
+            Reach::WholeDag,
             &car_out,
+            &bar,
         ))
         .expect("car");
+        assert_eq!(written, verified);
         let other = InMemoryBlockstore::<64>::new();
         let again = block_on(import(&car_out, &other)).expect("car import");
         assert_eq!(again.roots, imported.roots);
@@ -411,9 +496,87 @@ mod tests {
             block_on(verify(&partial, &imported.root(), &everything)),
             Err(CliError::Incomplete { .. })
         ));
-        let out = dir.path().join("out.bin");
-        assert!(block_on(write_output(&partial, &imported.root(), &everything, &out)).is_err());
-        assert!(!out.exists());
+        let bar = ProgressBar::hidden();
+        for name in ["out.bin", "out.car"] {
+            let out = dir.path().join(name);
+            assert!(matches!(
+                block_on(write_output(
+                    &partial,
+                    &imported.root(),
+                    Reach::WholeDag,
+                    &out,
+                    &bar
+                )),
+                Err(CliError::Incomplete { .. })
+            ));
+            assert!(!out.exists());
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 1);
+    }
+
+    /// The totals of a UnixFS output written in one pass are those of the selector's check:
+    /// distinct blocks, for a file whose leaves repeat and for a directory.
+    #[test]
+    fn one_pass_totals_match_the_check() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(tree.join("sub")).expect("mkdir");
+        // 1 MiB of zeros: four identical 256 KiB leaves, one block.
+        std::fs::write(tree.join("zeros"), vec![0u8; 1 << 20]).expect("write");
+        std::fs::write(tree.join("sub/a.txt"), b"a").expect("write");
+        std::fs::write(tree.join("sub/b.txt"), b"a").expect("write");
+        let everything = Selector::explore_all_recursively();
+        let bar = ProgressBar::hidden();
+        for (source, name) in [
+            (tree.join("zeros"), "zeros-out"),
+            (tree.clone(), "tree-out"),
+        ] {
+            let store = InMemoryBlockstore::<64>::new();
+            let root = block_on(import(&source, &store)).expect("imported").root();
+            let checked = block_on(verify(&store, &root, &everything)).expect("complete");
+            let out = dir.path().join(name);
+            let written = block_on(write_output(&store, &root, Reach::WholeDag, &out, &bar))
+                .expect("written");
+            assert_eq!(written, checked, "{name}");
+        }
+        let out = dir.path().join("zeros-out");
+        assert_eq!(std::fs::read(out).expect("read"), vec![0u8; 1 << 20]);
+    }
+
+    /// A block that does not hash to its CID fails the one-pass write, which leaves no output.
+    #[test]
+    fn a_corrupt_block_fails_the_write_and_leaves_no_output() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let source = dir.path().join("a.txt");
+        let content: Vec<u8> = (0..600_000u32).map(|n| (n % 253) as u8).collect();
+        std::fs::write(&source, &content).expect("write");
+        let store = InMemoryBlockstore::<64>::new();
+        let root = block_on(import(&source, &store)).expect("imported").root();
+        // A copy of the DAG with the second leaf's first byte flipped.
+        let root_block = block_on(store.get(&root)).expect("get").expect("root");
+        let corrupt = InMemoryBlockstore::<64>::new();
+        block_on(corrupt.put_keyed(&root, &root_block)).expect("put");
+        let links = ipld_selector::dagpb::decode(&root_block)
+            .expect("dag-pb")
+            .links;
+        assert!(links.len() >= 2, "{} leaves", links.len());
+        for (index, link) in links.iter().enumerate() {
+            let mut data = block_on(store.get(&link.hash)).expect("get").expect("leaf");
+            if index == 1 {
+                data[0] ^= 1;
+            }
+            block_on(corrupt.put_keyed(&link.hash, &data)).expect("put");
+        }
+        let bar = ProgressBar::hidden();
+        for name in ["out.bin", "out.car"] {
+            let out = dir.path().join(name);
+            let result = block_on(write_output(&corrupt, &root, Reach::WholeDag, &out, &bar));
+            assert!(
+                matches!(result, Err(CliError::Incomplete { .. })),
+                "{name}: {result:?}"
+            );
+            assert!(!out.exists(), "{name}");
+        }
         assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 1);
     }
 

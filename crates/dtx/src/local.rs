@@ -1,10 +1,8 @@
 //! `dtx import` and `dtx export`: the block store and the filesystem, no network; a progress
 //! bar on stderr while they work (when it is a terminal, without `--quiet` or `--json`).
 
-use ipld_selector::Selector;
-
 use crate::cli::{ExportArgs, ImportArgs, Settings};
-use crate::dagfiles::{self, Count, Counting};
+use crate::dagfiles::{self, Count, Counting, Reach};
 use crate::error::CliError;
 use crate::node::{DataDir, Roots};
 use crate::output::{Output, ordered, set_total};
@@ -60,7 +58,6 @@ pub(crate) async fn export(
     dagfiles::check_output(&args.output)?;
     let data_dir = DataDir::open(&settings.data_dir)?;
     let blocks = data_dir.blocks().await?;
-    let everything = Selector::explore_all_recursively();
     let has_root = blockstore::Blockstore::has(blocks.as_ref(), &root)
         .await
         .map_err(|error| data_dir.corrupt("block store", &error))?;
@@ -70,20 +67,13 @@ pub(crate) async fn export(
             data_dir: data_dir.path.clone(),
         });
     }
-    // Two passes over the blocks, each on the bar: the check, then the writing.
-    let bar = out.progress(&format!("check {root}"));
+    // One pass over the blocks: each is verified as it is written out.
+    let bar = out.progress(&format!("export {root}"));
     if let Some(total) = dagfiles::dag_total(blocks.as_ref(), &root).await {
         set_total(&bar, total);
     }
-    let counting = Counting::new(blocks.as_ref(), &bar, Count::Gets);
-    let written = async {
-        let verified = dagfiles::verify(&counting, &root, &everything).await?;
-        bar.set_position(0);
-        bar.set_message(format!("export {root}"));
-        dagfiles::write_output(&counting, &root, &everything, &args.output).await?;
-        Ok::<_, CliError>(verified)
-    }
-    .await;
+    let written =
+        dagfiles::write_output(blocks.as_ref(), &root, Reach::WholeDag, &args.output, &bar).await;
     bar.finish_and_clear();
     let verified = written?;
     out.event(

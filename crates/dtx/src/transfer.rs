@@ -14,7 +14,7 @@ use ipld_selector::Selector;
 use tracing::Instrument;
 
 use crate::cli::{PullArgs, PushArgs, Settings};
-use crate::dagfiles;
+use crate::dagfiles::{self, Reach};
 use crate::error::{CliError, chain};
 use crate::node::{DataDir, DtxVoucher, Node, NodeOptions, Refusal, Roots, split_peer};
 use crate::output::{EventLines, Output, blocks_and_bytes, channel_line, ordered, set_total};
@@ -72,22 +72,16 @@ pub(crate) async fn pull(settings: &Settings, out: Output, args: PullArgs) -> Re
         finished(&state, "pull", &peer.to_string())?;
         // The graphsync node reports a request's outcome only after its last block put, so
         // every block of a completed pull is already in the store: one that is not is an error.
-        let verified = dagfiles::verify(node.blocks.as_ref(), &root, &selector).await?;
-        if let Some(output) = &args.output {
-            dagfiles::write_output(node.blocks.as_ref(), &root, &selector, output)
-                .await
-                .map_err(|error| match error {
-                    // The selector fetched part of the DAG: a file needs all of it, a CAR not.
-                    CliError::Incomplete { cid, reason } if args.selector.is_some() => {
-                        CliError::Export {
-                            cid,
-                            form: "a UnixFS file or directory (the selector fetched part of it)",
-                            reason,
-                        }
-                    }
-                    other => other,
-                })?;
-        }
+        let verified = match &args.output {
+            None => dagfiles::verify(node.blocks.as_ref(), &root, &selector).await?,
+            Some(output) => {
+                let reach = match args.selector {
+                    Some(_) => Reach::Selected(&selector),
+                    None => Reach::WholeDag,
+                };
+                write_pulled(node.blocks.as_ref(), &root, reach, output, &out).await?
+            }
+        };
         out.event(
             ordered!({
                 "event": "pulled",
@@ -118,6 +112,33 @@ pub(crate) async fn pull(settings: &Settings, out: Output, args: PullArgs) -> Re
     Ok(())
 }
 
+/// Writes a pulled DAG to `output`, checking every block on the way (with a progress bar).
+/// A UnixFS output of part of a DAG (a selector) is refused as such.
+async fn write_pulled<B: Blockstore>(
+    blocks: &B,
+    root: &Cid,
+    reach: Reach<'_>,
+    output: &Path,
+    out: &Output,
+) -> Result<dagfiles::Verified, CliError> {
+    let bar = out.progress(&format!("write {}", output.display()));
+    if let Some(total) = dagfiles::dag_total(blocks, root).await {
+        set_total(&bar, total);
+    }
+    let written = dagfiles::write_output(blocks, root, reach, output, &bar).await;
+    bar.finish_and_clear();
+    written.map_err(|error| match error {
+        // The selector fetched part of the DAG: a file needs all of it, a CAR not.
+        CliError::Incomplete { cid, reason } if matches!(reach, Reach::Selected(_)) => {
+            CliError::Export {
+                cid,
+                form: "a UnixFS file or directory (the selector fetched part of it)",
+                reason,
+            }
+        }
+        other => other,
+    })
+}
 /// `dtx push`.
 pub(crate) async fn push(settings: &Settings, out: Output, args: PushArgs) -> Result<(), CliError> {
     let (peer, address) = split_peer(&args.peer)?;

@@ -1354,7 +1354,7 @@ fn import_and_export_show_progress_on_a_terminal_only() -> anyhow::Result<()> {
     let out = fx.path("out.bin");
     let out_arg = out.to_str().context("utf-8")?;
     let shown = on_a_terminal(&data, &["export", &root, "-o", out_arg])?;
-    ensure!(shown.contains(&format!("check {root}")), "{shown:?}");
+    ensure!(shown.contains(&format!("export {root}")), "{shown:?}");
     ensure!(shown.contains(CLEAR_LINE), "{shown:?}");
     ensure!(
         shown.contains(&format!("exported {root} to {out_arg}")),
@@ -1364,7 +1364,7 @@ fn import_and_export_show_progress_on_a_terminal_only() -> anyhow::Result<()> {
     for quiet in ["--quiet", "--json"] {
         std::fs::remove_file(&out)?;
         let shown = on_a_terminal(&data, &[quiet, "export", &root, "-o", out_arg])?;
-        ensure!(!shown.contains("check "), "{quiet}: {shown:?}");
+        ensure!(!shown.contains("export "), "{quiet}: {shown:?}");
         ensure!(!shown.contains(CLEAR_LINE), "{quiet}: {shown:?}");
     }
 

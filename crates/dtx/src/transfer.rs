@@ -112,8 +112,8 @@ pub(crate) async fn pull(settings: &Settings, out: Output, args: PullArgs) -> Re
     Ok(())
 }
 
-/// Writes a pulled DAG to `output`, checking every block on the way (with a progress bar).
-/// A UnixFS output of part of a DAG (a selector) is refused as such.
+/// Writes a pulled DAG to `output`, checking every block on the way (with a progress bar). A
+/// UnixFS output that needs blocks a selector did not fetch fails saying so.
 async fn write_pulled<B: Blockstore>(
     blocks: &B,
     root: &Cid,
@@ -129,7 +129,9 @@ async fn write_pulled<B: Blockstore>(
     bar.finish_and_clear();
     written.map_err(|error| match error {
         // The selector fetched part of the DAG: a file needs all of it, a CAR not.
-        CliError::Incomplete { cid, reason } if matches!(reach, Reach::Selected(_)) => {
+        CliError::Incomplete { cid, reason }
+            if matches!(reach, Reach::Selected(_)) && !dagfiles::is_car(output) =>
+        {
             CliError::Export {
                 cid,
                 form: "a UnixFS file or directory (the selector fetched part of it)",
@@ -139,6 +141,7 @@ async fn write_pulled<B: Blockstore>(
         other => other,
     })
 }
+
 /// `dtx push`.
 pub(crate) async fn push(settings: &Settings, out: Output, args: PushArgs) -> Result<(), CliError> {
     let (peer, address) = split_peer(&args.peer)?;

@@ -430,14 +430,20 @@ mod tests {
             .block_on(future)
     }
 
+    /// `content` written to `a.txt` in `dir` and imported into a fresh in-memory store.
+    fn imported_file(dir: &Path, content: &[u8]) -> (InMemoryBlockstore<64>, Imported) {
+        let source = dir.join("a.txt");
+        std::fs::write(&source, content).expect("write");
+        let store = InMemoryBlockstore::<64>::new();
+        let imported = block_on(import(&source, &store)).expect("imported");
+        (store, imported)
+    }
+
     #[test]
     fn import_export_round_trip_as_file_and_car() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let source = dir.path().join("a.txt");
         let content: Vec<u8> = (0..300_000u32).map(|n| (n % 251) as u8).collect();
-        std::fs::write(&source, &content).expect("write");
-        let store = InMemoryBlockstore::<64>::new();
-        let imported = block_on(import(&source, &store)).expect("imported");
+        let (store, imported) = imported_file(dir.path(), &content);
         assert_eq!(imported.blocks, 3); // two leaves and the root
         let everything = Selector::explore_all_recursively();
         let verified = block_on(verify(&store, &imported.root(), &everything)).expect("complete");
@@ -481,10 +487,7 @@ mod tests {
     #[test]
     fn an_incomplete_dag_fails_verification_and_leaves_no_output() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let source = dir.path().join("a.txt");
-        std::fs::write(&source, vec![7u8; 300_000]).expect("write");
-        let store = InMemoryBlockstore::<64>::new();
-        let imported = block_on(import(&source, &store)).expect("imported");
+        let (store, imported) = imported_file(dir.path(), &[7u8; 300_000]);
         // A second store with only the root block.
         let partial = InMemoryBlockstore::<64>::new();
         let root_block = block_on(store.get(&imported.root()))
@@ -547,11 +550,9 @@ mod tests {
     #[test]
     fn a_corrupt_block_fails_the_write_and_leaves_no_output() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let source = dir.path().join("a.txt");
         let content: Vec<u8> = (0..600_000u32).map(|n| (n % 253) as u8).collect();
-        std::fs::write(&source, &content).expect("write");
-        let store = InMemoryBlockstore::<64>::new();
-        let root = block_on(import(&source, &store)).expect("imported").root();
+        let (store, imported) = imported_file(dir.path(), &content);
+        let root = imported.root();
         // A copy of the DAG with the second leaf's first byte flipped.
         let root_block = block_on(store.get(&root)).expect("get").expect("root");
         let corrupt = InMemoryBlockstore::<64>::new();
